@@ -1,0 +1,128 @@
+"""What every block spec shares: widths after the multiplier, spatial size, the resolved record.
+
+A block spec holds *base* widths (the numbers in the paper's table at width 1.0). The resolve
+step (``edgevision.resolve``) walks a network spec, asks each block for its widths under the
+network's :class:`ChannelScale`, and records a :class:`ResolvedBlock`: the exact channels,
+stride and input H x W the module builder, the cost model and the latency tables all read.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from ..layers.activations import ACTIVATIONS
+from ..layers.make_divisible import make_divisible
+from ..spec import Spec, check, check_choice, check_positive, check_stride
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["BlockSpec", "BlockWidths", "ChannelScale", "ResolvedBlock", "WIDTH_SCALING", "check_activation"]
+
+# How a width reacts to the network's width multiplier:
+#   "scaled"         make_divisible(base * multiplier)        (almost every layer)
+#   "fixed"          the base width whatever the multiplier   (MobileNetV3 / GhostNet 1280-d head)
+#   "at_least_base"  max(base, scaled)                        (MobileNetV2's last 1x1 conv, 1280)
+WIDTH_SCALING = ("scaled", "fixed", "at_least_base")
+
+
+@dataclass(frozen=True)
+class ChannelScale:
+    """The network-wide width rule: ``make_divisible(channels * multiplier, divisor)``."""
+
+    multiplier: float = 1.0
+    divisor: int = 8
+
+    def __call__(self, channels: float, scaling: str = "scaled") -> int:
+        if scaling == "fixed":
+            return int(channels)
+        scaled = make_divisible(channels * self.multiplier, self.divisor)
+        if scaling == "at_least_base":
+            return max(int(channels), scaled)
+        return scaled
+
+    def round(self, channels: float) -> int:
+        """Round an already-scaled width (e.g. ``in_channels * expansion_ratio``) to the divisor."""
+        return make_divisible(channels, self.divisor)
+
+
+@dataclass(frozen=True)
+class BlockWidths:
+    """Widths a block derives from its input width and the scale."""
+
+    out_channels: int
+    mid_channels: int | None = None  # expanded / bottleneck / branch width, where the block has one
+    se_channels: int | None = None  # squeeze-excite (or attention) reduced width, where it has one
+
+
+def check_activation(spec: Spec, field: str = "activation") -> None:
+    check_choice(spec, field, ACTIVATIONS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlockSpec(Spec):
+    """Base of every block kind. Subclasses declare ``out_channels`` and ``stride`` fields."""
+
+    #: strides this block kind supports; ``validate`` checks ``stride`` against it
+    allowed_strides: ClassVar[tuple[int, ...]] = (1, 2)
+    #: the block keeps its input width (ignores ``out_channels`` under the multiplier), e.g. pooling
+    preserves_channels: ClassVar[bool] = False
+
+    def validate(self) -> None:
+        check_stride(self, self.allowed_strides)
+        if hasattr(self, "out_channels"):
+            check_positive(self, "out_channels")
+
+    # ---- resolve-time hooks ---------------------------------------------------------------
+    def widths(self, in_channels: int, scale: ChannelScale) -> BlockWidths:
+        """Output (and inner) widths for a given input width. Override for inner widths."""
+        if self.preserves_channels:
+            return BlockWidths(out_channels=in_channels)
+        return BlockWidths(out_channels=scale(self.out_channels))  # type: ignore[attr-defined]
+
+    def check_widths(self, in_channels: int, widths: BlockWidths) -> None:
+        """Raise ``ValueError`` when resolved widths are impossible (e.g. not divisible by groups)."""
+
+    def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """Spatial size after the block; every zoo conv uses 'same' padding: ceil(H / stride)."""
+        stride = self.stride  # type: ignore[attr-defined]
+        return (math.ceil(input_size[0] / stride), math.ceil(input_size[1] / stride))
+
+    def build(self, block: "ResolvedBlock") -> "nn.Module":
+        """The train-form module for this resolved block."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement build()")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResolvedBlock(Spec):
+    """One block with every width and size decided. Produced only by ``edgevision.resolve``."""
+
+    kind: ClassVar[str] = "resolved_block"
+
+    section: str  # "stem", "stages" or "head"
+    stage_index: int  # index of the stage, -1 for stem and head
+    block_index: int  # index inside the stem / stage; 0 for the head
+    spec: BlockSpec
+    in_channels: int
+    out_channels: int
+    mid_channels: int | None
+    se_channels: int | None
+    stride: int
+    input_size: tuple[int, int]
+    output_size: tuple[int, int]
+
+    @property
+    def path(self) -> str:
+        """Module path of this block inside the built network (``stages.2.1``)."""
+        if self.section == "head":
+            return "head"
+        if self.section == "stem":
+            return f"stem.{self.block_index}"
+        return f"stages.{self.stage_index}.{self.block_index}"
+
+    def validate(self) -> None:
+        check_choice(self, "section", ("stem", "stages", "head"))
+        check_positive(self, "in_channels", "out_channels", "mid_channels", "se_channels", "stride")
+        check(self, "input_size", all(s > 0 for s in self.input_size), "positive (H, W)")

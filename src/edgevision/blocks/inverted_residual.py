@@ -1,0 +1,100 @@
+"""Inverted residual with linear bottleneck (MobileNetV2, Sandler et al. 2018, Sec. 3.3 and Table 1),
+with the optional squeeze-excite and hard-swish of MobileNetV3 (Howard et al. 2019, Sec. 5).
+
+    1x1 expand (t*C) -> k x k depthwise (stride s) -> [SE] -> 1x1 linear project (C') [+ identity]
+
+``expansion_ratio == 1`` drops the expand conv (MobileNetV2's first block, MobileNetV3's "ds"
+block). Widths follow the reference code: expanded = make_divisible(C_in * t), SE reduced =
+make_divisible(expanded * se_ratio), both with the network's channel divisor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import torch
+from torch import nn
+
+from ..layers import ConvNormAct, SqueezeExcite, get_activation
+from ..spec import check, check_choice, check_positive
+from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation
+
+__all__ = ["InvertedResidualSpec", "InvertedResidual"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class InvertedResidualSpec(BlockSpec):
+    kind: ClassVar[str] = "inverted_residual"
+
+    out_channels: int
+    kernel_size: int = 3
+    stride: int = 1
+    expansion_ratio: float = 6.0
+    se_ratio: float = 0.0  # 0 = no squeeze-excite
+    activation: str = "relu6"
+    se_activation: str = "relu"
+    se_gate: str = "hard_sigmoid"
+
+    def validate(self) -> None:
+        super().validate()
+        check_choice(self, "kernel_size", (3, 5, 7))
+        check(self, "expansion_ratio", self.expansion_ratio >= 1.0, ">= 1 (an inverted bottleneck expands)")
+        check(self, "se_ratio", 0.0 <= self.se_ratio < 1.0, "in [0, 1) (0 disables squeeze-excite)")
+        check_activation(self)
+        check_activation(self, "se_activation")
+        check_activation(self, "se_gate")
+        check_positive(self, "out_channels")
+
+    @property
+    def expands(self) -> bool:
+        return self.expansion_ratio != 1.0
+
+    def widths(self, in_channels: int, scale: ChannelScale) -> BlockWidths:
+        mid = scale.round(in_channels * self.expansion_ratio) if self.expands else in_channels
+        se = scale.round(mid * self.se_ratio) if self.se_ratio > 0 else None
+        return BlockWidths(out_channels=scale(self.out_channels), mid_channels=mid, se_channels=se)
+
+    def build(self, block: ResolvedBlock) -> nn.Module:
+        return InvertedResidual(
+            block.in_channels,
+            block.out_channels,
+            block.mid_channels,
+            kernel_size=self.kernel_size,
+            stride=self.stride,
+            expand=self.expands,
+            se_channels=block.se_channels,
+            act=get_activation(self.activation),
+            se_act=get_activation(self.se_activation) or nn.Identity,
+            se_gate=get_activation(self.se_gate) or nn.Identity,
+        )
+
+
+class InvertedResidual(nn.Module):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        mid_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        expand: bool = True,
+        se_channels: int | None = None,
+        act: Callable[[], nn.Module] | None = nn.ReLU6,
+        se_act: Callable[[], nn.Module] = nn.ReLU,
+        se_gate: Callable[[], nn.Module] = nn.Hardsigmoid,
+    ) -> None:
+        super().__init__()
+        if not expand and mid_channels != in_channels:
+            raise ValueError(f"InvertedResidual without expansion needs mid_channels == in_channels, got {mid_channels} != {in_channels}")
+        self.use_residual = stride == 1 and in_channels == out_channels
+        self.expand = ConvNormAct(in_channels, mid_channels, 1, act=act) if expand else nn.Identity()
+        self.depthwise = ConvNormAct(mid_channels, mid_channels, kernel_size, stride, groups=mid_channels, act=act)
+        self.se = SqueezeExcite(mid_channels, se_channels, se_act, se_gate) if se_channels else nn.Identity()
+        self.project = ConvNormAct(mid_channels, out_channels, 1, act=None)  # linear bottleneck: no activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.expand(x)  # (B, C, H, W) -> (B, tC, H, W)
+        out = self.se(self.depthwise(out))  # -> (B, tC, H/s, W/s)
+        out = self.project(out)  # -> (B, C', H/s, W/s)
+        return out + x if self.use_residual else out

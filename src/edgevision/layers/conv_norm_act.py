@@ -1,0 +1,70 @@
+"""Conv -> BatchNorm -> activation, the primitive almost every efficient block is made of."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .fusion import fold_batchnorm
+
+__all__ = ["ConvNormAct", "same_padding"]
+
+
+def same_padding(kernel_size: int, dilation: int = 1) -> int:
+    """Padding that keeps H x W at stride 1 for odd kernels (output = ceil(H / stride))."""
+    return dilation * (kernel_size - 1) // 2
+
+
+class ConvNormAct(nn.Module):
+    """``act(norm(conv(x)))``. Pass ``norm=None`` or ``act=None`` to drop a part.
+
+    The conv has a bias only when there is no norm (a bias before BatchNorm is wasted).
+    ``reparameterize()`` folds the norm into the conv: the deploy form is conv(+bias) -> act.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        groups: int = 1,
+        dilation: int = 1,
+        norm: Callable[[int], nn.Module] | None = nn.BatchNorm2d,
+        act: Callable[[], nn.Module] | None = nn.ReLU,
+        bias: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"ConvNormAct channels ({in_channels} -> {out_channels}) must be divisible by groups={groups}")
+        self.conv = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=same_padding(kernel_size, dilation),
+            dilation=dilation,
+            groups=groups,
+            bias=(norm is None) if bias is None else bias,
+        )
+        self.norm = norm(out_channels) if norm is not None else nn.Identity()
+        self.act = act() if act is not None else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+    @torch.no_grad()
+    def reparameterize(self) -> None:
+        """Fold BatchNorm into the conv (eval statistics)."""
+        if not isinstance(self.norm, nn.modules.batchnorm._BatchNorm):
+            return
+        weight, bias = fold_batchnorm(self.conv.weight, self.conv.bias, self.norm)
+        old = self.conv
+        self.conv = nn.Conv2d(
+            old.in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, old.dilation, old.groups, bias=True
+        ).to(weight)
+        self.conv.weight.copy_(weight)
+        self.conv.bias.copy_(bias)
+        self.norm = nn.Identity()

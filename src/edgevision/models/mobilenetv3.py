@@ -1,0 +1,79 @@
+"""MobileNetV3 (Howard et al., "Searching for MobileNetV3", ICCV 2019).
+
+Configuration: Table 1 (Large) and Table 2 (Small) of the paper, written as expansion ratios the
+way the authors' TF code and timm's ``mobilenetv3_*`` do (72/24 = 3, 184/80 = 2.3, ...), so the
+0.75x models scale exactly as those references: widths make_divisible(c * multiplier, 8),
+expanded width make_divisible(C_in * ratio, 8), SE width make_divisible(expanded / 4, 8).
+Stem (16) scales with the multiplier; the 1280 (Large) / 1024 (Small) head does not.
+"""
+
+from __future__ import annotations
+
+from ..blocks import ClassifierHeadSpec, ConvNormActSpec, InvertedResidualSpec
+from ..network import NetworkSpec, StageSpec
+from ..registry import register_model
+
+
+def _ir(c: int, k: int, s: int, e: float, se: bool, act: str) -> InvertedResidualSpec:
+    return InvertedResidualSpec(
+        out_channels=c, kernel_size=k, stride=s, expansion_ratio=e, se_ratio=0.25 if se else 0.0, activation=act
+    )
+
+
+def _stage(*blocks: InvertedResidualSpec | ConvNormActSpec) -> StageSpec:
+    return StageSpec(blocks=blocks)
+
+
+RE, HS = "relu", "hard_swish"
+
+# Table 1 (Large): rows (out c, kernel, stride, expansion, SE, activation); one stage per resolution step
+_LARGE = (
+    _stage(_ir(16, 3, 1, 1, False, RE)),
+    _stage(_ir(24, 3, 2, 4, False, RE), _ir(24, 3, 1, 3, False, RE)),
+    _stage(*[_ir(40, 5, s, 3, True, RE) for s in (2, 1, 1)]),
+    _stage(_ir(80, 3, 2, 6, False, HS), _ir(80, 3, 1, 2.5, False, HS), _ir(80, 3, 1, 2.3, False, HS), _ir(80, 3, 1, 2.3, False, HS)),
+    _stage(_ir(112, 3, 1, 6, True, HS), _ir(112, 3, 1, 6, True, HS)),
+    _stage(*[_ir(160, 5, s, 6, True, HS) for s in (2, 1, 1)]),
+    _stage(ConvNormActSpec(out_channels=960, kernel_size=1, activation=HS)),
+)
+
+# Table 2 (Small)
+_SMALL = (
+    _stage(_ir(16, 3, 2, 1, True, RE)),
+    _stage(_ir(24, 3, 2, 4.5, False, RE), _ir(24, 3, 1, 3.67, False, RE)),
+    _stage(_ir(40, 5, 2, 4, True, HS), _ir(40, 5, 1, 6, True, HS), _ir(40, 5, 1, 6, True, HS)),
+    _stage(_ir(48, 5, 1, 3, True, HS), _ir(48, 5, 1, 3, True, HS)),
+    _stage(*[_ir(96, 5, s, 6, True, HS) for s in (2, 1, 1)]),
+    _stage(ConvNormActSpec(out_channels=576, kernel_size=1, activation=HS)),
+)
+
+
+def mobilenetv3(name: str, stages: tuple[StageSpec, ...], head_features: int, width_multiplier: float) -> NetworkSpec:
+    return NetworkSpec(
+        name=name,
+        stem=(ConvNormActSpec(out_channels=16, kernel_size=3, stride=2, activation=HS),),
+        stages=stages,
+        head=ClassifierHeadSpec(hidden_features=head_features, hidden_activation=HS, hidden_width_scaling="fixed", dropout=0.2),
+        width_multiplier=width_multiplier,
+        channel_divisor=8,
+    )
+
+
+@register_model("mobilenetv3_large_075", family="mobilenetv3")
+def mobilenetv3_large_075() -> NetworkSpec:
+    return mobilenetv3("mobilenetv3_large_075", _LARGE, 1280, 0.75)
+
+
+@register_model("mobilenetv3_large_100", family="mobilenetv3")
+def mobilenetv3_large_100() -> NetworkSpec:
+    return mobilenetv3("mobilenetv3_large_100", _LARGE, 1280, 1.0)
+
+
+@register_model("mobilenetv3_small_075", family="mobilenetv3")
+def mobilenetv3_small_075() -> NetworkSpec:
+    return mobilenetv3("mobilenetv3_small_075", _SMALL, 1024, 0.75)
+
+
+@register_model("mobilenetv3_small_100", family="mobilenetv3")
+def mobilenetv3_small_100() -> NetworkSpec:
+    return mobilenetv3("mobilenetv3_small_100", _SMALL, 1024, 1.0)

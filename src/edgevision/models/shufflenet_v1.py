@@ -1,0 +1,1 @@
+"""Placeholder: filled in by the shufflenet_v1 family work."""

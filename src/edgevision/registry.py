@@ -1,0 +1,82 @@
+"""Model registry: names users know (timm / torchvision conventions) -> network specs.
+
+Registering a name twice raises; unknown names raise with the closest names suggested;
+``list_models`` filters with shell-style patterns (``"ghost*"``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from typing import Callable
+
+from .network import NetworkSpec
+
+__all__ = ["register_model", "list_models", "get_spec", "create_model", "UnknownModelError"]
+
+_SPECS: dict[str, Callable[[], NetworkSpec]] = {}
+_FAMILY: dict[str, str] = {}
+
+
+class UnknownModelError(KeyError, ValueError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def register_model(name: str, family: str) -> Callable[[Callable[[], NetworkSpec]], Callable[[], NetworkSpec]]:
+    """Decorator: ``@register_model("mobilenetv2_100", family="mobilenetv2")`` on a spec factory."""
+
+    def decorator(factory: Callable[[], NetworkSpec]) -> Callable[[], NetworkSpec]:
+        if name in _SPECS:
+            raise ValueError(f"model {name!r} is registered twice")
+        _SPECS[name] = factory
+        _FAMILY[name] = family
+        return factory
+
+    return decorator
+
+
+def _ensure_loaded() -> None:
+    from . import models  # noqa: F401  (importing the package registers every family)
+
+
+def list_models(pattern: str | list[str] | tuple[str, ...] = "*") -> list[str]:
+    """Registered model names matching a pattern (or any of several), sorted."""
+    _ensure_loaded()
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    return sorted(name for name in _SPECS if any(fnmatch.fnmatchcase(name, p) for p in patterns))
+
+
+def model_family(name: str) -> str:
+    _ensure_loaded()
+    _check_name(name)
+    return _FAMILY[name]
+
+
+def _check_name(name: str) -> None:
+    if name not in _SPECS:
+        close = difflib.get_close_matches(name, list(_SPECS), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see `edgevision models` for the list"
+        raise UnknownModelError(f"unknown model {name!r}{hint}")
+
+
+def get_spec(name: str) -> NetworkSpec:
+    """The registered network spec of a model (the published configuration)."""
+    _ensure_loaded()
+    _check_name(name)
+    spec = _SPECS[name]()
+    if spec.name != name:
+        raise AssertionError(f"registered factory for {name!r} returned a spec named {spec.name!r}")
+    return spec
+
+
+def create_model(name: str, num_classes: int = 1000, in_chans: int = 3):
+    """Build a registered model in train form."""
+    from .builder import build
+
+    spec = get_spec(name)
+    if num_classes != spec.head.num_classes:
+        spec = spec.with_classes(num_classes)
+    if in_chans != spec.in_channels:
+        spec = spec.with_input_channels(in_chans)
+    return build(spec)

@@ -1,0 +1,185 @@
+"""The spec language's base: frozen, typed, plain-data dataclasses with JSON round trip.
+
+Every block kind, the stage and the network are subclasses of :class:`Spec`. A spec holds
+plain data only (ints, floats, bools, strings, tuples and other specs), so it is hashable,
+compares by value and survives ``to_json``/``from_json`` unchanged. Each concrete spec names
+itself with a class attribute ``kind``; that name is written into JSON so that a tuple of
+mixed block kinds can be read back.
+
+Validation lives in ``validate()`` (called from ``__post_init__`` after a field-type check)
+and raises ``ValueError`` that names the class, the field, the value and what is allowed::
+
+    ValueError: InvertedResidualSpec.stride must be 1 or 2, got 3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from typing import Any, ClassVar, Iterable
+
+__all__ = ["Spec", "spec_kinds", "check", "check_choice", "check_positive", "check_stride"]
+
+_KINDS: dict[str, type["Spec"]] = {}
+
+
+def spec_kinds() -> dict[str, type["Spec"]]:
+    """All registered spec kinds, by their JSON ``kind`` name."""
+    return dict(_KINDS)
+
+
+class Spec:
+    """Base class of every spec. Subclasses are ``@dataclass(frozen=True, kw_only=True)``."""
+
+    kind: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        kind = cls.__dict__.get("kind")
+        if kind:
+            if kind in _KINDS and _KINDS[kind].__qualname__ != cls.__qualname__:
+                raise TypeError(f"spec kind {kind!r} is registered twice ({_KINDS[kind].__qualname__}, {cls.__qualname__})")
+            _KINDS[kind] = cls
+
+    def __post_init__(self) -> None:
+        _check_field_types(self)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` for impossible values. Subclasses extend."""
+
+    # ---- serialization -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind}
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]
+            out[field.name] = _encode(getattr(self, field.name))
+        return out
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Spec":
+        if not isinstance(data, dict) or "kind" not in data:
+            raise ValueError(f"{cls.__name__}.from_dict needs a mapping with a 'kind' key, got {type(data).__name__}")
+        kind = data["kind"]
+        target = _KINDS.get(kind)
+        if target is None:
+            raise ValueError(f"unknown spec kind {kind!r}; known kinds: {', '.join(sorted(_KINDS))}")
+        if not issubclass(target, cls):
+            raise ValueError(f"{cls.__name__}.from_dict got kind {kind!r}, which is a {target.__name__}")
+        names = {f.name for f in dataclasses.fields(target)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - names - {"kind"})
+        if unknown:
+            raise ValueError(f"{target.__name__} has no field(s) {', '.join(unknown)}; fields are: {', '.join(sorted(names))}")
+        return target(**{key: _decode(value) for key, value in data.items() if key != "kind"})
+
+    @classmethod
+    def from_json(cls, text: str) -> "Spec":
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes: Any) -> "Spec":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Spec):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and "kind" in value:
+        return Spec.from_dict(value)
+    if isinstance(value, list):
+        return tuple(_decode(v) for v in value)
+    return value
+
+
+# ---- field type check ----------------------------------------------------------------------
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_type_ok(v, args[0]) for v in value)
+        return len(args) == len(value) and all(_type_ok(v, a) for v, a in zip(value, args))
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _check_field_types(spec: Spec) -> None:
+    hints = _hints(type(spec))
+    for field in dataclasses.fields(spec):  # type: ignore[arg-type]
+        value = getattr(spec, field.name)
+        hint = hints[field.name]
+        if isinstance(value, list):  # lists are accepted and frozen into tuples
+            value = tuple(value)
+            object.__setattr__(spec, field.name, value)
+        if not _type_ok(value, hint):
+            raise ValueError(
+                f"{type(spec).__name__}.{field.name} must be of type {_type_name(hint)}, got {value!r} ({type(value).__name__})"
+            )
+
+
+# ---- validation helpers: one message format everywhere ---------------------------------------
+def check(spec: Spec, field: str, ok: bool, allowed: str) -> None:
+    """Raise ``ValueError('<Class>.<field> must be <allowed>, got <value>')`` unless ``ok``."""
+    if not ok:
+        raise ValueError(f"{type(spec).__name__}.{field} must be {allowed}, got {getattr(spec, field)!r}")
+
+
+def check_choice(spec: Spec, field: str, allowed: Iterable[Any]) -> None:
+    allowed = tuple(allowed)
+    value = getattr(spec, field)
+    if value not in allowed:
+        names = " or ".join(repr(a) for a in allowed) if len(allowed) <= 3 else "one of " + ", ".join(repr(a) for a in allowed)
+        raise ValueError(f"{type(spec).__name__}.{field} must be {names}, got {value!r}")
+
+
+def check_positive(spec: Spec, *fields: str, allow_zero: bool = False) -> None:
+    for field in fields:
+        value = getattr(spec, field)
+        if value is None:
+            continue
+        ok = value >= 0 if allow_zero else value > 0
+        check(spec, field, ok, "a non-negative number" if allow_zero else "a positive number")
+
+
+def check_stride(spec: Spec, allowed: tuple[int, ...] = (1, 2)) -> None:
+    value = spec.stride  # type: ignore[attr-defined]
+    if value not in allowed:
+        raise ValueError(f"{type(spec).__name__}.stride must be {' or '.join(map(str, allowed))}, got {value!r}")
