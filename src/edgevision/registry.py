@@ -53,9 +53,18 @@ def model_family(name: str) -> str:
     return _FAMILY[name]
 
 
+def suggest(name: str, limit: int = 3) -> list[str]:
+    """Registered names closest to ``name``: names extending it first, then by similarity."""
+    _ensure_loaded()
+    stem = name.rstrip("*?[]")
+    prefixed = sorted(n for n in _SPECS if stem and n.startswith(stem))
+    similar = difflib.get_close_matches(stem, list(_SPECS), n=limit, cutoff=0.5)
+    return list(dict.fromkeys(prefixed + similar))[:limit]
+
+
 def _check_name(name: str) -> None:
     if name not in _SPECS:
-        close = difflib.get_close_matches(name, list(_SPECS), n=3, cutoff=0.5)
+        close = suggest(name)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `edgevision models` for the list"
         raise UnknownModelError(f"unknown model {name!r}{hint}")
 

@@ -1,0 +1,27 @@
+# Two commands do all set-up (see README):
+#   make run    create .venv, install pinned dependencies, run the main job (edgevision models)
+#   make test   create .venv, install pinned dependencies, run the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# torch==2.13.0 in requirements.lock is the CPU wheel on our machines; a looser pin pulls CUDA wheels.
+
+.PHONY: run test setup clean
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/edgevision models
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
