@@ -34,7 +34,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "(re-parameterized) forms, multiply-accumulates of the deploy form at the given resolution.",
     )
     models.add_argument("patterns", nargs="*", metavar="PATTERN", help="shell-style name pattern(s), e.g. 'ghost*' (default: all)")
-    models.add_argument("--json", action="store_true", help="print JSON (one object per model) instead of a table")
+    output = models.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON (one object per model) instead of a table")
+    output.add_argument("--markdown", action="store_true", help="print a Markdown table with the published figures beside ours")
     models.add_argument("--resolution", type=int, default=224, metavar="PX", help="input H = W for the MAC count (default 224)")
 
     spec = commands.add_parser(
@@ -83,6 +85,9 @@ def _model_rows(names: list[str], resolution: int) -> list[dict]:
                     "published_top1": record.top1 if record else None,
                     "published_params": str(record.params) if record and record.params else None,
                     "published_macs": str(record.macs) if record and record.macs else None,
+                    "official_params_train": record.params_train_exact if record else None,
+                    "official_params_deploy": record.params_deploy_exact if record else None,
+                    "official_source": record.exact_source if record else None,
                     "source": record.citation if record else None,
                 }
             )
@@ -110,6 +115,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
     rows = _model_rows(names, args.resolution)
     if args.json:
         print(json.dumps(rows, indent=2))
+        return 0
+    if args.markdown:
+        print(_markdown(rows))
         return 0
 
     from rich.console import Console
@@ -140,6 +148,35 @@ def _cmd_models(args: argparse.Namespace) -> int:
         )
     Console(width=max(Console().width, 150)).print(table)
     return 0
+
+
+def _markdown(rows: list[dict]) -> str:
+    def exact(ours: int, official: int | None) -> str:
+        if official is None:
+            return "-"
+        return "= ✅" if ours == official else f"{official:,} ❌"
+
+    def gap(row: dict) -> str:
+        if not row["published_macs"]:
+            return "-"
+        from .published import PublishedFigure
+
+        paper = PublishedFigure(row["published_macs"]).value
+        return f"{(row['macs'] - paper) / paper * 100:+.1f}%"
+
+    lines = [
+        f"| model | params train | official | params deploy | official | MACs @{rows[0]['resolution']} (deploy) | paper MACs | Δ | paper params | top-1 | source |",
+        "|---|---:|:---:|---:|:---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        top1 = f"{row['published_top1']:.1f}" if row["published_top1"] is not None else "unpublished"
+        lines.append(
+            f"| {row['name']} | {row['params_train']:,} | {exact(row['params_train'], row['official_params_train'])} "
+            f"| {row['params_deploy']:,} | {exact(row['params_deploy'], row['official_params_deploy'])} "
+            f"| {row['macs'] / 1e6:.2f}M | {row['published_macs'] or '-'} | {gap(row)} | {row['published_params'] or '-'} "
+            f"| {top1} | {row['source'] or '-'} |"
+        )
+    return "\n".join(lines)
 
 
 def _cmd_spec(args: argparse.Namespace) -> int:
