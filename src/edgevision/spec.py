@@ -173,7 +173,8 @@ def check_choice(spec: Spec, field: str, allowed: Iterable[Any]) -> None:
     allowed = tuple(allowed)
     value = getattr(spec, field)
     if value not in allowed:
-        names = " or ".join(repr(a) for a in allowed) if len(allowed) <= 3 else "one of " + ", ".join(repr(a) for a in allowed)
+        listed = [repr(a) for a in allowed]
+        names = (", ".join(listed[:-1]) + " or " + listed[-1]) if len(listed) <= 3 else "one of " + ", ".join(listed)
         raise ValueError(f"{type(spec).__name__}.{field} must be {names}, got {value!r}")
 
 

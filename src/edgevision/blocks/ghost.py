@@ -1,3 +1,160 @@
-"""Placeholder: filled in by the ghost block family work."""
+"""Ghost module and Ghost bottleneck (Han et al., "GhostNet: More Features from Cheap Operations",
+CVPR 2020, Sec. 3.1 and Sec. 3.2 / Fig. 3).
 
-__all__: list[str] = []
+Ghost module: a 1x1 "primary" conv makes ``ceil(C / ratio)`` intrinsic maps; a cheap depthwise
+``d x d`` conv makes ``ratio - 1`` "ghost" maps from each; both are concatenated and sliced to C.
+
+    ghost module (expand, ReLU) -> [k x k depthwise, stride 2] -> [SE] -> ghost module (linear) + shortcut
+
+The shortcut is the identity when the shape is kept, else a k x k depthwise conv (stride s) and a
+1x1 conv, both with BatchNorm and no activation, as in the authors' PyTorch code
+(huawei-noah/Efficient-AI-Backbones). The bottleneck also serves RepGhost (``blocks/repghost.py``),
+which swaps the module type.
+
+Widths follow the reference code: the expanded width is the table's absolute ``#exp`` value scaled
+as make_divisible(exp * multiplier, divisor); the SE width is make_divisible(expanded * se_ratio, divisor).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, ClassVar
+
+import torch
+from torch import nn
+
+from ..layers import ConvNormAct, SqueezeExcite, get_activation
+from ..spec import check, check_choice, check_positive
+from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation
+
+__all__ = ["BaseGhostBottleneckSpec", "GhostBottleneckSpec", "GhostModule", "GhostBottleneck"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaseGhostBottleneckSpec(BlockSpec):
+    """What the Ghost and RepGhost bottleneck specs share; subclasses name the feature module."""
+
+    out_channels: int
+    mid_channels: int  # expanded width at multiplier 1.0 (the table's "#exp" / "#mid"), not a ratio
+    kernel_size: int = 3  # depthwise conv of the stride-2 path and of the shortcut
+    stride: int = 1
+    se_ratio: float = 0.0  # 0 = no squeeze-excite
+    activation: str = "relu"
+    se_activation: str = "relu"
+    se_gate: str = "hard_sigmoid"
+
+    def validate(self) -> None:
+        super().validate()
+        check_positive(self, "mid_channels")
+        check_choice(self, "kernel_size", (3, 5, 7))
+        check(self, "se_ratio", 0.0 <= self.se_ratio < 1.0, "in [0, 1) (0 disables squeeze-excite)")
+        check_activation(self)
+        check_activation(self, "se_activation")
+        check_activation(self, "se_gate")
+
+    def widths(self, in_channels: int, scale: ChannelScale) -> BlockWidths:
+        mid = scale(self.mid_channels)
+        se = scale.round(mid * self.se_ratio) if self.se_ratio > 0 else None
+        return BlockWidths(out_channels=scale(self.out_channels), mid_channels=mid, se_channels=se)
+
+    def feature_module(self) -> Callable[..., nn.Module]:
+        """Constructor ``(in_channels, out_channels, act=...)`` of the bottleneck's two feature modules."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement feature_module()")
+
+    def build(self, block: ResolvedBlock) -> nn.Module:
+        return GhostBottleneck(
+            block.in_channels,
+            block.mid_channels,
+            block.out_channels,
+            kernel_size=self.kernel_size,
+            stride=self.stride,
+            se_channels=block.se_channels,
+            act=get_activation(self.activation),
+            se_act=get_activation(self.se_activation) or nn.Identity,
+            se_gate=get_activation(self.se_gate) or nn.Identity,
+            module=self.feature_module(),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class GhostBottleneckSpec(BaseGhostBottleneckSpec):
+    kind: ClassVar[str] = "ghost_bottleneck"
+
+    ghost_ratio: int = 2  # s in the paper: output maps per intrinsic map
+    ghost_kernel_size: int = 3  # d in the paper: the cheap depthwise conv
+
+    def validate(self) -> None:
+        super().validate()
+        check(self, "ghost_ratio", self.ghost_ratio >= 2, ">= 2 (ratio 1 is a plain 1x1 conv)")
+        check_choice(self, "ghost_kernel_size", (1, 3, 5, 7))
+
+    def feature_module(self) -> Callable[..., nn.Module]:
+        return partial(GhostModule, ratio=self.ghost_ratio, kernel_size=self.ghost_kernel_size)
+
+
+class GhostModule(nn.Module):
+    """1x1 primary conv -> cheap depthwise conv; ``[primary, cheap]`` concatenated, sliced to ``out_channels``."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        ratio: int = 2,
+        kernel_size: int = 3,
+        act: Callable[[], nn.Module] | None = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        if ratio < 2:
+            raise ValueError(f"GhostModule ratio must be >= 2, got {ratio}")
+        self.out_channels = out_channels
+        intrinsic = math.ceil(out_channels / ratio)
+        self.primary = ConvNormAct(in_channels, intrinsic, 1, act=act)
+        self.cheap = ConvNormAct(intrinsic, intrinsic * (ratio - 1), kernel_size, groups=intrinsic, act=act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        intrinsic = self.primary(x)  # (B, C_in, H, W) -> (B, ceil(C/s), H, W)
+        ghosts = self.cheap(intrinsic)  # -> (B, (s-1) ceil(C/s), H, W)
+        return torch.cat([intrinsic, ghosts], dim=1)[:, : self.out_channels]  # -> (B, C, H, W)
+
+
+class GhostBottleneck(nn.Module):
+    """Two feature modules around an optional stride-2 depthwise conv and SE, plus a shortcut.
+
+    ``module(in_channels, out_channels, act=act)`` builds the two feature modules:
+    :class:`GhostModule` for GhostNet, ``RepGhostModule`` for RepGhostNet.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        mid_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        se_channels: int | None = None,
+        act: Callable[[], nn.Module] | None = nn.ReLU,
+        se_act: Callable[[], nn.Module] = nn.ReLU,
+        se_gate: Callable[[], nn.Module] = nn.Hardsigmoid,
+        module: Callable[..., nn.Module] = GhostModule,
+    ) -> None:
+        super().__init__()
+        self.expand = module(in_channels, mid_channels, act=act)
+        self.depthwise: nn.Module = nn.Identity()  # only the stride-2 bottleneck has a depthwise conv
+        if stride > 1:
+            self.depthwise = ConvNormAct(mid_channels, mid_channels, kernel_size, stride, groups=mid_channels, act=None)
+        self.se = SqueezeExcite(mid_channels, se_channels, se_act, se_gate) if se_channels else nn.Identity()
+        self.project = module(mid_channels, out_channels, act=None)  # linear: no activation
+        if stride == 1 and in_channels == out_channels:
+            self.shortcut: nn.Module = nn.Identity()
+        else:
+            self.shortcut = nn.Sequential(
+                ConvNormAct(in_channels, in_channels, kernel_size, stride, groups=in_channels, act=None),
+                ConvNormAct(in_channels, out_channels, 1, act=None),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.expand(x)  # (B, C, H, W) -> (B, C_mid, H, W)
+        out = self.se(self.depthwise(out))  # -> (B, C_mid, H/s, W/s)
+        return self.project(out) + self.shortcut(x)  # -> (B, C', H/s, W/s)

@@ -3,6 +3,7 @@
 MobileNetV3 and GhostNet put a 1280-wide hidden layer (with bias, no norm) after pooling;
 MobileNetV2, ShuffleNet, MobileOne, RepVGG and ResNet go straight to the classifier.
 A 1x1 conv on a pooled 1x1 map and a Linear are the same operator; we use Linear.
+Both ShuffleNet releases use a classifier without bias (``bias=False``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class ClassifierHeadSpec(BlockSpec):
     hidden_activation: str = "relu"
     hidden_width_scaling: str = "fixed"
     dropout: float = 0.0
+    bias: bool = True  # the classifier's bias
     stride: int = 1
 
     @property
@@ -52,12 +54,25 @@ class ClassifierHeadSpec(BlockSpec):
 
     def build(self, block: ResolvedBlock) -> nn.Module:
         return ClassifierHead(
-            block.in_channels, self.num_classes, block.mid_channels, get_activation(self.hidden_activation), self.dropout
+            block.in_channels,
+            self.num_classes,
+            block.mid_channels,
+            get_activation(self.hidden_activation),
+            self.dropout,
+            bias=self.bias,
         )
 
 
 class ClassifierHead(nn.Module):
-    def __init__(self, in_features: int, num_classes: int, hidden_features: int | None = None, act=nn.ReLU, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        hidden_features: int | None = None,
+        act=nn.ReLU,
+        dropout: float = 0.0,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         if hidden_features is None:
             self.hidden = nn.Identity()
@@ -66,7 +81,7 @@ class ClassifierHead(nn.Module):
             self.hidden = nn.Sequential(nn.Linear(in_features, hidden_features), act() if act else nn.Identity())
             classifier_in = hidden_features
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.classifier = nn.Linear(classifier_in, num_classes)
+        self.classifier = nn.Linear(classifier_in, num_classes, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.mean((2, 3))  # (B, C, H, W) -> (B, C)
