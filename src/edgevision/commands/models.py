@@ -1,0 +1,140 @@
+"""``edgevision models``: the registered zoo with params (train/deploy), MACs and published figures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ._common import UsageError, human, stderr_console
+
+__all__ = ["register", "run"]
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "models",
+        help="list registered models with params (train/deploy), MACs and published figures",
+        description="List registered models. Counts are computed live: params of the train and deploy "
+        "(re-parameterized) forms, multiply-accumulates of the deploy form at the given resolution.",
+    )
+    parser.add_argument("patterns", nargs="*", metavar="PATTERN", help="shell-style name pattern(s), e.g. 'ghost*' (default: all)")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON (one object per model) instead of a table")
+    output.add_argument("--markdown", action="store_true", help="print a Markdown table with the published figures beside ours")
+    parser.add_argument("--resolution", type=int, default=224, metavar="PX", help="input H = W for the MAC count (default 224)")
+    parser.set_defaults(handler=run)
+
+
+def _model_rows(names: list[str], resolution: int) -> list[dict]:
+    from rich.progress import Progress
+
+    from ..counting import count_macs, count_params
+    from ..published import published
+    from ..registry import create_model, model_family
+    from ..reparam import reparameterize
+
+    rows = []
+    with Progress(transient=True, console=stderr_console()) as progress:
+        task = progress.add_task("counting", total=len(names))
+        for name in names:
+            progress.update(task, description=name)
+            model = create_model(name)
+            deployed = reparameterize(model)
+            record = published(name)
+            rows.append(
+                {
+                    "name": name,
+                    "family": model_family(name),
+                    "params_train": count_params(model),
+                    "params_deploy": count_params(deployed),
+                    "macs": count_macs(deployed, resolution),
+                    "resolution": resolution,
+                    "published_top1": record.top1 if record else None,
+                    "published_params": str(record.params) if record and record.params else None,
+                    "published_macs": str(record.macs) if record and record.macs else None,
+                    "official_params_train": record.params_train_exact if record else None,
+                    "official_params_deploy": record.params_deploy_exact if record else None,
+                    "official_source": record.exact_source if record else None,
+                    "source": record.citation if record else None,
+                }
+            )
+            progress.advance(task)
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..registry import list_models, suggest
+
+    if args.resolution < 32:
+        raise UsageError(f"--resolution must be >= 32 (the networks downsample 32x), got {args.resolution}")
+    patterns = args.patterns or ["*"]
+    names = list_models(patterns)
+    if not names:
+        close = list(dict.fromkeys(m for p in patterns for m in suggest(p)))
+        hint = f"; did you mean {', '.join(close)}?" if close else "; run `edgevision models` to see all names"
+        raise UsageError(f"no registered model matches {' '.join(repr(p) for p in patterns)}{hint}")
+    rows = _model_rows(names, args.resolution)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if args.markdown:
+        print(_markdown(rows))
+        return 0
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"edgevision models — counts at {args.resolution}x{args.resolution}, MACs = multiply-accumulates")
+    for column, justify in (
+        ("model", "left"),
+        ("params train", "right"),
+        ("params deploy", "right"),
+        ("MACs (deploy)", "right"),
+        ("paper params", "right"),
+        ("paper MACs", "right"),
+        ("top-1", "right"),
+        ("source", "left"),
+    ):
+        table.add_column(column, justify=justify, no_wrap=column != "source", overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            f"{row['params_train']:,}",
+            f"{row['params_deploy']:,}",
+            human(row["macs"]),
+            row["published_params"] or "-",
+            row["published_macs"] or "-",
+            f"{row['published_top1']:.1f}" if row["published_top1"] is not None else "unpublished",
+            row["source"] or "-",
+        )
+    Console(width=max(Console().width, 150)).print(table)
+    return 0
+
+
+def _markdown(rows: list[dict]) -> str:
+    def exact(ours: int, official: int | None) -> str:
+        if official is None:
+            return "-"
+        return "= ✅" if ours == official else f"{official:,} ❌"
+
+    def gap(row: dict) -> str:
+        if not row["published_macs"]:
+            return "-"
+        from ..published import PublishedFigure
+
+        paper = PublishedFigure(row["published_macs"]).value
+        return f"{(row['macs'] - paper) / paper * 100:+.1f}%"
+
+    lines = [
+        f"| model | params train | official | params deploy | official | MACs @{rows[0]['resolution']} (deploy) | paper MACs | Δ | paper params | top-1 | source |",
+        "|---|---:|:---:|---:|:---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        top1 = f"{row['published_top1']:.1f}" if row["published_top1"] is not None else "unpublished"
+        lines.append(
+            f"| {row['name']} | {row['params_train']:,} | {exact(row['params_train'], row['official_params_train'])} "
+            f"| {row['params_deploy']:,} | {exact(row['params_deploy'], row['official_params_deploy'])} "
+            f"| {row['macs'] / 1e6:.2f}M | {row['published_macs'] or '-'} | {gap(row)} | {row['published_params'] or '-'} "
+            f"| {top1} | {row['source'] or '-'} |"
+        )
+    return "\n".join(lines)
