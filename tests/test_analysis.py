@@ -1,0 +1,263 @@
+"""Cost model: hand-derived MACs/FLOPs/bytes per operator, peak activation memory, aggregation, roofline."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import edgevision as ev
+from edgevision.analysis import DevicePeaks, analyze, device_peaks
+from edgevision.layers import channel_shuffle
+from edgevision.published import published
+
+F32 = 4  # bytes per float32 element
+PEAKS = DevicePeaks(flops_per_second=1e9, bytes_per_second=1e8, threads=1, dtype="float32", fingerprint="test", source="given")
+
+
+def costed(report, op):
+    """The non-view operator calls named ``op``."""
+    return [o.call for o in report.operators if o.call.op == op]
+
+
+# ---- per-operator formulas, derived by hand ------------------------------------------------------
+def test_grouped_dilated_strided_conv_with_bias():
+    conv = nn.Conv2d(8, 16, 3, stride=2, padding=2, dilation=2, groups=4, bias=True)
+    report = analyze(conv, (2, 8, 9, 9), peaks=None)
+    (call,) = costed(report, "aten.convolution")
+    # H_out = (9 + 2*2 - 2*(3-1) - 1) // 2 + 1 = 5; each output sums C_in/g * k*k = 2 * 9 products
+    assert call.output_shapes == ((2, 16, 5, 5),)
+    assert call.macs == 2 * 16 * 5 * 5 * 2 * 9 == 14400
+    assert call.flops == 2 * 14400 + 2 * 16 * 5 * 5  # + one bias add per output element
+    assert call.bytes_read == (2 * 8 * 9 * 9 + 16 * 2 * 3 * 3 + 16) * F32
+    assert call.bytes_written == 2 * 16 * 5 * 5 * F32
+
+
+def test_depthwise_conv():
+    conv = nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=False)
+    (call,) = costed(analyze(conv, (1, 6, 7, 7), peaks=None), "aten.convolution")
+    assert call.macs == 6 * 7 * 7 * 9 and call.flops == 2 * call.macs
+    assert call.bytes_read == (6 * 49 + 6 * 9) * F32 and call.bytes_written == 6 * 49 * F32
+
+
+def test_linear_on_nd_input_and_its_views_move_nothing():
+    report = analyze(nn.Linear(10, 20), (2, 3, 10), peaks=None)
+    assert report.total.macs == 2 * 3 * 10 * 20
+    assert report.total.flops == 2 * 1200 + 2 * 3 * 20  # + bias adds
+    views = [o.call for o in report.operators if o.call.is_view]
+    assert views and all(v.bytes_read == v.bytes_written == v.flops == 0 for v in views)
+    assert report.total.bytes_read == (6 * 10 + 10 * 20 + 20) * F32
+    assert report.total.bytes_written == 6 * 20 * F32
+
+
+def test_matmul_and_bmm():
+    class Batched(nn.Module):
+        def forward(self, a):
+            return a @ torch.ones(4, 6, 7)
+
+    report = analyze(Batched(), (4, 5, 6), peaks=None)
+    assert report.total.macs == 4 * 5 * 6 * 7
+    assert sum(c.macs for c in costed(report, "aten.bmm")) == 840
+
+
+def test_scaled_dot_product_attention():
+    key, value = torch.randn(2, 3, 10, 16), torch.randn(2, 3, 10, 12)
+
+    class Attention(nn.Module):
+        def forward(self, query):
+            return F.scaled_dot_product_attention(query, key, value)
+
+    report = analyze(Attention(), (2, 3, 8, 16), peaks=None)
+    # Q.K^T: B*H*Lq*Lk*d  +  P.V: B*H*Lq*Lk*dv
+    assert report.total.macs == 2 * 3 * 8 * 10 * (16 + 12)
+    assert report.total.flops >= 2 * report.total.macs + 5 * 2 * 3 * 8 * 10  # softmax counted too
+
+
+def test_batchnorm_layernorm_and_activations():
+    norm = nn.BatchNorm2d(4).eval()
+    (call,) = costed(analyze(norm, (2, 4, 5, 5), peaks=None), "aten.native_batch_norm")
+    assert call.flops == 2 * 200  # inference: scale + shift per element
+    assert call.bytes_read == (200 + 4 * 4) * F32  # input + weight, bias, running mean, running var
+    (call,) = costed(analyze(nn.LayerNorm(10), (2, 3, 10), peaks=None), "aten.native_layer_norm")
+    assert call.flops == 5 * 60
+    for module, per_element in ((nn.ReLU(), 1), (nn.Hardswish(), 4), (nn.Sigmoid(), 4), (nn.SiLU(), 5), (nn.GELU(), 8)):
+        report = analyze(module, (2, 4, 5, 5), peaks=None)
+        assert report.total.flops == per_element * 200, type(module).__name__
+        assert report.total.bytes_read == report.total.bytes_written == 200 * F32
+
+
+def test_pooling():
+    report = analyze(nn.MaxPool2d(3, 2, 1), (1, 2, 8, 8), peaks=None)
+    assert report.total.flops == 2 * 4 * 4 * 9  # one comparison per window element
+    report = analyze(nn.AdaptiveAvgPool2d(1), (1, 2, 8, 8), peaks=None)
+    assert report.total.flops == 2 * 64 + 2  # sums, then one division per output
+    assert report.total.bytes_written == 2 * F32
+
+
+def test_cat_split_and_channel_shuffle_move_bytes_but_no_flops():
+    class Memory(nn.Module):
+        def forward(self, x):
+            left, right = x.split([2, 3], dim=1)  # views: nothing moves
+            joined = torch.cat([right, left], dim=1)  # reads 5 channels, writes 5
+            return channel_shuffle(joined[:, :4], 2)  # slice is a view; the shuffle copies once
+
+    report = analyze(Memory(), (1, 5, 4, 4), peaks=None)
+    assert report.total.flops == report.total.macs == 0
+    (cat,) = costed(report, "aten.cat")
+    assert cat.bytes_read == cat.bytes_written == 5 * 16 * F32
+    (copy,) = costed(report, "aten.clone")
+    assert copy.bytes_read == copy.bytes_written == 4 * 16 * F32
+    assert report.total.bytes == 2 * 5 * 16 * F32 + 2 * 4 * 16 * F32
+    assert all(c.bytes_read == 0 for c in costed(report, "aten.split_with_sizes"))
+
+
+# ---- activation memory ---------------------------------------------------------------------------
+@pytest.mark.parametrize("inplace", [False, True])
+def test_peak_activation_memory_of_a_small_network(inplace):
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.ReLU(inplace=inplace), nn.Conv2d(8, 4, 1, bias=False))
+    report = analyze(model, (1, 3, 8, 8), peaks=None)
+    image, conv1, conv2 = 3 * 64 * F32, 8 * 64 * F32, 4 * 64 * F32
+    if inplace:  # relu_ writes into conv1's output: image + conv1, then + conv2
+        assert report.peak_activation_bytes == image + conv1 + conv2
+    else:  # during ReLU the image, conv1's output and ReLU's output are all alive
+        assert report.peak_activation_bytes == image + conv1 + conv1
+    assert report.input_bytes == image
+    assert report.total.activation_bytes == conv1 + conv2 + (0 if inplace else conv1)
+
+
+# ---- attribution: shared modules, repeated calls, functional code --------------------------------
+def test_module_called_twice_and_shared_under_two_names_is_not_double_counted():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+            self.alias = self.block  # the same module under a second name
+
+        def forward(self, x):
+            return self.alias(self.block(x))
+
+    report = analyze(Twice(), (1, 4, 6, 6), peaks=None)
+    single = 4 * 36 * 4 * 9
+    assert report.total.macs == 2 * single
+    assert report.module("block").macs == 2 * single
+    assert "alias" not in report.modules
+    assert report.total.params == 4 * 4 * 9  # shared weights once
+    again = analyze(Twice(), (1, 4, 6, 6), peaks=None)
+    assert again.total.macs == report.total.macs
+
+
+def test_functional_only_model_counts_at_the_root():
+    weight = torch.randn(8, 3, 3, 3)
+
+    class Functional(nn.Module):
+        def forward(self, x):
+            return F.relu(F.conv2d(x, weight, padding=1)).mean((2, 3)) @ torch.randn(8, 5)
+
+    report = analyze(Functional(), (2, 3, 6, 6), peaks=None)
+    assert report.total.macs == 2 * 8 * 36 * 27 + 2 * 8 * 5
+    assert all(o.call.module == "" for o in report.operators)
+
+
+def test_hierarchical_totals_sum_their_children():
+    report = analyze(ev.create_model("mobilenetv2_050"), (1, 3, 96, 96), peaks=None)
+    stages = report.module("stages")
+    children = [m for m in report.modules.values() if m.path.startswith("stages.") and m.depth == 2]
+    assert stages.macs == sum(m.macs for m in children)
+    assert stages.bytes == sum(m.bytes for m in children)
+    assert report.total.macs == report.module("stem").macs + stages.macs + report.module("head").macs
+
+
+# ---- the zoo --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ev.list_models())
+def test_zoo_params_and_macs_agree_with_torch_counters(name):
+    model = ev.create_model(name)
+    report = analyze(model, (1, 3, 128, 128), peaks=None)
+    assert report.total.params == sum(p.numel() for p in model.parameters())
+    assert report.total.macs == ev.count_macs(model, 128)  # torch.utils.flop_counter / 2
+    assert not report.unrecognized_ops, report.unrecognized_ops
+
+
+@pytest.mark.parametrize("name", ev.list_models(["mobileone*", "repvgg*", "repghostnet*"]))
+def test_deploy_macs_of_reparameterized_models_match_the_papers(name):
+    report = analyze(ev.reparameterize(ev.create_model(name)), (1, 3, 224, 224), peaks=None)
+    assert published(name).macs.agrees_with(report.total.macs, 0.02)
+
+
+# ---- roofline, exports, diagnostics -------------------------------------------------------------
+def test_roofline_bound_per_operator_and_network():
+    conv = nn.Conv2d(64, 64, 3, padding=1, bias=False)
+    report = analyze(nn.Sequential(conv, nn.ReLU()), (1, 64, 16, 16), peaks=PEAKS)
+    conv_cost, relu_cost = [o for o in report.operators if not o.call.is_view]
+    assert conv_cost.bound_by == "compute" and conv_cost.bound_seconds == pytest.approx(conv_cost.call.flops / 1e9)
+    assert relu_cost.bound_by == "memory" and relu_cost.bound_seconds == pytest.approx(relu_cost.bytes / 1e8)
+    assert report.total.bound_seconds == pytest.approx(conv_cost.bound_seconds + relu_cost.bound_seconds)
+    assert PEAKS.ridge_intensity == 10.0
+
+
+def test_device_peaks_are_measured_once_and_cached_per_machine(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEVISION_CACHE_DIR", str(tmp_path))
+    import edgevision.analysis.roofline as roofline
+
+    calls = []
+    monkeypatch.setattr(roofline, "_measure", lambda threads, dtype, t: calls.append(threads) or (2e10, 1e10))
+    first = device_peaks(threads=1)
+    second = device_peaks(threads=1)
+    assert calls == [1] and first == second and first.flops_per_second == 2e10
+    cached = json.loads((tmp_path / "device_peaks.json").read_text())
+    assert list(cached) == [f"{ev.machine.machine_info().fingerprint}/threads=1/float32"]
+    device_peaks(threads=1, refresh=True)
+    assert calls == [1, 1]
+
+
+def test_report_exports_json_and_dataframe():
+    report = analyze(ev.create_model("shufflenet_v2_x0_5"), (1, 3, 64, 64), peaks=PEAKS)
+    data = json.loads(report.to_json())
+    assert data["total"]["macs"] == report.total.macs and "MACs" in data["units"] and "FLOPs" in data["units"]
+    frame = report.to_dataframe()
+    assert set(frame["row"]) == {"operator", "module"}
+    assert len(frame) == len(report.operators) + len(report.modules)
+    assert frame[frame["row"] == "operator"]["macs"].sum() == report.total.macs
+
+
+def test_diagnostics_name_layer_and_guideline():
+    class Designed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dense = nn.Conv2d(32, 32, 3, padding=1)
+            self.narrow_to_wide = nn.Conv2d(32, 256, 1)  # G1: 1:8 widths
+            self.grouped = nn.Conv2d(256, 256, 1, groups=32)  # G2: heavy grouping
+
+        def forward(self, x):
+            return self.grouped(F.relu(self.narrow_to_wide(F.relu(self.dense(x)))))
+
+    flags = analyze(Designed(), (1, 32, 16, 16), peaks=PEAKS).diagnostics
+    assert any(f.guideline == "G1" and f.layer == "narrow_to_wide" and "32->256" in f.message for f in flags)
+    assert any(f.guideline == "G2" and f.layer == "grouped" and "g=32" in f.message for f in flags)
+
+
+def test_train_form_multi_branch_is_flagged_and_deploy_form_is_not():
+    model = ev.create_model("mobileone_s0")
+    train = analyze(model, (1, 3, 64, 64), peaks=PEAKS).diagnostics
+    deploy = analyze(ev.reparameterize(model), (1, 3, 64, 64), peaks=PEAKS).diagnostics
+    assert any(f.guideline == "MobileOne" for f in train)
+    assert not any(f.guideline == "MobileOne" for f in deploy)
+    assert any(f.guideline == "G3" for f in train)  # 4 over-parameterized branches per layer fragment the block
+
+
+def test_elementwise_heavy_model_is_flagged():
+    model = nn.Sequential(nn.Conv2d(8, 8, 1), nn.Hardswish(), nn.BatchNorm2d(8).eval(), nn.SiLU(), nn.Sigmoid())
+    flags = analyze(model, (1, 8, 32, 32), peaks=PEAKS).diagnostics
+    (g4,) = [f for f in flags if f.guideline == "G4"]
+    assert g4.layer in {"1", "2", "3", "4"} and "of the roofline time" in g4.message
+    light = analyze(nn.Conv2d(64, 64, 3, padding=1), (1, 64, 32, 32), peaks=PEAKS).diagnostics
+    assert not any(f.guideline == "G4" for f in light)
+
+
+def test_bad_input_shape_is_a_clear_error():
+    with pytest.raises(ValueError, match="cannot take an input of shape 1x4x32x32"):
+        analyze(ev.create_model("resnet18"), (1, 4, 32, 32), peaks=None)
+    with pytest.raises(ValueError, match="input_shape must be positive"):
+        analyze(ev.create_model("resnet18"), (1, 0, 32, 32), peaks=None)
