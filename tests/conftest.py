@@ -1,7 +1,12 @@
+import os
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/helpers.py
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+# Under pytest-xdist each worker gets one intra-op thread: two workers with two OpenMP threads each
+# oversubscribe a 2-core machine, and spinning OpenMP threads then slow everything several-fold.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, (os.cpu_count() or 1) // _workers))

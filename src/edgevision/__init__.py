@@ -3,9 +3,12 @@
 Build networks from one declarative spec, count them, convert them to their deploy form.
 """
 
+from .analysis import CostReport, DevicePeaks, analyze, device_peaks
 from .blocks import BlockSpec, ResolvedBlock
 from .builder import Network, build
 from .counting import count_macs, count_params
+from .export import export_onnx
+from .latency import measure
 from .network import NetworkSpec, StageSpec
 from .registry import create_model, get_spec, list_models, register_model
 from .reparam import is_deploy_form, reparameterize
@@ -16,19 +19,25 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BlockSpec",
+    "CostReport",
+    "DevicePeaks",
     "Network",
     "NetworkSpec",
     "ResolvedBlock",
     "ResolvedNetwork",
     "Spec",
     "StageSpec",
+    "analyze",
     "build",
     "count_macs",
     "count_params",
     "create_model",
+    "device_peaks",
+    "export_onnx",
     "get_spec",
     "is_deploy_form",
     "list_models",
+    "measure",
     "register_model",
     "reparameterize",
     "resolve",

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from ..atomic import atomic_write_text
 from ..machine import machine_info
 
 __all__ = ["DevicePeaks", "device_peaks", "cache_path"]
@@ -81,14 +81,6 @@ def _load_cache(path: Path) -> dict:
         return {}
 
 
-def _write_atomically(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".device_peaks.", suffix=".json")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(data, stream, indent=2)
-    os.replace(temporary, path)
-
-
 def device_peaks(
     threads: int | None = None, dtype: torch.dtype = torch.float32, refresh: bool = False, min_run_time: float = 0.2
 ) -> DevicePeaks:
@@ -104,7 +96,8 @@ def device_peaks(
     peaks = DevicePeaks(flops, bandwidth, threads, str(dtype).replace("torch.", ""), fingerprint)
     cache[key] = peaks.to_dict()
     try:
-        _write_atomically(path, cache)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(cache, indent=2))
     except OSError:  # an unwritable cache must not lose the measurement
         pass
     return peaks

@@ -1,6 +1,6 @@
 """CLI subcommands, one module each: ``register(subparsers)`` adds the parser, ``run(args)`` does the work."""
 
-from . import models, spec
+from . import export, measure, models, profile, spec
 
 #: the order in which ``edgevision --help`` lists them
-COMMANDS = (models, spec)
+COMMANDS = (models, spec, profile, measure, export)

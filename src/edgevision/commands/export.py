@@ -1,0 +1,45 @@
+"""``edgevision export``: re-parameterize, export to ONNX, verify in ONNX Runtime against PyTorch, write atomically."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import UsageError, parse_shape
+
+__all__ = ["register", "run"]
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "export",
+        help="export a model to ONNX (deploy form by default), verified against PyTorch in ONNX Runtime",
+        description="Export a registered model to ONNX. The file is checked, simplified and run in ONNX Runtime; "
+        "it is written only if its outputs match PyTorch within the tolerance.",
+    )
+    parser.add_argument("model", help="registered model name")
+    parser.add_argument("output", metavar="OUT.onnx", help="where to write the ONNX file")
+    parser.add_argument("--no-deploy", dest="deploy", action="store_false", help="export the train form (BatchNorm kept, branches unmerged)")
+    parser.add_argument("--input", default=None, metavar="SHAPE", help="example input CxHxW or NxCxHxW (default: the model's, batch 1)")
+    parser.add_argument("--static-batch", dest="dynamic_batch", action="store_false", help="fix the batch size instead of leaving it dynamic")
+    parser.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset (default: edgevision.export.DEFAULT_OPSET, 17)")
+    parser.add_argument("--atol", type=float, default=1e-4, help="max |torch - onnx| / max |torch| allowed (default 1e-4)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..atomic import check_writable
+    from ..export import DEFAULT_OPSET, ExportError, export_onnx
+    from ..latency import MeasurementError
+    from ..registry import create_model
+
+    if not args.output.endswith(".onnx"):
+        raise UsageError(f"output {args.output!r} should end in .onnx, e.g. {args.model}.onnx")
+    try:
+        check_writable(args.output)  # before building and exporting the model
+        shape = parse_shape(args.input, dims=(3, 4)) if args.input else None
+        model = create_model(args.model)
+        report = export_onnx(model, args.output, shape, deploy=args.deploy, dynamic_batch=args.dynamic_batch, opset=args.opset or DEFAULT_OPSET, atol=args.atol)
+    except (ExportError, MeasurementError, KeyError, OSError) as error:
+        raise UsageError(str(error)) from None
+    print(report.summary())
+    return 0

@@ -1,0 +1,162 @@
+"""``edgevision profile``: per-module MACs, FLOPs, bytes, activation memory and roofline bound of any model."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import UsageError, human, load_model_argument, parse_shape, stderr_console
+
+__all__ = ["register", "run"]
+
+SORT_KEYS = {
+    "order": None,
+    "macs": lambda m: m.macs,
+    "flops": lambda m: m.flops,
+    "bytes": lambda m: m.bytes,
+    "intensity": lambda m: m.intensity,
+    "time": lambda m: m.bound_seconds,
+}
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "profile",
+        help="cost of every module: MACs, FLOPs, bytes moved, activation memory, roofline-bound time, diagnostics",
+        description="Count every operator of one inference forward pass (aten level, so functional code counts too), "
+        "roll the counts up the module tree, bound each operator by this machine's roofline and flag layers "
+        "against ShuffleNet V2's guidelines. MACs and FLOPs are never mixed: both are shown.",
+    )
+    parser.add_argument("model", help="registered model name, or path/to/file.py:factory returning an nn.Module")
+    parser.add_argument("--input", default="1x3x224x224", metavar="SHAPE", help="input shape NxCxHxW (default 1x3x224x224)")
+    parser.add_argument("--deploy", action="store_true", help="profile the re-parameterized (deploy) form")
+    parser.add_argument(
+        "--depth", type=int, default=None, metavar="N", help="module depth of the table rows (default: the network's blocks; 2 for other models)"
+    )
+    parser.add_argument("--sort", choices=sorted(SORT_KEYS), default="order", help="row order (default: execution order)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N", help="threads for the roofline peaks (default: torch's)")
+    parser.add_argument("--no-roofline", action="store_true", help="skip measuring this machine's peaks (no bound times)")
+    parser.add_argument("--json", default=None, metavar="FILE", help="also write the full report (every operator and module) as JSON")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis import analyze, device_peaks
+    from ..atomic import atomic_write_text, check_writable
+    from ..reparam import reparameterize
+
+    if args.depth is not None and args.depth < 0:
+        raise UsageError(f"--depth must be >= 0, got {args.depth}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    shape = parse_shape(args.input)
+    if args.json:
+        try:
+            check_writable(args.json)
+        except OSError as error:
+            raise UsageError(str(error)) from None
+    model = load_model_argument(args.model)
+    if args.deploy:
+        model = reparameterize(model)
+    peaks = None
+    if not args.no_roofline:
+        with stderr_console().status("measuring this machine's roofline peaks (cached after the first run)"):
+            peaks = device_peaks(threads=args.threads)
+    try:
+        report = analyze(model, shape, peaks=peaks, name=args.model)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if args.json:
+        atomic_write_text(args.json, report.to_json() + "\n")
+    _print(report, model, args)
+    return 0
+
+
+def _bytes(count: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.2f} {unit}"
+    return f"{int(count)} B"
+
+
+def _rows(report, model, depth: int | None):
+    """Table rows: the resolved blocks of a zoo network, else the modules at ``depth``."""
+    resolved = getattr(model, "resolved", None)
+    if depth is None and resolved is not None:
+        return [report.modules[b.path] for b in resolved if b.path in report.modules], "blocks (resolved spec)"
+    depth = 2 if depth is None else depth
+    return [m for m in report.modules.values() if m.depth == depth and (m.operators or m.params)], f"modules at depth {depth}"
+
+
+def _print(report, model, args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..machine import machine_info
+
+    console = Console(width=max(Console().width, 140))
+    machine = machine_info()
+    form = "deploy" if args.deploy else "train"
+    console.print(f"[bold]{report.model}[/bold] ({form} form), input {'x'.join(map(str, report.input_shape))} {report.dtype}")
+    console.print(f"machine: {machine.short}, fingerprint {machine.fingerprint}")
+    if report.peaks:
+        peaks = report.peaks
+        console.print(
+            f"roofline: {peaks.flops_per_second / 1e9:.1f} GFLOP/s peak, {peaks.bytes_per_second / 1e9:.1f} GB/s, "
+            f"ridge {peaks.ridge_intensity:.1f} FLOP/B, {peaks.threads} thread(s)"
+        )
+    console.print(f"[dim]units: {report.units}[/dim]")
+
+    rows, title = _rows(report, model, args.depth)
+    key = SORT_KEYS[args.sort]
+    if key is not None:
+        rows.sort(key=key, reverse=True)
+    table = Table(title=title)
+    columns = ["module", "type", "params", "MACs", "FLOPs", "bytes", "act. mem", "FLOP/B", "ops"]
+    if report.peaks:
+        columns += ["bound ms", "bound by"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("module", "type", "bound by") else "right", no_wrap=True)
+
+    def cells(m) -> list[str]:
+        values = [
+            m.path or "<model>",
+            m.type,
+            human(m.params),
+            human(m.macs),
+            human(m.flops),
+            _bytes(m.bytes),
+            _bytes(m.activation_bytes),
+            f"{m.intensity:.1f}",
+            str(m.operators),
+        ]
+        if report.peaks:
+            values += [f"{m.bound_seconds * 1e3:.3f}", m.bound_by]
+        return values
+
+    for module in rows:
+        table.add_row(*cells(module))
+    table.add_section()
+    table.add_row(*cells(report.total), style="bold")
+    console.print(table)
+    total = report.total
+    summary = (
+        f"total: {total.params:,} params, {total.macs / 1e6:.2f}M MACs, {total.flops / 1e6:.2f}M FLOPs, "
+        f"{_bytes(total.bytes_read)} read + {_bytes(total.bytes_written)} written, peak activation memory "
+        f"{_bytes(report.peak_activation_bytes)}"
+    )
+    if report.peaks:
+        summary += f", roofline bound {total.bound_seconds * 1e3:.3f} ms ({total.bound_by}-bound)"
+    console.print(summary)
+    if report.unrecognized_ops:
+        console.print(f"[yellow]operators with the default cost (1 FLOP/element): {report.unrecognized_ops}[/yellow]")
+    if report.diagnostics:
+        console.print(f"[bold]diagnostics[/bold] ({len(report.diagnostics)} flags; --json FILE lists every one):")
+        by_guideline: dict[str, list] = {}
+        for flag in report.diagnostics:
+            by_guideline.setdefault(flag.guideline, []).append(flag)
+        for guideline, flags in by_guideline.items():
+            more = f" (+{len(flags) - 2} more layers)" if len(flags) > 2 else ""
+            for flag in flags[:2]:
+                console.print(f"  {flag}", highlight=False)
+            if more:
+                console.print(f"  [{guideline}]{more}", highlight=False)
