@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # torch==2.13.0 in requirements.lock is the CPU wheel on our machines; a looser pin pulls CUDA wheels.
 
-.PHONY: run test setup clean
+.PHONY: run test setup clean bench-runtimes bench-analysis
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider
+
+bench-analysis: $(STAMP)
+	$(BIN)/python benchmarks/bench_analysis.py
+
+bench-runtimes: $(STAMP)  # latency of every zoo model per runtime -> benchmarks/results/runtimes.md (resumable)
+	$(BIN)/python benchmarks/bench_runtimes.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
