@@ -19,7 +19,7 @@ from ..spec import Spec, check, check_choice, check_positive, check_stride
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["BlockSpec", "BlockWidths", "ChannelScale", "ResolvedBlock", "WIDTH_SCALING", "check_activation"]
+__all__ = ["BlockSpec", "BlockWidths", "ChannelScale", "ResolvedBlock", "WIDTH_SCALING", "check_activation", "check_groups_divide"]
 
 # How a width reacts to the network's width multiplier:
 #   "scaled"         make_divisible(base * multiplier)        (almost every layer)
@@ -59,6 +59,16 @@ class BlockWidths:
 
 def check_activation(spec: Spec, field: str = "activation") -> None:
     check_choice(spec, field, ACTIVATIONS)
+
+
+def check_groups_divide(spec: Spec, label: str, *widths: int) -> None:
+    """Resolve-time check that ``spec.groups`` divides each resolved width (``label`` names them)."""
+    groups = spec.groups  # type: ignore[attr-defined]
+    if any(width % groups for width in widths):
+        raise ValueError(
+            f"{type(spec).__name__}.groups={groups} must divide the resolved {label} "
+            f"({' -> '.join(map(str, widths))}); change groups or the width multiplier"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

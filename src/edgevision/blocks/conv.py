@@ -9,7 +9,7 @@ from torch import nn
 
 from ..layers import ConvNormAct, get_activation
 from ..spec import check, check_choice, check_positive
-from .base import WIDTH_SCALING, BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation
+from .base import WIDTH_SCALING, BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation, check_groups_divide
 
 __all__ = ["ConvNormActSpec", "MaxPoolSpec"]
 
@@ -40,11 +40,7 @@ class ConvNormActSpec(BlockSpec):
         return BlockWidths(out_channels=scale(self.out_channels, self.width_scaling))
 
     def check_widths(self, in_channels: int, widths: BlockWidths) -> None:
-        if in_channels % self.groups or widths.out_channels % self.groups:
-            raise ValueError(
-                f"ConvNormActSpec.groups={self.groups} must divide the resolved channels "
-                f"({in_channels} -> {widths.out_channels}); change groups or the width multiplier"
-            )
+        check_groups_divide(self, "channels", in_channels, widths.out_channels)
 
     def build(self, block: ResolvedBlock) -> nn.Module:
         return ConvNormAct(

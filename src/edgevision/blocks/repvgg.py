@@ -22,7 +22,7 @@ from torch import nn
 
 from ..layers import ConvNormAct, SqueezeExcite, fold_batchnorm, get_activation, identity_kernel, pad_kernel, same_padding
 from ..spec import check_positive
-from .base import BlockSpec, BlockWidths, ResolvedBlock, check_activation
+from .base import BlockSpec, BlockWidths, ResolvedBlock, check_activation, check_groups_divide
 
 __all__ = ["RepVGGBlockSpec", "RepConv"]
 
@@ -44,11 +44,7 @@ class RepVGGBlockSpec(BlockSpec):
         check_activation(self)
 
     def check_widths(self, in_channels: int, widths: BlockWidths) -> None:
-        if in_channels % self.groups or widths.out_channels % self.groups:
-            raise ValueError(
-                f"RepVGGBlockSpec.groups={self.groups} must divide the resolved channels "
-                f"({in_channels} -> {widths.out_channels}); change groups or the width multiplier"
-            )
+        check_groups_divide(self, "channels", in_channels, widths.out_channels)
 
     def build(self, block: ResolvedBlock) -> nn.Module:
         return RepConv(

@@ -27,14 +27,13 @@ from torch import nn
 
 from ..layers import ConvNormAct, get_activation
 from ..spec import check, check_positive
-from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation
+from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation, check_groups_divide
 
 __all__ = [
     "ResNetBasicSpec",
     "ResNetBottleneckSpec",
     "ResNetBasicBlock",
     "ResNetBottleneck",
-    "check_grouped_width",
     "projection_shortcut",
 ]
 
@@ -79,7 +78,7 @@ class ResNetBottleneckSpec(BlockSpec):
         return BlockWidths(out_channels=scale(self.out_channels), mid_channels=scale(self.mid_channels))
 
     def check_widths(self, in_channels: int, widths: BlockWidths) -> None:
-        check_grouped_width(self, widths)
+        check_groups_divide(self, "mid_channels", widths.mid_channels)
 
     def build(self, block: ResolvedBlock) -> nn.Module:
         return ResNetBottleneck(
@@ -89,16 +88,6 @@ class ResNetBottleneckSpec(BlockSpec):
             self.stride,
             groups=self.groups,
             act=get_activation(self.activation),
-        )
-
-
-def check_grouped_width(spec: BlockSpec, widths: BlockWidths) -> None:
-    """Raise when the spec's ``groups`` does not divide the resolved ``mid_channels``."""
-    groups = spec.groups  # type: ignore[attr-defined]
-    if widths.mid_channels % groups:
-        raise ValueError(
-            f"{type(spec).__name__}.groups={groups} must divide the resolved mid_channels "
-            f"({widths.mid_channels}); change groups or the width multiplier"
         )
 
 

@@ -28,8 +28,8 @@ from torch import nn
 
 from ..layers import ConvNormAct, get_activation
 from ..spec import check, check_positive
-from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation
-from .resnet import ResNetBottleneck, check_grouped_width
+from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation, check_groups_divide
+from .resnet import ResNetBottleneck
 
 __all__ = ["SelectiveKernelSpec", "SelectiveKernelConv", "SelectiveKernelAttention"]
 
@@ -71,7 +71,7 @@ class SelectiveKernelSpec(BlockSpec):
         return BlockWidths(out_channels=scale(self.out_channels), mid_channels=mid, se_channels=self.attention_channels(mid))
 
     def check_widths(self, in_channels: int, widths: BlockWidths) -> None:
-        check_grouped_width(self, widths)
+        check_groups_divide(self, "mid_channels", widths.mid_channels)
 
     def build(self, block: ResolvedBlock) -> nn.Module:
         act = get_activation(self.activation)
