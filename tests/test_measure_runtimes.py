@@ -12,7 +12,7 @@ import edgevision as ev
 from edgevision.machine import machine_info
 from edgevision.latency import MeasurementError, MeasurementPlan, RuntimeNotAvailable, layer_times
 from edgevision.latency.layers import ROOT, UNMAPPED, onnx_node_module_path
-from edgevision.latency.runtimes import OpenVinoRuntime
+from edgevision.latency.runtimes import OpenVinoRuntime, get_runtime
 
 SMALL = "mobilenetv3_small_075"
 SHAPE = (3, 64, 64)
@@ -25,7 +25,11 @@ def ticking_clock(step_s: float = 0.004):
     return lambda: next(counter) * step_s
 
 
-@pytest.mark.parametrize("runtime", ["eager", "ort"])
+def _installed(runtime: str):
+    return pytest.param(runtime, marks=pytest.mark.skipif(not get_runtime(runtime).is_available(), reason=f"{runtime} not installed"))
+
+
+@pytest.mark.parametrize("runtime", ["eager", "ort", _installed("openvino")])
 def test_measure_records_statistics_and_context(runtime):
     before = torch.get_num_threads()
     result = ev.measure(SMALL, SHAPE, runtime=runtime, threads=1, batch=2, deploy=True, clock=ticking_clock())
@@ -37,6 +41,7 @@ def test_measure_records_statistics_and_context(runtime):
     assert context.fingerprint == machine_info().fingerprint and context.cpu_model == machine_info().cpu_model
     assert "torch" in context.runtime_versions
     assert runtime != "ort" or context.runtime_versions["onnxruntime"] == __import__("onnxruntime").__version__
+    assert runtime != "openvino" or "openvino" in context.runtime_versions
     assert torch.get_num_threads() == before  # the thread setting is restored
 
 
