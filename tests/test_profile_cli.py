@@ -19,6 +19,16 @@ def test_profile_registered_model_writes_json(tmp_path, capsys):
     assert {m["path"] for m in data["modules"]} >= {"", "stem", "stages", "head"}
 
 
+def test_profile_measures_layers_beside_the_bound(capsys):
+    argv = ["profile", "mobilenetv3_small_075", "--input", "1x3x64x64", "--deploy", "--measure", "ort", "--threads", "1"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "ort ms" in printed and "measured/bound" in printed
+    model_row = next(line for line in printed.splitlines() if "<model>" in line)
+    ratio = float(model_row.split()[-2].rstrip("x"))  # the whole model's measured / roofline bound
+    assert ratio > 0
+
+
 def test_profile_user_file_factory_with_depth_and_sort(tmp_path, capsys):
     source = tmp_path / "mine.py"
     source.write_text(

@@ -35,6 +35,12 @@ def register(commands) -> None:
     parser.add_argument("--sort", choices=sorted(SORT_KEYS), default="order", help="row order (default: execution order)")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="threads for the roofline peaks (default: torch's)")
     parser.add_argument("--no-roofline", action="store_true", help="skip measuring this machine's peaks (no bound times)")
+    parser.add_argument(
+        "--measure",
+        choices=("eager", "ort"),
+        default=None,
+        help="also time every layer on this runtime (PyTorch profiler / ONNX Runtime profiling) and show it beside the bound",
+    )
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the full report (every operator and module) as JSON")
     parser.set_defaults(handler=run)
 
@@ -65,10 +71,24 @@ def run(args: argparse.Namespace) -> int:
         report = analyze(model, shape, peaks=peaks, name=args.model)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    measured = _measured_layers(model, shape, args) if args.measure else None
     if args.json:
         atomic_write_text(args.json, report.to_json() + "\n")
-    _print(report, model, args)
+    _print(report, model, args, measured)
     return 0
+
+
+def _measured_layers(model, shape: tuple[int, ...], args: argparse.Namespace) -> dict[str, float]:
+    """Module path -> measured ms per call (including sub-modules); "" is the whole model."""
+    from ..latency import MeasurementError, layer_times
+    from ..latency.layers import ROOT
+
+    try:
+        with stderr_console().status(f"timing every layer on {args.measure}"):
+            times = layer_times(model, shape, runtime=args.measure, threads=args.threads)
+    except MeasurementError as error:
+        raise UsageError(str(error)) from None
+    return {("" if t.path == ROOT else t.path): t.total_ms for t in times}
 
 
 def _bytes(count: float) -> str:
@@ -87,13 +107,13 @@ def _rows(report, model, depth: int | None):
     return [m for m in report.modules.values() if m.depth == depth and (m.operators or m.params)], f"modules at depth {depth}"
 
 
-def _print(report, model, args: argparse.Namespace) -> None:
+def _print(report, model, args: argparse.Namespace, measured: dict[str, float] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     from ..machine import machine_info
 
-    console = Console(width=max(Console().width, 140))
+    console = Console(width=max(Console().width, 185 if measured is not None else 150))
     machine = machine_info()
     form = "deploy" if args.deploy else "train"
     console.print(f"[bold]{report.model}[/bold] ({form} form), input {'x'.join(map(str, report.input_shape))} {report.dtype}")
@@ -114,6 +134,8 @@ def _print(report, model, args: argparse.Namespace) -> None:
     columns = ["module", "type", "params", "MACs", "FLOPs", "bytes", "act. mem", "FLOP/B", "ops"]
     if report.peaks:
         columns += ["bound ms", "bound by"]
+    if measured is not None:
+        columns += [f"{args.measure} ms"] + (["measured/bound"] if report.peaks else [])
     for column in columns:
         table.add_column(column, justify="left" if column in ("module", "type", "bound by") else "right", no_wrap=True)
 
@@ -131,6 +153,12 @@ def _print(report, model, args: argparse.Namespace) -> None:
         ]
         if report.peaks:
             values += [f"{m.bound_seconds * 1e3:.3f}", m.bound_by]
+        if measured is not None:
+            ms = measured.get(m.path)
+            values.append("-" if ms is None else f"{ms:.3f}")
+            if report.peaks:
+                ratio = ms / (m.bound_seconds * 1e3) if ms is not None and m.bound_seconds else None
+                values.append("-" if ratio is None else f"{ratio:.2f}x")
         return values
 
     for module in rows:
