@@ -261,3 +261,11 @@ def test_bad_input_shape_is_a_clear_error():
         analyze(ev.create_model("resnet18"), (1, 4, 32, 32), peaks=None)
     with pytest.raises(ValueError, match="input_shape must be positive"):
         analyze(ev.create_model("resnet18"), (1, 0, 32, 32), peaks=None)
+
+
+def test_without_peaks_there_are_no_bound_times():
+    report = analyze(nn.Conv2d(3, 8, 3), (1, 3, 8, 8), peaks=None)
+    assert report.total.bound_seconds is None and report.total.bound_by is None
+    assert all(o.bound_seconds is None for o in report.operators)
+    bounded = analyze(nn.Conv2d(3, 8, 3), (1, 3, 8, 8), peaks=PEAKS)
+    assert bounded.total.bound_seconds > 0 and bounded.total.bound_by in ("compute", "memory")

@@ -61,6 +61,7 @@ class CostTotals:
     operators: int = 0  # non-view operator calls
     compute_bound_seconds: float = 0.0  # roofline time of its compute-bound operators
     memory_bound_seconds: float = 0.0  # roofline time of its memory-bound operators
+    bounded: bool = False  # False when the report has no roofline peaks: no bound times at all
 
     @property
     def bytes(self) -> int:
@@ -71,12 +72,15 @@ class CostTotals:
         return self.flops / self.bytes if self.bytes else 0.0
 
     @property
-    def bound_seconds(self) -> float:
-        return self.compute_bound_seconds + self.memory_bound_seconds
+    def bound_seconds(self) -> float | None:
+        """Roofline lower bound of its operators' time; None without peaks."""
+        return self.compute_bound_seconds + self.memory_bound_seconds if self.bounded else None
 
     @property
-    def bound_by(self) -> str:
-        """The resource that limits most of this module's roofline time."""
+    def bound_by(self) -> str | None:
+        """The resource that limits most of this module's roofline time; None without peaks."""
+        if not self.bounded:
+            return None
         return "compute" if self.compute_bound_seconds >= self.memory_bound_seconds else "memory"
 
     def add(self, call: OperatorCall, cost: OperatorCost) -> None:
@@ -87,6 +91,7 @@ class CostTotals:
         self.activation_bytes += call.new_activation_bytes
         self.operators += 0 if call.is_view else 1
         if cost.bound_seconds is not None:
+            self.bounded = True
             if cost.bound_by == "compute":
                 self.compute_bound_seconds += cost.bound_seconds
             else:

@@ -14,7 +14,7 @@ SORT_KEYS = {
     "flops": lambda m: m.flops,
     "bytes": lambda m: m.bytes,
     "intensity": lambda m: m.intensity,
-    "time": lambda m: m.bound_seconds,
+    "time": lambda m: m.bound_seconds or 0.0,
 }
 
 
@@ -152,7 +152,7 @@ def _print(report, model, args: argparse.Namespace, measured: dict[str, float] |
             str(m.operators),
         ]
         if report.peaks:
-            values += [f"{m.bound_seconds * 1e3:.3f}", m.bound_by]
+            values += ["-" if m.bound_seconds is None else f"{m.bound_seconds * 1e3:.3f}", m.bound_by or "-"]
         if measured is not None:
             ms = measured.get(m.path)
             values.append("-" if ms is None else f"{ms:.3f}")
