@@ -1,5 +1,5 @@
 # Two commands do all set-up (see README):
-#   make run    create .venv, install pinned dependencies, run the main job (edgevision models)
+#   make run    create .venv, install pinned dependencies, run the main job (edgevision bench, < 10 min on 2 cores)
 #   make test   create .venv, install pinned dependencies, run the test suite
 PYTHON ?= python3
 VENV   := .venv
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml requirements.lock
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/edgevision models
+	$(BIN)/edgevision bench
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider

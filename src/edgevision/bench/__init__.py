@@ -1,0 +1,25 @@
+"""``edgevision bench``: which efficient network is best on *this* machine (issue 5).
+
+:mod:`.store` keeps finished measurements in a resumable JSONL file, :mod:`.run` measures the
+zoo (cost model + latency per runtime), :mod:`.analysis` holds the pure functions (Pareto fronts,
+rank correlations, best model within a budget) and :mod:`.report` writes CSV, Markdown, HTML and
+PNG plots. Every number in a report comes from ``results.jsonl``.
+"""
+
+from .analysis import Entry, best_within_budget, entries_from_rows, pareto_front, rank_correlation
+from .report import write_report
+from .run import BenchConfig, run_bench
+from .store import MixedResultsError, ResultStore
+
+__all__ = [
+    "BenchConfig",
+    "Entry",
+    "MixedResultsError",
+    "ResultStore",
+    "best_within_budget",
+    "entries_from_rows",
+    "pareto_front",
+    "rank_correlation",
+    "run_bench",
+    "write_report",
+]

@@ -1,0 +1,169 @@
+"""Pure analysis of benchmark rows: Pareto fronts, rank correlations, the best model within a budget.
+
+A Pareto-optimal model is one that no other model beats on both axes: at least as accurate *and*
+at least as cheap (latency or MACs), strictly better on one. Rank correlations (Spearman's rho and
+Kendall's tau, ``scipy.stats``) say whether a cost proxy — MACs, bytes moved, the roofline bound —
+orders the models as this machine's measured latency does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Iterable, Sequence
+
+__all__ = ["Correlation", "Entry", "best_within_budget", "entries_from_rows", "pareto_front", "rank_correlation", "PROXIES"]
+
+#: cost proxies compared with measured latency: (Entry attribute, label)
+PROXIES = (("macs", "MACs"), ("bytes", "bytes moved"), ("bound_ms", "roofline bound"))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One model on one runtime: its costs, its published top-1 and its measured latency (ms)."""
+
+    model: str
+    runtime: str
+    params: int
+    macs: float
+    flops: float
+    bytes: float
+    peak_activation_bytes: float | None
+    bound_ms: float | None
+    top1: float | None  # published ImageNet top-1 (%); None = unpublished
+    median_ms: float
+    ci_low_ms: float | None
+    ci_high_ms: float | None
+    p90_ms: float
+    runs: int
+    noisy: bool
+    stop_reason: str
+
+    @property
+    def roofline_fraction(self) -> float | None:
+        """Achieved fraction of the roofline: bound time / measured time (1.0 = at the roofline)."""
+        return self.bound_ms / self.median_ms if self.bound_ms and self.median_ms > 0 else None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "roofline_fraction": self.roofline_fraction}
+
+
+def entries_from_rows(rows: Iterable[dict]) -> list[Entry]:
+    """Flatten ``results.jsonl`` rows into entries, ordered by model then runtime."""
+    entries = []
+    for row in rows:
+        costs, result = row["costs"], row["result"]
+        entries.append(
+            Entry(
+                model=row["model"],
+                runtime=result["context"]["runtime"],
+                params=costs["params"],
+                macs=costs["macs"],
+                flops=costs["flops"],
+                bytes=costs["bytes"],
+                peak_activation_bytes=costs.get("peak_activation_bytes"),
+                bound_ms=costs.get("bound_ms"),
+                top1=row.get("top1"),
+                median_ms=result["median_ms"],
+                ci_low_ms=result.get("ci_low_ms"),
+                ci_high_ms=result.get("ci_high_ms"),
+                p90_ms=result["p90_ms"],
+                runs=result["runs"],
+                noisy=result["noisy"],
+                stop_reason=result["stop_reason"],
+            )
+        )
+    return sorted(entries, key=lambda e: (e.model, e.runtime))
+
+
+def pareto_front(points: Sequence[tuple[str, float, float | None]]) -> list[str]:
+    """Names of the points (name, cost, accuracy) no other point dominates, cheapest first.
+
+    Cost is minimized, accuracy maximized; points without an accuracy (unpublished) are left out.
+    A point is dominated when another is no worse on both axes and strictly better on one.
+    """
+    known = [(name, cost, accuracy) for name, cost, accuracy in points if accuracy is not None and cost is not None]
+    front = []
+    for name, cost, accuracy in known:
+        dominated = any(
+            other_cost <= cost and other_accuracy >= accuracy and (other_cost < cost or other_accuracy > accuracy)
+            for _, other_cost, other_accuracy in known
+        )
+        if not dominated:
+            front.append((cost, -accuracy, name))
+    return [name for _, _, name in sorted(front)]
+
+
+@dataclass(frozen=True)
+class Correlation:
+    proxy: str
+    n: int
+    spearman: float
+    spearman_p: float
+    kendall: float
+    kendall_p: float
+
+
+def rank_correlation(proxy: str, x: Sequence[float], y: Sequence[float]) -> Correlation:
+    """Spearman's rho and Kendall's tau (tau-b) between ``x`` and ``y``, with p-values; NaN below 3 points."""
+    from scipy import stats
+
+    pairs = [(a, b) for a, b in zip(x, y) if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)]
+    if len(pairs) < 3:
+        return Correlation(proxy, len(pairs), math.nan, math.nan, math.nan, math.nan)
+    xs, ys = zip(*pairs)
+    spearman = stats.spearmanr(xs, ys)
+    kendall = stats.kendalltau(xs, ys)
+    return Correlation(proxy, len(pairs), float(spearman.statistic), float(spearman.pvalue), float(kendall.statistic), float(kendall.pvalue))
+
+
+def proxy_correlations(entries: Sequence[Entry]) -> list[Correlation]:
+    """For one runtime's entries: each cost proxy against measured median latency."""
+    latency = [e.median_ms for e in entries]
+    return [rank_correlation(label, [getattr(e, attribute) for e in entries], latency) for attribute, label in PROXIES]
+
+
+def best_within_budget(entries: Sequence[Entry], budget_ms: float) -> Entry | None:
+    """The most accurate published model whose median latency is within ``budget_ms`` (ties: the faster)."""
+    fitting = [e for e in entries if e.top1 is not None and e.median_ms <= budget_ms]
+    return max(fitting, key=lambda e: (e.top1, -e.median_ms), default=None)
+
+
+def by_runtime(entries: Iterable[Entry]) -> dict[str, list[Entry]]:
+    groups: dict[str, list[Entry]] = {}
+    for entry in entries:
+        groups.setdefault(entry.runtime, []).append(entry)
+    return groups
+
+
+@dataclass(frozen=True)
+class RuntimeFindings:
+    """The analysis of one runtime: fronts, the models only MACs calls optimal, correlations, budget pick."""
+
+    runtime: str
+    entries: tuple[Entry, ...]
+    latency_front: tuple[str, ...]
+    macs_front: tuple[str, ...]
+    correlations: tuple[Correlation, ...]
+    best_in_budget: Entry | None
+
+    @property
+    def macs_only_optimal(self) -> tuple[str, ...]:
+        """Pareto-optimal by MACs but not by measured latency: where MACs misleads on this machine."""
+        return tuple(name for name in self.macs_front if name not in self.latency_front)
+
+
+def findings(entries: Sequence[Entry], budget_ms: float | None = None) -> list[RuntimeFindings]:
+    result = []
+    for runtime, group in by_runtime(entries).items():
+        result.append(
+            RuntimeFindings(
+                runtime=runtime,
+                entries=tuple(group),
+                latency_front=tuple(pareto_front([(e.model, e.median_ms, e.top1) for e in group])),
+                macs_front=tuple(pareto_front([(e.model, e.macs, e.top1) for e in group])),
+                correlations=tuple(proxy_correlations(group)),
+                best_in_budget=best_within_budget(group, budget_ms) if budget_ms is not None else None,
+            )
+        )
+    return result

@@ -1,0 +1,144 @@
+"""Measure a set of models on a set of runtimes, resumably: cost model once per model, latency per runtime.
+
+For each model (deploy form): parameters, MACs, FLOPs, bytes moved, peak activation memory and the
+roofline-bound time from :func:`edgevision.analyze`, then :func:`edgevision.measure` on every
+runtime. Each finished measurement becomes one line of ``results.jsonl`` (:mod:`.store`) before
+the next starts; measurements already in the file are skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .store import ResultStore, row_key
+
+__all__ = ["BenchConfig", "Failure", "run_bench", "DEFAULT_RUNTIMES", "DEFAULT_TIME_BUDGET_S"]
+
+#: the best available CPU runtime plus PyTorch eager for comparison
+DEFAULT_RUNTIMES = ("ort", "eager")
+#: seconds per measurement, warm-up included: 35 models x 2 runtimes fit in 10 minutes on 2 cores
+DEFAULT_TIME_BUDGET_S = 3.0
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    models: tuple[str, ...]
+    runtimes: tuple[str, ...] = DEFAULT_RUNTIMES
+    threads: int = 2
+    batch: int = 1
+    resolution: int = 224
+    time_budget_s: float = DEFAULT_TIME_BUDGET_S
+    allow_mixed: bool = False
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, 3, self.resolution, self.resolution)
+
+
+@dataclass(frozen=True)
+class Failure:
+    model: str
+    runtime: str
+    message: str
+
+
+@dataclass
+class BenchRun:
+    """What :func:`run_bench` returns: the rows of this configuration (old and new) and what failed."""
+
+    rows: list[dict]
+    measured: int
+    skipped: int
+    failures: list[Failure] = field(default_factory=list)
+
+
+def model_costs(name: str, input_shape: Sequence[int], peaks="measure") -> dict:
+    """Cost-model figures of ``name`` in deploy form at ``input_shape`` (plain JSON data)."""
+    from ..analysis import analyze
+    from ..counting import count_params
+    from ..registry import create_model
+    from ..reparam import reparameterize
+
+    deployed = reparameterize(create_model(name))
+    report = analyze(deployed, input_shape=tuple(input_shape), peaks=peaks)
+    total = report.total
+    return {
+        "params": count_params(deployed),
+        "macs": total.macs,
+        "flops": total.flops,
+        "bytes": total.bytes,
+        "peak_activation_bytes": report.peak_activation_bytes,
+        "bound_ms": None if total.bound_seconds is None else total.bound_seconds * 1e3,
+        "bound_by": total.bound_by,  # None without peaks
+    }
+
+
+def published_figures(name: str) -> dict:
+    from ..published import published
+
+    record = published(name)
+    return {
+        "top1": record.top1 if record else None,
+        "citation": record.citation if record else "",
+    }
+
+
+def run_bench(
+    config: BenchConfig,
+    out: str | Path,
+    *,
+    peaks="measure",
+    clock: Callable[[], float] = time.perf_counter,
+    on_start: Callable[[str, str, int, int], None] | None = None,
+    on_done: Callable[[str, str, dict | None], None] | None = None,
+) -> BenchRun:
+    """Measure every (model, runtime) of ``config`` not yet in ``out/results.jsonl``.
+
+    Raises :class:`~.store.MixedResultsError` before measuring anything if the file holds results
+    from another machine or runtime version (unless ``config.allow_mixed``, when they are reused).
+    ``on_start(model, runtime, index, total)`` and ``on_done(model, runtime, row)`` report progress
+    (``row`` is None when the measurement failed). ``peaks=None`` skips the roofline bound.
+    """
+    from ..latency import MeasurementError, MeasurementPlan, get_runtime, measure
+    from ..machine import machine_info
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = ResultStore(out / "results.jsonl")
+    if not config.allow_mixed:
+        versions = {runtime: get_runtime(runtime)(config.threads).versions() for runtime in config.runtimes}
+        store.check_compatible(machine_info().fingerprint, versions)
+
+    def key(model: str, runtime: str) -> tuple:
+        return (model, runtime, "deploy", config.threads, config.input_shape)
+
+    done = store.keys()
+    todo = [(m, r) for m in config.models for r in config.runtimes if key(m, r) not in done]
+    costs = {row["model"]: row["costs"] for row in store.rows if tuple(row["result"]["context"]["input_shape"]) == config.input_shape}
+    plan = MeasurementPlan(time_budget_s=config.time_budget_s)
+    failures = []
+    for index, (model, runtime) in enumerate(todo):
+        if on_start:
+            on_start(model, runtime, index, len(todo))
+        try:
+            if model not in costs:
+                costs[model] = model_costs(model, config.input_shape, peaks)
+            result = measure(
+                model, config.input_shape, runtime=runtime, threads=config.threads, deploy=True, plan=plan, clock=clock
+            )
+        except MeasurementError as error:  # one model failing on one runtime does not stop the run
+            failures.append(Failure(model, runtime, str(error)))
+            if on_done:
+                on_done(model, runtime, None)
+            continue
+        row = {"model": model, "costs": costs[model], **published_figures(model), "time_budget_s": config.time_budget_s, "result": result.to_dict()}
+        store.append(row)
+        if on_done:
+            on_done(model, runtime, row)
+    wanted = {key(m, r) for m in config.models for r in config.runtimes}
+    latest = {row_key(row): row for row in store.rows if row_key(row) in wanted}  # a re-measured key: the last wins
+    rows = list(latest.values())
+    return BenchRun(rows=rows, measured=len(todo) - len(failures), skipped=len(wanted) - len(todo), failures=failures)
