@@ -14,9 +14,10 @@ it completes and skipped on the next run (same machine fingerprint); the Markdow
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from edgevision.bench.store import ResultStore
 
 RESULTS = Path(__file__).parent / "results"
 JSONL = RESULTS / "runtimes.jsonl"
@@ -36,21 +37,13 @@ def _key(model: str, column: str, threads: int, fingerprint: str) -> tuple:
     return (model, column, threads, fingerprint)
 
 
-def _load(fingerprint: str) -> dict[tuple, dict]:
-    done = {}
-    if JSONL.exists():
-        for line in JSONL.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                if row["result"]["context"]["fingerprint"] == fingerprint:
-                    done[_key(row["model"], row["column"], row["result"]["context"]["threads"], fingerprint)] = row
-    return done
-
-
-def _append(row: dict) -> None:
-    with JSONL.open("a", encoding="utf-8") as handle:  # one line per finished measurement: a crash loses at most one
-        handle.write(json.dumps(row) + "\n")
-        handle.flush()
+def _load(store: ResultStore, fingerprint: str) -> dict[tuple, dict]:
+    """Finished measurements of this machine, by (model, column, threads, fingerprint)."""
+    return {
+        _key(row["model"], row["column"], row["result"]["context"]["threads"], fingerprint): row
+        for row in store.rows
+        if row["result"]["context"]["fingerprint"] == fingerprint
+    }
 
 
 def _cell(result: dict | None) -> str:
@@ -109,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     fingerprint = machine_info().fingerprint
     if args.fresh and JSONL.exists():
         JSONL.unlink()
-    done = _load(fingerprint)
+    store = ResultStore(JSONL)  # appends one fsynced line per finished measurement; a crash loses at most one
+    done = _load(store, fingerprint)
     runtimes = set(available_runtimes())
     columns = [column for column, runtime, _ in CONFIGURATIONS if runtime in runtimes]
     models = ev.list_models(args.models)
@@ -125,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"skipped ({error})", file=sys.stderr)
                 continue
             row = {"model": model, "column": column, "result": result.to_dict()}
-            _append(row)
+            store.append(row)
             done[_key(model, column, args.threads, fingerprint)] = row
             print(result.summary(), file=sys.stderr)
     write_markdown(done, models if args.models != "*" else ev.list_models(), columns, args.threads)
