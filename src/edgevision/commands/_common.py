@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["UsageError", "human", "load_model_argument", "parse_shape", "stderr_console"]
+__all__ = ["UsageError", "human", "load_model_argument", "parse_shape", "select_runtimes", "stderr_console"]
 
 
 class UsageError(Exception):
@@ -64,3 +64,18 @@ def load_model_argument(text: str):
     if not isinstance(model, nn.Module):
         raise UsageError(f"{path}:{factory_name}() returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def select_runtimes(choice: str, choices: tuple[str, ...]) -> tuple[str, ...]:
+    """``--runtime`` -> runtime names: ``"all"`` is every available one of ``choices``; a single name must be installed."""
+    from ..latency import RuntimeNotAvailable, available_runtimes, get_runtime
+
+    if choice == "all":
+        return tuple(name for name in available_runtimes() if name in choices)
+    if choice not in choices:
+        raise UsageError(f"unknown runtime {choice!r}; choose one of {', '.join(choices + ('all',))}")
+    try:
+        get_runtime(choice).check_available()
+    except RuntimeNotAvailable as error:
+        raise UsageError(str(error)) from None
+    return (choice,)

@@ -11,7 +11,7 @@ import argparse
 import datetime
 from pathlib import Path
 
-from ._common import UsageError, stderr_console
+from ._common import UsageError, select_runtimes, stderr_console
 
 __all__ = ["register", "run"]
 
@@ -47,19 +47,8 @@ def register(commands) -> None:
 
 def _runtimes(choice: str | None) -> tuple[str, ...]:
     from ..bench.run import DEFAULT_RUNTIMES
-    from ..latency import RuntimeNotAvailable, available_runtimes, get_runtime
 
-    if choice is None:
-        return DEFAULT_RUNTIMES
-    if choice not in RUNTIME_CHOICES:
-        raise UsageError(f"unknown runtime {choice!r}; choose one of {', '.join(RUNTIME_CHOICES)}")
-    if choice == "all":
-        return tuple(name for name in available_runtimes() if name != "cuda")
-    try:
-        get_runtime(choice).check_available()
-    except RuntimeNotAvailable as error:
-        raise UsageError(str(error)) from None
-    return (choice,)
+    return DEFAULT_RUNTIMES if choice is None else select_runtimes(choice, RUNTIME_CHOICES[:-1])
 
 
 def _models(patterns: list[str]) -> tuple[str, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import UsageError, parse_shape, stderr_console
+from ._common import UsageError, parse_shape, select_runtimes, stderr_console
 
 __all__ = ["register", "run"]
 
@@ -31,19 +31,13 @@ def register(commands) -> None:
     parser.set_defaults(handler=run)
 
 
-def _runtimes(choice: str) -> list[str]:
-    from ..latency import RUNTIMES, available_runtimes, get_runtime
-
+def _runtimes(choice: str) -> tuple[str, ...]:
+    names = select_runtimes(choice, RUNTIME_CHOICES[:-1])
     if choice == "all":
-        names = [name for name in available_runtimes() if name != "cuda" or "cuda" in available_runtimes()]
-        missing = [name for name in RUNTIMES if name not in names]
+        missing = [name for name in RUNTIME_CHOICES[:-1] if name not in names]
         if missing:
             stderr_console().print(f"[dim]skipping runtimes not available here: {', '.join(missing)}[/dim]")
-        return names
-    if choice not in RUNTIME_CHOICES:
-        raise UsageError(f"unknown runtime {choice!r}; choose one of {', '.join(RUNTIME_CHOICES)}")
-    get_runtime(choice).check_available()
-    return [choice]
+    return names
 
 
 def run(args: argparse.Namespace) -> int:
