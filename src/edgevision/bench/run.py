@@ -58,7 +58,6 @@ class BenchRun:
 def model_costs(name: str, input_shape: Sequence[int], peaks="measure") -> dict:
     """Cost-model figures of ``name`` in deploy form at ``input_shape`` (plain JSON data)."""
     from ..analysis import analyze
-    from ..counting import count_params
     from ..registry import create_model
     from ..reparam import reparameterize
 
@@ -66,7 +65,7 @@ def model_costs(name: str, input_shape: Sequence[int], peaks="measure") -> dict:
     report = analyze(deployed, input_shape=tuple(input_shape), peaks=peaks)
     total = report.total
     return {
-        "params": count_params(deployed),
+        "params": total.params,
         "macs": total.macs,
         "flops": total.flops,
         "bytes": total.bytes,
