@@ -27,3 +27,39 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
 def max_relative_error(reference: torch.Tensor, other: torch.Tensor) -> float:
     """max |a - b| / max |a|: the issue's acceptance metric for deploy equivalence."""
     return ((reference - other).abs().max() / reference.abs().max().clamp_min(1e-12)).item()
+
+
+_TEST_SIZES = (64, 96, 128, 160, 192, 224, 299)
+
+
+def test_input_size(name: str, at_least: int = 64) -> int:
+    """Smallest test resolution >= ``at_least`` at which the registered network resolves.
+
+    Most zoo networks downsample 32x and run at 64; networks with valid-padding stems
+    (Inception v3/v4, Xception) need more. Keeps registry-wide tests cheap for every model.
+    """
+    import edgevision as ev
+
+    spec = ev.get_spec(name)
+    for size in (s for s in _TEST_SIZES if s >= at_least):
+        try:
+            ev.resolve(spec, input_size=size)
+        except ValueError:
+            continue
+        return size
+    raise AssertionError(f"{name} does not resolve at any test size {_TEST_SIZES}")
+
+
+test_input_size.__test__ = False  # a helper, not a test (its name starts with "test_")
+
+
+def meta_model(name: str) -> nn.Module:
+    """A registered model on the meta device: exact shapes, no memory, no arithmetic.
+
+    Parameter and MAC counts need shapes only, so the fidelity tests of big classics (VGG-16:
+    138M parameters) cost milliseconds instead of seconds.
+    """
+    import edgevision as ev
+
+    with torch.device("meta"):
+        return ev.create_model(name)

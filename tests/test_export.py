@@ -5,7 +5,7 @@ from __future__ import annotations
 import onnx
 import pytest
 import torch
-from helpers import randomize_batchnorm
+from helpers import randomize_batchnorm, test_input_size
 from torch import nn
 
 import edgevision as ev
@@ -20,7 +20,8 @@ def _graph_ops(path) -> set[str]:
 def test_every_zoo_model_exports_and_matches_pytorch(name, tmp_path):
     model = randomize_batchnorm(ev.create_model(name))  # non-trivial BatchNorm: the fold must be right
     path = tmp_path / f"{name}.onnx"
-    report = ev.export_onnx(model, path, (3, 64, 64))  # verified at batch 1 and 2 (dynamic batch)
+    size = test_input_size(name)
+    report = ev.export_onnx(model, path, (3, size, size))  # verified at batch 1 and 2 (dynamic batch)
     assert path.is_file() and report.size_bytes == path.stat().st_size
     assert max(report.max_relative_error.values()) <= 1e-4
     assert "BatchNormalization" not in _graph_ops(path)  # deploy form: folded everywhere

@@ -6,6 +6,7 @@ import dataclasses
 import json
 
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -192,3 +193,37 @@ def test_get_spec_returns_the_published_configuration():
     spec = ev.get_spec("mobilenetv3_large_075")
     assert spec.width_multiplier == 0.75 and spec.head.hidden_features == 1280
     assert ev.create_model("mobilenetv3_large_075").spec == spec
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        ConvNormActSpec(out_channels=8, kernel_size=3, stride=2, padding="valid"),
+        ConvNormActSpec(out_channels=8, kernel_size=3, stride=1, padding="valid"),
+        ConvNormActSpec(out_channels=8, kernel_size=5, stride=2),
+        MaxPoolSpec(kernel_size=3, stride=2, padding="valid"),
+        MaxPoolSpec(kernel_size=3, stride=2, padding="valid", ceil_mode=True),
+        MaxPoolSpec(kernel_size=2, stride=2, padding="valid"),
+    ],
+)
+@pytest.mark.parametrize("size", [15, 16, 35, 112])
+def test_resolved_output_size_equals_the_module_output(block, size):
+    """Valid padding and ceil mode (Inception/GoogLeNet stems): resolve predicts PyTorch's sizes."""
+    spec = ev.NetworkSpec(name="sizes", stem=(block,), stages=(ev.StageSpec(blocks=(MaxPoolSpec(stride=1),)),), head=ClassifierHeadSpec())
+    resolved = ev.resolve(spec, input_size=size)
+    stem = resolved.blocks[0]
+    with torch.no_grad():
+        out = stem.spec.build(stem)(torch.randn(1, 3, size, size))
+    assert tuple(out.shape[2:]) == stem.output_size
+
+
+def test_same_padding_needs_an_odd_kernel():
+    with pytest.raises(ValueError, match="kernel_size .*odd with padding='same'"):
+        MaxPoolSpec(kernel_size=2, stride=2)
+    with pytest.raises(ValueError, match="padding must be 'same' or 'valid', got 'full'"):
+        ConvNormActSpec(out_channels=8, padding="full")
+
+
+def test_network_head_must_have_num_classes():
+    with pytest.raises(ValueError, match="head"):
+        ev.NetworkSpec(name="x", stem=(ConvNormActSpec(out_channels=8),), stages=(ev.StageSpec(blocks=(MaxPoolSpec(),)),), head=MaxPoolSpec())

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import max_relative_error, randomize_batchnorm
+from helpers import max_relative_error, meta_model, randomize_batchnorm, test_input_size
 from torch import nn
 
 import edgevision as ev
 from edgevision.published import published, published_table
 
 MODELS = ev.list_models()
-SMALL = 64  # forward/backward resolution: every zoo network downsamples 32x, so 64 leaves a 2x2 map
+SMALL = 64  # forward/backward resolution: most zoo networks downsample 32x, so 64 leaves a 2x2 map
 MACS_RELATIVE_TOLERANCE = 0.02  # beyond the printed rounding; see README "Counting conventions"
 
 
@@ -28,8 +28,9 @@ def test_zoo_is_not_empty():
 def test_forward_shape_and_finite(name):
     torch.manual_seed(0)
     model = ev.create_model(name, num_classes=10).eval()
+    size = test_input_size(name, SMALL)
     with torch.no_grad():
-        out = model(torch.randn(2, 3, SMALL, SMALL))
+        out = model(torch.randn(2, 3, size, size))
     assert out.shape == (2, 10)
     assert torch.isfinite(out).all()
 
@@ -38,7 +39,8 @@ def test_forward_shape_and_finite(name):
 def test_backward_reaches_every_parameter(name):
     torch.manual_seed(0)
     model = ev.create_model(name, num_classes=10).train()
-    model(torch.randn(2, 3, SMALL, SMALL)).logsumexp(dim=1).sum().backward()
+    size = test_input_size(name, SMALL)
+    model(torch.randn(2, 3, size, size)).logsumexp(dim=1).sum().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing, f"parameters without a (finite) gradient: {missing[:5]}"
     assert any(p.grad.abs().sum() > 0 for p in model.parameters())
@@ -51,7 +53,8 @@ def test_deploy_form_matches_train_form(name):
     deployed = ev.reparameterize(model)
     assert ev.is_deploy_form(deployed), "BatchNorm left in the deploy form"
     assert not ev.is_deploy_form(model), "reparameterize(inplace=False) changed the train-form model"
-    x = torch.randn(2, 3, 96, 96)
+    size = test_input_size(name, 96)
+    x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         reference, fused = model(x), deployed(x)
     assert reference.abs().max() > 0
@@ -72,21 +75,36 @@ def test_published_table_lists_only_registered_models():
 
 @pytest.mark.parametrize("name", [n for n in MODELS if published(n) and published(n).params_train_exact])
 def test_train_params_equal_official_implementation(name):
-    assert ev.count_params(ev.create_model(name)) == published(name).params_train_exact
+    assert ev.count_params(meta_model(name)) == published(name).params_train_exact
 
 
 @pytest.mark.parametrize("name", [n for n in MODELS if published(n) and published(n).params_deploy_exact])
 def test_deploy_params_equal_official_implementation(name):
-    deployed = ev.reparameterize(ev.create_model(name))
+    with torch.device("meta"):
+        deployed = ev.reparameterize(meta_model(name))
     assert ev.count_params(deployed) == published(name).params_deploy_exact
 
 
 @pytest.mark.parametrize("name", [n for n in MODELS if published(n) and published(n).macs])
 def test_macs_match_paper(name):
+    """At the network's native resolution (224 for most; 299 for Inception v3/v4 and Xception)."""
     record = published(name)
-    deployed = ev.reparameterize(ev.create_model(name))
-    macs = ev.count_macs(deployed, 224)
+    with torch.device("meta"):
+        deployed = ev.reparameterize(meta_model(name))
+        macs = ev.count_macs(deployed, ev.get_spec(name).input_size)
     assert record.macs.agrees_with(macs, MACS_RELATIVE_TOLERANCE), f"{name}: {macs / 1e6:.1f}M MACs vs paper {record.macs}"
+
+
+def test_meta_device_counts_equal_real_counts():
+    """The fidelity tests count on the meta device; prove that counts the same as real tensors."""
+    name = "mobileone_s0"  # a re-parameterizable model: the deploy form changes the counts
+    real = ev.reparameterize(ev.create_model(name))
+    with torch.device("meta"):
+        meta = ev.reparameterize(meta_model(name))
+        meta_macs = ev.count_macs(meta, 128)
+    assert next(meta.parameters()).is_meta
+    assert ev.count_params(meta) == ev.count_params(real)
+    assert meta_macs == ev.count_macs(real, 128)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -101,7 +119,8 @@ def test_spec_json_round_trip(name):
 @pytest.mark.parametrize("name", MODELS)
 def test_built_modules_agree_with_resolved_blocks(name):
     """Each block's module produces exactly the channels and H x W the resolve step promised."""
-    resolved = ev.resolve(ev.get_spec(name), input_size=SMALL + 32)
+    size = test_input_size(name, SMALL + 32)
+    resolved = ev.resolve(ev.get_spec(name), input_size=size)
     model = ev.build(resolved).eval()
     seen: dict[str, tuple] = {}
     modules = dict(model.named_modules())
@@ -110,7 +129,7 @@ def test_built_modules_agree_with_resolved_blocks(name):
         for block in resolved
     ]
     with torch.no_grad():
-        model(torch.randn(1, 3, SMALL + 32, SMALL + 32))
+        model(torch.randn(1, 3, size, size))
     for hook in hooks:
         hook.remove()
     for block in resolved:
@@ -126,5 +145,6 @@ def test_built_modules_agree_with_resolved_blocks(name):
 def test_create_model_options(name):
     model = ev.create_model(name, num_classes=7, in_chans=1)
     assert isinstance(model, nn.Module)
+    size = test_input_size(name, SMALL)
     with torch.no_grad():
-        assert model.eval()(torch.randn(1, 1, SMALL, SMALL)).shape == (1, 7)
+        assert model.eval()(torch.randn(1, 1, size, size)).shape == (1, 7)

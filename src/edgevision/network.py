@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from .blocks.base import BlockSpec, ChannelScale
-from .blocks.head import ClassifierHeadSpec
 from .spec import Spec, check, check_positive
 
 __all__ = ["StageSpec", "NetworkSpec"]
@@ -47,7 +46,7 @@ class NetworkSpec(Spec):
     name: str
     stem: tuple[BlockSpec, ...]
     stages: tuple[StageSpec, ...]
-    head: ClassifierHeadSpec
+    head: BlockSpec  # any head kind with a ``num_classes`` field (ClassifierHeadSpec, LeViT's distillation head, ...)
     in_channels: int = 3
     width_multiplier: float = 1.0
     channel_divisor: int = 8
@@ -57,6 +56,7 @@ class NetworkSpec(Spec):
         check(self, "name", bool(self.name), "a non-empty string")
         check(self, "stem", len(self.stem) > 0, "a non-empty tuple of block specs")
         check(self, "stages", len(self.stages) > 0, "a non-empty tuple of stage specs")
+        check(self, "head", isinstance(getattr(self.head, "num_classes", None), int), "a head block spec with a num_classes field")
         check_positive(self, "in_channels", "width_multiplier", "channel_divisor", "input_size")
 
     @property

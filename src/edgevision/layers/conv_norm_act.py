@@ -12,15 +12,21 @@ from .fusion import fold_batchnorm
 __all__ = ["ConvNormAct", "same_padding"]
 
 
-def same_padding(kernel_size: int, dilation: int = 1) -> int:
-    """Padding that keeps H x W at stride 1 for odd kernels (output = ceil(H / stride))."""
+def same_padding(kernel_size: int | tuple[int, int], dilation: int = 1) -> int | tuple[int, int]:
+    """Padding that keeps H x W at stride 1 for odd kernels (output = ceil(H / stride)).
+
+    A (kh, kw) kernel (Inception v3's 1x7 / 7x1 factorized convs) gets (ph, pw).
+    """
+    if isinstance(kernel_size, tuple):
+        return tuple(dilation * (k - 1) // 2 for k in kernel_size)  # type: ignore[return-value]
     return dilation * (kernel_size - 1) // 2
 
 
 class ConvNormAct(nn.Module):
     """``act(norm(conv(x)))``. Pass ``norm=None`` or ``act=None`` to drop a part.
 
-    The conv has a bias only when there is no norm (a bias before BatchNorm is wasted).
+    The conv has a bias only when there is no norm (a bias before BatchNorm is wasted). Padding
+    defaults to "same" (``same_padding``); pass ``padding=0`` for the valid convs of Inception/Xception stems.
     ``reparameterize()`` folds the norm into the conv: the deploy form is conv(+bias) -> act.
     """
 
@@ -28,13 +34,14 @@ class ConvNormAct(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int = 1,
+        kernel_size: int | tuple[int, int] = 1,
         stride: int = 1,
         groups: int = 1,
         dilation: int = 1,
         norm: Callable[[int], nn.Module] | None = nn.BatchNorm2d,
         act: Callable[[], nn.Module] | None = nn.ReLU,
         bias: bool | None = None,
+        padding: int | tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         if in_channels % groups or out_channels % groups:
@@ -44,7 +51,7 @@ class ConvNormAct(nn.Module):
             out_channels,
             kernel_size,
             stride=stride,
-            padding=same_padding(kernel_size, dilation),
+            padding=same_padding(kernel_size, dilation) if padding is None else padding,  # None: "same"
             dilation=dilation,
             groups=groups,
             bias=(norm is None) if bias is None else bias,
