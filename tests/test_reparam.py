@@ -54,3 +54,15 @@ def test_walker_rejects_non_modules():
 
     with pytest.raises(TypeError, match="needs an nn.Module"):
         ev.reparameterize("resnet18")  # type: ignore[arg-type]
+
+
+def test_channel_affine_equals_batchnorm_in_eval_mode():
+    from helpers import randomize_batchnorm
+
+    from edgevision.layers import ChannelAffine
+
+    norm = randomize_batchnorm(nn.Sequential(nn.BatchNorm2d(6)), seed=3)[0].eval()
+    affine = ChannelAffine.from_batchnorm(norm)
+    x = torch.randn(2, 6, 5, 5)
+    torch.testing.assert_close(affine(x), norm(x))
+    assert sum(p.numel() for p in affine.parameters()) == sum(p.numel() for p in norm.parameters())

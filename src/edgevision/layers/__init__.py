@@ -1,6 +1,7 @@
 """Primitives: the building material of every block (no specs here)."""
 
 from .activations import ACTIVATIONS, get_activation
+from .affine import ChannelAffine
 from .channel_shuffle import ChannelShuffle, channel_shuffle
 from .conv_norm_act import ConvNormAct, same_padding
 from .fusion import fold_batchnorm, identity_kernel, pad_kernel
@@ -9,6 +10,7 @@ from .squeeze_excite import SqueezeExcite
 
 __all__ = [
     "ACTIVATIONS",
+    "ChannelAffine",
     "ChannelShuffle",
     "ConvNormAct",
     "SqueezeExcite",
