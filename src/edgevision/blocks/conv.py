@@ -35,6 +35,7 @@ class ConvNormActSpec(BlockSpec):
     norm: bool = True
     width_scaling: str = "scaled"
     padding: str = "same"
+    conv_bias: bool = False  # a conv bias before the norm too (FBNet's released models carry one)
 
     def validate(self) -> None:
         super().validate()
@@ -65,6 +66,7 @@ class ConvNormActSpec(BlockSpec):
             norm=nn.BatchNorm2d if self.norm else None,
             act=get_activation(self.activation),
             padding=None if self.padding == "same" else 0,
+            bias=True if self.conv_bias else None,  # None: bias only without a norm
         )
 
 
