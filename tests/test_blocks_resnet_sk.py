@@ -1,4 +1,5 @@
-"""Block-level tests: ResNet basic / bottleneck blocks and the Selective Kernel unit."""
+"""Block-level tests: ResNet basic / bottleneck blocks (with SENet's SE and Caffe stride options) and the
+Selective Kernel unit."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from edgevision.blocks import (
     SelectiveKernelConv,
     SelectiveKernelSpec,
 )
-from edgevision.layers import ConvNormAct
-from edgevision.models.resnet import resnet_block
+import edgevision as ev
+from edgevision.layers import ConvNormAct, SqueezeExcite
+from edgevision.models.resnet import CAFFE_STEM_POOL, resnet_block
 from edgevision.spec import Spec
 from helpers import max_relative_error, randomize_batchnorm
 
@@ -110,6 +112,7 @@ def test_grouped_bottleneck_resnext():
     [
         ResNetBasicSpec(out_channels=32),
         ResNetBottleneckSpec(out_channels=32, mid_channels=8),
+        ResNetBottleneckSpec(out_channels=32, mid_channels=8, se_reduction=4),
         SelectiveKernelSpec(out_channels=32, mid_channels=32),
     ],
 )
@@ -128,6 +131,7 @@ def test_residual_identity_when_last_norm_is_zero(spec):
         (ResNetBasicSpec(out_channels=32, stride=2), 16, 2),
         (ResNetBottleneckSpec(out_channels=64, mid_channels=16, stride=2), 32, 2),
         (ResNetBottleneckSpec(out_channels=64, mid_channels=32, groups=8), 64, 1),
+        (ResNetBottleneckSpec(out_channels=64, mid_channels=16, stride=2, stride_on="reduce", se_reduction=16), 32, 2),
     ],
 )
 def test_resnet_blocks_deploy_equivalence(spec, in_channels, stride):
@@ -169,11 +173,67 @@ def test_resnet_block_helper_widths():
     [
         ResNetBasicSpec(out_channels=64, stride=2),
         ResNetBottleneckSpec(out_channels=256, mid_channels=128, groups=32),
+        ResNetBottleneckSpec(out_channels=256, mid_channels=64, stride=2, stride_on="reduce", se_reduction=16),
         SK_UNIT,
     ],
 )
 def test_specs_json_round_trip(spec):
     assert Spec.from_json(spec.to_json()) == spec
+
+
+# ---- SENet options of the bottleneck -----------------------------------------------------------
+def test_se_bottleneck_params_match_caffe_release():
+    # SE-ResNet-50 conv3_1 (SE-ResNet-50.prototxt): the plain bottleneck plus fc 512 -> 32 (bias) and 32 -> 512 (bias)
+    plain = build(ResNetBottleneckSpec(out_channels=512, mid_channels=128, stride=2), 256)
+    se_spec = ResNetBottleneckSpec(out_channels=512, mid_channels=128, stride=2, se_reduction=16)
+    assert se_spec.widths(256, ChannelScale(1.0, 1)).se_channels == 32
+    block = build(se_spec, 256)
+    assert isinstance(block.se, SqueezeExcite) and block.se.reduce.out_channels == 32
+    assert params(block) - params(plain) == (512 * 32 + 32) + (32 * 512 + 512)
+
+
+def test_se_gates_the_residual_branch_before_the_addition():
+    block = build(ResNetBottleneckSpec(out_channels=32, mid_channels=8, se_reduction=4), 32).eval()
+    x = torch.randn(2, 32, 8, 8)
+    with torch.no_grad():
+        block.se.expand.bias.fill_(-1e4)  # sigmoid -> 0: the branch is switched off, the shortcut is not
+        torch.testing.assert_close(block(x), torch.relu(x))
+        block.se.expand.weight.zero_()
+        block.se.expand.bias.fill_(1e4)  # sigmoid -> 1: the plain bottleneck
+        residual = block.conv3(block.conv2(block.conv1(x)))
+        torch.testing.assert_close(block(x), torch.relu(residual + x))
+
+
+def test_stride_on_reduce_moves_the_downsampling_to_the_first_1x1():
+    caffe = build(ResNetBottleneckSpec(out_channels=512, mid_channels=128, stride=2, stride_on="reduce"), 256, 16)
+    assert caffe.conv1.conv.stride == (2, 2) and caffe.conv2.conv.stride == (1, 1)
+    torchvision = build(ResNetBottleneckSpec(out_channels=512, mid_channels=128, stride=2), 256, 16)
+    x = torch.randn(1, 256, 16, 16)
+    assert caffe(x).shape == torchvision(x).shape == (1, 512, 8, 8)
+    assert params(caffe) == params(torchvision)  # same weights, the 3x3 runs on a 4x smaller map
+    assert ev.count_macs(caffe, 16, in_channels=256) < ev.count_macs(torchvision, 16, in_channels=256)
+
+
+def test_seresnet50_and_sknet50_follow_their_caffe_releases():
+    se = ev.get_spec("seresnet50")
+    assert se.stem[1] == CAFFE_STEM_POOL
+    first = [stage.blocks[0] for stage in se.stages]
+    assert [(b.stride, b.stride_on, b.se_reduction) for b in first] == [(1, "reduce", 16)] + [(2, "reduce", 16)] * 3
+    sk = ev.get_spec("skresnext50_32x4d")
+    assert sk.stem[1] == CAFFE_STEM_POOL and all(isinstance(s.blocks[0], SelectiveKernelSpec) for s in sk.stages)
+    assert [s.depth for s in sk.stages] == [3, 4, 6, 3]
+    assert [b.output_size for b in ev.resolve(sk).blocks[:2]] == [(112, 112), (56, 56)]
+
+
+def test_bottleneck_option_errors():
+    with pytest.raises(ValueError, match=r"ResNetBottleneckSpec.stride_on must be 'spatial' or 'reduce', got 'middle'"):
+        ResNetBottleneckSpec(out_channels=256, mid_channels=64, stride_on="middle")
+    with pytest.raises(ValueError, match=r"ResNetBottleneckSpec.se_reduction must be a positive number, got 0"):
+        ResNetBottleneckSpec(out_channels=256, mid_channels=64, se_reduction=0)
+    with pytest.raises(ValueError, match=r"ResNetBottleneckSpec.se_reduction must be a divisor of out_channels=256, got 24"):
+        ResNetBottleneckSpec(out_channels=256, mid_channels=64, se_reduction=24)
+    with pytest.raises(ValueError, match="stride_on='reduce' needs the default 3x3 conv"):
+        ResNetBottleneck(64, 256, 64, 2, stride_on="reduce", spatial_conv=nn.Identity())
 
 
 # ---- Selective Kernel ------------------------------------------------------------------------

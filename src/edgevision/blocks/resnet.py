@@ -15,6 +15,15 @@ same number as ``int(planes * base_width / 64) * groups``.
 
 The last norm of each residual branch is ``block.last_norm`` (``conv2.norm`` / ``conv3.norm``),
 the one a zero-init training recipe (Goyal et al. 2017) sets to zero.
+
+Two options of the bottleneck serve the Caffe-era releases built on it:
+
+* ``stride_on="reduce"`` puts the stride on the first 1x1 conv, as the original ResNet Caffe
+  release and the SENet release (``SE-ResNet-50.prototxt``) do ("ResNet v1"); the default
+  ``"spatial"`` is torchvision's v1.5. Same parameters, fewer MACs (the 3x3 runs at H/s).
+* ``se_reduction=r`` adds squeeze-and-excitation (Hu et al., "Squeeze-and-Excitation Networks",
+  CVPR 2018, Fig. 3 "SE-ResNet module") on the residual branch after the last BN, before the
+  addition: global pool -> fc C -> C/r (bias) -> ReLU -> fc C/r -> C (bias) -> sigmoid -> scale.
 """
 
 from __future__ import annotations
@@ -25,8 +34,8 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
-from ..layers import ConvNormAct, get_activation
-from ..spec import check, check_positive
+from ..layers import ConvNormAct, SqueezeExcite, get_activation
+from ..spec import check, check_choice, check_positive
 from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation, check_groups_divide
 
 __all__ = [
@@ -35,7 +44,11 @@ __all__ = [
     "ResNetBasicBlock",
     "ResNetBottleneck",
     "projection_shortcut",
+    "STRIDE_POSITIONS",
 ]
+
+# where a strided bottleneck downsamples: the 3x3 conv (torchvision, "v1.5") or the first 1x1 (Caffe, "v1")
+STRIDE_POSITIONS = ("spatial", "reduce")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,7 +71,8 @@ class ResNetBasicSpec(BlockSpec):
 
 @dataclass(frozen=True, kw_only=True)
 class ResNetBottleneckSpec(BlockSpec):
-    """1x1 -> 3x3 -> 1x1 (ResNet-50+; ResNeXt with ``groups``; Wide ResNet with a wider ``mid_channels``)."""
+    """1x1 -> 3x3 -> 1x1 (ResNet-50+; ResNeXt with ``groups``; Wide ResNet with a wider ``mid_channels``;
+    SE-ResNet with ``se_reduction``)."""
 
     kind: ClassVar[str] = "resnet_bottleneck"
 
@@ -67,15 +81,23 @@ class ResNetBottleneckSpec(BlockSpec):
     stride: int = 1
     groups: int = 1  # cardinality of the 3x3 conv (ResNeXt's C)
     activation: str = "relu"
+    stride_on: str = "spatial"  # "spatial": the 3x3 conv (torchvision v1.5); "reduce": the first 1x1 (Caffe v1)
+    se_reduction: int | None = None  # SE ratio r on the residual branch (SENet: 16); None: no SE
 
     def validate(self) -> None:
         super().validate()
-        check_positive(self, "mid_channels", "groups")
+        check_positive(self, "mid_channels", "groups", "se_reduction")
         check(self, "mid_channels", self.mid_channels % self.groups == 0, f"divisible by groups={self.groups}")
         check_activation(self)
+        check_choice(self, "stride_on", STRIDE_POSITIONS)
+        if self.se_reduction is not None:
+            divides = self.out_channels % self.se_reduction == 0
+            check(self, "se_reduction", divides, f"a divisor of out_channels={self.out_channels}")
 
     def widths(self, in_channels: int, scale: ChannelScale) -> BlockWidths:
-        return BlockWidths(out_channels=scale(self.out_channels), mid_channels=scale(self.mid_channels))
+        out_channels = scale(self.out_channels)
+        se_channels = None if self.se_reduction is None else max(1, out_channels // self.se_reduction)  # C / r
+        return BlockWidths(out_channels=out_channels, mid_channels=scale(self.mid_channels), se_channels=se_channels)
 
     def check_widths(self, in_channels: int, widths: BlockWidths) -> None:
         check_groups_divide(self, "mid_channels", widths.mid_channels)
@@ -88,6 +110,8 @@ class ResNetBottleneckSpec(BlockSpec):
             self.stride,
             groups=self.groups,
             act=get_activation(self.activation),
+            stride_on=self.stride_on,
+            se_channels=block.se_channels,
         )
 
 
@@ -127,15 +151,28 @@ class ResNetBottleneck(nn.Module):
         groups: int = 1,
         act: Callable[[], nn.Module] | None = nn.ReLU,
         spatial_conv: nn.Module | None = None,
+        stride_on: str = "spatial",
+        se_channels: int | None = None,
     ) -> None:
-        """``spatial_conv`` replaces the 3x3 conv (mid -> mid, stride ``stride``), e.g. an SK conv."""
+        """``spatial_conv`` replaces the 3x3 conv (mid -> mid, stride ``stride``), e.g. an SK conv.
+
+        ``stride_on="reduce"`` moves the stride to ``conv1`` (Caffe "v1"; not with ``spatial_conv``);
+        ``se_channels`` adds an SE module of that reduced width after ``conv3``.
+        """
         super().__init__()
-        self.conv1 = ConvNormAct(in_channels, mid_channels, 1, act=act)
-        # ResNet v1.5 (torchvision): the stride sits on the 3x3 conv, not on conv1 as in the Caffe release
+        if stride_on not in STRIDE_POSITIONS:
+            raise ValueError(f"ResNetBottleneck stride_on must be one of {', '.join(STRIDE_POSITIONS)}, got {stride_on!r}")
+        if stride_on == "reduce" and spatial_conv is not None:
+            raise ValueError(
+                "ResNetBottleneck stride_on='reduce' needs the default 3x3 conv; spatial_conv carries its own stride"
+            )
+        reduce_stride, spatial_stride = (stride, 1) if stride_on == "reduce" else (1, stride)
+        self.conv1 = ConvNormAct(in_channels, mid_channels, 1, reduce_stride, act=act)
         if spatial_conv is None:
-            spatial_conv = ConvNormAct(mid_channels, mid_channels, 3, stride, groups=groups, act=act)
+            spatial_conv = ConvNormAct(mid_channels, mid_channels, 3, spatial_stride, groups=groups, act=act)
         self.conv2 = spatial_conv
         self.conv3 = ConvNormAct(mid_channels, out_channels, 1, act=None)
+        self.se = SqueezeExcite(out_channels, se_channels) if se_channels is not None else nn.Identity()
         self.shortcut = projection_shortcut(in_channels, out_channels, stride)
         self.act = act() if act is not None else nn.Identity()
 
@@ -144,7 +181,7 @@ class ResNetBottleneck(nn.Module):
         return self.conv3.norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # (B, C, H, W) -> (B, Cm, H, W)
+        out = self.conv1(x)  # (B, C, H, W) -> (B, Cm, H, W)   (H/s with stride_on="reduce")
         out = self.conv2(out)  # 3x3 (or SK) conv -> (B, Cm, H/s, W/s)
-        out = self.conv3(out)  # -> (B, C', H/s, W/s)
+        out = self.se(self.conv3(out))  # -> (B, C', H/s, W/s), SE-rescaled per channel where present
         return self.act(out + self.shortcut(x))
