@@ -12,6 +12,9 @@ import edgevision as ev
 from edgevision.export import ExportError, ExportMismatchError
 
 
+SIMPLIFY_PARAMS_CAP = 20_000_000
+
+
 def _graph_ops(path) -> set[str]:
     return {node.op_type for node in onnx.load(str(path)).graph.node}
 
@@ -21,7 +24,10 @@ def test_every_zoo_model_exports_and_matches_pytorch(name, tmp_path):
     model = randomize_batchnorm(ev.create_model(name))  # non-trivial BatchNorm: the fold must be right
     path = tmp_path / f"{name}.onnx"
     size = test_input_size(name)
-    report = ev.export_onnx(model, path, (3, size, size))  # verified at batch 1 and 2 (dynamic batch)
+    # Size cap: onnxslim dominates the export time of big classics (VGG-16, HorNet-S); it is exercised by
+    # every model under the cap, and parity with PyTorch is verified for all.
+    simplify = ev.count_params(model) <= SIMPLIFY_PARAMS_CAP
+    report = ev.export_onnx(model, path, (3, size, size), simplify=simplify)  # verified at batch 1 and 2 (dynamic batch)
     assert path.is_file() and report.size_bytes == path.stat().st_size
     assert max(report.max_relative_error.values()) <= 1e-4
     assert "BatchNormalization" not in _graph_ops(path)  # deploy form: folded everywhere
