@@ -1,0 +1,111 @@
+"""Xception blocks (Chollet, "Xception: Deep Learning with Depthwise Separable Convolutions",
+CVPR 2017, Fig. 5), as in the authors' code (Keras ``applications/xception.py``).
+
+A separable conv here is Xception's: k x k depthwise -> 1x1 pointwise with *no* BatchNorm or
+non-linearity between them (Sec. 4.7 found that an intermediate activation hurts), then BN.
+
+    residual block (entry / middle flow):
+        [ReLU] -> sep -> BN -> ReLU -> sep -> BN (-> ReLU -> sep -> BN) [-> 3x3 max pool, stride 2]
+        + shortcut (identity, or 1x1 conv stride 2 -> BN when the block downsamples or widens)
+    plain block (exit flow, ``residual=False``): sep -> BN -> ReLU, for each width
+
+The first residual block starts without the ReLU (``first_activation=False``): the stem already
+ended in one. BatchNorm eps is Keras's 1e-3. Deploy form: every BN folds into its pointwise conv
+(or the shortcut conv).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ..layers import ConvNormAct
+from ..spec import check
+from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock
+from .conv import pooled_size
+
+__all__ = ["SeparableConvNorm", "XceptionBlock", "XceptionBlockSpec"]
+
+KERAS_BATCHNORM_EPS = 1e-3
+keras_batchnorm = functools.partial(nn.BatchNorm2d, eps=KERAS_BATCHNORM_EPS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class XceptionBlockSpec(BlockSpec):
+    """One row group of Fig. 5: ``channels`` lists the separable convs' output widths in order."""
+
+    kind: ClassVar[str] = "xception_block"
+
+    channels: tuple[int, ...]
+    stride: int = 1  # 2: end with a 3x3 / 2 max pool and project the shortcut
+    residual: bool = True
+    first_activation: bool = True  # ReLU before the first separable conv (residual blocks)
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels[-1]
+
+    def validate(self) -> None:
+        check(self, "channels", len(self.channels) > 0, "a non-empty tuple of widths")
+        super().validate()
+        check(self, "channels", all(c > 0 for c in self.channels), "positive widths")
+        if not self.residual:
+            check(self, "stride", self.stride == 1, "1 for a plain (non-residual) block")
+
+    def widths(self, in_channels: int, scale: ChannelScale) -> BlockWidths:
+        if scale.multiplier != 1.0:
+            raise ValueError(
+                f"XceptionBlockSpec holds Fig. 5's widths at width 1.0 and does not scale them; "
+                f"got width_multiplier={scale.multiplier}: write a spec with the widths you want instead"
+            )
+        return BlockWidths(out_channels=self.channels[-1])
+
+    def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        return pooled_size(input_size, 3, self.stride, "same") if self.stride > 1 else input_size
+
+    def build(self, block: ResolvedBlock) -> nn.Module:
+        return XceptionBlock(block.in_channels, self.channels, self.stride, self.residual, self.first_activation)
+
+
+class SeparableConvNorm(nn.Module):
+    """3x3 depthwise -> 1x1 pointwise (no norm or activation between) -> BN."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv2d(in_channels, in_channels, kernel_size, padding=kernel_size // 2, groups=in_channels, bias=False)
+        self.pointwise = ConvNormAct(in_channels, out_channels, 1, norm=keras_batchnorm, act=None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))  # (B, C, H, W) -> (B, C', H, W)
+
+
+class XceptionBlock(nn.Module):
+    def __init__(
+        self, in_channels: int, channels: tuple[int, ...], stride: int = 1, residual: bool = True, first_activation: bool = True
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_channels
+        for index, out_channels in enumerate(channels):
+            if residual and (index > 0 or first_activation):
+                layers.append(nn.ReLU())  # pre-activation inside residual blocks (not in place: x feeds the shortcut)
+            layers.append(SeparableConvNorm(width, out_channels))
+            if not residual:
+                layers.append(nn.ReLU())  # exit flow: post-activation
+            width = out_channels
+        if stride == 2:
+            layers.append(nn.MaxPool2d(3, 2, padding=1))
+        self.body = nn.Sequential(*layers)
+        self.shortcut: nn.Module | None = None  # plain (exit-flow) blocks have none
+        if residual and (stride > 1 or in_channels != width):
+            self.shortcut = ConvNormAct(in_channels, width, 1, stride, norm=keras_batchnorm, act=None)  # 1x1 projection
+        elif residual:
+            self.shortcut = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(x)  # (B, C, H, W) -> (B, C', H/s, W/s)
+        return out + self.shortcut(x) if self.shortcut is not None else out
