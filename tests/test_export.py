@@ -1,4 +1,4 @@
-"""ONNX export: every registered model exports, and ONNX Runtime matches PyTorch; bad files are refused."""
+"""ONNX export: every registered model (one VGG for its family) exports, and ONNX Runtime matches PyTorch; bad files are refused."""
 
 from __future__ import annotations
 
@@ -19,7 +19,12 @@ def _graph_ops(path) -> set[str]:
     return {node.op_type for node in onnx.load(str(path)).graph.node}
 
 
-@pytest.mark.parametrize("name", ev.list_models())
+# Size cap: a VGG export writes and verifies a 530 MB file (the 102M-parameter first classifier layer);
+# vgg11_bn stands for the family (its layers are the others' layers) and covers the matmul pooling path.
+EXPORT_MODELS = [name for name in ev.list_models() if name in ("vgg11_bn",) or not name.startswith("vgg")]
+
+
+@pytest.mark.parametrize("name", EXPORT_MODELS)
 def test_every_zoo_model_exports_and_matches_pytorch(name, tmp_path):
     model = randomize_batchnorm(ev.create_model(name))  # non-trivial BatchNorm: the fold must be right
     path = tmp_path / f"{name}.onnx"
