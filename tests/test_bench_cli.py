@@ -54,3 +54,11 @@ def test_bench_cli_ctrl_c_keeps_results_and_says_how_to_continue(tmp_path, capsy
     monkeypatch.setattr(bench, "run_bench", interrupted)
     assert main(["bench", "--models", MODELS[0], "--out", str(tmp_path)]) == 130
     assert "run the same command to continue" in " ".join(capsys.readouterr().err.split())  # rich wraps lines
+
+
+def test_default_model_set_is_the_mobile_regime():
+    from edgevision.commands.bench import efficient_models
+
+    names = efficient_models()
+    assert {"mobilenetv2_100", "ghostnet_100", "shufflenet_v2_x1_0", "mobileone_s0"} <= set(names)
+    assert not {"resnet50", "mobileone_s4"} & set(names)  # 4.1 and 2.9 GMACs: opt-in with --models

@@ -33,6 +33,7 @@ from torch import nn
 from ..layers import get_activation
 from ..spec import check, check_choice, check_positive
 from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation
+from .head import HeadSpec
 
 __all__ = [
     "EdgeNeXtPatchConvSpec",
@@ -323,30 +324,16 @@ class EdgeNeXtSDTASpec(BlockSpec):
 
 
 @dataclass(frozen=True, kw_only=True)
-class EdgeNeXtHeadSpec(BlockSpec):
+class EdgeNeXtHeadSpec(HeadSpec):
     """Global average pool -> LayerNorm -> Linear."""
 
     kind: ClassVar[str] = "edgenext_head"
-    allowed_strides: ClassVar[tuple[int, ...]] = (1,)
 
-    num_classes: int = 1000
     dropout: float = 0.0
-    stride: int = 1
-
-    @property
-    def out_channels(self) -> int:
-        return self.num_classes
 
     def validate(self) -> None:
         super().validate()
-        check_positive(self, "num_classes")
         check(self, "dropout", 0.0 <= self.dropout < 1.0, "in [0, 1)")
-
-    def widths(self, in_channels: int, scale: ChannelScale) -> BlockWidths:
-        return BlockWidths(out_channels=self.num_classes)
-
-    def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
-        return (1, 1)
 
     def build(self, block: ResolvedBlock) -> nn.Module:
         return EdgeNeXtHead(block.in_channels, self.num_classes, self.dropout)

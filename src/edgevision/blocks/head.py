@@ -18,20 +18,19 @@ from ..layers import get_activation
 from ..spec import check, check_choice, check_positive
 from .base import WIDTH_SCALING, BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation
 
-__all__ = ["ClassifierHeadSpec", "ClassifierHead"]
+__all__ = ["HeadSpec", "ClassifierHeadSpec", "ClassifierHead"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class ClassifierHeadSpec(BlockSpec):
-    kind: ClassVar[str] = "classifier_head"
+class HeadSpec(BlockSpec):
+    """What every head kind shares: it maps the last feature map to ``num_classes`` logits (1 x 1 "output").
+
+    ``NetworkSpec.with_classes`` and ``create_model(num_classes=...)`` replace ``num_classes`` on any head.
+    """
+
     allowed_strides: ClassVar[tuple[int, ...]] = (1,)
 
     num_classes: int = 1000
-    hidden_features: int | None = None
-    hidden_activation: str = "relu"
-    hidden_width_scaling: str = "fixed"
-    dropout: float = 0.0
-    bias: bool = True  # the classifier's bias
     stride: int = 1
 
     @property
@@ -40,7 +39,28 @@ class ClassifierHeadSpec(BlockSpec):
 
     def validate(self) -> None:
         super().validate()
-        check_positive(self, "num_classes", "hidden_features")
+        check_positive(self, "num_classes")
+
+    def widths(self, in_channels: int, scale: ChannelScale) -> BlockWidths:
+        return BlockWidths(out_channels=self.num_classes)
+
+    def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        return (1, 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassifierHeadSpec(HeadSpec):
+    kind: ClassVar[str] = "classifier_head"
+
+    hidden_features: int | None = None
+    hidden_activation: str = "relu"
+    hidden_width_scaling: str = "fixed"
+    dropout: float = 0.0
+    bias: bool = True  # the classifier's bias
+
+    def validate(self) -> None:
+        super().validate()
+        check_positive(self, "hidden_features")
         check(self, "dropout", 0.0 <= self.dropout < 1.0, "in [0, 1)")
         check_activation(self, "hidden_activation")
         check_choice(self, "hidden_width_scaling", WIDTH_SCALING)
@@ -48,9 +68,6 @@ class ClassifierHeadSpec(BlockSpec):
     def widths(self, in_channels: int, scale: ChannelScale) -> BlockWidths:
         hidden = None if self.hidden_features is None else scale(self.hidden_features, self.hidden_width_scaling)
         return BlockWidths(out_channels=self.num_classes, mid_channels=hidden)
-
-    def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
-        return (1, 1)
 
     def build(self, block: ResolvedBlock) -> nn.Module:
         return ClassifierHead(

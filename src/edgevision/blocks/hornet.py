@@ -29,6 +29,7 @@ from torch import nn
 
 from ..spec import check, check_positive
 from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock
+from .head import HeadSpec
 
 __all__ = [
     "HorNetBlockSpec",
@@ -212,28 +213,10 @@ class HorNetBlock(nn.Module):
 
 
 @dataclass(frozen=True, kw_only=True)
-class HorNetHeadSpec(BlockSpec):
+class HorNetHeadSpec(HeadSpec):
     """Global average pool -> LayerNorm -> linear classifier (the release's ``norm`` + ``head``)."""
 
     kind: ClassVar[str] = "hornet_head"
-    allowed_strides: ClassVar[tuple[int, ...]] = (1,)
-
-    num_classes: int = 1000
-    stride: int = 1
-
-    @property
-    def out_channels(self) -> int:
-        return self.num_classes
-
-    def validate(self) -> None:
-        super().validate()
-        check_positive(self, "num_classes")
-
-    def widths(self, in_channels: int, scale: ChannelScale) -> BlockWidths:
-        return BlockWidths(out_channels=self.num_classes)
-
-    def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
-        return (1, 1)
 
     def build(self, block: ResolvedBlock) -> nn.Module:
         return HorNetHead(block.in_channels, self.num_classes)

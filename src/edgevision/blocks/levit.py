@@ -32,6 +32,7 @@ from torch import nn
 from ..layers import fold_batchnorm, get_activation
 from ..spec import check, check_positive
 from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation
+from .head import HeadSpec
 
 __all__ = [
     "LevitBlockSpec",
@@ -384,28 +385,10 @@ class LevitSubsampleSpec(BlockSpec):
 
 
 @dataclass(frozen=True, kw_only=True)
-class DistilledHeadSpec(BlockSpec):
+class DistilledHeadSpec(HeadSpec):
     """What the DeiT-style heads share (LeViT, EfficientFormer): classes, an optional distillation head, no stride."""
 
-    allowed_strides: ClassVar[tuple[int, ...]] = (1,)
-
-    num_classes: int = 1000
     distillation: bool = True  # a second classifier trained against a teacher; the two are averaged at inference
-    stride: int = 1
-
-    @property
-    def out_channels(self) -> int:
-        return self.num_classes
-
-    def validate(self) -> None:
-        super().validate()
-        check_positive(self, "num_classes")
-
-    def widths(self, in_channels: int, scale: ChannelScale) -> BlockWidths:
-        return BlockWidths(out_channels=self.num_classes)
-
-    def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
-        return (1, 1)
 
 
 @dataclass(frozen=True, kw_only=True)

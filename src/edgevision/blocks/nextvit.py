@@ -39,6 +39,7 @@ from torch import nn
 from ..layers import ConvNormAct, make_divisible
 from ..spec import check, check_positive
 from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock
+from .head import HeadSpec
 from .hornet import init_trunc_normal
 
 __all__ = [
@@ -319,28 +320,10 @@ class NextTransformerBlockSpec(BlockSpec):
 
 
 @dataclass(frozen=True, kw_only=True)
-class NextViTHeadSpec(BlockSpec):
+class NextViTHeadSpec(HeadSpec):
     """The release's head: BN -> global average pool -> linear classifier."""
 
     kind: ClassVar[str] = "nextvit_head"
-    allowed_strides: ClassVar[tuple[int, ...]] = (1,)
-
-    num_classes: int = 1000
-    stride: int = 1
-
-    @property
-    def out_channels(self) -> int:
-        return self.num_classes
-
-    def validate(self) -> None:
-        super().validate()
-        check_positive(self, "num_classes")
-
-    def widths(self, in_channels: int, scale: ChannelScale) -> BlockWidths:
-        return BlockWidths(out_channels=self.num_classes)
-
-    def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
-        return (1, 1)
 
     def build(self, block: ResolvedBlock) -> nn.Module:
         return NextViTHead(block.in_channels, self.num_classes)

@@ -24,6 +24,7 @@ from torch import nn
 from ..layers import ConvNormAct
 from ..spec import check, check_positive
 from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock
+from .head import HeadSpec
 
 __all__ = ["VGGHead", "VGGHeadSpec", "VGGStage", "VGGStageSpec"]
 
@@ -67,32 +68,22 @@ class VGGStage(nn.Module):
 
 
 @dataclass(frozen=True, kw_only=True)
-class VGGHeadSpec(BlockSpec):
+class VGGHeadSpec(HeadSpec):
     """Adaptive average pool to ``pool_size`` x ``pool_size`` -> two hidden FC layers -> classifier."""
 
     kind: ClassVar[str] = "vgg_head"
-    allowed_strides: ClassVar[tuple[int, ...]] = (1,)
 
-    num_classes: int = 1000
     hidden_features: int = 4096
     pool_size: int = 7
     dropout: float = 0.5
-    stride: int = 1
-
-    @property
-    def out_channels(self) -> int:
-        return self.num_classes
 
     def validate(self) -> None:
         super().validate()
-        check_positive(self, "num_classes", "hidden_features", "pool_size")
+        check_positive(self, "hidden_features", "pool_size")
         check(self, "dropout", 0.0 <= self.dropout < 1.0, "in [0, 1)")
 
     def widths(self, in_channels: int, scale: ChannelScale) -> BlockWidths:
         return BlockWidths(out_channels=self.num_classes, mid_channels=self.hidden_features)
-
-    def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
-        return (1, 1)
 
     def build(self, block: ResolvedBlock) -> nn.Module:
         return VGGHead(block.in_channels, self.num_classes, self.hidden_features, self.pool_size, self.dropout)

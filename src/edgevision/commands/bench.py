@@ -29,7 +29,11 @@ def register(commands) -> None:
         "results.csv, report.md, report.html and PNG plots. Re-running with the same --out (or --resume) skips "
         "finished measurements.",
     )
-    parser.add_argument("--models", nargs="+", default=["*"], metavar="PATTERN", help="model names or shell patterns (default: all registered)")
+    parser.add_argument(
+        "--models", nargs="+", default=[EFFICIENT], metavar="PATTERN",
+        help=f"model names or shell patterns; '{EFFICIENT}' = every registered model under {EFFICIENT_MACS / 1e9:g} GMAC at 224x224 "
+        "(the mobile regime; default), '*' = all, classics included",
+    )
     parser.add_argument("--runtime", default=None, metavar="NAME", help=f"one of {', '.join(RUNTIME_CHOICES)} (default: ort and eager)")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="intra-op threads (default: physical cores)")
     parser.add_argument("--batch", type=int, default=1, metavar="N", help="batch size (default 1)")
@@ -51,12 +55,32 @@ def _runtimes(choice: str | None) -> tuple[str, ...]:
     return DEFAULT_RUNTIMES if choice is None else select_runtimes(choice, RUNTIME_CHOICES[:-1])
 
 
+EFFICIENT = "efficient"
+EFFICIENT_MACS = 1e9  # deploy-form multiply-accumulates at 224x224
+
+
+def efficient_models() -> list[str]:
+    """Registered models under ``EFFICIENT_MACS`` at 224x224, counted on the meta device (milliseconds each)."""
+    import torch
+
+    from ..counting import count_macs
+    from ..registry import create_model, list_models
+    from ..reparam import reparameterize
+
+    names = []
+    for name in list_models():
+        with torch.device("meta"):
+            if count_macs(reparameterize(create_model(name)), 224) <= EFFICIENT_MACS:
+                names.append(name)
+    return names
+
+
 def _models(patterns: list[str]) -> tuple[str, ...]:
     from ..registry import list_models
 
     names: list[str] = []
     for pattern in patterns:
-        matched = list_models(pattern)
+        matched = efficient_models() if pattern == EFFICIENT else list_models(pattern)
         if not matched:
             raise UsageError(f"no registered model matches {pattern!r}; see `edgevision models`")
         names += [name for name in matched if name not in names]
@@ -75,7 +99,7 @@ def _out_dir(args, fingerprint: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import BenchConfig, MixedResultsError, run_bench, write_report
+    from ..bench import BenchConfig, MixedResultsError, write_report
     from ..machine import machine_info
 
     for option in ("threads", "batch", "resolution"):
