@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # torch==2.13.0 in requirements.lock is the CPU wheel on our machines; a looser pin pulls CUDA wheels.
 
-.PHONY: run test setup clean bench-runtimes bench-analysis
+.PHONY: run test setup clean bench-runtimes bench-analysis bench-lut bench-training
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ bench-analysis: $(STAMP)
 
 bench-runtimes: $(STAMP)  # latency of every zoo model per runtime -> benchmarks/results/runtimes.md (resumable)
 	$(BIN)/python benchmarks/bench_runtimes.py
+
+bench-lut: $(STAMP)  # block latency tables vs 100 unseen networks, ort + eager -> benchmarks/results/lut.md (resumable, ~25 min)
+	$(BIN)/python benchmarks/bench_lut.py --runtimes ort eager --threads 2 --train 50 --test 100
+
+bench-training: $(STAMP)  # 4 zoo models on the embedded MNIST, tricks on/off -> benchmarks/results/training.md (resumable)
+	$(BIN)/python benchmarks/bench_training.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

@@ -6,6 +6,7 @@ Build networks from one declarative spec, count them, convert them to their depl
 from .analysis import CostReport, DevicePeaks, analyze, device_peaks
 from .blocks import BlockSpec, ResolvedBlock
 from .builder import Network, build
+from .checkpoint import load, save
 from .counting import count_macs, count_params
 from .export import export_onnx
 from .latency import measure
@@ -37,8 +38,10 @@ __all__ = [
     "get_spec",
     "is_deploy_form",
     "list_models",
+    "load",
     "measure",
     "register_model",
     "reparameterize",
     "resolve",
+    "save",
 ]
