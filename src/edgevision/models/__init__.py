@@ -26,6 +26,7 @@ from . import (  # noqa: F401
     shufflenet_v1,
     shufflenet_v2,
     sknet,
+    ssbnet,
     vgg,
     wide_resnet,
     xception,
