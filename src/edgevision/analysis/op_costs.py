@@ -28,7 +28,8 @@ __all__ = ["ELEMENTWISE_FLOPS_PER_ELEMENT", "MEMORY_OPS", "ZERO_COPY_OPS", "OpCo
 
 # arithmetic per output element (documented approximations; exp/div counted as 1)
 ELEMENTWISE_FLOPS_PER_ELEMENT: dict[str, int] = {
-    **dict.fromkeys(["add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "neg", "abs", "reciprocal"], 1),
+    **dict.fromkeys(["add", "add_", "sub", "sub_", "rsub", "mul", "mul_", "div", "div_", "floor_divide", "neg", "abs", "reciprocal"], 1),
+    "cumsum": 1,  # one add per output element (SSBNet's inverse-CDF sampling)
     **dict.fromkeys(["relu", "relu_", "threshold", "clamp", "clamp_", "clamp_min", "clamp_min_", "clamp_max"], 1),
     **dict.fromkeys(["hardtanh", "hardtanh_", "maximum", "minimum", "where", "sign", "exp", "log", "sqrt", "rsqrt"], 1),
     **dict.fromkeys(["pow", "square", "erf", "sin", "cos", "fill_", "masked_fill", "masked_fill_"], 1),
@@ -139,6 +140,8 @@ def op_cost(name: str, args: tuple, kwargs: dict, outputs: list[torch.Tensor]) -
         window = args[1] if len(args) > 1 else kwargs.get("kernel_size")
         window = [window] * 2 if isinstance(window, int) else list(window)
         return OpCost(0, out.numel() * math.prod(window), True)
+    if name == "linalg_vector_norm":  # square and accumulate each input element, then one root per output (EdgeNeXt's XCA)
+        return OpCost(0, 2 * args[0].numel() + out.numel(), True)
     if name in _REDUCE_INPUT:
         source = args[0]
         return OpCost(0, source.numel() + (out.numel() if name in ("mean", "_adaptive_avg_pool2d", "adaptive_avg_pool2d") else 0), True)

@@ -15,22 +15,24 @@ def register(commands) -> None:
         "models",
         help="list registered models with params (train/deploy), MACs and published figures",
         description="List registered models. Counts are computed live: params of the train and deploy "
-        "(re-parameterized) forms, multiply-accumulates of the deploy form at the given resolution.",
+        "(re-parameterized) forms, multiply-accumulates of the deploy form at each model's native resolution "
+        "(224 for most, 299 for Inception v3/v4 and Xception, 256 for EdgeNeXt, 32 for WRN-28-10) or at --resolution.",
     )
     parser.add_argument("patterns", nargs="*", metavar="PATTERN", help="shell-style name pattern(s), e.g. 'ghost*' (default: all)")
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print JSON (one object per model) instead of a table")
     output.add_argument("--markdown", action="store_true", help="print a Markdown table with the published figures beside ours")
-    parser.add_argument("--resolution", type=int, default=224, metavar="PX", help="input H = W for the MAC count (default 224)")
+    parser.add_argument("--resolution", type=int, default=None, metavar="PX", help="input H = W for the MAC count (default: each model's native resolution)")
     parser.set_defaults(handler=run)
 
 
-def _model_rows(names: list[str], resolution: int) -> list[dict]:
+def _model_rows(names: list[str], resolution: int | None) -> list[dict]:
+    import torch
     from rich.progress import Progress
 
     from ..counting import count_macs, count_params
     from ..published import published
-    from ..registry import create_model, model_family
+    from ..registry import create_model, get_spec, model_family
     from ..reparam import reparameterize
 
     rows = []
@@ -38,8 +40,11 @@ def _model_rows(names: list[str], resolution: int) -> list[dict]:
         task = progress.add_task("counting", total=len(names))
         for name in names:
             progress.update(task, description=name)
-            model = create_model(name)
-            deployed = reparameterize(model)
+            size = get_spec(name).input_size if resolution is None else resolution
+            with torch.device("meta"):  # counts need shapes only: no memory, no arithmetic (VGG-16 in milliseconds)
+                model = create_model(name)
+                deployed = reparameterize(model)
+                macs = count_macs(deployed, size)
             record = published(name)
             rows.append(
                 {
@@ -47,8 +52,8 @@ def _model_rows(names: list[str], resolution: int) -> list[dict]:
                     "family": model_family(name),
                     "params_train": count_params(model),
                     "params_deploy": count_params(deployed),
-                    "macs": count_macs(deployed, resolution),
-                    "resolution": resolution,
+                    "macs": macs,
+                    "resolution": size,
                     "published_top1": record.top1 if record else None,
                     "published_params": str(record.params) if record and record.params else None,
                     "published_macs": str(record.macs) if record and record.macs else None,
@@ -65,7 +70,7 @@ def _model_rows(names: list[str], resolution: int) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     from ..registry import list_models, suggest
 
-    if args.resolution < 32:
+    if args.resolution is not None and args.resolution < 32:
         raise UsageError(f"--resolution must be >= 32 (the networks downsample 32x), got {args.resolution}")
     patterns = args.patterns or ["*"]
     names = list_models(patterns)
@@ -84,12 +89,14 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"edgevision models — counts at {args.resolution}x{args.resolution}, MACs = multiply-accumulates")
+    at = "each model's native resolution" if args.resolution is None else f"{args.resolution}x{args.resolution}"
+    table = Table(title=f"edgevision models — MACs (multiply-accumulates) at {at}")
     for column, justify in (
         ("model", "left"),
         ("params train", "right"),
         ("params deploy", "right"),
         ("MACs (deploy)", "right"),
+        ("at", "right"),
         ("paper params", "right"),
         ("paper MACs", "right"),
         ("top-1", "right"),
@@ -102,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
             f"{row['params_train']:,}",
             f"{row['params_deploy']:,}",
             human(row["macs"]),
+            str(row["resolution"]),
             row["published_params"] or "-",
             row["published_macs"] or "-",
             f"{row['published_top1']:.1f}" if row["published_top1"] is not None else "unpublished",
@@ -126,15 +134,15 @@ def _markdown(rows: list[dict]) -> str:
         return f"{(row['macs'] - paper) / paper * 100:+.1f}%"
 
     lines = [
-        f"| model | params train | official | params deploy | official | MACs @{rows[0]['resolution']} (deploy) | paper MACs | Δ | paper params | top-1 | source |",
-        "|---|---:|:---:|---:|:---:|---:|---:|---:|---:|---:|---|",
+        "| model | params train | official | params deploy | official | MACs (deploy) | at | paper MACs | Δ | paper params | top-1 | source |",
+        "|---|---:|:---:|---:|:---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         top1 = f"{row['published_top1']:.1f}" if row["published_top1"] is not None else "unpublished"
         lines.append(
             f"| {row['name']} | {row['params_train']:,} | {exact(row['params_train'], row['official_params_train'])} "
             f"| {row['params_deploy']:,} | {exact(row['params_deploy'], row['official_params_deploy'])} "
-            f"| {row['macs'] / 1e6:.2f}M | {row['published_macs'] or '-'} | {gap(row)} | {row['published_params'] or '-'} "
+            f"| {row['macs'] / 1e6:.2f}M | {row['resolution']} | {row['published_macs'] or '-'} | {gap(row)} | {row['published_params'] or '-'} "
             f"| {top1} | {row['source'] or '-'} |"
         )
     return "\n".join(lines)
