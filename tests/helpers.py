@@ -63,3 +63,14 @@ def meta_model(name: str) -> nn.Module:
 
     with torch.device("meta"):
         return ev.create_model(name)
+
+
+def build_block(spec, in_channels: int, size: int = 12, scale=None) -> nn.Module:
+    """Train form of one block on a ``size`` x ``size`` input, resolved by ``edgevision.resolve_block``.
+
+    The default scale keeps the spec's widths exactly (multiplier 1, divisor 1).
+    """
+    import edgevision as ev
+
+    resolved = ev.resolve_block(spec, in_channels, (size, size)) if scale is None else ev.resolve_block(spec, in_channels, (size, size), scale)
+    return spec.build(resolved)

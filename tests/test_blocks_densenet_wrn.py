@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import max_relative_error, randomize_batchnorm
+from helpers import build_block, max_relative_error, randomize_batchnorm
 from torch import nn
 
 import edgevision as ev
@@ -17,7 +17,6 @@ from edgevision.blocks import (
     DenseTransitionSpec,
     NormActSpec,
     PreActivation,
-    ResolvedBlock,
     WideBasicBlock,
     WideBasicSpec,
 )
@@ -29,22 +28,7 @@ SCALE = ChannelScale(1.0, 1)
 
 
 def build(spec, in_channels: int, size: int = 8) -> nn.Module:
-    """Resolve one block by hand (what ``edgevision.resolve`` does) and build it."""
-    widths = spec.widths(in_channels, SCALE)
-    block = ResolvedBlock(
-        section="stages",
-        stage_index=0,
-        block_index=0,
-        spec=spec,
-        in_channels=in_channels,
-        out_channels=widths.out_channels,
-        mid_channels=widths.mid_channels,
-        se_channels=widths.se_channels,
-        stride=spec.stride,
-        input_size=(size, size),
-        output_size=spec.output_size((size, size)),
-    )
-    return spec.build(block)
+    return build_block(spec, in_channels, size, SCALE)
 
 
 def params(module: nn.Module) -> int:

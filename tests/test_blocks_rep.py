@@ -9,26 +9,12 @@ import torch
 from torch import nn
 
 import edgevision as ev
-from edgevision.blocks import ChannelScale, ClassifierHeadSpec, MaxPoolSpec, MobileOneConvSpec, RepVGGBlockSpec
+from edgevision.blocks import ChannelScale, MobileOneConvSpec, RepVGGBlockSpec
 from edgevision.blocks.repvgg import RepConv
 from edgevision.layers import SqueezeExcite
 from edgevision.spec import Spec
 
-from helpers import max_relative_error, randomize_batchnorm
-
-
-def build_block(spec, in_channels: int, size: int = 12) -> nn.Module:
-    """Train form of one block, resolved by ``edgevision.resolve`` as the stem of a probe network."""
-    probe = ev.NetworkSpec(
-        name="probe",
-        stem=(spec,),
-        stages=(ev.StageSpec(blocks=(MaxPoolSpec(stride=1),)),),
-        head=ClassifierHeadSpec(),
-        in_channels=in_channels,
-        channel_divisor=1,
-    )
-    block = ev.resolve(probe, input_size=size).blocks[0]
-    return spec.build(block)
+from helpers import build_block, max_relative_error, randomize_batchnorm
 
 
 def convs_outside_se(module: nn.Module) -> list[nn.Conv2d]:

@@ -9,11 +9,9 @@ from torch import nn
 
 import edgevision as ev
 from edgevision.blocks import (
-    ClassifierHeadSpec,
     DiverseBranchConvSpec,
     DiverseBranchResNetBasicSpec,
     GSConvSpec,
-    MaxPoolSpec,
     MGICBlockSpec,
     RMResNetBasicSpec,
     VoVGSCSPSpec,
@@ -21,24 +19,11 @@ from edgevision.blocks import (
 from edgevision.blocks.diverse_branch import DiverseBranchConv, IdentityInitConv1x1, pad_with_bias_value
 from edgevision.blocks.mgic import MultigridCycle, ResidualSmoother, multigrid_levels
 
-from helpers import max_relative_error, randomize_batchnorm
+from helpers import build_block, max_relative_error, randomize_batchnorm
 
 
 def resolve_block(spec, in_channels: int, size: int = 12):
-    """The resolved record of ``spec`` as the stem of a probe network (the resolve step decides its widths)."""
-    probe = ev.NetworkSpec(
-        name="probe",
-        stem=(spec,),
-        stages=(ev.StageSpec(blocks=(MaxPoolSpec(stride=1),)),),
-        head=ClassifierHeadSpec(),
-        in_channels=in_channels,
-        channel_divisor=1,
-    )
-    return ev.resolve(probe, input_size=size).blocks[0]
-
-
-def build_block(spec, in_channels: int, size: int = 12) -> nn.Module:
-    return spec.build(resolve_block(spec, in_channels, size))
+    return ev.resolve_block(spec, in_channels, (size, size))
 
 
 @torch.no_grad()

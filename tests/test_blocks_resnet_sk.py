@@ -16,7 +16,6 @@ from edgevision.blocks import (
     ResNetBasicSpec,
     ResNetBottleneck,
     ResNetBottleneckSpec,
-    ResolvedBlock,
     SelectiveKernelConv,
     SelectiveKernelSpec,
 )
@@ -24,27 +23,11 @@ import edgevision as ev
 from edgevision.layers import ConvNormAct, SqueezeExcite
 from edgevision.models.resnet import CAFFE_STEM_POOL, resnet_block
 from edgevision.spec import Spec
-from helpers import max_relative_error, randomize_batchnorm
+from helpers import build_block, max_relative_error, randomize_batchnorm
 
 
 def build(spec, in_channels: int, size: int = 16, scale: ChannelScale = ChannelScale(1.0, 1)) -> nn.Module:
-    """Resolve one block by hand (what ``edgevision.resolve`` does) and build it."""
-    widths = spec.widths(in_channels, scale)
-    spec.check_widths(in_channels, widths)
-    block = ResolvedBlock(
-        section="stages",
-        stage_index=0,
-        block_index=0,
-        spec=spec,
-        in_channels=in_channels,
-        out_channels=widths.out_channels,
-        mid_channels=widths.mid_channels,
-        se_channels=widths.se_channels,
-        stride=spec.stride,
-        input_size=(size, size),
-        output_size=spec.output_size((size, size)),
-    )
-    return spec.build(block)
+    return build_block(spec, in_channels, size, scale)
 
 
 def params(module: nn.Module) -> int:

@@ -12,36 +12,19 @@ from edgevision import reparameterize
 from edgevision.blocks import (
     AdaptiveSampler,
     AdaptiveSamplingSpec,
-    ChannelScale,
     ResNetBottleneck,
     ResNetBottleneckSpec,
-    ResolvedBlock,
     SampledSpatialConv,
     SSBBottleneck,
     SSBBottleneckSpec,
     inverse_cdf_positions,
 )
 from edgevision.spec import Spec
-from helpers import max_relative_error, randomize_batchnorm
+from helpers import build_block, max_relative_error, randomize_batchnorm
 
 
 def build(spec, in_channels: int, size: int = 16) -> nn.Module:
-    """Resolve one block by hand (what ``edgevision.resolve`` does) and build it."""
-    widths = spec.widths(in_channels, ChannelScale(1.0, 1))
-    block = ResolvedBlock(
-        section="stages",
-        stage_index=0,
-        block_index=0,
-        spec=spec,
-        in_channels=in_channels,
-        out_channels=widths.out_channels,
-        mid_channels=widths.mid_channels,
-        se_channels=widths.se_channels,
-        stride=spec.stride,
-        input_size=(size, size),
-        output_size=spec.output_size((size, size)),
-    )
-    return spec.build(block)
+    return build_block(spec, in_channels, size)
 
 
 def uniform_sampler(channels: int, factor: int = 2) -> AdaptiveSampler:

@@ -13,7 +13,6 @@ from torch import nn
 import edgevision as ev
 from edgevision.blocks import (
     AttentionBias,
-    ChannelScale,
     CrossCovarianceAttention,
     EdgeNeXtSDTASpec,
     EfficientFormerMeta3DSpec,
@@ -24,33 +23,16 @@ from edgevision.blocks import (
     LevitSubsampleSpec,
     LinearNorm,
     NormLinear,
-    ResolvedBlock,
     SDTAEncoder,
     attention_bias_index,
     sdta_split_widths,
 )
 from edgevision.models.edgenext import edgenext
-from helpers import max_relative_error, randomize_batchnorm
+from helpers import build_block, max_relative_error, randomize_batchnorm
 
 
 def build(spec, in_channels: int, size: int) -> nn.Module:
-    """Resolve one block by hand (what ``edgevision.resolve`` does) and build it."""
-    widths = spec.widths(in_channels, ChannelScale(1.0, 1))
-    spec.check_widths(in_channels, widths)
-    block = ResolvedBlock(
-        section="stages",
-        stage_index=0,
-        block_index=0,
-        spec=spec,
-        in_channels=in_channels,
-        out_channels=widths.out_channels,
-        mid_channels=widths.mid_channels,
-        se_channels=widths.se_channels,
-        stride=spec.stride,
-        input_size=(size, size),
-        output_size=spec.output_size((size, size)),
-    )
-    return spec.build(block)
+    return build_block(spec, in_channels, size)
 
 
 # ---- attention bias (LeViT Sec. 4.3; EfficientFormer's Meta3D) -----------------------------

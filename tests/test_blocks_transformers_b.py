@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import max_relative_error, randomize_batchnorm
+from helpers import build_block, max_relative_error, randomize_batchnorm
 from torch import nn
 
 import edgevision as ev
@@ -18,30 +18,13 @@ from edgevision.blocks import (
     NextTransformerBlockSpec,
     RecursiveGatedConv,
     RegNetXBlockSpec,
-    ResolvedBlock,
     fold_preceding_affine,
 )
 from edgevision.blocks.hornet import gnconv_widths
 
 
 def build(spec, in_channels: int, size: int = 8) -> nn.Module:
-    """Resolve one block by hand (what ``edgevision.resolve`` does) and build it."""
-    widths = spec.widths(in_channels, ChannelScale(1.0, 1))
-    spec.check_widths(in_channels, widths)
-    block = ResolvedBlock(
-        section="stages",
-        stage_index=0,
-        block_index=0,
-        spec=spec,
-        in_channels=in_channels,
-        out_channels=widths.out_channels,
-        mid_channels=widths.mid_channels,
-        se_channels=widths.se_channels,
-        stride=spec.stride,
-        input_size=(size, size),
-        output_size=spec.output_size((size, size)),
-    )
-    return spec.build(block)
+    return build_block(spec, in_channels, size)
 
 
 def assert_deploy_equivalent(block: nn.Module, x: torch.Tensor) -> nn.Module:

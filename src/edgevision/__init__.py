@@ -13,7 +13,7 @@ from .latency import measure
 from .network import NetworkSpec, StageSpec
 from .registry import create_model, get_spec, list_models, register_model
 from .reparam import is_deploy_form, reparameterize
-from .resolve import ResolvedNetwork, resolve
+from .resolve import ResolvedNetwork, resolve, resolve_block
 from .spec import Spec
 
 __version__ = "0.1.0"
@@ -43,5 +43,6 @@ __all__ = [
     "register_model",
     "reparameterize",
     "resolve",
+    "resolve_block",
     "save",
 ]

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Iterator
 
-from .blocks.base import BlockSpec, ResolvedBlock
+from .blocks.base import BlockSpec, ChannelScale, ResolvedBlock
 from .network import NetworkSpec
 from .spec import Spec
 
-__all__ = ["ResolvedNetwork", "resolve"]
+__all__ = ["ResolvedNetwork", "resolve", "resolve_block"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +45,41 @@ class ResolvedNetwork(Spec):
         return self.blocks[-1]
 
 
+def resolve_block(
+    block: BlockSpec,
+    in_channels: int,
+    input_size: tuple[int, int],
+    scale: ChannelScale = ChannelScale(1.0, 1),
+    *,
+    section: str = "stages",
+    stage_index: int = 0,
+    block_index: int = 0,
+) -> ResolvedBlock:
+    """Decide one block's widths and output size for a given input (what ``resolve`` does per block).
+
+    The default scale (multiplier 1, divisor 1) keeps the spec's widths exactly: the way to build or
+    measure a single block outside a network (block tests, latency tables).
+    """
+    widths = block.widths(in_channels, scale)
+    block.check_widths(in_channels, widths)
+    output_size = block.output_size(input_size)
+    if min(output_size) < 1:
+        raise ValueError(f"input {input_size[0]}x{input_size[1]} is too small for this network")
+    return ResolvedBlock(
+        section=section,
+        stage_index=stage_index,
+        block_index=block_index,
+        spec=block,
+        in_channels=in_channels,
+        out_channels=widths.out_channels,
+        mid_channels=widths.mid_channels,
+        se_channels=widths.se_channels,
+        stride=getattr(block, "stride", 1),
+        input_size=input_size,
+        output_size=output_size,
+    )
+
+
 def resolve(
     spec: NetworkSpec, width_multiplier: float | None = None, input_size: int | tuple[int, int] | None = None
 ) -> ResolvedNetwork:
@@ -67,31 +102,13 @@ def resolve(
 
     def add(section: str, stage_index: int, block_index: int, block: BlockSpec) -> None:
         nonlocal channels, hw
-        widths = block.widths(channels, scale)
         where = f"{section}[{stage_index}][{block_index}]" if section == "stages" else f"{section}[{block_index}]"
         try:
-            block.check_widths(channels, widths)
+            resolved = resolve_block(block, channels, hw, scale, section=section, stage_index=stage_index, block_index=block_index)
         except ValueError as error:
             raise ValueError(f"{spec.name} {where}: {error}") from None
-        out_size = block.output_size(hw)
-        if min(out_size) < 1:
-            raise ValueError(f"{spec.name} {where}: input {hw[0]}x{hw[1]} is too small for this network")
-        blocks.append(
-            ResolvedBlock(
-                section=section,
-                stage_index=stage_index,
-                block_index=block_index,
-                spec=block,
-                in_channels=channels,
-                out_channels=widths.out_channels,
-                mid_channels=widths.mid_channels,
-                se_channels=widths.se_channels,
-                stride=getattr(block, "stride", 1),
-                input_size=hw,
-                output_size=out_size,
-            )
-        )
-        channels, hw = widths.out_channels, out_size
+        blocks.append(resolved)
+        channels, hw = resolved.out_channels, resolved.output_size
 
     for index, block in enumerate(spec.stem):
         add("stem", -1, index, block)

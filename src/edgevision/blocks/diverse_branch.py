@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import ConvNormAct, fold_batchnorm, get_activation, identity_kernel, pad_kernel, same_padding
+from ..layers import ConvNormAct, conv_from_kernel, fold_batchnorm, get_activation, identity_kernel, pad_kernel, same_padding
 from ..layers.fusion import FusedKernel
 from ..spec import check, check_choice, check_positive
 from .base import WIDTH_SCALING, BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation, check_groups_divide
@@ -255,18 +255,7 @@ class DiverseBranchConv(nn.Module):
         if self.fused is not None:
             return
         weight, bias = self.fused_kernel()
-        fused = nn.Conv2d(
-            self.in_channels,
-            self.out_channels,
-            self.kernel_size,
-            self.stride,
-            padding=same_padding(self.kernel_size),
-            groups=self.groups,
-            bias=True,
-        ).to(weight)
-        fused.weight.copy_(weight)
-        fused.bias.copy_(bias)
-        self.fused = fused
+        self.fused = conv_from_kernel(weight, bias, self.stride, same_padding(self.kernel_size), self.groups)
         self.kxk = self.conv1x1 = self.seq_expand = self.seq_expand_norm = self.seq_kxk = None
         self.avg_conv = self.avg_conv_norm = self.avg_pool = self.avg_norm = None
 

@@ -20,7 +20,7 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
-from ..layers import ConvNormAct, SqueezeExcite, fold_batchnorm, get_activation, identity_kernel, pad_kernel, same_padding
+from ..layers import ConvNormAct, SqueezeExcite, conv_from_kernel, fold_batchnorm, get_activation, identity_kernel, pad_kernel, same_padding
 from ..spec import check_positive
 from .base import BlockSpec, BlockWidths, ResolvedBlock, check_activation, check_groups_divide
 
@@ -124,18 +124,7 @@ class RepConv(nn.Module):
         if self.fused is not None:
             return
         weight, bias = self.fused_kernel()
-        fused = nn.Conv2d(
-            self.in_channels,
-            self.out_channels,
-            self.kernel_size,
-            self.stride,
-            padding=same_padding(self.kernel_size),
-            groups=self.groups,
-            bias=True,
-        ).to(weight)
-        fused.weight.copy_(weight)
-        fused.bias.copy_(bias)
-        self.fused = fused
+        self.fused = conv_from_kernel(weight, bias, self.stride, same_padding(self.kernel_size), self.groups)
         self.branches, self.scale, self.identity = None, None, None
 
     def extra_repr(self) -> str:

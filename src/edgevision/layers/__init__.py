@@ -4,7 +4,7 @@ from .activations import ACTIVATIONS, get_activation
 from .affine import ChannelAffine
 from .channel_shuffle import ChannelShuffle, channel_shuffle
 from .conv_norm_act import ConvNormAct, same_padding
-from .fusion import fold_batchnorm, identity_kernel, pad_kernel
+from .fusion import conv_from_kernel, fold_batchnorm, identity_kernel, pad_kernel
 from .make_divisible import make_divisible
 from .squeeze_excite import SqueezeExcite
 
@@ -15,6 +15,7 @@ __all__ = [
     "ConvNormAct",
     "SqueezeExcite",
     "channel_shuffle",
+    "conv_from_kernel",
     "fold_batchnorm",
     "get_activation",
     "identity_kernel",

@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .fusion import fold_batchnorm
+from .fusion import conv_from_kernel, fold_batchnorm
 
 __all__ = ["ConvNormAct", "same_padding"]
 
@@ -69,9 +69,5 @@ class ConvNormAct(nn.Module):
             return
         weight, bias = fold_batchnorm(self.conv.weight, self.conv.bias, self.norm)
         old = self.conv
-        self.conv = nn.Conv2d(
-            old.in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, old.dilation, old.groups, bias=True
-        ).to(weight)
-        self.conv.weight.copy_(weight)
-        self.conv.bias.copy_(bias)
+        self.conv = conv_from_kernel(weight, bias, old.stride, old.padding, old.groups, old.dilation)
         self.norm = nn.Identity()

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["fold_batchnorm", "identity_kernel", "pad_kernel", "FusedKernel"]
+__all__ = ["conv_from_kernel", "fold_batchnorm", "identity_kernel", "pad_kernel", "FusedKernel"]
 
 FusedKernel = tuple[torch.Tensor, torch.Tensor]  # (weight (O, I/g, k, k), bias (O,))
 
@@ -47,3 +47,22 @@ def pad_kernel(kernel: torch.Tensor, kernel_size: int) -> torch.Tensor:
     if pad < 0:
         raise ValueError(f"cannot pad a {kernel.shape[-1]}x{kernel.shape[-1]} kernel down to {kernel_size}x{kernel_size}")
     return F.pad(kernel, [pad, pad, pad, pad]) if pad else kernel
+
+
+@torch.no_grad()
+def conv_from_kernel(
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    groups: int = 1,
+    dilation: int | tuple[int, int] = 1,
+) -> nn.Conv2d:
+    """The deploy-form conv holding a fused (weight (O, I/g, kh, kw), bias (O,)): the last step of every fusion."""
+    out_channels, in_per_group, *kernel_size = weight.shape
+    conv = nn.Conv2d(
+        in_per_group * groups, out_channels, tuple(kernel_size), stride, padding, dilation, groups, bias=True
+    ).to(weight)
+    conv.weight.copy_(weight)
+    conv.bias.copy_(bias)
+    return conv

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import fields, replace
 
 from ..blocks import BlockSpec, ResNetBottleneckSpec, SSBBottleneckSpec
-from ..network import NetworkSpec, StageSpec
+from ..network import NetworkSpec
 from ..registry import register_model
 from .resnet import RESNET50_DEPTHS, resnet
 
