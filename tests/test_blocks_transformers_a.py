@@ -244,3 +244,10 @@ def test_sdta_heads_must_divide_the_resolved_width():
     spec = edgenext("edgenext_5_heads", (24, 48, 88, 168), (2, 2, 6, 2), num_heads=5)
     with pytest.raises(ValueError, match=r"stages\[1\]\[2\]: EdgeNeXtSDTASpec.num_heads=5 must divide the resolved width 48"):
         ev.resolve(spec)
+
+
+def test_levit_subsampling_of_an_odd_grid_exports_to_onnx(tmp_path):
+    """At 96x96 the 6x6 grid shrinks to 3x3 and then to ceil(3 / 2) = 2x2: the traced ceil must not become floor."""
+    model = ev.create_model("levit_128s")
+    report = ev.export_onnx(model, tmp_path / "levit.onnx", (3, 96, 96), dynamic_batch=False, simplify=False)
+    assert max(report.max_relative_error.values()) <= 1e-4

@@ -106,3 +106,18 @@ def test_onnx_output_matches_a_fresh_pytorch_run(tmp_path):
         expected = model(x)
     assert actual.shape == (3, 1000)
     assert torch.allclose(torch.from_numpy(actual), expected, atol=1e-4 * expected.abs().max().item())
+
+
+class _TraceBakesFloorForCeil(nn.Module):
+    """Ceil written as -(-n // 2) on a traced size: ONNX integer Div truncates, so the graph reshapes wrongly."""
+
+    def forward(self, x):
+        tokens = x.flatten(2)[:, :, ::2]  # (B, C, ceil(N / 2))
+        n = x.shape[2] * x.shape[3]
+        return tokens.reshape(x.shape[0], -1, -(-n // 2))
+
+
+def test_a_graph_onnx_runtime_cannot_run_is_refused_with_one_line(tmp_path):
+    with pytest.raises(ExportMismatchError, match="ONNX Runtime cannot run the exported graph"):
+        ev.export_onnx(_TraceBakesFloorForCeil(), tmp_path / "bad.onnx", (3, 3, 3), dynamic_batch=False, simplify=False)
+    assert not list(tmp_path.iterdir())

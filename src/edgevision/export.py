@@ -193,7 +193,14 @@ def export_onnx(
             onnx.checker.check_model(str(temporary))
             simplified = _simplify(temporary) if simplify else False
             batches = (shape[0], shape[0] + 1) if dynamic_batch else (shape[0],)
-            errors = _max_relative_errors(model, temporary, shape, output_names, batches, seed + 1)
+            try:
+                errors = _max_relative_errors(model, temporary, shape, output_names, batches, seed + 1)
+            except ExportMismatchError:
+                raise
+            except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/RuntimeException types
+                raise ExportMismatchError(
+                    f"ONNX Runtime cannot run the exported graph: {first_line(error)}; {os.fspath(path)!r} was not written"
+                ) from None
             for name, (error, batch) in errors.items():
                 if not error <= atol:
                     raise ExportMismatchError(

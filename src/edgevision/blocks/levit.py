@@ -280,7 +280,10 @@ class LevitSubsampleBlock(nn.Module):
         height, width = x.shape[2:]
         tokens = self.attention(_to_tokens(x), (height, width))  # (B, H*W, C) -> (B, H'*W', C')
         tokens = tokens + self.mlp(tokens)
-        return _to_map(tokens, (-(-height // self.stride), -(-width // self.stride)))  # -> (B, C', H', W')
+        # ceil(H / stride) written with non-negative operands: traced into ONNX, integer Div truncates toward zero,
+        # so the usual -(-H // s) would become floor (7x7 -> 3x3 instead of 4x4 at 224)
+        stride = self.stride
+        return _to_map(tokens, ((height + stride - 1) // stride, (width + stride - 1) // stride))  # -> (B, C', H', W')
 
 
 class LevitHead(nn.Module):
