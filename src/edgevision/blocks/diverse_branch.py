@@ -45,7 +45,6 @@ __all__ = [
     "DiverseBranchResNetBasicBlock",
     "IdentityInitConv1x1",
     "compose_1x1_kxk",
-    "conv_norm_kernel",
 ]
 
 
@@ -163,13 +162,6 @@ def compose_1x1_kxk(first: FusedKernel, second: FusedKernel, groups: int) -> Fus
     return weight, bias
 
 
-def conv_norm_kernel(branch: ConvNormAct) -> FusedKernel:
-    """Weight and bias of a conv-BN(-act) as one conv, folding the BN unless the walker (children first) already did."""
-    if isinstance(branch.norm, nn.BatchNorm2d):
-        return fold_batchnorm(branch.conv.weight, branch.conv.bias, branch.norm)
-    return branch.conv.weight, branch.conv.bias
-
-
 class DiverseBranchConv(nn.Module):
     """k x k conv trained as four branches (see the module docstring); ``reparameterize()`` -> one conv."""
 
@@ -234,12 +226,12 @@ class DiverseBranchConv(nn.Module):
     def fused_kernel(self) -> FusedKernel:
         """Weight (C', C/g, k, k) and bias (C',) of the single conv equal to the four branches (eval mode)."""
         k = self.kernel_size
-        weight, bias = conv_norm_kernel(self.kxk)
+        weight, bias = self.kxk.fused_kernel()
         if self.conv1x1 is not None:
-            w, b = conv_norm_kernel(self.conv1x1)
+            w, b = self.conv1x1.fused_kernel()
             weight, bias = weight + pad_kernel(w, k), bias + b
         expand = self.seq_expand.kernel() if isinstance(self.seq_expand, IdentityInitConv1x1) else self.seq_expand.weight
-        w, b = compose_1x1_kxk(fold_batchnorm(expand, None, self.seq_expand_norm), conv_norm_kernel(self.seq_kxk), self.groups)
+        w, b = compose_1x1_kxk(fold_batchnorm(expand, None, self.seq_expand_norm), self.seq_kxk.fused_kernel(), self.groups)
         weight, bias = weight + w, bias + b
         # average branch: a k x k window mean of a 1x1 conv (+BN) is that 1x1 kernel spread as 1/k^2 over
         # the window, its bias unchanged (Transforms III and V); depthwise: the mean of each input channel

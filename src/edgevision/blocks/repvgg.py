@@ -107,10 +107,7 @@ class RepConv(nn.Module):
         """Weight (C', C/g, k, k) and bias (C',) of the single conv equal to the branches (eval mode)."""
         weight = bias = 0
         for branch in [*self.branches] + ([self.scale] if self.scale is not None else []):
-            if isinstance(branch.norm, nn.BatchNorm2d):
-                branch_weight, branch_bias = fold_batchnorm(branch.conv.weight, branch.conv.bias, branch.norm)
-            else:  # the walker folded it already (children first)
-                branch_weight, branch_bias = branch.conv.weight, branch.conv.bias
+            branch_weight, branch_bias = branch.fused_kernel()
             weight = weight + pad_kernel(branch_weight, self.kernel_size)
             bias = bias + branch_bias
         if self.identity is not None:

@@ -33,7 +33,6 @@ from torch import nn
 from ..layers import identity_kernel, pad_kernel
 from ..spec import check
 from .base import ResolvedBlock
-from .diverse_branch import conv_norm_kernel
 from .resnet import ResNetBasicBlock, ResNetBasicSpec
 
 __all__ = ["RMResNetBasicSpec", "RMResNetBasicBlock"]
@@ -72,8 +71,8 @@ class RMResNetBasicBlock(ResNetBasicBlock):
         if self.plain is not None:
             return
         c_in, c_out = self.in_channels, self.out_channels
-        w1, b1 = conv_norm_kernel(self.conv1)  # (C', C, 3, 3)
-        w2, b2 = conv_norm_kernel(self.conv2)  # (C', C', 3, 3)
+        w1, b1 = self.conv1.fused_kernel()  # (C', C, 3, 3)
+        w2, b2 = self.conv2.fused_kernel()  # (C', C', 3, 3)
         # reserve: identity filters for the input, then conv1's filters
         reserve = torch.cat([identity_kernel(c_in, 1, 3, like=w1), w1], dim=0)  # (C + C', C, 3, 3)
         reserve_bias = torch.cat([torch.zeros_like(b1[:1]).expand(c_in), b1])
@@ -81,7 +80,7 @@ class RMResNetBasicBlock(ResNetBasicBlock):
         if isinstance(self.shortcut, nn.Identity):
             shortcut_weight, shortcut_bias = identity_kernel(c_in, 1, 3, like=w2), torch.zeros_like(b2)
         else:
-            shortcut_weight, shortcut_bias = conv_norm_kernel(self.shortcut)
+            shortcut_weight, shortcut_bias = self.shortcut.fused_kernel()
             shortcut_weight = pad_kernel(shortcut_weight, 3)  # 1x1 -> centre of 3x3
         merge = torch.cat([shortcut_weight, w2], dim=1)  # (C', C + C', 3, 3)
         merge_bias = b2 + shortcut_bias

@@ -63,11 +63,22 @@ class ConvNormAct(nn.Module):
         return self.act(self.norm(self.conv(x)))
 
     @torch.no_grad()
+    def fused_kernel(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Weight and bias of conv -> norm as one conv (eval statistics), whether or not the norm is folded yet.
+
+        Multi-branch blocks (RepVGG, DBB, RMNet) sum their branches' kernels; the walker goes
+        children-first, so a branch may already be folded when its block asks.
+        """
+        if isinstance(self.norm, nn.modules.batchnorm._BatchNorm):
+            return fold_batchnorm(self.conv.weight, self.conv.bias, self.norm)
+        return self.conv.weight, self.conv.bias
+
+    @torch.no_grad()
     def reparameterize(self) -> None:
         """Fold BatchNorm into the conv (eval statistics)."""
         if not isinstance(self.norm, nn.modules.batchnorm._BatchNorm):
             return
-        weight, bias = fold_batchnorm(self.conv.weight, self.conv.bias, self.norm)
+        weight, bias = self.fused_kernel()
         old = self.conv
         self.conv = conv_from_kernel(weight, bias, old.stride, old.padding, old.groups, old.dilation)
         self.norm = nn.Identity()
