@@ -12,19 +12,12 @@ paper's point.
 
 from __future__ import annotations
 
-import dataclasses
-
 from ..blocks import DiverseBranchResNetBasicSpec
-from ..network import NetworkSpec, StageSpec
+from ..network import NetworkSpec
 from ..registry import register_model
 from .resnet import RESNET18_DEPTHS, resnet
 
 
 @register_model("resnet18_dbb", family="dbb")
 def resnet18_dbb() -> NetworkSpec:
-    base = resnet("resnet18_dbb", "basic", RESNET18_DEPTHS)  # He et al. 2016, Table 1
-    stages = tuple(
-        StageSpec(blocks=tuple(DiverseBranchResNetBasicSpec(out_channels=b.out_channels, stride=b.stride) for b in stage.blocks))
-        for stage in base.stages
-    )
-    return dataclasses.replace(base, stages=stages)
+    return resnet("resnet18_dbb", "basic", RESNET18_DEPTHS, basic_block=DiverseBranchResNetBasicSpec)  # He et al. 2016, Table 1

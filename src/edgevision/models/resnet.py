@@ -56,12 +56,16 @@ def resnet_block(
     *,
     stride_on: str = "spatial",
     se_reduction: int | None = None,
+    basic_block: type[ResNetBasicSpec] = ResNetBasicSpec,
 ) -> BlockSpec:
-    """One block of a ResNet-style stage with ``planes`` base width (Table 1's 64 ... 512)."""
+    """One block of a ResNet-style stage with ``planes`` base width (Table 1's 64 ... 512).
+
+    ``basic_block`` swaps in a re-parameterizable basic block with the same fields (DBB, RMNet).
+    """
     if kind == "basic":
         if groups != 1 or width_per_group != 64:
             raise ValueError(f"basic ResNet blocks have groups=1 and width_per_group=64, got {groups} and {width_per_group}")
-        return ResNetBasicSpec(out_channels=planes, stride=stride)
+        return basic_block(out_channels=planes, stride=stride)
     mid_channels = int(planes * width_per_group / 64) * groups  # 64 for ResNet-50's conv2_x, 128 for 32x4d
     if kind == "bottleneck":
         return ResNetBottleneckSpec(
@@ -87,11 +91,14 @@ def resnet(
     stride_on: str = "spatial",
     se_reduction: int | None = None,
     stem_pool: MaxPoolSpec = TORCHVISION_STEM_POOL,
+    basic_block: type[ResNetBasicSpec] = ResNetBasicSpec,
 ) -> NetworkSpec:
     """Table 1's network: 7x7/2 conv stem, 3x3/2 max pool, four stages, global pool, 1000-way fc."""
     stages = tuple(
         StageSpec.repeat(
-            resnet_block(block, planes, stride, groups, width_per_group, stride_on=stride_on, se_reduction=se_reduction),
+            resnet_block(
+                block, planes, stride, groups, width_per_group, stride_on=stride_on, se_reduction=se_reduction, basic_block=basic_block
+            ),
             depth,
         )
         for (planes, stride), depth in zip(_TABLE_1_STAGES, depths, strict=True)

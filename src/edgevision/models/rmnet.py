@@ -12,19 +12,12 @@ latency without branches.
 
 from __future__ import annotations
 
-import dataclasses
-
 from ..blocks import RMResNetBasicSpec
-from ..network import NetworkSpec, StageSpec
+from ..network import NetworkSpec
 from ..registry import register_model
 from .resnet import RESNET18_DEPTHS, resnet
 
 
 @register_model("rmnet18", family="rmnet")
 def rmnet18() -> NetworkSpec:
-    base = resnet("rmnet18", "basic", RESNET18_DEPTHS)  # He et al. 2016, Table 1
-    stages = tuple(
-        StageSpec(blocks=tuple(RMResNetBasicSpec(out_channels=b.out_channels, stride=b.stride) for b in stage.blocks))
-        for stage in base.stages
-    )
-    return dataclasses.replace(base, stages=stages)
+    return resnet("rmnet18", "basic", RESNET18_DEPTHS, basic_block=RMResNetBasicSpec)  # He et al. 2016, Table 1
