@@ -19,7 +19,16 @@ from ..spec import Spec, check, check_choice, check_positive, check_stride
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["BlockSpec", "BlockWidths", "ChannelScale", "ResolvedBlock", "WIDTH_SCALING", "check_activation", "check_groups_divide"]
+__all__ = [
+    "BlockSpec",
+    "BlockWidths",
+    "ChannelScale",
+    "ResolvedBlock",
+    "WIDTH_SCALING",
+    "check_activation",
+    "check_groups_divide",
+    "keeps_shape",
+]
 
 # How a width reacts to the network's width multiplier:
 #   "scaled"         make_divisible(base * multiplier)        (almost every layer)
@@ -71,6 +80,11 @@ def check_groups_divide(spec: Spec, label: str, *widths: int) -> None:
         )
 
 
+def keeps_shape(block: "ResolvedBlock") -> bool:
+    """Stride 1 and the same width in and out: where a residual kind's shortcut is the identity."""
+    return block.stride == 1 and block.in_channels == block.out_channels
+
+
 @dataclass(frozen=True, kw_only=True)
 class BlockSpec(Spec):
     """Base of every block kind. Subclasses declare ``out_channels`` and ``stride`` fields."""
@@ -99,6 +113,16 @@ class BlockSpec(Spec):
         """Spatial size after the block; every zoo conv uses 'same' padding: ceil(H / stride)."""
         stride = self.stride  # type: ignore[attr-defined]
         return (math.ceil(input_size[0] / stride), math.ceil(input_size[1] / stride))
+
+    def has_identity_shortcut(self, block: "ResolvedBlock") -> bool:
+        """True when the built module adds its input, unchanged, to its output: ``out = act(f(x) + x)``.
+
+        The one source of truth for layer skipping, pruning (the tied widths) and zero-init: each
+        residual kind overrides it, and its ``build`` passes the answer to the module, which does not
+        decide again. False for plain blocks, concatenations (ShuffleNet V2, DenseNet) and projection
+        shortcuts (a 1x1 conv is not the identity).
+        """
+        return False
 
     def build(self, block: "ResolvedBlock") -> "nn.Module":
         """The train-form module for this resolved block."""
@@ -131,6 +155,15 @@ class ResolvedBlock(Spec):
         if self.section == "stem":
             return f"stem.{self.block_index}"
         return f"stages.{self.stage_index}.{self.block_index}"
+
+    @property
+    def identity_shortcut(self) -> bool:
+        """Whether the built block adds its input unchanged (see ``BlockSpec.has_identity_shortcut``).
+
+        A property, not a field: computed from the spec and the resolved widths/stride, so JSON and
+        latency-table keys do not change.
+        """
+        return self.spec.has_identity_shortcut(self)
 
     def validate(self) -> None:
         check_choice(self, "section", ("stem", "stages", "head"))

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..initialization import init_last_norm
 from ..layers import ConvNormAct, conv_from_kernel, fold_batchnorm, get_activation, identity_kernel, pad_kernel, same_padding
 from ..layers.fusion import FusedKernel
 from ..spec import check, check_choice, check_positive
@@ -109,7 +110,7 @@ class DiverseBranchResNetBasicSpec(ResNetBasicSpec):
 
     def build(self, block: ResolvedBlock) -> nn.Module:
         return DiverseBranchResNetBasicBlock(
-            block.in_channels, block.out_channels, self.stride, act=get_activation(self.activation)
+            block.in_channels, block.out_channels, self.stride, act=get_activation(self.activation), identity_shortcut=block.identity_shortcut
         )
 
 
@@ -222,6 +223,13 @@ class DiverseBranchConv(nn.Module):
         out = out + self.avg_norm(self.avg_pool(avg))
         return self.act(out)
 
+    def output_norms(self) -> list[nn.Module]:
+        """The last BatchNorm of each branch (train form; empty once fused)."""
+        if self.fused is not None:
+            return []
+        one_by_one = [] if self.conv1x1 is None else [self.conv1x1.norm]
+        return [self.kxk.norm, *one_by_one, self.seq_kxk.norm, self.avg_norm]
+
     @torch.no_grad()
     def fused_kernel(self) -> FusedKernel:
         """Weight (C', C/g, k, k) and bias (C',) of the single conv equal to the four branches (eval mode)."""
@@ -260,9 +268,14 @@ class DiverseBranchResNetBasicBlock(ResNetBasicBlock):
     """ResNet basic block with DBB 3x3 convs; after ``reparameterize`` it is a plain basic block with biases."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, stride: int = 1, act: Callable[[], nn.Module] | None = nn.ReLU
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        act: Callable[[], nn.Module] | None = nn.ReLU,
+        identity_shortcut: bool | None = None,
     ) -> None:
-        super().__init__(in_channels, out_channels, stride, act=act)
+        super().__init__(in_channels, out_channels, stride, act=act, identity_shortcut=identity_shortcut)
         # the authors' ResNet-18 (convnet_utils.conv_bn): every 3x3 conv-BN is a DBB; 1x1 and 7x7 stay conv-BN
         self.conv1 = DiverseBranchConv(in_channels, out_channels, 3, stride, act=act)
         self.conv2 = DiverseBranchConv(out_channels, out_channels, 3, act=None)
@@ -270,3 +283,7 @@ class DiverseBranchResNetBasicBlock(ResNetBasicBlock):
     @property
     def last_norm(self) -> nn.Module:
         return self.conv2.kxk.norm
+
+    def init_weights(self, zero_init_last: bool = False) -> tuple[nn.Parameter, ...]:
+        # the branch is the sum of conv2's four branches: each one's last BN, or the kxk one alone stays live
+        return tuple(p for norm in self.conv2.output_norms() for p in init_last_norm(norm, zero_init_last))

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..initialization import init_layer_scale
 from ..layers import get_activation
 from ..spec import check, check_choice, check_positive
 from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation
@@ -105,6 +106,7 @@ class LayerScaledMlp(nn.Module):
         self.expand = nn.Linear(channels, hidden)
         self.act = act() if act else nn.Identity()
         self.project = nn.Linear(hidden, channels)
+        self.layer_scale_init = layer_scale_init
         self.layer_scale = nn.Parameter(torch.full((channels,), layer_scale_init))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -118,6 +120,9 @@ class ConvEncoder(nn.Module):
         super().__init__()
         self.depthwise = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels)
         self.mlp = LayerScaledMlp(channels, hidden, layer_scale_init, act)
+
+    def init_weights(self, zero_init_last: bool = False) -> tuple[nn.Parameter, ...]:
+        return init_layer_scale(self.mlp.layer_scale, zero_init_last, self.mlp.layer_scale_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.mlp(self.depthwise(x).permute(0, 2, 3, 1))  # (B, C, H, W) -> (B, H, W, C)
@@ -197,6 +202,11 @@ class SDTAEncoder(nn.Module):
         self.layer_scale_attention = nn.Parameter(torch.full((channels,), layer_scale_init))
         self.mlp = LayerScaledMlp(channels, hidden, layer_scale_init, act)
 
+    def init_weights(self, zero_init_last: bool = False) -> tuple[nn.Parameter, ...]:
+        # the MLP's output alone is added to the block input; the attention residual sits inside that branch
+        attention = init_layer_scale(self.layer_scale_attention, zero_init_last, self.mlp.layer_scale_init)
+        return attention + init_layer_scale(self.mlp.layer_scale, zero_init_last, self.mlp.layer_scale_init)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = x.shape
         groups = x.split(self.split, dim=1)  # num_scales x (B, C/s, H, W)
@@ -271,6 +281,9 @@ class EdgeNeXtConvEncoderSpec(BlockSpec):
     def widths(self, in_channels: int, scale: ChannelScale) -> BlockWidths:
         return BlockWidths(out_channels=in_channels, mid_channels=int(in_channels * self.expansion_ratio))
 
+    def has_identity_shortcut(self, block: ResolvedBlock) -> bool:
+        return True  # keeps width and resolution; every branch is added to its input
+
     def build(self, block: ResolvedBlock) -> nn.Module:
         act = get_activation(self.activation)
         return ConvEncoder(block.in_channels, block.mid_channels, self.kernel_size, self.layer_scale_init, act)
@@ -309,6 +322,9 @@ class EdgeNeXtSDTASpec(BlockSpec):
                 "change num_heads or the width multiplier"
             )
         sdta_split_widths(in_channels, self.num_scales)
+
+    def has_identity_shortcut(self, block: ResolvedBlock) -> bool:
+        return True  # keeps width and resolution; every branch is added to its input
 
     def build(self, block: ResolvedBlock) -> nn.Module:
         return SDTAEncoder(

@@ -25,6 +25,7 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
+from ..initialization import init_layer_scale
 from ..layers import ConvNormAct, get_activation
 from ..spec import check, check_choice, check_positive
 from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation
@@ -53,8 +54,13 @@ class Meta4DBlock(nn.Module):
         self.pool = nn.AvgPool2d(pool_size, stride=1, padding=pool_size // 2, count_include_pad=False)
         self.expand = ConvNormAct(channels, hidden, 1, act=act, bias=True)  # the reference's convs keep their bias
         self.project = ConvNormAct(hidden, channels, 1, act=None, bias=True)
+        self.layer_scale_init = layer_scale_init
         self.layer_scale_mixer = nn.Parameter(torch.full((channels, 1, 1), layer_scale_init))
         self.layer_scale_mlp = nn.Parameter(torch.full((channels, 1, 1), layer_scale_init))
+
+    def init_weights(self, zero_init_last: bool = False) -> tuple[nn.Parameter, ...]:
+        init = self.layer_scale_init
+        return init_layer_scale(self.layer_scale_mixer, zero_init_last, init) + init_layer_scale(self.layer_scale_mlp, zero_init_last, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.layer_scale_mixer * (self.pool(x) - x)  # pooling token mixer (PoolFormer)
@@ -81,6 +87,10 @@ class Meta3DBlock(nn.Module):
         self.attention = LevitAttention(channels, channels, key_dim, num_heads, attn_ratio, input_size, act=None, linear=nn.Linear)
         self.layer_scale_attention = nn.Parameter(torch.full((channels,), layer_scale_init))
         self.mlp = LayerScaledMlp(channels, hidden, layer_scale_init, act, eps=1e-5)  # nn.LayerNorm's default eps
+
+    def init_weights(self, zero_init_last: bool = False) -> tuple[nn.Parameter, ...]:
+        init = self.mlp.layer_scale_init
+        return init_layer_scale(self.layer_scale_attention, zero_init_last, init) + init_layer_scale(self.mlp.layer_scale, zero_init_last, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = x.shape
@@ -162,6 +172,9 @@ class EfficientFormerMeta4DSpec(BlockSpec):
     def widths(self, in_channels: int, scale: ChannelScale) -> BlockWidths:
         return BlockWidths(out_channels=in_channels, mid_channels=int(in_channels * self.mlp_ratio))
 
+    def has_identity_shortcut(self, block: ResolvedBlock) -> bool:
+        return True  # keeps width and resolution; every branch is added to its input
+
     def build(self, block: ResolvedBlock) -> nn.Module:
         act = get_activation(self.activation)
         return Meta4DBlock(block.in_channels, block.mid_channels, self.pool_size, self.layer_scale_init, act)
@@ -191,6 +204,9 @@ class EfficientFormerMeta3DSpec(BlockSpec):
 
     def widths(self, in_channels: int, scale: ChannelScale) -> BlockWidths:
         return BlockWidths(out_channels=in_channels, mid_channels=int(in_channels * self.mlp_ratio))
+
+    def has_identity_shortcut(self, block: ResolvedBlock) -> bool:
+        return True  # keeps width and resolution; every branch is added to its input
 
     def build(self, block: ResolvedBlock) -> nn.Module:
         return Meta3DBlock(

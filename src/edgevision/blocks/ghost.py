@@ -25,9 +25,10 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
+from ..initialization import init_last_norm
 from ..layers import ConvNormAct, SqueezeExcite, get_activation
 from ..spec import check, check_choice, check_positive
-from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation
+from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation, keeps_shape
 
 __all__ = ["BaseGhostBottleneckSpec", "GhostBottleneckSpec", "GhostModule", "GhostBottleneck"]
 
@@ -63,6 +64,9 @@ class BaseGhostBottleneckSpec(BlockSpec):
         """Constructor ``(in_channels, out_channels, act=...)`` of the bottleneck's two feature modules."""
         raise NotImplementedError(f"{type(self).__name__} does not implement feature_module()")
 
+    def has_identity_shortcut(self, block: ResolvedBlock) -> bool:
+        return keeps_shape(block)
+
     def build(self, block: ResolvedBlock) -> nn.Module:
         return GhostBottleneck(
             block.in_channels,
@@ -75,6 +79,7 @@ class BaseGhostBottleneckSpec(BlockSpec):
             se_act=get_activation(self.se_activation) or nn.Identity,
             se_gate=get_activation(self.se_gate) or nn.Identity,
             module=self.feature_module(),
+            identity_shortcut=block.identity_shortcut,
         )
 
 
@@ -138,21 +143,31 @@ class GhostBottleneck(nn.Module):
         se_act: Callable[[], nn.Module] = nn.ReLU,
         se_gate: Callable[[], nn.Module] = nn.Hardsigmoid,
         module: Callable[..., nn.Module] = GhostModule,
+        identity_shortcut: bool | None = None,
     ) -> None:
         super().__init__()
+        if identity_shortcut is None:  # built by hand: the spec's rule
+            identity_shortcut = stride == 1 and in_channels == out_channels
         self.expand = module(in_channels, mid_channels, act=act)
         self.depthwise: nn.Module = nn.Identity()  # only the stride-2 bottleneck has a depthwise conv
         if stride > 1:
             self.depthwise = ConvNormAct(mid_channels, mid_channels, kernel_size, stride, groups=mid_channels, act=None)
         self.se = SqueezeExcite(mid_channels, se_channels, se_act, se_gate) if se_channels else nn.Identity()
         self.project = module(mid_channels, out_channels, act=None)  # linear: no activation
-        if stride == 1 and in_channels == out_channels:
+        if identity_shortcut:
             self.shortcut: nn.Module = nn.Identity()
         else:
             self.shortcut = nn.Sequential(
                 ConvNormAct(in_channels, in_channels, kernel_size, stride, groups=in_channels, act=None),
                 ConvNormAct(in_channels, out_channels, 1, act=None),
             )
+
+    def init_weights(self, zero_init_last: bool = False) -> tuple[nn.Parameter, ...]:
+        # the branch ends in a concatenation (Ghost) or a sum with a BN branch (RepGhost) fed by the primary
+        # conv, with no bias or activation between: gamma = 0 there zeroes the whole branch output
+        if not isinstance(self.shortcut, nn.Identity):
+            return ()
+        return init_last_norm(self.project.primary.norm, zero_init_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.expand(x)  # (B, C, H, W) -> (B, C_mid, H, W)

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..initialization import init_layer_scale
 from ..spec import check, check_positive
 from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock
 from .head import HeadSpec
@@ -147,6 +148,9 @@ class HorNetBlockSpec(BlockSpec):
                 "change the width multiplier"
             )
 
+    def has_identity_shortcut(self, block: ResolvedBlock) -> bool:
+        return True  # check_widths: the block keeps its width; stride 1 only
+
     def build(self, block: ResolvedBlock) -> nn.Module:
         return HorNetBlock(
             block.out_channels,
@@ -197,6 +201,7 @@ class HorNetBlock(nn.Module):
         super().__init__()
         self.norm1 = LayerNorm2d(channels)
         self.gnconv = RecursiveGatedConv(channels, order, kernel_size, gate_scale)
+        self.layer_scale_init = layer_scale_init
         self.gamma1 = nn.Parameter(torch.full((channels,), layer_scale_init))
         self.norm2 = nn.LayerNorm(channels, eps=LAYER_NORM_EPS)
         self.fc1 = nn.Linear(channels, hidden_channels)
@@ -204,6 +209,10 @@ class HorNetBlock(nn.Module):
         self.fc2 = nn.Linear(hidden_channels, channels)
         self.gamma2 = nn.Parameter(torch.full((channels,), layer_scale_init))
         init_trunc_normal(self)
+
+    def init_weights(self, zero_init_last: bool = False) -> tuple[nn.Parameter, ...]:
+        init = self.layer_scale_init
+        return init_layer_scale(self.gamma1, zero_init_last, init) + init_layer_scale(self.gamma2, zero_init_last, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.gamma1.reshape(-1, 1, 1) * self.gnconv(self.norm1(x))  # (B, C, H, W)

@@ -36,6 +36,7 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
+from ..initialization import init_last_layer
 from ..layers import ConvNormAct
 from ..spec import Spec, check, check_choice, check_positive
 from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock
@@ -200,6 +201,9 @@ class InceptionModuleSpec(BlockSpec):
             )
         return sizes.pop()
 
+    def has_identity_shortcut(self, block: ResolvedBlock) -> bool:
+        return self.residual_scale is not None  # Inception-ResNet: act(x + scale * up(concat)), stride 1, width kept
+
     def build(self, block: ResolvedBlock) -> nn.Module:
         norm = functools.partial(nn.BatchNorm2d if self.norm_scale else BatchNormWithoutScale, eps=self.norm_eps)
         branches = [InceptionBranch(branch, block.in_channels, norm) for branch in self.branches]
@@ -260,6 +264,10 @@ class InceptionModule(nn.Module):
         self.up = up
         self.residual_scale = residual_scale
         self.act = nn.ReLU() if up is not None and residual_activation else nn.Identity()
+
+    def init_weights(self, zero_init_last: bool = False) -> tuple[nn.Parameter, ...]:
+        # the residual branch ends in the linear 1x1 up-projection (no BN after it, Fig. 16-19): zero it
+        return () if self.up is None else init_last_layer(self.up, zero_init_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.cat([branch(x) for branch in self.branches], dim=1)  # (B, C, H, W) -> (B, sum C_i, H/s, W/s)

@@ -26,9 +26,10 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
+from ..initialization import init_last_norm
 from ..layers import ChannelShuffle, ConvNormAct, SqueezeExcite, get_activation
 from ..spec import check, check_choice, check_positive
-from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation
+from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation, keeps_shape
 
 __all__ = ["InvertedResidualSpec", "InvertedResidual", "SE_REDUCE_FROM"]
 
@@ -84,6 +85,9 @@ class InvertedResidualSpec(BlockSpec):
                 f"and output widths ({' -> '.join(map(str, resolved))}); change pointwise_groups or the width multiplier"
             )
 
+    def has_identity_shortcut(self, block: ResolvedBlock) -> bool:
+        return keeps_shape(block)
+
     def build(self, block: ResolvedBlock) -> nn.Module:
         return InvertedResidual(
             block.in_channels,
@@ -98,6 +102,7 @@ class InvertedResidualSpec(BlockSpec):
             se_gate=get_activation(self.se_gate) or nn.Identity,
             pointwise_groups=self.pointwise_groups,
             conv_bias=self.conv_bias,
+            identity_shortcut=block.identity_shortcut,
         )
 
 
@@ -116,12 +121,14 @@ class InvertedResidual(nn.Module):
         se_gate: Callable[[], nn.Module] = nn.Hardsigmoid,
         pointwise_groups: int = 1,
         conv_bias: bool = False,
+        identity_shortcut: bool | None = None,
     ) -> None:
+        """``identity_shortcut``: the resolved block's; None (built by hand) means "when the shape is kept"."""
         super().__init__()
         if not expand and mid_channels != in_channels:
             raise ValueError(f"InvertedResidual without expansion needs mid_channels == in_channels, got {mid_channels} != {in_channels}")
         groups, bias = pointwise_groups, conv_bias
-        self.use_residual = stride == 1 and in_channels == out_channels
+        self.use_residual = (stride == 1 and in_channels == out_channels) if identity_shortcut is None else identity_shortcut
         self.expand = ConvNormAct(in_channels, mid_channels, 1, groups=groups, act=act, bias=bias) if expand else nn.Identity()
         # FBNet's grouped blocks shuffle after the expand position, with or without an expand conv
         self.shuffle = ChannelShuffle(groups) if groups > 1 else nn.Identity()
@@ -129,6 +136,9 @@ class InvertedResidual(nn.Module):
         self.se = SqueezeExcite(mid_channels, se_channels, se_act, se_gate) if se_channels else nn.Identity()
         # linear bottleneck: no activation
         self.project = ConvNormAct(mid_channels, out_channels, 1, groups=groups, act=None, bias=bias)
+
+    def init_weights(self, zero_init_last: bool = False) -> tuple[nn.Parameter, ...]:
+        return init_last_norm(self.project.norm, zero_init_last) if self.use_residual else ()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.shuffle(self.expand(x))  # (B, C, H, W) -> (B, tC, H, W)

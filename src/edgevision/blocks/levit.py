@@ -29,6 +29,7 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
+from ..initialization import init_last_norm
 from ..layers import fold_batchnorm, get_activation
 from ..spec import check, check_positive
 from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation
@@ -249,6 +250,10 @@ class LevitBlock(nn.Module):
         self.attention = LevitAttention(channels, channels, key_dim, num_heads, attn_ratio, input_size, 1, act)
         self.mlp = TokenMlp(channels, mlp_hidden, act)
 
+    def init_weights(self, zero_init_last: bool = False) -> tuple[nn.Parameter, ...]:
+        # the reference code already starts both at 0 (bn_weight_init=0); zero_init_last=False gives gamma = 1
+        return init_last_norm(self.attention.proj.norm, zero_init_last) + init_last_norm(self.mlp.project.norm, zero_init_last)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = _to_tokens(x)  # (B, C, H, W) -> (B, H*W, C)
         tokens = tokens + self.attention(tokens, x.shape[2:])
@@ -275,6 +280,9 @@ class LevitSubsampleBlock(nn.Module):
         self.stride = stride
         self.attention = LevitAttention(in_channels, out_channels, key_dim, num_heads, attn_ratio, input_size, stride, act)
         self.mlp = TokenMlp(out_channels, mlp_hidden, act)
+
+    def init_weights(self, zero_init_last: bool = False) -> tuple[nn.Parameter, ...]:
+        return init_last_norm(self.mlp.project.norm, zero_init_last)  # the residual MLP after the shrink attention
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[2:]
@@ -337,6 +345,9 @@ class LevitBlockSpec(BlockSpec):
 
     def widths(self, in_channels: int, scale: ChannelScale) -> BlockWidths:
         return BlockWidths(out_channels=in_channels, mid_channels=int(in_channels * self.mlp_ratio))
+
+    def has_identity_shortcut(self, block: ResolvedBlock) -> bool:
+        return True  # attention and MLP residuals at the input width and resolution
 
     def build(self, block: ResolvedBlock) -> nn.Module:
         return LevitBlock(

@@ -32,9 +32,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..initialization import init_last_norm
 from ..layers import ConvNormAct
 from ..spec import check, check_positive
-from .base import BlockSpec, BlockWidths, ResolvedBlock
+from .base import BlockSpec, BlockWidths, ResolvedBlock, keeps_shape
 
 __all__ = ["MGICBlockSpec", "MGICBlock", "MultigridCycle", "ResidualSmoother", "multigrid_levels"]
 
@@ -83,8 +84,14 @@ class MGICBlockSpec(BlockSpec):
             )
         multigrid_levels(out, self.group_size, self.coarsest_channels)
 
+    def has_identity_shortcut(self, block: ResolvedBlock) -> bool:
+        # no connector conv: the V-cycle is a composition of residual steps on the input itself
+        return keeps_shape(block)
+
     def build(self, block: ResolvedBlock) -> nn.Module:
-        return MGICBlock(block.in_channels, block.out_channels, self.stride, self.group_size, self.coarsest_channels)
+        return MGICBlock(
+            block.in_channels, block.out_channels, self.stride, self.group_size, self.coarsest_channels, block.identity_shortcut
+        )
 
 
 class ResidualSmoother(nn.Module):
@@ -95,6 +102,9 @@ class ResidualSmoother(nn.Module):
         self.conv1 = ConvNormAct(channels, channels, 3, groups=groups, act=nn.ReLU)
         self.conv2 = ConvNormAct(channels, channels, 3, groups=groups, act=None)
         self.act = nn.ReLU()
+
+    def init_weights(self, zero_init_last: bool = False) -> tuple[nn.Parameter, ...]:
+        return init_last_norm(self.conv2.norm, zero_init_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(x + self.conv2(self.conv1(x)))  # (B, C, H, W) -> (B, C, H, W)
@@ -116,6 +126,9 @@ class MultigridCycle(nn.Module):
         self.prolong = ConvNormAct(coarse, channels, 1, groups=groups, act=None)
         self.smooth = ResidualSmoother(channels, groups)
 
+    def init_weights(self, zero_init_last: bool = False) -> tuple[nn.Parameter, ...]:
+        return init_last_norm(self.prolong.norm, zero_init_last)  # the coarse-grid correction, a residual branch
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         coarse_in = self.restrict(x)  # (B, C, H, W) -> (B, C/2, H, W)
         coarse_out = self.coarse(coarse_in)  # -> (B, C/2, H, W)
@@ -125,12 +138,20 @@ class MultigridCycle(nn.Module):
 
 class MGICBlock(nn.Module):
     def __init__(
-        self, in_channels: int, out_channels: int, stride: int = 1, group_size: int = 32, coarsest_channels: int = 32
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        group_size: int = 32,
+        coarsest_channels: int = 32,
+        identity_shortcut: bool | None = None,
     ) -> None:
         super().__init__()
         multigrid_levels(out_channels, group_size, coarsest_channels)  # fail early with the reason
+        if identity_shortcut is None:  # built by hand: the spec's rule
+            identity_shortcut = stride == 1 and in_channels == out_channels
         self.connector: nn.Module = nn.Identity()
-        if stride != 1 or in_channels != out_channels:  # the release's shortcut: 3x3, groups = C_in, BN, ReLU
+        if not identity_shortcut:  # the release's shortcut: 3x3, groups = C_in, BN, ReLU
             self.connector = ConvNormAct(in_channels, out_channels, 3, stride, groups=in_channels, act=nn.ReLU)
         self.cycle = MultigridCycle(out_channels, group_size, coarsest_channels)
 

@@ -36,9 +36,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..initialization import init_last_layer
 from ..layers import ConvNormAct, make_divisible
 from ..spec import check, check_positive
-from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock
+from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, keeps_shape
 from .head import HeadSpec
 from .hornet import init_trunc_normal
 
@@ -128,6 +129,10 @@ class NextConvBlock(nn.Module):
         self.mlp = ConvMlp(out_channels, hidden_channels)
         init_trunc_normal(self)
 
+    def init_weights(self, zero_init_last: bool = False) -> tuple[nn.Parameter, ...]:
+        # both residual branches end in a bare conv (no norm or layer scale in the release)
+        return init_last_layer(self.mhca.projection, zero_init_last) + init_last_layer(self.mlp.fc2, zero_init_last)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)  # (B, C_in, H, W) -> (B, C, H/s, W/s)
         x = x + self.mhca(x)
@@ -191,6 +196,11 @@ class NextTransformerBlock(nn.Module):
         self.norm2 = nn.BatchNorm2d(out_channels)
         self.mlp = ConvMlp(out_channels, hidden_channels)
         init_trunc_normal(self)
+
+    def init_weights(self, zero_init_last: bool = False) -> tuple[nn.Parameter, ...]:
+        # residual branches inside the block (E-MHSA, MHCA, MLP); the block itself has no identity shortcut
+        branches = (self.e_mhsa.proj, self.mhca.projection, self.mlp.fc2)
+        return tuple(p for layer in branches for p in init_last_layer(layer, zero_init_last))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)  # (B, C_in, H, W) -> (B, C_s, H/s, W/s)
@@ -269,6 +279,9 @@ class NextConvBlockSpec(BlockSpec):
 
     def check_widths(self, in_channels: int, widths: BlockWidths) -> None:
         _check_head_dim(self, "out_channels", widths.out_channels)
+
+    def has_identity_shortcut(self, block: ResolvedBlock) -> bool:
+        return keeps_shape(block)  # else the patch embedding (pool + 1x1 conv-BN) comes first
 
     def build(self, block: ResolvedBlock) -> nn.Module:
         return NextConvBlock(block.in_channels, block.out_channels, block.mid_channels, self.stride, self.head_dim)

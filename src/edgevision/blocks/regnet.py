@@ -22,7 +22,7 @@ from torch import nn
 
 from ..layers import get_activation
 from ..spec import check, check_positive
-from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation
+from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation, keeps_shape
 from .resnet import ResNetBottleneck
 
 __all__ = ["RegNetXBlockSpec"]
@@ -76,4 +76,8 @@ class RegNetXBlockSpec(BlockSpec):
             self.stride,
             groups=self.groups(mid),
             act=get_activation(self.activation),
+            identity_shortcut=block.identity_shortcut,
         )
+
+    def has_identity_shortcut(self, block: ResolvedBlock) -> bool:
+        return keeps_shape(block)

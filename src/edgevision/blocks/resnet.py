@@ -34,9 +34,10 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
+from ..initialization import init_last_norm
 from ..layers import ConvNormAct, SqueezeExcite, get_activation
 from ..spec import check, check_choice, check_positive
-from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation, check_groups_divide
+from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation, check_groups_divide, keeps_shape
 
 __all__ = [
     "ResNetBasicSpec",
@@ -65,8 +66,13 @@ class ResNetBasicSpec(BlockSpec):
         super().validate()
         check_activation(self)
 
+    def has_identity_shortcut(self, block: ResolvedBlock) -> bool:
+        return keeps_shape(block)
+
     def build(self, block: ResolvedBlock) -> nn.Module:
-        return ResNetBasicBlock(block.in_channels, block.out_channels, self.stride, act=get_activation(self.activation))
+        return ResNetBasicBlock(
+            block.in_channels, block.out_channels, self.stride, act=get_activation(self.activation), identity_shortcut=block.identity_shortcut
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,6 +108,9 @@ class ResNetBottleneckSpec(BlockSpec):
     def check_widths(self, in_channels: int, widths: BlockWidths) -> None:
         check_groups_divide(self, "mid_channels", widths.mid_channels)
 
+    def has_identity_shortcut(self, block: ResolvedBlock) -> bool:
+        return keeps_shape(block)
+
     def build(self, block: ResolvedBlock) -> nn.Module:
         return ResNetBottleneck(
             block.in_channels,
@@ -112,29 +121,45 @@ class ResNetBottleneckSpec(BlockSpec):
             act=get_activation(self.activation),
             stride_on=self.stride_on,
             se_channels=block.se_channels,
+            identity_shortcut=block.identity_shortcut,
         )
 
 
-def projection_shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
-    """Identity when the shape is kept, else 1x1 conv (stride) + BN (He et al. 2016, option B)."""
-    if stride == 1 and in_channels == out_channels:
+def projection_shortcut(in_channels: int, out_channels: int, stride: int, identity: bool | None = None) -> nn.Module:
+    """Identity, else 1x1 conv (stride) + BN (He et al. 2016, option B).
+
+    ``identity`` is the resolved block's ``identity_shortcut``; None (a module built by hand, outside
+    a spec) means "when the shape is kept", the rule of every ResNet-style spec.
+    """
+    if identity is None:
+        identity = stride == 1 and in_channels == out_channels
+    if identity:
         return nn.Identity()
     return ConvNormAct(in_channels, out_channels, 1, stride, act=None)
 
 
 class ResNetBasicBlock(nn.Module):
     def __init__(
-        self, in_channels: int, out_channels: int, stride: int = 1, act: Callable[[], nn.Module] | None = nn.ReLU
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        act: Callable[[], nn.Module] | None = nn.ReLU,
+        identity_shortcut: bool | None = None,
     ) -> None:
         super().__init__()
         self.conv1 = ConvNormAct(in_channels, out_channels, 3, stride, act=act)
         self.conv2 = ConvNormAct(out_channels, out_channels, 3, act=None)
-        self.shortcut = projection_shortcut(in_channels, out_channels, stride)
+        self.shortcut = projection_shortcut(in_channels, out_channels, stride, identity_shortcut)
         self.act = act() if act is not None else nn.Identity()
 
     @property
     def last_norm(self) -> nn.Module:
         return self.conv2.norm
+
+    def init_weights(self, zero_init_last: bool = False) -> tuple[nn.Parameter, ...]:
+        # every block, projection shortcuts included (Goyal et al. 2017; torchvision zero_init_residual)
+        return init_last_norm(self.last_norm, zero_init_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv2(self.conv1(x))  # (B, C, H, W) -> (B, C', H/s, W/s)
@@ -153,6 +178,7 @@ class ResNetBottleneck(nn.Module):
         spatial_conv: nn.Module | None = None,
         stride_on: str = "spatial",
         se_channels: int | None = None,
+        identity_shortcut: bool | None = None,
     ) -> None:
         """``spatial_conv`` replaces the 3x3 conv (mid -> mid, stride ``stride``), e.g. an SK conv.
 
@@ -173,12 +199,15 @@ class ResNetBottleneck(nn.Module):
         self.conv2 = spatial_conv
         self.conv3 = ConvNormAct(mid_channels, out_channels, 1, act=None)
         self.se = SqueezeExcite(out_channels, se_channels) if se_channels is not None else nn.Identity()
-        self.shortcut = projection_shortcut(in_channels, out_channels, stride)
+        self.shortcut = projection_shortcut(in_channels, out_channels, stride, identity_shortcut)
         self.act = act() if act is not None else nn.Identity()
 
     @property
     def last_norm(self) -> nn.Module:
         return self.conv3.norm
+
+    def init_weights(self, zero_init_last: bool = False) -> tuple[nn.Parameter, ...]:
+        return init_last_norm(self.last_norm, zero_init_last)  # before SE, as torchvision's zero_init_residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(x)  # (B, C, H, W) -> (B, Cm, H, W)   (H/s with stride_on="reduce")

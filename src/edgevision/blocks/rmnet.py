@@ -50,14 +50,14 @@ class RMResNetBasicSpec(ResNetBasicSpec):
         check(self, "activation", self.activation == "relu", reason)
 
     def build(self, block: ResolvedBlock) -> nn.Module:
-        return RMResNetBasicBlock(block.in_channels, block.out_channels, self.stride)
+        return RMResNetBasicBlock(block.in_channels, block.out_channels, self.stride, identity_shortcut=block.identity_shortcut)
 
 
 class RMResNetBasicBlock(ResNetBasicBlock):
     """Train form: ResNet basic block. ``reparameterize()``: conv1' -> ReLU -> conv2' -> ReLU (``self.plain``)."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
-        super().__init__(in_channels, out_channels, stride, act=nn.ReLU)
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, identity_shortcut: bool | None = None) -> None:
+        super().__init__(in_channels, out_channels, stride, act=nn.ReLU, identity_shortcut=identity_shortcut)
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.plain: nn.Sequential | None = None  # the deploy form, set by reparameterize()
 

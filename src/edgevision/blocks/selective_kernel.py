@@ -28,7 +28,7 @@ from torch import nn
 
 from ..layers import ConvNormAct, get_activation
 from ..spec import check, check_positive
-from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation, check_groups_divide
+from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation, check_groups_divide, keeps_shape
 from .resnet import ResNetBottleneck
 
 __all__ = ["SelectiveKernelSpec", "SelectiveKernelConv", "SelectiveKernelAttention"]
@@ -79,8 +79,17 @@ class SelectiveKernelSpec(BlockSpec):
             block.mid_channels, block.se_channels, self.stride, self.groups, self.kernel_sizes, self.dilated_kernels, act
         )
         return ResNetBottleneck(
-            block.in_channels, block.out_channels, block.mid_channels, self.stride, act=act, spatial_conv=sk_conv
+            block.in_channels,
+            block.out_channels,
+            block.mid_channels,
+            self.stride,
+            act=act,
+            spatial_conv=sk_conv,
+            identity_shortcut=block.identity_shortcut,
         )
+
+    def has_identity_shortcut(self, block: ResolvedBlock) -> bool:
+        return keeps_shape(block)
 
 
 class SelectiveKernelAttention(nn.Module):

@@ -22,6 +22,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..initialization import init_last_norm
 from ..layers import ConvNormAct, channel_shuffle
 from ..spec import check, check_choice
 from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock
@@ -75,6 +76,9 @@ class ShuffleNetV1UnitSpec(BlockSpec):
                     f"({in_channels} -> {out}, bottleneck {mid}); change groups or the widths"
                 )
 
+    def has_identity_shortcut(self, block: ResolvedBlock) -> bool:
+        return block.stride == 1  # stride 1 adds its input (check_widths: same width); stride 2 concatenates
+
     def build(self, block: ResolvedBlock) -> nn.Module:
         return ShuffleNetV1Unit(
             block.in_channels,
@@ -112,6 +116,9 @@ class ShuffleNetV1Unit(nn.Module):
         # 'same' padding: ceil(H / 2), like the depthwise conv; padded zeros count (PyTorch default, as released)
         self.shortcut = nn.AvgPool2d(3, stride=2, padding=1) if stride == 2 else nn.Identity()
         self.act = nn.ReLU()
+
+    def init_weights(self, zero_init_last: bool = False) -> tuple[nn.Parameter, ...]:
+        return init_last_norm(self.pointwise2.norm, zero_init_last) if self.stride == 1 else ()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.depthwise(self.pointwise1(x))  # (B, C, H, W) -> (B, M, H/s, W/s)

@@ -187,6 +187,7 @@ class SSBBottleneckSpec(ResNetBottleneckSpec):
             groups=self.groups,
             act=get_activation(self.activation),
             se_channels=block.se_channels,
+            identity_shortcut=block.identity_shortcut,
         )
 
 
@@ -202,6 +203,7 @@ class SSBBottleneck(ResNetBottleneck):
         groups: int = 1,
         act: Callable[[], nn.Module] | None = nn.ReLU,
         se_channels: int | None = None,
+        identity_shortcut: bool | None = None,
     ) -> None:
         super().__init__(
             in_channels,
@@ -212,4 +214,5 @@ class SSBBottleneck(ResNetBottleneck):
             act=act,
             spatial_conv=SampledSpatialConv(mid_channels, sampling_factor, groups=groups, act=act),
             se_channels=se_channels,
+            identity_shortcut=identity_shortcut,
         )

@@ -25,9 +25,10 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
+from ..initialization import init_last_norm
 from ..layers import ChannelAffine, ConvNormAct, get_activation
 from ..spec import check
-from .base import BlockSpec, ResolvedBlock, check_activation
+from .base import BlockSpec, ResolvedBlock, check_activation, keeps_shape
 from .conv import ConvNormActSpec
 
 __all__ = [
@@ -123,9 +124,17 @@ class WideBasicSpec(BlockSpec):
         check(self, "dropout", 0.0 <= self.dropout < 1.0, "in [0, 1)")
         check_activation(self)
 
+    def has_identity_shortcut(self, block: ResolvedBlock) -> bool:
+        return keeps_shape(block)
+
     def build(self, block: ResolvedBlock) -> nn.Module:
         return WideBasicBlock(
-            block.in_channels, block.out_channels, self.stride, self.dropout, act=get_activation(self.activation)
+            block.in_channels,
+            block.out_channels,
+            self.stride,
+            self.dropout,
+            act=get_activation(self.activation),
+            identity_shortcut=block.identity_shortcut,
         )
 
 
@@ -137,6 +146,7 @@ class WideBasicBlock(nn.Module):
         stride: int = 1,
         dropout: float = 0.0,
         act: Callable[[], nn.Module] | None = nn.ReLU,
+        identity_shortcut: bool | None = None,
     ) -> None:
         super().__init__()
         self.preact = PreActivation(in_channels, act)  # bn0 -> relu
@@ -144,8 +154,15 @@ class WideBasicBlock(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv2 = ConvNormAct(out_channels, out_channels, 3, norm=None, act=None, bias=False)  # conv1
         # the release projects whenever the width changes; a same-width strided block projects too
-        self.projects = stride != 1 or in_channels != out_channels
+        if identity_shortcut is None:  # built by hand: the spec's rule
+            identity_shortcut = stride == 1 and in_channels == out_channels
+        self.projects = not identity_shortcut
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1, stride, bias=False) if self.projects else nn.Identity()
+
+    def init_weights(self, zero_init_last: bool = False) -> tuple[nn.Parameter, ...]:
+        # pre-activation: the branch's last BN is conv1's (BN -> ReLU -> [dropout] -> bare conv2);
+        # gamma = 0 there (beta = 0) makes ReLU output 0 and so the whole branch
+        return init_last_norm(self.conv1.norm, zero_init_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.preact(x)  # (B, C, H, W), BN-ReLU

@@ -23,9 +23,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..initialization import init_last_norm
 from ..layers import ConvNormAct
 from ..spec import check
-from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock
+from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, keeps_shape
 from .conv import pooled_size
 
 __all__ = ["SeparableConvNorm", "XceptionBlock", "XceptionBlockSpec"]
@@ -67,8 +68,13 @@ class XceptionBlockSpec(BlockSpec):
     def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
         return pooled_size(input_size, 3, self.stride, "same") if self.stride > 1 else input_size
 
+    def has_identity_shortcut(self, block: ResolvedBlock) -> bool:
+        return self.residual and keeps_shape(block)
+
     def build(self, block: ResolvedBlock) -> nn.Module:
-        return XceptionBlock(block.in_channels, self.channels, self.stride, self.residual, self.first_activation)
+        return XceptionBlock(
+            block.in_channels, self.channels, self.stride, self.residual, self.first_activation, block.identity_shortcut
+        )
 
 
 class SeparableConvNorm(nn.Module):
@@ -85,7 +91,13 @@ class SeparableConvNorm(nn.Module):
 
 class XceptionBlock(nn.Module):
     def __init__(
-        self, in_channels: int, channels: tuple[int, ...], stride: int = 1, residual: bool = True, first_activation: bool = True
+        self,
+        in_channels: int,
+        channels: tuple[int, ...],
+        stride: int = 1,
+        residual: bool = True,
+        first_activation: bool = True,
+        identity_shortcut: bool | None = None,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -100,11 +112,21 @@ class XceptionBlock(nn.Module):
         if stride == 2:
             layers.append(nn.MaxPool2d(3, 2, padding=1))
         self.body = nn.Sequential(*layers)
+        self.residual = residual
+        if identity_shortcut is None:  # built by hand: the spec's rule
+            identity_shortcut = residual and stride == 1 and in_channels == width
         self.shortcut: nn.Module | None = None  # plain (exit-flow) blocks have none
-        if residual and (stride > 1 or in_channels != width):
-            self.shortcut = ConvNormAct(in_channels, width, 1, stride, norm=keras_batchnorm, act=None)  # 1x1 projection
-        elif residual:
+        if identity_shortcut:
             self.shortcut = nn.Identity()
+        elif residual:
+            self.shortcut = ConvNormAct(in_channels, width, 1, stride, norm=keras_batchnorm, act=None)  # 1x1 projection
+
+    def init_weights(self, zero_init_last: bool = False) -> tuple[nn.Parameter, ...]:
+        if not self.residual:
+            return ()
+        # the last separable conv's BN ends the branch (a max pool after it keeps zeros zero)
+        last = [layer for layer in self.body if isinstance(layer, SeparableConvNorm)][-1]
+        return init_last_norm(last.pointwise.norm, zero_init_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.body(x)  # (B, C, H, W) -> (B, C', H/s, W/s)
