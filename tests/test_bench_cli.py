@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from bench_helpers import make_row
 
 from edgevision.bench import ResultStore
@@ -57,8 +58,20 @@ def test_bench_cli_ctrl_c_keeps_results_and_says_how_to_continue(tmp_path, capsy
 
 
 def test_default_model_set_is_the_mobile_regime():
-    from edgevision.commands.bench import efficient_models
+    from edgevision.bench.selection import efficient_models
 
     candidates = ["mobilenetv2_100", "ghostnet_100", "mobileone_s0", "resnet50", "mobileone_s4", "vgg11"]
     # MobileOne-S0: over 1 GMAC in train form (its k=4 branches), 275M deployed: the deploy form decides
     assert efficient_models(candidates) == ["mobilenetv2_100", "ghostnet_100", "mobileone_s0"]
+
+
+def test_model_selection_is_library_code():
+    from edgevision.bench import select_models
+
+    assert select_models(["mobilenetv2_050", "mobilenetv3_small*", "mobilenetv2_050"]) == (
+        "mobilenetv2_050",
+        "mobilenetv3_small_075",
+        "mobilenetv3_small_100",
+    )
+    with pytest.raises(ValueError, match="no registered model matches 'nothing\\*'"):
+        select_models(["nothing*"])

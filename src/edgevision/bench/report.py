@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..atomic import atomic_path, atomic_write_text
-from ..commands._common import human
+from ..console import human
 from .analysis import Entry, RuntimeFindings, entries_from_rows, findings, pareto_front
 
 __all__ = ["ReportFiles", "write_report", "header_lines"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .store import ResultStore, row_key
+from ..results import ResultStore, row_key
 
 __all__ = ["BenchConfig", "Failure", "run_bench", "DEFAULT_RUNTIMES", "DEFAULT_TIME_BUDGET_S"]
 

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
+from ..console import human, stderr_console  # noqa: F401  (re-exported: every command uses them)
+
 __all__ = ["UsageError", "human", "load_model_argument", "parse_shape", "select_runtimes", "stderr_console"]
 
 
 class UsageError(Exception):
     """A user error: printed as one line on stderr, exit code 2, no traceback."""
-
-
-def human(count: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(count) >= scale:
-            return f"{count / scale:.2f}{unit}"
-    return str(int(count))
-
-
-def stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True)
 
 
 def parse_shape(text: str, dims: tuple[int, ...] = (4,)) -> tuple[int, ...]:

@@ -11,6 +11,7 @@ import argparse
 import datetime
 from pathlib import Path
 
+from ..bench.selection import EFFICIENT, EFFICIENT_MACS, select_models
 from ._common import UsageError, select_runtimes, stderr_console
 
 __all__ = ["register", "run"]
@@ -55,39 +56,11 @@ def _runtimes(choice: str | None) -> tuple[str, ...]:
     return DEFAULT_RUNTIMES if choice is None else select_runtimes(choice, RUNTIME_CHOICES[:-1])
 
 
-EFFICIENT = "efficient"
-EFFICIENT_MACS = 1e9  # deploy-form multiply-accumulates at 224x224
-
-
-def efficient_models(names: list[str] | None = None) -> list[str]:
-    """Registered models (or ``names``) under ``EFFICIENT_MACS`` at 224x224 in deploy form.
-
-    Counted on the meta device (shapes only, no arithmetic): about 30 s for the whole zoo on 2 cores.
-    """
-    import torch
-
-    from ..counting import count_macs
-    from ..registry import create_model, list_models
-    from ..reparam import reparameterize
-
-    selected = []
-    for name in list_models() if names is None else names:
-        with torch.device("meta"):
-            if count_macs(reparameterize(create_model(name), inplace=True), 224) <= EFFICIENT_MACS:
-                selected.append(name)
-    return selected
-
-
 def _models(patterns: list[str]) -> tuple[str, ...]:
-    from ..registry import list_models
-
-    names: list[str] = []
-    for pattern in patterns:
-        matched = efficient_models() if pattern == EFFICIENT else list_models(pattern)
-        if not matched:
-            raise UsageError(f"no registered model matches {pattern!r}; see `edgevision models`")
-        names += [name for name in matched if name not in names]
-    return tuple(names)
+    try:
+        return select_models(patterns)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def _out_dir(args, fingerprint: str) -> Path:

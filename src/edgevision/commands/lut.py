@@ -166,7 +166,7 @@ def _build(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..bench.store import MixedResultsError
+    from ..results import MixedResultsError
     from ..latency import MeasurementPlan
     from ..lut import LutError, validate
     from ..lut.validate import NETWORK_PLAN

@@ -6,7 +6,7 @@ reports for the test set: MAPE, RMSE, share within ±5% / ±10%, Spearman ρ and
 pure sum of the table and for the corrected sum — and the same figures for measurement pass 2
 against pass 1, the machine's own run-to-run noise, which no predictor can beat.
 
-Network measurements go to ``networks.jsonl`` through :class:`edgevision.bench.store.ResultStore`
+Network measurements go to ``networks.jsonl`` through :class:`edgevision.results.ResultStore`
 (fsynced appends), blocks to the SQLite table, so an interrupted validation resumes where it stopped.
 """
 
@@ -284,7 +284,7 @@ def validate(
     ``regressor_hyperparameters`` go to :class:`BlockRegressor` (checked on held-out table entries,
     then fitted on the whole table for ``predictor.json``).
     """
-    from ..bench.store import ResultStore
+    from ..results import ResultStore
     from ..latency import get_runtime
     from ..machine import machine_info
 

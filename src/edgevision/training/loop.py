@@ -105,7 +105,7 @@ class TrainResult:
 def _progress(enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ..commands._common import stderr_console
+    from ..console import stderr_console
 
     return Progress(
         TextColumn("[bold]{task.description}"),
