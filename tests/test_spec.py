@@ -227,3 +227,18 @@ def test_same_padding_needs_an_odd_kernel():
 def test_network_head_must_have_num_classes():
     with pytest.raises(ValueError, match="head"):
         ev.NetworkSpec(name="x", stem=(ConvNormActSpec(out_channels=8),), stages=(ev.StageSpec(blocks=(MaxPoolSpec(),)),), head=MaxPoolSpec())
+
+
+def test_mobile_skeleton_specs_are_byte_identical_to_before():
+    """The five MobileNet-style families build on one skeleton (models/mobile_skeleton.py); their JSON,
+    captured from main before the change (tests/data/mobile_skeleton_specs.json), is unchanged."""
+    import json
+    from pathlib import Path
+
+    saved = json.loads((Path(__file__).parent / "data" / "mobile_skeleton_specs.json").read_text(encoding="utf-8"))
+    families = {"mobilenetv2", "mnasnet", "ghostnet", "repghostnet", "mobilenetv3"}
+    assert set(saved) == {name for name in ev.list_models() if ev.registry.model_family(name) in families}
+    for name, data in saved.items():
+        before = ev.NetworkSpec.from_dict(data)
+        assert ev.get_spec(name) == before, name
+        assert ev.get_spec(name).to_json() == before.to_json(), name

@@ -11,16 +11,17 @@ Published results (Table 7): 0.5x 42M MACs / 2.6M params / 66.2% top-1, 1.0x 141
 
 from __future__ import annotations
 
-from ..blocks import ClassifierHeadSpec, ConvNormActSpec, GhostBottleneckSpec
+from ..blocks import GhostBottleneckSpec
 from ..network import NetworkSpec, StageSpec
 from ..registry import register_model
+from .mobile_skeleton import mobile_network
 
 
 def _g(k: int, exp: int, c: int, se: bool, s: int) -> GhostBottleneckSpec:
     return GhostBottleneckSpec(out_channels=c, mid_channels=exp, kernel_size=k, stride=s, se_ratio=0.25 if se else 0.0)
 
 
-def _stage(*blocks: GhostBottleneckSpec | ConvNormActSpec) -> StageSpec:
+def _stage(*blocks: GhostBottleneckSpec) -> StageSpec:
     return StageSpec(blocks=blocks)
 
 
@@ -41,16 +42,17 @@ _TABLE_1 = (
     ),
     _stage(_g(5, 672, 160, True, 2)),
     _stage(_g(5, 960, 160, False, 1), _g(5, 960, 160, True, 1), _g(5, 960, 160, False, 1), _g(5, 960, 160, True, 1)),
-    _stage(ConvNormActSpec(out_channels=960, kernel_size=1, activation="relu")),
-)
+)  # then the 960-d 1x1 conv (mobile_network's last conv)
 
 
 def ghostnet(name: str, width_multiplier: float) -> NetworkSpec:
-    return NetworkSpec(
-        name=name,
-        stem=(ConvNormActSpec(out_channels=16, kernel_size=3, stride=2, activation="relu"),),
-        stages=_TABLE_1,
-        head=ClassifierHeadSpec(hidden_features=1280, hidden_activation="relu", hidden_width_scaling="fixed", dropout=0.2),
+    return mobile_network(
+        name,
+        _TABLE_1,
+        activation="relu",
+        stem_channels=16,
+        last_channels=960,
+        head_hidden_features=1280,
         width_multiplier=width_multiplier,
         channel_divisor=4,
     )

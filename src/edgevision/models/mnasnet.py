@@ -18,9 +18,10 @@ stride 1 and widths agree, widths make_divisible(c * multiplier, 8).
 
 from __future__ import annotations
 
-from ..blocks import ClassifierHeadSpec, ConvNormActSpec, DepthwiseSeparableSpec, InvertedResidualSpec
+from ..blocks import DepthwiseSeparableSpec, InvertedResidualSpec
 from ..network import NetworkSpec, StageSpec
 from ..registry import register_model
+from .mobile_skeleton import mobile_network
 
 
 def _mbconv_stack(n: int, k: int, s: int, e: int, c: int, se: float = 0.0) -> StageSpec:
@@ -64,14 +65,8 @@ _A1 = (
 
 
 def mnasnet(name: str, stages: tuple[StageSpec, ...], width_multiplier: float = 1.0) -> NetworkSpec:
-    last_conv = ConvNormActSpec(out_channels=1280, kernel_size=1, activation="relu", width_scaling="fixed")
-    return NetworkSpec(
-        name=name,
-        stem=(ConvNormActSpec(out_channels=32, kernel_size=3, stride=2, activation="relu"),),
-        stages=stages + (StageSpec(blocks=(last_conv,)),),
-        head=ClassifierHeadSpec(dropout=0.2),
-        width_multiplier=width_multiplier,
-        channel_divisor=8,
+    return mobile_network(
+        name, stages, activation="relu", stem_channels=32, last_channels=1280, last_width_scaling="fixed", width_multiplier=width_multiplier
     )
 
 

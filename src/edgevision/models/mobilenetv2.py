@@ -7,9 +7,10 @@ make_divisible(c * multiplier, 8), except the last 1x1 conv, which never shrinks
 
 from __future__ import annotations
 
-from ..blocks import ClassifierHeadSpec, ConvNormActSpec, InvertedResidualSpec
+from ..blocks import InvertedResidualSpec
 from ..network import NetworkSpec, StageSpec
 from ..registry import register_model
+from .mobile_skeleton import mobile_network
 
 # Table 2: (t, c, n, s)
 _TABLE_2 = (
@@ -28,14 +29,14 @@ def mobilenetv2(name: str, width_multiplier: float) -> NetworkSpec:
         StageSpec.repeat(InvertedResidualSpec(out_channels=c, stride=s, expansion_ratio=t, activation="relu6"), n)
         for t, c, n, s in _TABLE_2
     )
-    last_conv = ConvNormActSpec(out_channels=1280, kernel_size=1, activation="relu6", width_scaling="at_least_base")
-    return NetworkSpec(
-        name=name,
-        stem=(ConvNormActSpec(out_channels=32, kernel_size=3, stride=2, activation="relu6"),),
-        stages=stages + (StageSpec(blocks=(last_conv,)),),
-        head=ClassifierHeadSpec(dropout=0.2),
+    return mobile_network(
+        name,
+        stages,
+        activation="relu6",
+        stem_channels=32,
+        last_channels=1280,
+        last_width_scaling="at_least_base",  # the last 1x1 conv never shrinks below 1280
         width_multiplier=width_multiplier,
-        channel_divisor=8,
     )
 
 

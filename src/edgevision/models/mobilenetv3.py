@@ -9,9 +9,10 @@ Stem (16) scales with the multiplier; the 1280 (Large) / 1024 (Small) head does 
 
 from __future__ import annotations
 
-from ..blocks import ClassifierHeadSpec, ConvNormActSpec, InvertedResidualSpec
+from ..blocks import InvertedResidualSpec
 from ..network import NetworkSpec, StageSpec
 from ..registry import register_model
+from .mobile_skeleton import mobile_network
 
 
 def _ir(c: int, k: int, s: int, e: float, se: bool, act: str) -> InvertedResidualSpec:
@@ -20,7 +21,7 @@ def _ir(c: int, k: int, s: int, e: float, se: bool, act: str) -> InvertedResidua
     )
 
 
-def _stage(*blocks: InvertedResidualSpec | ConvNormActSpec) -> StageSpec:
+def _stage(*blocks: InvertedResidualSpec) -> StageSpec:
     return StageSpec(blocks=blocks)
 
 
@@ -34,8 +35,7 @@ _LARGE = (
     _stage(_ir(80, 3, 2, 6, False, HS), _ir(80, 3, 1, 2.5, False, HS), _ir(80, 3, 1, 2.3, False, HS), _ir(80, 3, 1, 2.3, False, HS)),
     _stage(_ir(112, 3, 1, 6, True, HS), _ir(112, 3, 1, 6, True, HS)),
     _stage(*[_ir(160, 5, s, 6, True, HS) for s in (2, 1, 1)]),
-    _stage(ConvNormActSpec(out_channels=960, kernel_size=1, activation=HS)),
-)
+)  # then the 1x1 conv to 960 (mobile_network's last conv)
 
 # Table 2 (Small)
 _SMALL = (
@@ -44,36 +44,36 @@ _SMALL = (
     _stage(_ir(40, 5, 2, 4, True, HS), _ir(40, 5, 1, 6, True, HS), _ir(40, 5, 1, 6, True, HS)),
     _stage(_ir(48, 5, 1, 3, True, HS), _ir(48, 5, 1, 3, True, HS)),
     _stage(*[_ir(96, 5, s, 6, True, HS) for s in (2, 1, 1)]),
-    _stage(ConvNormActSpec(out_channels=576, kernel_size=1, activation=HS)),
-)
+)  # then the 1x1 conv to 576
 
 
-def mobilenetv3(name: str, stages: tuple[StageSpec, ...], head_features: int, width_multiplier: float) -> NetworkSpec:
-    return NetworkSpec(
-        name=name,
-        stem=(ConvNormActSpec(out_channels=16, kernel_size=3, stride=2, activation=HS),),
-        stages=stages,
-        head=ClassifierHeadSpec(hidden_features=head_features, hidden_activation=HS, hidden_width_scaling="fixed", dropout=0.2),
+def mobilenetv3(name: str, stages: tuple[StageSpec, ...], last_channels: int, head_features: int, width_multiplier: float) -> NetworkSpec:
+    return mobile_network(
+        name,
+        stages,
+        activation=HS,
+        stem_channels=16,
+        last_channels=last_channels,
+        head_hidden_features=head_features,
         width_multiplier=width_multiplier,
-        channel_divisor=8,
     )
 
 
 @register_model("mobilenetv3_large_075", family="mobilenetv3")
 def mobilenetv3_large_075() -> NetworkSpec:
-    return mobilenetv3("mobilenetv3_large_075", _LARGE, 1280, 0.75)
+    return mobilenetv3("mobilenetv3_large_075", _LARGE, 960, 1280, 0.75)
 
 
 @register_model("mobilenetv3_large_100", family="mobilenetv3")
 def mobilenetv3_large_100() -> NetworkSpec:
-    return mobilenetv3("mobilenetv3_large_100", _LARGE, 1280, 1.0)
+    return mobilenetv3("mobilenetv3_large_100", _LARGE, 960, 1280, 1.0)
 
 
 @register_model("mobilenetv3_small_075", family="mobilenetv3")
 def mobilenetv3_small_075() -> NetworkSpec:
-    return mobilenetv3("mobilenetv3_small_075", _SMALL, 1024, 0.75)
+    return mobilenetv3("mobilenetv3_small_075", _SMALL, 576, 1024, 0.75)
 
 
 @register_model("mobilenetv3_small_100", family="mobilenetv3")
 def mobilenetv3_small_100() -> NetworkSpec:
-    return mobilenetv3("mobilenetv3_small_100", _SMALL, 1024, 1.0)
+    return mobilenetv3("mobilenetv3_small_100", _SMALL, 576, 1024, 1.0)

@@ -12,16 +12,17 @@ Published results (repo README table = paper's ImageNet table; params/MACs count
 
 from __future__ import annotations
 
-from ..blocks import ClassifierHeadSpec, ConvNormActSpec, RepGhostBottleneckSpec
+from ..blocks import RepGhostBottleneckSpec
 from ..network import NetworkSpec, StageSpec
 from ..registry import register_model
+from .mobile_skeleton import mobile_network
 
 
 def _rg(k: int, mid: int, c: int, se: bool, s: int) -> RepGhostBottleneckSpec:
     return RepGhostBottleneckSpec(out_channels=c, mid_channels=mid, kernel_size=k, stride=s, se_ratio=0.25 if se else 0.0)
 
 
-def _stage(*blocks: RepGhostBottleneckSpec | ConvNormActSpec) -> StageSpec:
+def _stage(*blocks: RepGhostBottleneckSpec) -> StageSpec:
     return StageSpec(blocks=blocks)
 
 
@@ -42,16 +43,17 @@ _ARCHITECTURE = (
     ),
     _stage(_rg(5, 336, 160, True, 2)),
     _stage(_rg(5, 480, 160, False, 1), _rg(5, 480, 160, True, 1), _rg(5, 480, 160, False, 1), _rg(5, 480, 160, True, 1)),
-    _stage(ConvNormActSpec(out_channels=960, kernel_size=1, activation="relu")),
-)
+)  # then the 960-d 1x1 conv (mobile_network's last conv)
 
 
 def repghostnet(name: str, width_multiplier: float) -> NetworkSpec:
-    return NetworkSpec(
-        name=name,
-        stem=(ConvNormActSpec(out_channels=16, kernel_size=3, stride=2, activation="relu"),),
-        stages=_ARCHITECTURE,
-        head=ClassifierHeadSpec(hidden_features=1280, hidden_activation="relu", hidden_width_scaling="fixed", dropout=0.2),
+    return mobile_network(
+        name,
+        _ARCHITECTURE,
+        activation="relu",
+        stem_channels=16,
+        last_channels=960,
+        head_hidden_features=1280,
         width_multiplier=width_multiplier,
         channel_divisor=4,
     )
