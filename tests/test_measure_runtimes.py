@@ -52,10 +52,18 @@ def test_measure_train_form_module_is_not_modified():
     assert model.training and next(model.parameters()).is_contiguous()
 
 
-def test_compile_runtime_runs_a_small_module():
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+def test_compile_runtime_runs_a_small_module_and_matches_eager():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1))
     result = ev.measure(model, (3, 16, 16), runtime="compile", threads=1, clock=ticking_clock())
     assert result.context.runtime == "compile" and result.context.model == "Sequential" and result.runs >= 10
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        eager = model(x)
+    with get_runtime("compile")(threads=1).prepared(model, x) as call:
+        compiled = call()  # what the measured call computes
+    assert compiled.shape == eager.shape == (1, 4, 14, 14)
+    assert torch.allclose(compiled, eager, atol=1e-5, rtol=1e-5)
 
 
 def test_measure_an_onnx_file(tmp_path):

@@ -24,9 +24,15 @@ def test_profile_measures_layers_beside_the_bound(capsys):
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "ort ms" in printed and "measured/bound" in printed
+    header = next(line for line in printed.splitlines() if "measured/bound" in line)
     model_row = next(line for line in printed.splitlines() if "<model>" in line)
-    ratio = float(model_row.split()[-2].rstrip("x"))  # the whole model's measured / roofline bound
-    assert ratio > 0
+    columns = [cell.strip() for cell in header.strip("┃│ ").split("┃")]
+    cells = dict(zip(columns, (cell.strip() for cell in model_row.strip("┃│ ").split("│"))))
+    bound_ms, measured_ms = float(cells["bound ms"]), float(cells["ort ms"])
+    ratio = float(cells["measured/bound"].rstrip("x"))  # the whole model's measured / roofline bound
+    assert bound_ms > 0 and measured_ms > 0
+    # the ratio is the two printed times divided (to the printed rounding), not some other number
+    assert abs(ratio - measured_ms / bound_ms) <= 0.005 + 0.0005 * (1 + ratio) / bound_ms
 
 
 def test_profile_user_file_factory_with_depth_and_sort(tmp_path, capsys):
