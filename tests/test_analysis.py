@@ -269,3 +269,39 @@ def test_without_peaks_there_are_no_bound_times():
     assert all(o.bound_seconds is None for o in report.operators)
     bounded = analyze(nn.Conv2d(3, 8, 3), (1, 3, 8, 8), peaks=PEAKS)
     assert bounded.total.bound_seconds > 0 and bounded.total.bound_by in ("compute", "memory")
+
+
+def test_trt_vit_guidelines_report_stage_layout_and_block_order():
+    """TRT-ViT (Xia et al. 2022): conv stages early / transformer late; attention first inside a hybrid block."""
+
+    class Attention(nn.Module):
+        def forward(self, x):  # (B, C, H, W) -> (B, C, H, W): softmax attention over the H*W tokens
+            tokens = x.flatten(2).transpose(1, 2)
+            weights = (tokens @ tokens.transpose(1, 2)).softmax(dim=-1)
+            return (weights @ tokens).transpose(1, 2).reshape_as(x)
+
+    class Hybrid(nn.Module):
+        def __init__(self, conv_first: bool):
+            super().__init__()
+            self.conv_first, self.attention, self.conv = conv_first, Attention(), nn.Conv2d(8, 8, 3, padding=1)
+
+        def forward(self, x):
+            return self.attention(self.conv(x)) if self.conv_first else self.conv(self.attention(x))
+
+    def network(*stages):  # a plain model: stages "0", "1", blocks "0.0", ... (depth-2 modules)
+        return nn.Sequential(*[nn.Sequential(*blocks) for blocks in stages])
+
+    conv = lambda: nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())  # noqa: E731
+    good = analyze(network([conv()], [Hybrid(False)]), (1, 8, 8, 8), peaks=PEAKS).diagnostics
+    trt = [str(f) for f in good if f.guideline.startswith("TRT-ViT")]
+    assert trt == [
+        "[TRT-ViT stage] <model>: stage layout C T (C = convolution, T = transformer): follows convolution stages early, transformer stages late",
+        "[TRT-ViT block] <model>: 1 hybrid blocks (attention and k x k convolution): all attention first",
+    ]
+    bad = analyze(network([Hybrid(True)], [conv()]), (1, 8, 8, 8), peaks=PEAKS).diagnostics
+    flags = {(f.guideline, f.layer) for f in bad if f.guideline.startswith("TRT-ViT")}
+    assert flags == {("TRT-ViT stage", ""), ("TRT-ViT stage", "1"), ("TRT-ViT block", ""), ("TRT-ViT block", "0.0")}
+    assert any("does not follow" in f.message for f in bad)
+    # a zoo network is read through its resolved stages: Next-ViT is C T T T and attention-first throughout
+    nextvit = [f for f in analyze(ev.create_model("nextvit_small"), (1, 3, 64, 64), peaks=PEAKS).diagnostics if f.guideline.startswith("TRT")]
+    assert "stage layout C T T T" in nextvit[0].message and "all attention first" in nextvit[1].message and len(nextvit) == 2

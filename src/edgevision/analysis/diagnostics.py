@@ -7,6 +7,11 @@ Ma et al., "ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture D
   G4  element-wise operators are not negligible.
 Vasu et al., "MobileOne" (CVPR 2023), Sec. 3: multi-branch train-time structure costs memory access
 at inference; re-parameterize to a single branch before deploying ("MobileOne").
+Xia et al., "TRT-ViT: TensorRT-oriented Vision Transformer" (2022), Sec. 3 guidelines:
+  TRT-ViT stage  convolution stages early, transformer stages late (guideline 1);
+  TRT-ViT block  inside a hybrid block, attention first and convolution after (guideline 4).
+  Both are reported for every network: the stage layout (C = convolution, T = transformer: a stage
+  with attention) and whether it follows, then one flag per stage or hybrid block that does not.
 Each flag names the layer (module path) and the guideline.
 """
 
@@ -36,7 +41,7 @@ _CONV_OPS = ("aten.convolution", "aten._convolution")
 
 @dataclass(frozen=True)
 class Diagnostic:
-    guideline: str  # "G1".."G4" (ShuffleNet V2) or "MobileOne"
+    guideline: str  # "G1".."G4" (ShuffleNet V2), "MobileOne", "TRT-ViT stage" or "TRT-ViT block"
     layer: str  # module path the flag is about
     message: str
 
@@ -154,6 +159,96 @@ def _multi_branch(model: nn.Module) -> list[Diagnostic]:
     ]
 
 
+#: operators that mark token-mixing attention: a softmax over keys, or a fused attention kernel
+_ATTENTION_OPS = {"aten._softmax", "aten.softmax", "aten._safe_softmax"} | {
+    f"aten.{name}"
+    for name in (
+        "scaled_dot_product_attention",
+        "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_cudnn_attention",
+        "_scaled_dot_product_attention_math",
+    )
+}
+
+
+def _stages(report: "CostReport", model: nn.Module) -> list[tuple[str, list[str]]]:
+    """[(stage path, [block paths])] in network order: the resolved stages, else the blocks' parents."""
+    resolved = getattr(model, "resolved", None)
+    stages: dict[str, list[str]] = {}
+    if resolved is not None:
+        for block in resolved:
+            if block.section == "stages" and block.path in report.modules:
+                stages.setdefault(f"stages.{block.stage_index}", []).append(block.path)
+    else:
+        for path in _blocks(report, model):
+            stages.setdefault(path.rpartition(".")[0], []).append(path)
+    return list(stages.items())
+
+
+def _mixing_order(report: "CostReport", block: str) -> tuple[int | None, int | None, str]:
+    """(index of the first attention op, index of the first k x k stride-1 conv, that conv's module) in ``block``.
+
+    Downsampling convs (output smaller than input) are the block's patch embedding, not its token
+    mixing, and 1x1 convs are per-token projections: neither counts as "convolution" here.
+    """
+    first_attention = first_conv = None
+    conv_module = ""
+    for position, cost in enumerate(report.operators):
+        call = cost.call
+        if not (call.module == block or call.module.startswith(block + ".")):
+            continue
+        if call.op in _ATTENTION_OPS and first_attention is None:
+            first_attention = position
+        elif call.op in _CONV_OPS and first_conv is None and len(call.input_shapes) >= 2:
+            kernel = tuple(call.input_shapes[1][2:])
+            keeps_size = tuple(call.input_shapes[0][2:]) == tuple(call.output_shapes[0][2:])
+            if any(k > 1 for k in kernel) and keeps_size:
+                first_conv, conv_module = position, call.module
+    return first_attention, first_conv, conv_module
+
+
+def _trt_vit_guidelines(report: "CostReport", model: nn.Module) -> list[Diagnostic]:
+    stages = _stages(report, model)
+    if not stages:
+        return []
+    orders = {block: _mixing_order(report, block) for _, blocks in stages for block in blocks}
+    kinds = ["T" if any(orders[b][0] is not None for b in blocks) else "C" for _, blocks in stages]
+    first_transformer = kinds.index("T") if "T" in kinds else len(kinds)
+    late_convs = [path for (path, _), kind in list(zip(stages, kinds))[first_transformer:] if kind == "C"]
+    if "T" not in kinds:
+        verdict = "no transformer stage, nothing to order"
+    else:
+        verdict = ("follows" if not late_convs else "does not follow") + " convolution stages early, transformer stages late"
+    flags = [Diagnostic("TRT-ViT stage", "", f"stage layout {' '.join(kinds)} (C = convolution, T = transformer): {verdict}")]
+    flags += [
+        Diagnostic("TRT-ViT stage", path, "convolution stage after a transformer stage; move attention to the late, low-resolution stages")
+        for path in late_convs
+    ]
+    hybrid = {block: order for block, order in orders.items() if order[0] is not None and order[1] is not None}
+    conv_first = [block for block, (attention, conv, _) in hybrid.items() if conv < attention]
+    if hybrid:
+        follows = "all attention first" if not conv_first else f"{len(conv_first)} run convolution before attention"
+        flags.append(Diagnostic("TRT-ViT block", "", f"{len(hybrid)} hybrid blocks (attention and k x k convolution): {follows}"))
+    flags += [
+        Diagnostic(
+            "TRT-ViT block",
+            block,
+            f"convolution ({hybrid[block][2]}) runs before attention in this hybrid block; attention first, convolution after",
+        )
+        for block in conv_first
+    ]
+    return flags
+
+
 def diagnose(report: "CostReport", model: nn.Module) -> list[Diagnostic]:
     """All flags for a report (model is the analysed module, for block structure and train/deploy form)."""
-    return _unequal_widths(report) + _group_convs(report) + _fragmentation(report, model) + _elementwise_share(report) + _multi_branch(model)
+    return (
+        _unequal_widths(report)
+        + _group_convs(report)
+        + _fragmentation(report, model)
+        + _elementwise_share(report)
+        + _multi_branch(model)
+        + _trt_vit_guidelines(report, model)
+    )
