@@ -27,6 +27,7 @@ from .selective_kernel import *  # noqa: F401,F403
 from .shufflenet_v1 import *  # noqa: F401,F403
 from .shufflenet_v2 import *  # noqa: F401,F403
 from .ssbnet import *  # noqa: F401,F403
+from .trtvit import *  # noqa: F401,F403
 from .vgg import *  # noqa: F401,F403
 from .wide_resnet import *  # noqa: F401,F403
 from .xception import *  # noqa: F401,F403

@@ -27,6 +27,7 @@ from . import (  # noqa: F401
     shufflenet_v2,
     sknet,
     ssbnet,
+    trtvit,
     vgg,
     wide_resnet,
     xception,
