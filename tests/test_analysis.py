@@ -302,6 +302,9 @@ def test_trt_vit_guidelines_report_stage_layout_and_block_order():
     flags = {(f.guideline, f.layer) for f in bad if f.guideline.startswith("TRT-ViT")}
     assert flags == {("TRT-ViT stage", ""), ("TRT-ViT stage", "1"), ("TRT-ViT block", ""), ("TRT-ViT block", "0.0")}
     assert any("does not follow" in f.message for f in bad)
-    # a zoo network is read through its resolved stages: Next-ViT is C T T T and attention-first throughout
-    nextvit = [f for f in analyze(ev.create_model("nextvit_small"), (1, 3, 64, 64), peaks=PEAKS).diagnostics if f.guideline.startswith("TRT")]
-    assert "stage layout C T T T" in nextvit[0].message and "all attention first" in nextvit[1].message and len(nextvit) == 2
+    # a zoo network is read through its resolved stages: EdgeNeXt is C T T T, but its SDTA blocks run their
+    # split depthwise convs before the attention (one flag each)
+    edgenext = [f for f in analyze(ev.create_model("edgenext_xx_small"), (1, 3, 64, 64), peaks=PEAKS).diagnostics if f.guideline.startswith("TRT")]
+    assert "stage layout C T T T" in edgenext[0].message and ": follows" in edgenext[0].message
+    assert "3 hybrid blocks" in edgenext[1].message and "3 run convolution before attention" in edgenext[1].message
+    assert [f.layer for f in edgenext[2:]] == ["stages.1.2", "stages.2.6", "stages.3.2"]

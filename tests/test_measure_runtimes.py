@@ -52,16 +52,32 @@ def test_measure_train_form_module_is_not_modified():
     assert model.training and next(model.parameters()).is_contiguous()
 
 
-def test_compile_runtime_runs_a_small_module_and_matches_eager():
+def test_compile_runtime_runs_a_small_module_and_matches_eager(monkeypatch):
+    import contextlib
+
+    from edgevision.latency.runtimes import CompileRuntime
+
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1))
+    seen = []  # (compiled output, eager output) of the calls the measurement makes: one compilation only
+    measured = CompileRuntime._prepare
+
+    @contextlib.contextmanager
+    def recording(self, module, example):
+        with torch.no_grad():
+            eager = module(example)
+        with measured(self, module, example) as call:
+            def recorded():
+                out = call()
+                seen.append((out, eager))
+                return out
+
+            yield recorded
+
+    monkeypatch.setattr(CompileRuntime, "_prepare", recording)
     result = ev.measure(model, (3, 16, 16), runtime="compile", threads=1, clock=ticking_clock())
     assert result.context.runtime == "compile" and result.context.model == "Sequential" and result.runs >= 10
-    x = torch.randn(1, 3, 16, 16)
-    with torch.no_grad():
-        eager = model(x)
-    with get_runtime("compile")(threads=1).prepared(model, x) as call:
-        compiled = call()  # what the measured call computes
+    compiled, eager = seen[0]
     assert compiled.shape == eager.shape == (1, 4, 14, 14)
     assert torch.allclose(compiled, eager, atol=1e-5, rtol=1e-5)
 

@@ -9,6 +9,7 @@ from .builder import Network, build
 from .checkpoint import load, save
 from .counting import count_macs, count_params
 from .export import export_onnx
+from .initialization import initialize
 from .latency import measure
 from .network import NetworkSpec, StageSpec
 from .registry import create_model, get_spec, list_models, register_model
@@ -35,6 +36,7 @@ __all__ = [
     "create_model",
     "device_peaks",
     "export_onnx",
+    "initialize",
     "get_spec",
     "is_deploy_form",
     "list_models",

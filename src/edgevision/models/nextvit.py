@@ -33,11 +33,16 @@ def _stage(pattern: tuple[tuple[str, int], ...], repeats: int, stride: int, sr_r
     return StageSpec(blocks=tuple(blocks))
 
 
-def nextvit(name: str, stage3_depth: int) -> NetworkSpec:
-    stem = tuple(
+def nextvit_stem() -> tuple[ConvNormActSpec, ...]:
+    """3x3 conv-BN-ReLU x 4 (64/2, 32, 64, 64/2): TensorRT-friendly, no 7x7 or max pool (TRT-ViT uses it too)."""
+    return tuple(
         ConvNormActSpec(out_channels=width, kernel_size=3, stride=2 if index in (0, 3) else 1)
         for index, width in enumerate(STEM_WIDTHS)
     )
+
+
+def nextvit(name: str, stage3_depth: int) -> NetworkSpec:
+    stem = nextvit_stem()
     stages = (
         _stage((("ncb", 96),), 3, stride=1, sr_ratio=SR_RATIOS[0]),
         _stage((("ncb", 192),) * 3 + (("ntb", 256),), 1, stride=2, sr_ratio=SR_RATIOS[1]),

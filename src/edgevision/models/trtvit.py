@@ -17,11 +17,11 @@ the table below with the paper's when it is at hand.
 
 from __future__ import annotations
 
-from ..blocks import ClassifierHeadSpec, ConvNormActSpec, ResNetBottleneckSpec, TRTViTMixBlockSpec
+from ..blocks import ClassifierHeadSpec, ResNetBottleneckSpec, TRTViTMixBlockSpec
 from ..network import NetworkSpec, StageSpec
 from ..registry import register_model
+from .nextvit import nextvit_stem
 
-STEM_WIDTHS = (64, 32, 64, 64)  # 3x3 convs, the first and the last with stride 2 (Next-ViT's stem)
 WIDTHS = (256, 512, 1024, 2048)  # stage outputs; BottleNeck width = output / 4 in stages 1-2
 SR_RATIOS = (2, 1)  # spatial reduction of the attention in stages 3 (1/16) and 4 (1/32)
 
@@ -35,10 +35,6 @@ _DEPTHS = {
 
 
 def trtvit(name: str, depths: tuple[int, int, int, int]) -> NetworkSpec:
-    stem = tuple(
-        ConvNormActSpec(out_channels=width, kernel_size=3, stride=2 if index in (0, 3) else 1)
-        for index, width in enumerate(STEM_WIDTHS)
-    )
     conv_stages = tuple(
         StageSpec.repeat(ResNetBottleneckSpec(out_channels=width, mid_channels=width // 4, stride=stride), depth)
         for width, depth, stride in zip(WIDTHS[:2], depths[:2], (1, 2))
@@ -47,7 +43,7 @@ def trtvit(name: str, depths: tuple[int, int, int, int]) -> NetworkSpec:
         StageSpec.repeat(TRTViTMixBlockSpec(out_channels=width, stride=2, head_dim=64, sr_ratio=sr), depth)
         for width, depth, sr in zip(WIDTHS[2:], depths[2:], SR_RATIOS)
     )
-    return NetworkSpec(name=name, stem=stem, stages=conv_stages + mixed_stages, head=ClassifierHeadSpec(), channel_divisor=8)
+    return NetworkSpec(name=name, stem=nextvit_stem(), stages=conv_stages + mixed_stages, head=ClassifierHeadSpec(), channel_divisor=8)
 
 
 @register_model("trtvit_a", family="trtvit")
