@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgevision.bench.store import ResultStore
+from edgevision.results import ResultStore
 
 RESULTS = Path(__file__).parent / "results"
 JSONL = RESULTS / "runtimes.jsonl"

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import edgevision as ev
-    from edgevision.bench.store import ResultStore
+    from edgevision.results import ResultStore
     from edgevision.datasets import load_data
     from edgevision.machine import machine_info
     from edgevision.training import get_recipe, seed_everything, train
