@@ -51,6 +51,7 @@ def ghostnet(name: str, width_multiplier: float) -> NetworkSpec:
         stem=(ConvNormActSpec(out_channels=16, kernel_size=3, stride=2, activation="relu"),),
         stages=_TABLE_1,
         head=ClassifierHeadSpec(hidden_features=1280, hidden_activation="relu", hidden_width_scaling="fixed", dropout=0.2),
+        pre_logits_stages=1,  # the last 1x1 conv feeds the classifier: not a feature level (as timm)
         width_multiplier=width_multiplier,
         channel_divisor=4,
     )

@@ -70,6 +70,7 @@ def mnasnet(name: str, stages: tuple[StageSpec, ...], width_multiplier: float = 
         stem=(ConvNormActSpec(out_channels=32, kernel_size=3, stride=2, activation="relu"),),
         stages=stages + (StageSpec(blocks=(last_conv,)),),
         head=ClassifierHeadSpec(dropout=0.2),
+        pre_logits_stages=1,  # the last 1x1 conv feeds the classifier: not a feature level (as timm)
         width_multiplier=width_multiplier,
         channel_divisor=8,
     )
