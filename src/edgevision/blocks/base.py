@@ -82,6 +82,9 @@ class BlockSpec(Spec):
     #: the block is convolutional with "same" padding, so ``output_stride`` may turn its stride into
     #: dilation (``edgevision.dilation``); attention tied to a token grid and valid convs cannot
     supports_dilation: ClassVar[bool] = False
+    #: the block is tied to its input grid (an attention bias per token pair of the resolved H x W), so an
+    #: exported graph cannot take another size (``export_onnx(dynamic_hw=True)`` refuses)
+    fixed_input_size: ClassVar[bool] = False
 
     def validate(self) -> None:
         check_stride(self, self.allowed_strides)
