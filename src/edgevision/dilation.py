@@ -69,8 +69,8 @@ def _pair(value) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def _input_sizes(module: nn.Module, in_channels: int, size: int) -> dict[str, int]:
-    """Input height of every conv / pool in one forward pass of a ``size`` x ``size`` probe."""
+def _probe(module: nn.Module, in_channels: int, size: int) -> tuple[int, dict[str, int]]:
+    """One eval-mode forward of a ``size`` x ``size`` probe: output height, and the input height of every conv / pool."""
     seen: dict[str, int] = {}
 
     def record(name: str):
@@ -83,13 +83,12 @@ def _input_sizes(module: nn.Module, in_channels: int, size: int) -> dict[str, in
     was_training = module.training
     param = next(module.parameters(), None)
     try:
-        module.eval()
-        module(torch.zeros(1, in_channels, size, size, dtype=param.dtype if param is not None else torch.float32))
+        out = module.eval()(torch.zeros(1, in_channels, size, size, dtype=param.dtype if param is not None else torch.float32))
     finally:
         module.train(was_training)
         for handle in handles:
             handle.remove()
-    return seen
+    return out.shape[-2], seen
 
 
 def dilate_block(module: nn.Module, block) -> nn.Module:
@@ -97,7 +96,7 @@ def dilate_block(module: nn.Module, block) -> nn.Module:
     spec_stride = getattr(block.spec, "stride", 1)
     removed = spec_stride // block.stride  # the stride this block no longer applies (1 or spec_stride)
     probe = 8 * spec_stride
-    inputs = _input_sizes(module, block.in_channels, probe)
+    _, inputs = _probe(module, block.in_channels, probe)
     parents = {name: parent for parent_name, parent in module.named_modules() for name in _child_names(parent_name, parent)}
     where = f"{type(block.spec).__name__} at {block.path}"
     for name, op in list(module.named_modules()):
@@ -108,7 +107,7 @@ def dilate_block(module: nn.Module, block) -> nn.Module:
         replacement = _dilate(op, dilation, removed > 1, where, name)
         if replacement is not None:
             setattr(parents[name], name.rsplit(".", 1)[-1], replacement)
-    out_size = _probe_output(module, block.in_channels, probe)
+    out_size, _ = _probe(module, block.in_channels, probe)
     expected = probe // block.stride
     if out_size != expected:
         raise ValueError(f"{where} cannot dilate: after the conversion it maps {probe} px to {out_size}, not {expected}")
@@ -118,17 +117,6 @@ def dilate_block(module: nn.Module, block) -> nn.Module:
 def _child_names(parent_name: str, parent: nn.Module):
     for child_name, _ in parent.named_children():
         yield f"{parent_name}.{child_name}" if parent_name else child_name
-
-
-@torch.no_grad()
-def _probe_output(module: nn.Module, in_channels: int, size: int) -> int:
-    was_training = module.training
-    param = next(module.parameters(), None)
-    try:
-        out = module.eval()(torch.zeros(1, in_channels, size, size, dtype=param.dtype if param is not None else torch.float32))
-    finally:
-        module.train(was_training)
-    return out.shape[-2]
 
 
 def _dilate(op: nn.Module, dilation: int, drop_stride: bool, where: str, name: str) -> nn.Module | None:
