@@ -35,5 +35,8 @@ bench-lut: $(STAMP)  # block latency tables vs 100 unseen networks, ort + eager 
 bench-training: $(STAMP)  # 4 zoo models on the embedded MNIST, tricks on/off -> benchmarks/results/training.md (resumable)
 	$(BIN)/python benchmarks/bench_training.py
 
+bench-features: $(STAMP)  # features_only backbones at output_stride 32/16/8, ort, 512 px -> benchmarks/results/features.md (resumable, ~15 min)
+	$(BIN)/python benchmarks/bench_features.py
+
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

@@ -18,7 +18,17 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ExportError", "ExportMismatchError", "ExportReport", "DEFAULT_OPSET", "export_onnx", "input_shape_of"]
+__all__ = [
+    "ExportError",
+    "ExportMismatchError",
+    "ExportReport",
+    "DEFAULT_OPSET",
+    "dynamic_size_blockers",
+    "export_onnx",
+    "fixed_size_models",
+    "input_shape_of",
+    "verification_shapes",
+]
 
 DEFAULT_OPSET = 17  # supported by onnxruntime >= 1.14 and OpenVINO >= 2023.0
 
@@ -41,7 +51,8 @@ class ExportReport:
     simplified: bool
     nodes: int  # after simplification
     size_bytes: int
-    max_relative_error: dict[str, float]  # per output name: max |torch - ort| / max |torch|, worst batch
+    max_relative_error: dict[str, float]  # per output name: max |torch - ort| / max |torch|, worst checked input
+    dynamic_hw: bool = False  # height and width free (checked at a second size)
 
     def summary(self) -> str:
         worst = max(self.max_relative_error.values())
@@ -49,6 +60,7 @@ class ExportReport:
         return (
             f"wrote {self.path} ({self.size_bytes / 2**20:.1f} MiB, {self.nodes} nodes, opset {self.opset}, {form} form); "
             f"ONNX Runtime matches PyTorch within {worst:.1e} of the output scale"
+            + ("; height and width are dynamic (checked at two sizes)" if self.dynamic_hw else "")
         )
 
 
@@ -86,10 +98,23 @@ def _output_names(model: nn.Module, example: torch.Tensor) -> list[str]:
     return ["logits"] if count == 1 else [f"output_{i}" for i in range(count)]
 
 
-def _export(model: nn.Module, example: torch.Tensor, path: Path, output_names: list[str], opset: int, dynamic_batch: bool) -> None:
+def _dynamic_axes(example: torch.Tensor, outputs: list[torch.Tensor], output_names: list[str], dynamic_batch: bool, dynamic_hw: bool):
+    """Names of the free axes: batch (0) and, with ``dynamic_hw``, height and width (2, 3) of the input and of 4-D outputs."""
+    if not (dynamic_batch or dynamic_hw):
+        return None
+    axes: dict[str, dict[int, str]] = {}
+    for name, tensor in [("input", example), *zip(output_names, outputs)]:
+        free = {0: "batch"} if dynamic_batch else {}
+        if dynamic_hw and tensor.dim() == 4:
+            suffix = "" if name == "input" else f"_{name}"
+            free.update({2: f"height{suffix}", 3: f"width{suffix}"})
+        axes[name] = free
+    return axes
+
+
+def _export(model: nn.Module, example: torch.Tensor, path: Path, output_names: list[str], opset: int, dynamic_axes) -> None:
     # The TorchScript exporter: ~5x faster than torch.export-based one on our zoo and needs no
     # onnxscript; every zoo model is plain convolutional code it handles exactly.
-    dynamic_axes = {name: {0: "batch"} for name in ["input", *output_names]} if dynamic_batch else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the deprecation notice of the TorchScript exporter
         torch.onnx.export(
@@ -122,8 +147,8 @@ def _simplify(path: Path) -> bool:
 
 
 def _max_relative_errors(
-    model: nn.Module, path: Path, example_shape: tuple[int, ...], output_names: list[str], batches: Sequence[int], seed: int
-) -> dict[str, tuple[float, int]]:
+    model: nn.Module, path: Path, shapes: Sequence[tuple[int, ...]], output_names: list[str], seed: int
+) -> dict[str, tuple[float, tuple[int, ...]]]:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -132,22 +157,61 @@ def _max_relative_errors(
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     generator = torch.Generator().manual_seed(seed)
-    worst: dict[str, tuple[float, int]] = {name: (0.0, 0) for name in output_names}
-    for batch in batches:
-        x = torch.randn((batch, *example_shape[1:]), generator=generator)
+    worst: dict[str, tuple[float, tuple[int, ...]]] = {name: (0.0, shapes[0]) for name in output_names}
+    for shape in shapes:
+        x = torch.randn(shape, generator=generator)
         with torch.no_grad():
             expected = [t.numpy() for t in _flatten(model(x))]
         actual = session.run(output_names, {"input": x.numpy()})
         for name, reference, other in zip(output_names, expected, actual):
             if reference.shape != other.shape:
                 raise ExportMismatchError(
-                    f"output {name!r} has shape {other.shape} in ONNX Runtime but {reference.shape} in PyTorch (batch {batch})"
+                    f"output {name!r} has shape {other.shape} in ONNX Runtime but {reference.shape} in PyTorch (input {_shape_text(shape)})"
                 )
             scale = max(float(np.abs(reference).max()), 1e-12)
             error = float(np.abs(reference - other).max()) / scale
             if not np.isfinite(error) or error > worst[name][0]:
-                worst[name] = (error if np.isfinite(error) else float("inf"), batch)
+                worst[name] = (error if np.isfinite(error) else float("inf"), shape)
     return worst
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return "x".join(map(str, shape))
+
+
+def verification_shapes(shape: tuple[int, ...], dynamic_batch: bool, dynamic_hw: bool) -> list[tuple[int, ...]]:
+    """Input shapes the exported file is checked at: the example, then one with every free axis changed.
+
+    A dynamic H x W is checked at a second, non-square size (3/4 of H, 5/4 of W, multiples of 32
+    where the example is) so a size baked into the graph shows up as a mismatch.
+    """
+    batch, channels, height, width = shape
+    other_h, other_w = height, width
+    if dynamic_hw:
+        step = 32 if height % 32 == 0 and width % 32 == 0 else 1
+        other_h = max(step, (height * 3 // 4) // step * step)
+        other_w = max(step, (width * 5 // 4 + step - 1) // step * step)
+    other = (batch + 1 if dynamic_batch else batch, channels, other_h, other_w)
+    return [shape] if other == shape else [shape, other]
+
+
+def dynamic_size_blockers(model: nn.Module) -> list[str]:
+    """Block kinds of ``model`` that cannot run at another H x W in an exported graph (``fixed_input_size``)."""
+    resolved = getattr(model, "resolved", None)
+    if resolved is None:
+        return []
+    return sorted({type(b.spec).__name__ for b in resolved if getattr(b.spec, "fixed_input_size", False)})
+
+
+def fixed_size_models() -> list[str]:
+    """Registered models with a block tied to its input grid (no dynamic height/width export)."""
+    from .registry import get_spec, list_models
+
+    def kinds(spec):
+        blocks = [*spec.stem, *(b for stage in spec.stages for b in stage.blocks), spec.head]
+        return any(getattr(b, "fixed_input_size", False) for b in blocks if b is not None)
+
+    return [name for name in list_models() if kinds(get_spec(name))]
 
 
 def export_onnx(
@@ -157,6 +221,7 @@ def export_onnx(
     *,
     deploy: bool = True,
     dynamic_batch: bool = True,
+    dynamic_hw: bool = False,
     opset: int = DEFAULT_OPSET,
     atol: float = 1e-4,
     simplify: bool = True,
@@ -169,6 +234,8 @@ def export_onnx(
     comparison is always against ``model`` as given, in eval mode, so the check covers both steps.
     Raises :class:`ExportMismatchError` naming the output and the error if the file computes
     something else (relative error above ``atol``); nothing is left at ``path`` then.
+    ``dynamic_hw=True`` leaves height and width free (dense models run at many sizes) and checks the
+    file at a second, non-square size; models whose attention is tied to the token grid are refused.
     """
     from .atomic import atomic_path
     from .latency.errors import first_line
@@ -177,6 +244,14 @@ def export_onnx(
     if not isinstance(model, nn.Module):
         raise TypeError(f"export_onnx() needs an nn.Module, got {type(model).__name__}")
     shape = input_shape_of(model, input_shape)
+    blockers = dynamic_size_blockers(model) if dynamic_hw else []
+    if blockers:
+        name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
+        raise ExportError(
+            f"{name} cannot export with a dynamic height and width: {', '.join(blockers)} ties its attention bias to the "
+            f"token grid of its resolved input; export at the size you run (drop dynamic_hw / --dynamic-hw). "
+            f"Zoo models with this limit: {', '.join(fixed_size_models())}"
+        )
     was_training = model.training
     model.eval()
     try:
@@ -184,27 +259,28 @@ def export_onnx(
         example = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
         try:
             output_names = _output_names(to_export, example)
+            with torch.no_grad():
+                outputs = _flatten(to_export(example))
         except RuntimeError as error:
             raise ExportError(f"the model cannot take input shape {'x'.join(map(str, shape))}: {first_line(error)}") from None
         with atomic_path(path) as temporary:
             import onnx
 
-            _export(to_export, example, temporary, output_names, opset, dynamic_batch)
+            _export(to_export, example, temporary, output_names, opset, _dynamic_axes(example, outputs, output_names, dynamic_batch, dynamic_hw))
             onnx.checker.check_model(str(temporary))
             simplified = _simplify(temporary) if simplify else False
-            batches = (shape[0], shape[0] + 1) if dynamic_batch else (shape[0],)
             try:
-                errors = _max_relative_errors(model, temporary, shape, output_names, batches, seed + 1)
+                errors = _max_relative_errors(model, temporary, verification_shapes(shape, dynamic_batch, dynamic_hw), output_names, seed + 1)
             except ExportMismatchError:
                 raise
             except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/RuntimeException types
                 raise ExportMismatchError(
                     f"ONNX Runtime cannot run the exported graph: {first_line(error)}; {os.fspath(path)!r} was not written"
                 ) from None
-            for name, (error, batch) in errors.items():
+            for name, (error, at) in errors.items():
                 if not error <= atol:
                     raise ExportMismatchError(
-                        f"ONNX output {name!r} differs from PyTorch by {error:.2e} of the output scale at batch {batch} "
+                        f"ONNX output {name!r} differs from PyTorch by {error:.2e} of the output scale at input {_shape_text(at)} "
                         f"(tolerance {atol:.0e}); {os.fspath(path)!r} was not written"
                     )
             nodes = len(onnx.load(str(temporary), load_external_data=False).graph.node)
@@ -218,6 +294,7 @@ def export_onnx(
         dynamic_batch=dynamic_batch,
         opset=opset,
         simplified=simplified,
+        dynamic_hw=dynamic_hw,
         nodes=nodes,
         size_bytes=size,
         max_relative_error={name: error for name, (error, _) in errors.items()},

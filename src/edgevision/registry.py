@@ -79,13 +79,33 @@ def get_spec(name: str) -> NetworkSpec:
     return spec
 
 
-def create_model(name: str, num_classes: int = 1000, in_chans: int = 3):
-    """Build a registered model in train form."""
+def create_model(
+    name: str,
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    *,
+    features_only: bool = False,
+    out_indices: int | tuple[int, ...] | None = None,
+    output_stride: int | None = None,
+):
+    """Build a registered model in train form.
+
+    ``features_only=True``: a backbone returning the pyramid levels ``out_indices`` (None: all; an int
+    n: the last n), cut after the last one (``model.feature_info`` describes them). ``output_stride``
+    (32, 16 or 8) turns the strides beyond it into dilation.
+    """
     from .builder import build
+    from .features import features_spec
 
     spec = get_spec(name)
-    if num_classes != spec.head.num_classes:
+    if out_indices is not None and not features_only:
+        raise ValueError("out_indices needs features_only=True (a classifier returns logits, not feature maps)")
+    if num_classes != spec.head.num_classes and not features_only:
         spec = spec.with_classes(num_classes)
     if in_chans != spec.in_channels:
         spec = spec.with_input_channels(in_chans)
+    if output_stride != spec.output_stride:
+        spec = spec.with_output_stride(output_stride)
+    if features_only:
+        spec = features_spec(spec, out_indices)
     return build(spec)

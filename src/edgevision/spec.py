@@ -20,7 +20,11 @@ import types
 import typing
 from typing import Any, ClassVar, Iterable
 
-__all__ = ["Spec", "spec_kinds", "check", "check_choice", "check_positive", "check_stride"]
+__all__ = ["OMIT_DEFAULT", "Spec", "spec_kinds", "check", "check_choice", "check_positive", "check_stride"]
+
+#: field metadata key: ``field(default=..., metadata={OMIT_DEFAULT: True})`` leaves the field out of
+#: ``to_dict`` while it holds its default, so adding such a field changes no existing JSON
+OMIT_DEFAULT = "edgevision.omit_default"
 
 _KINDS: dict[str, type["Spec"]] = {}
 
@@ -54,7 +58,10 @@ class Spec:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind}
         for field in dataclasses.fields(self):  # type: ignore[arg-type]
-            out[field.name] = _encode(getattr(self, field.name))
+            value = getattr(self, field.name)
+            if field.metadata.get(OMIT_DEFAULT) and value == field.default:
+                continue  # a field added later: JSON (and latency-table keys) of older specs stay byte-identical
+            out[field.name] = _encode(value)
         return out
 
     def to_json(self, indent: int | None = None) -> str:

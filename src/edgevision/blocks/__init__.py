@@ -6,6 +6,7 @@ from .densenet import *  # noqa: F401,F403
 from .depthwise_separable import *  # noqa: F401,F403
 from .diverse_branch import *  # noqa: F401,F403
 from .edgenext import *  # noqa: F401,F403
+from .features import *  # noqa: F401,F403
 from .efficientformer import *  # noqa: F401,F403
 from .g_ghost import *  # noqa: F401,F403
 from .ghost import *  # noqa: F401,F403

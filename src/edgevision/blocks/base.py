@@ -9,12 +9,12 @@ stride and input H x W the module builder, the cost model and the latency tables
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from ..layers.activations import ACTIVATIONS
 from ..layers.make_divisible import make_divisible
-from ..spec import Spec, check, check_choice, check_positive, check_stride
+from ..spec import OMIT_DEFAULT, Spec, check, check_choice, check_positive, check_stride
 
 if TYPE_CHECKING:
     from torch import nn
@@ -93,6 +93,12 @@ class BlockSpec(Spec):
     allowed_strides: ClassVar[tuple[int, ...]] = (1, 2)
     #: the block keeps its input width (ignores ``out_channels`` under the multiplier), e.g. pooling
     preserves_channels: ClassVar[bool] = False
+    #: the block is convolutional with "same" padding, so ``output_stride`` may turn its stride into
+    #: dilation (``edgevision.dilation``); attention tied to a token grid and valid convs cannot
+    supports_dilation: ClassVar[bool] = False
+    #: the block is tied to its input grid (an attention bias per token pair of the resolved H x W), so an
+    #: exported graph cannot take another size (``export_onnx(dynamic_hw=True)`` refuses)
+    fixed_input_size: ClassVar[bool] = False
 
     def validate(self) -> None:
         check_stride(self, self.allowed_strides)
@@ -143,9 +149,27 @@ class ResolvedBlock(Spec):
     out_channels: int
     mid_channels: int | None
     se_channels: int | None
-    stride: int
+    stride: int  # the stride the block runs with: 1 where ``output_stride`` turned the spec's stride into dilation
     input_size: tuple[int, int]
     output_size: tuple[int, int]
+    # dilation of the block's spatial convs up to its (former) strided one; the convs after a stride that
+    # became dilation use ``dilation * spec.stride`` (DeepLab, Chen et al. 2017, Sec. 3.1). Left out of the
+    # JSON at 1, so latency-table keys of undilated blocks are unchanged.
+    dilation: int = field(default=1, metadata={OMIT_DEFAULT: True})
+
+    @property
+    def dilated(self) -> bool:
+        """True when ``output_stride`` changed this block (a stride became dilation, or its convs dilate)."""
+        return self.dilation != 1 or self.stride != getattr(self.spec, "stride", 1)
+
+    def build(self) -> "nn.Module":
+        """The train-form module: ``spec.build`` with the dilation applied (every builder goes through here)."""
+        module = self.spec.build(self)
+        if self.dilated:
+            from ..dilation import dilate_block
+
+            dilate_block(module, self)
+        return module
 
     @property
     def path(self) -> str:
@@ -167,5 +191,5 @@ class ResolvedBlock(Spec):
 
     def validate(self) -> None:
         check_choice(self, "section", ("stem", "stages", "head"))
-        check_positive(self, "in_channels", "out_channels", "mid_channels", "se_channels", "stride")
+        check_positive(self, "in_channels", "out_channels", "mid_channels", "se_channels", "stride", "dilation")
         check(self, "input_size", all(s > 0 for s in self.input_size), "positive (H, W)")

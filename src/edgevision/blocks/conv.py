@@ -26,6 +26,7 @@ class ConvNormActSpec(BlockSpec):
     """
 
     kind: ClassVar[str] = "conv_norm_act"
+    supports_dilation: ClassVar[bool] = True
 
     out_channels: int
     kernel_size: int = 3
@@ -80,6 +81,7 @@ class MaxPoolSpec(BlockSpec):
     """
 
     kind: ClassVar[str] = "max_pool"
+    supports_dilation: ClassVar[bool] = True
     preserves_channels: ClassVar[bool] = True
 
     kernel_size: int = 3

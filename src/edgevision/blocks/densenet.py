@@ -37,6 +37,7 @@ class DenseLayerSpec(BlockSpec):
     """One BN-ReLU-conv(1x1)-BN-ReLU-conv(3x3) layer; output = input ++ ``growth_rate`` new channels."""
 
     kind: ClassVar[str] = "dense_layer"
+    supports_dilation: ClassVar[bool] = True
     allowed_strides: ClassVar[tuple[int, ...]] = (1,)
 
     growth_rate: int = 32  # k (Table 1: 32 for DenseNet-121/169/201)
@@ -69,6 +70,7 @@ class DenseTransitionSpec(BlockSpec):
     """BN-ReLU-conv(1x1) to ``floor(compression * C)`` channels, then 2x2 average pooling, stride 2."""
 
     kind: ClassVar[str] = "dense_transition"
+    supports_dilation: ClassVar[bool] = True
     allowed_strides: ClassVar[tuple[int, ...]] = (2,)
 
     compression: float = 0.5  # theta (Sec. 3 "Compression"; DenseNet-BC)

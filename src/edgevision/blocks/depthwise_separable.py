@@ -24,6 +24,7 @@ __all__ = ["DepthwiseSeparableSpec", "DepthwiseSeparable"]
 @dataclass(frozen=True, kw_only=True)
 class DepthwiseSeparableSpec(BlockSpec):
     kind: ClassVar[str] = "depthwise_separable"
+    supports_dilation: ClassVar[bool] = True
 
     out_channels: int
     kernel_size: int = 3

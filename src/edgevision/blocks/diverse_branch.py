@@ -107,6 +107,7 @@ class DiverseBranchResNetBasicSpec(ResNetBasicSpec):
     """ResNet basic block whose two 3x3 convs are DBBs (the paper's ResNet-18, Sec. 4.1); deploys to a plain basic block."""
 
     kind: ClassVar[str] = "diverse_branch_resnet_basic"
+    supports_dilation: ClassVar[bool] = False  # its 1x1-kxk and average-pool branches are not dilated yet
 
     def build(self, block: ResolvedBlock) -> nn.Module:
         return DiverseBranchResNetBasicBlock(

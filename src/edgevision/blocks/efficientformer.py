@@ -185,6 +185,7 @@ class EfficientFormerMeta3DSpec(BlockSpec):
     """Pre-LN attention with attention bias + pre-LN linear MLP at the input width (EfficientFormer Fig. 3, MB^3D)."""
 
     kind: ClassVar[str] = "efficientformer_meta3d"
+    fixed_input_size: ClassVar[bool] = True  # attention bias per token pair of the resolved grid
     allowed_strides: ClassVar[tuple[int, ...]] = (1,)
     preserves_channels: ClassVar[bool] = True
 

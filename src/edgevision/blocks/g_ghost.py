@@ -49,6 +49,7 @@ class GGhostStageSpec(BlockSpec):
     """
 
     kind: ClassVar[str] = "g_ghost_stage"
+    supports_dilation: ClassVar[bool] = True
 
     first: RegNetXBlockSpec
     deep: tuple[RegNetXBlockSpec, ...]

@@ -86,6 +86,7 @@ class BaseGhostBottleneckSpec(BlockSpec):
 @dataclass(frozen=True, kw_only=True)
 class GhostBottleneckSpec(BaseGhostBottleneckSpec):
     kind: ClassVar[str] = "ghost_bottleneck"
+    supports_dilation: ClassVar[bool] = True
 
     ghost_ratio: int = 2  # s in the paper: output maps per intrinsic map
     ghost_kernel_size: int = 3  # d in the paper: the cheap depthwise conv

@@ -51,6 +51,7 @@ class GSConvSpec(BlockSpec):
     """A GSConv: dense k x k conv to C'/2 channels, 5x5 depthwise to the other C'/2, 2-group shuffle."""
 
     kind: ClassVar[str] = "gsconv"
+    supports_dilation: ClassVar[bool] = True
 
     out_channels: int  # even: half dense, half depthwise
     kernel_size: int = 1
@@ -84,6 +85,7 @@ class VoVGSCSPSpec(BlockSpec):
     """VoV-GSCSP: two 1x1 paths, ``num_bottlenecks`` GS bottlenecks on one, concat, 1x1 fuse (stride 1)."""
 
     kind: ClassVar[str] = "vov_gscsp"
+    supports_dilation: ClassVar[bool] = True
     allowed_strides: ClassVar[tuple[int, ...]] = (1,)
 
     out_channels: int

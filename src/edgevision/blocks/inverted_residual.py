@@ -40,6 +40,7 @@ SE_REDUCE_FROM = ("expanded", "input")
 @dataclass(frozen=True, kw_only=True)
 class InvertedResidualSpec(BlockSpec):
     kind: ClassVar[str] = "inverted_residual"
+    supports_dilation: ClassVar[bool] = True
 
     out_channels: int
     kernel_size: int = 3

@@ -329,6 +329,7 @@ class LevitBlockSpec(BlockSpec):
     """Residual attention + residual MLP at the input width (LeViT Fig. 4). Attention bias from the resolved H x W."""
 
     kind: ClassVar[str] = "levit_block"
+    fixed_input_size: ClassVar[bool] = True  # attention bias per token pair of the resolved grid
     allowed_strides: ClassVar[tuple[int, ...]] = (1,)
     preserves_channels: ClassVar[bool] = True
 
@@ -366,6 +367,7 @@ class LevitSubsampleSpec(BlockSpec):
     """Shrink attention to ``out_channels`` at stride 2, then a residual MLP (LeViT Sec. 4.3, Fig. 4)."""
 
     kind: ClassVar[str] = "levit_attention_subsample"
+    fixed_input_size: ClassVar[bool] = True  # attention bias per token pair of the resolved grid
     allowed_strides: ClassVar[tuple[int, ...]] = (2,)
 
     out_channels: int

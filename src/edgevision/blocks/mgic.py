@@ -64,6 +64,7 @@ class MGICBlockSpec(BlockSpec):
     """One multigrid-in-channels V-cycle of grouped residual steps (see the module docstring)."""
 
     kind: ClassVar[str] = "mgic_block"
+    supports_dilation: ClassVar[bool] = True
 
     out_channels: int
     stride: int = 1

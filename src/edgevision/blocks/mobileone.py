@@ -30,6 +30,7 @@ __all__ = ["MobileOneConvSpec"]
 @dataclass(frozen=True, kw_only=True)
 class MobileOneConvSpec(BlockSpec):
     kind: ClassVar[str] = "mobileone_conv"
+    supports_dilation: ClassVar[bool] = True
 
     out_channels: int
     kernel_size: int = 3

@@ -33,6 +33,7 @@ class RegNetXBlockSpec(BlockSpec):
     """One X block: ``out_channels`` = w_out, ``group_width`` = g, ``bottleneck_ratio`` = b."""
 
     kind: ClassVar[str] = "regnetx_block"
+    supports_dilation: ClassVar[bool] = True
 
     out_channels: int
     group_width: int

@@ -37,6 +37,7 @@ FEATURE_REUSE = ("batchnorm", "identity", "none")
 @dataclass(frozen=True, kw_only=True)
 class RepGhostBottleneckSpec(BaseGhostBottleneckSpec):
     kind: ClassVar[str] = "repghost_bottleneck"
+    supports_dilation: ClassVar[bool] = True
 
     cheap_kernel_size: int = 3  # the RepGhost module's depthwise conv
     feature_reuse: str = "batchnorm"  # the re-parameterized branch beside the cheap conv

@@ -20,7 +20,7 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
-from ..layers import ConvNormAct, SqueezeExcite, conv_from_kernel, fold_batchnorm, get_activation, identity_kernel, pad_kernel, same_padding
+from ..layers import ConvNormAct, SqueezeExcite, conv_from_kernel, fold_batchnorm, get_activation, identity_kernel, pad_kernel
 from ..spec import check_positive
 from .base import BlockSpec, BlockWidths, ResolvedBlock, check_activation, check_groups_divide
 
@@ -32,6 +32,7 @@ class RepVGGBlockSpec(BlockSpec):
     """3x3 conv-BN + 1x1 conv-BN + identity BN (when shapes allow) -> ReLU; one 3x3 conv when deployed."""
 
     kind: ClassVar[str] = "repvgg_block"
+    supports_dilation: ClassVar[bool] = True
 
     out_channels: int
     stride: int = 1
@@ -121,7 +122,8 @@ class RepConv(nn.Module):
         if self.fused is not None:
             return
         weight, bias = self.fused_kernel()
-        self.fused = conv_from_kernel(weight, bias, self.stride, same_padding(self.kernel_size), self.groups)
+        main = self.branches[0].conv  # stride, padding and dilation as built (output_stride may have dilated it)
+        self.fused = conv_from_kernel(weight, bias, main.stride, main.padding, self.groups, main.dilation)
         self.branches, self.scale, self.identity = None, None, None
 
     def extra_repr(self) -> str:

@@ -57,6 +57,7 @@ class ResNetBasicSpec(BlockSpec):
     """Two 3x3 convs (ResNet-18/34). Both convs are ``out_channels`` wide."""
 
     kind: ClassVar[str] = "resnet_basic"
+    supports_dilation: ClassVar[bool] = True
 
     out_channels: int
     stride: int = 1
@@ -81,6 +82,7 @@ class ResNetBottleneckSpec(BlockSpec):
     SE-ResNet with ``se_reduction``)."""
 
     kind: ClassVar[str] = "resnet_bottleneck"
+    supports_dilation: ClassVar[bool] = True
 
     out_channels: int  # block output width: 4x mid_channels in ResNet-50
     mid_channels: int  # bottleneck width: the 1x1 reduce and the 3x3 conv

@@ -84,8 +84,9 @@ class RMResNetBasicBlock(ResNetBasicBlock):
             shortcut_weight = pad_kernel(shortcut_weight, 3)  # 1x1 -> centre of 3x3
         merge = torch.cat([shortcut_weight, w2], dim=1)  # (C', C + C', 3, 3)
         merge_bias = b2 + shortcut_bias
-        conv1 = nn.Conv2d(c_in, c_in + c_out, 3, self.stride, padding=1).to(w1)
-        conv2 = nn.Conv2d(c_in + c_out, c_out, 3, 1, padding=1).to(w2)
+        first, second = self.conv1.conv, self.conv2.conv  # stride, padding, dilation as built (output_stride)
+        conv1 = nn.Conv2d(c_in, c_in + c_out, 3, first.stride, first.padding, first.dilation).to(w1)
+        conv2 = nn.Conv2d(c_in + c_out, c_out, 3, second.stride, second.padding, second.dilation).to(w2)
         for conv, weight, bias in ((conv1, reserve, reserve_bias), (conv2, merge, merge_bias)):
             conv.weight.copy_(weight)
             conv.bias.copy_(bias)

@@ -39,6 +39,7 @@ class SelectiveKernelSpec(BlockSpec):
     """SK unit; the defaults are SKNet-50's (M = 2 with 3x3 and 5x5, G = 32, r = 16, L = 32)."""
 
     kind: ClassVar[str] = "selective_kernel"
+    supports_dilation: ClassVar[bool] = True
 
     out_channels: int  # block output width (256, 512, 1024, 2048 in SKNet-50)
     mid_channels: int  # width of the 1x1 reduce and of every SK branch (128 ... 1024 in SKNet-50)

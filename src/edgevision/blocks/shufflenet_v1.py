@@ -36,6 +36,7 @@ SHUFFLENET_V1_GROUPS = (1, 2, 3, 4, 8)
 @dataclass(frozen=True, kw_only=True)
 class ShuffleNetV1UnitSpec(BlockSpec):
     kind: ClassVar[str] = "shufflenet_v1_unit"
+    supports_dilation: ClassVar[bool] = True
 
     out_channels: int
     stride: int = 1

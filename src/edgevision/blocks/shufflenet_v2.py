@@ -36,6 +36,7 @@ __all__ = ["ShuffleNetV2UnitSpec", "ShuffleNetV2Unit"]
 @dataclass(frozen=True, kw_only=True)
 class ShuffleNetV2UnitSpec(BlockSpec):
     kind: ClassVar[str] = "shufflenet_v2_unit"
+    supports_dilation: ClassVar[bool] = True
 
     out_channels: int
     stride: int = 1

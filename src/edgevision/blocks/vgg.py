@@ -34,6 +34,7 @@ class VGGStageSpec(BlockSpec):
     """``num_convs`` 3x3 convs of ``out_channels`` then (stride 2) a 2x2 max pool."""
 
     kind: ClassVar[str] = "vgg_stage"
+    supports_dilation: ClassVar[bool] = True
 
     out_channels: int
     num_convs: int = 2

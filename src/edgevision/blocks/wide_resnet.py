@@ -66,6 +66,7 @@ class NormActSpec(BlockSpec):
     (Wide ResNet's final BN-ReLU, DenseNet's ``norm5`` + ReLU)."""
 
     kind: ClassVar[str] = "norm_act"
+    supports_dilation: ClassVar[bool] = True
     allowed_strides: ClassVar[tuple[int, ...]] = (1,)
     preserves_channels: ClassVar[bool] = True
 
@@ -86,6 +87,7 @@ class BareConvSpec(ConvNormActSpec):
     whose first block normalizes what it produces (Wide ResNet's 3x3, 3 -> 16 conv)."""
 
     kind: ClassVar[str] = "bare_conv"
+    supports_dilation: ClassVar[bool] = True
 
     activation: str = "identity"
     norm: bool = False
@@ -113,6 +115,7 @@ class WideBasicSpec(BlockSpec):
     """Pre-activation basic block B(3,3) of width ``out_channels`` (Table 1: 16k, 32k, 64k)."""
 
     kind: ClassVar[str] = "wide_basic"
+    supports_dilation: ClassVar[bool] = True
 
     out_channels: int
     stride: int = 1

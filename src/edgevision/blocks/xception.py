@@ -40,6 +40,7 @@ class XceptionBlockSpec(BlockSpec):
     """One row group of Fig. 5: ``channels`` lists the separable convs' output widths in order."""
 
     kind: ClassVar[str] = "xception_block"
+    supports_dilation: ClassVar[bool] = True
 
     channels: tuple[int, ...]
     stride: int = 1  # 2: end with a 3x3 / 2 max pool and project the shortcut

@@ -21,6 +21,11 @@ def register(commands) -> None:
     parser.add_argument("--no-deploy", dest="deploy", action="store_false", help="export the train form (BatchNorm kept, branches unmerged)")
     parser.add_argument("--input", default=None, metavar="SHAPE", help="example input CxHxW or NxCxHxW (default: the model's, batch 1)")
     parser.add_argument("--static-batch", dest="dynamic_batch", action="store_false", help="fix the batch size instead of leaving it dynamic")
+    parser.add_argument(
+        "--dynamic-hw", action="store_true", help="leave height and width free (checked in ONNX Runtime at a second size)"
+    )
+    parser.add_argument("--features-only", action="store_true", help="export the backbone returning its feature pyramid (one output per level)")
+    parser.add_argument("--output-stride", type=int, default=None, choices=(8, 16, 32), help="turn the strides beyond it into dilation")
     parser.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset (default: edgevision.export.DEFAULT_OPSET, 17)")
     parser.add_argument("--atol", type=float, default=1e-4, help="max |torch - onnx| / max |torch| allowed (default 1e-4)")
     parser.set_defaults(handler=run)
@@ -37,9 +42,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_writable(args.output)  # before building and exporting the model
         shape = parse_shape(args.input, dims=(3, 4)) if args.input else None
-        model = create_model(args.model)
-        report = export_onnx(model, args.output, shape, deploy=args.deploy, dynamic_batch=args.dynamic_batch, opset=args.opset or DEFAULT_OPSET, atol=args.atol)
-    except (ExportError, MeasurementError, KeyError, OSError) as error:
+        model = create_model(args.model, features_only=args.features_only, output_stride=args.output_stride)
+        report = export_onnx(
+            model, args.output, shape, deploy=args.deploy, dynamic_batch=args.dynamic_batch, dynamic_hw=args.dynamic_hw,
+            opset=args.opset or DEFAULT_OPSET, atol=args.atol,
+        )
+    except (ExportError, MeasurementError, KeyError, ValueError, OSError) as error:
         raise UsageError(str(error)) from None
     print(report.summary())
     return 0

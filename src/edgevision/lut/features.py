@@ -43,7 +43,7 @@ def block_module(block: ResolvedBlock, model_form: str = "deploy"):
     """The block as an ``nn.Module`` in eval mode: the deploy form (what ships) unless ``model_form="train"``."""
     from ..reparam import reparameterize
 
-    module = block.spec.build(block).eval()
+    module = block.build().eval()
     return reparameterize(module, inplace=True) if model_form == "deploy" else module
 
 

@@ -46,8 +46,12 @@ class MeasurementSetting:
 
 
 def block_description(block: ResolvedBlock) -> dict:
-    """What of a resolved block decides its latency: spec fields, widths, stride, input H x W."""
-    return {
+    """What of a resolved block decides its latency: spec fields, widths, stride, input H x W (and dilation).
+
+    ``dilation`` appears only where ``output_stride`` set it (!= 1), so every undilated block keeps the
+    key it had before dilation existed and committed tables stay valid.
+    """
+    description = {
         "spec": block.spec.to_dict(),
         "in_channels": block.in_channels,
         "out_channels": block.out_channels,
@@ -56,6 +60,9 @@ def block_description(block: ResolvedBlock) -> dict:
         "stride": block.stride,
         "input_size": list(block.input_size),
     }
+    if block.dilation != 1:
+        description["dilation"] = block.dilation
+    return description
 
 
 def block_from_description(description: dict) -> ResolvedBlock:
@@ -64,6 +71,9 @@ def block_from_description(description: dict) -> ResolvedBlock:
 
     spec = Spec.from_dict(description["spec"])
     size = tuple(description["input_size"])
+    stride = description["stride"]
+    # a stride that output_stride turned into dilation keeps H x W
+    output_size = size if stride != getattr(spec, "stride", 1) else spec.output_size(size)
     return ResolvedBlock(
         section="stages",
         stage_index=0,
@@ -73,9 +83,10 @@ def block_from_description(description: dict) -> ResolvedBlock:
         out_channels=description["out_channels"],
         mid_channels=description["mid_channels"],
         se_channels=description["se_channels"],
-        stride=description["stride"],
+        stride=stride,
         input_size=size,
-        output_size=spec.output_size(size),
+        output_size=output_size,
+        dilation=description.get("dilation", 1),
     )
 
 

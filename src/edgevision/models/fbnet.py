@@ -86,6 +86,7 @@ def fbnet(name: str, stages: tuple[StageSpec, ...], last_channels: int) -> Netwo
         stem=(ConvNormActSpec(out_channels=16, kernel_size=3, stride=2, activation="relu", conv_bias=True),),
         stages=stages + (StageSpec(blocks=(last_conv,)),),
         head=ClassifierHeadSpec(),  # the release's ClsConvHead: pool -> 1x1 conv with bias (= Linear)
+        pre_logits_stages=1,  # the last 1x1 conv feeds the classifier: not a feature level (as timm)
         channel_divisor=8,
     )
 

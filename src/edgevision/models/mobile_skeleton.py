@@ -28,12 +28,14 @@ def mobile_network(
     dropout: float = 0.2,
     width_multiplier: float = 1.0,
     channel_divisor: int = 8,
+    last_conv_is_feature: bool = False,
 ) -> NetworkSpec:
     """A network spec with the skeleton above.
 
     ``last_width_scaling`` is how the last 1x1 conv reacts to the multiplier ("scaled"; MobileNetV2:
     "at_least_base", MnasNet: "fixed"); ``head_hidden_features`` adds the fixed-width hidden layer of
-    MobileNetV3 / GhostNet (same activation as the network).
+    MobileNetV3 / GhostNet (same activation as the network). ``last_conv_is_feature``: the last 1x1
+    conv is a feature level (MobileNetV3, as timm); elsewhere it only feeds the classifier.
     """
     last_conv = ConvNormActSpec(out_channels=last_channels, kernel_size=1, activation=activation, width_scaling=last_width_scaling)
     if head_hidden_features is None:
@@ -47,6 +49,7 @@ def mobile_network(
         stem=(ConvNormActSpec(out_channels=stem_channels, kernel_size=3, stride=2, activation=activation),),
         stages=tuple(stages) + (StageSpec(blocks=(last_conv,)),),
         head=head,
+        pre_logits_stages=0 if last_conv_is_feature else 1,  # the last 1x1 conv stage feeds the classifier (as timm)
         width_multiplier=width_multiplier,
         channel_divisor=channel_divisor,
     )

@@ -56,6 +56,7 @@ def mobilenetv3(name: str, stages: tuple[StageSpec, ...], last_channels: int, he
         last_channels=last_channels,
         head_hidden_features=head_features,
         width_multiplier=width_multiplier,
+        last_conv_is_feature=True,  # timm's feature_info ends at the 960 (576) conv
     )
 
 

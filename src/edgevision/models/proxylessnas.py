@@ -68,6 +68,7 @@ def proxylessnas(name: str, stem_channels: int, stages: tuple[StageSpec, ...], l
         stem=(ConvNormActSpec(out_channels=stem_channels, kernel_size=3, stride=2, activation="relu6"),),
         stages=stages + (StageSpec(blocks=(feature_mix,)),),
         head=ClassifierHeadSpec(dropout=0.1),
+        pre_logits_stages=1,  # the last 1x1 conv feeds the classifier: not a feature level (as timm)
         channel_divisor=8,
     )
 

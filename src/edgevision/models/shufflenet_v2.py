@@ -38,6 +38,7 @@ def shufflenet_v2(name: str, size: str) -> NetworkSpec:
         stem=(ConvNormActSpec(out_channels=24, kernel_size=3, stride=2, activation="relu"), MaxPoolSpec()),
         stages=stages + (StageSpec(blocks=(conv5,)),),
         head=ClassifierHeadSpec(bias=False, dropout=0.2 if size == "2.0x" else 0.0),
+        pre_logits_stages=1,  # the last 1x1 conv feeds the classifier: not a feature level (as timm)
         width_multiplier=1.0,
         channel_divisor=2,
     )
