@@ -11,12 +11,17 @@ from typing import Sequence
 
 from .commands import COMMANDS
 from .commands._common import UsageError
+from .validation import ValidationError
 
 __all__ = ["main"]
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse prints usage + exits 2; we want one line
+        # "argument --width: must be positive" (a type= validator's message) reads better as "--width must be positive"
+        if message.startswith("argument ") and ": must " in message:
+            option, rest = message[len("argument "):].split(": ", 1)
+            message = f"{option} {rest}"
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
@@ -43,8 +48,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         return args.handler(args)
     except UsageError as error:
-        print(f"edgevision: error: {error}", file=sys.stderr)
-        return 2
+        return _fail(str(error))
+    except ValidationError as error:  # a library boundary check (sizes, numbers, memory) a command did not wrap
+        return _fail(str(error))
+    except MemoryError:
+        return _fail("out of memory; use a smaller model, input or batch")
+    except OSError as error:  # a full disk, a vanished directory, permissions: the environment, not a bug
+        return _fail(_os_error(error))
+
+
+def _fail(message: str) -> int:
+    """One line on stderr, exit code 2: a user or environment error, not a bug."""
+    print(f"edgevision: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
+
+
+def _os_error(error: OSError) -> str:
+    import errno
+
+    where = f" ({error.filename!r})" if error.filename else ""
+    if error.errno == errno.ENOSPC:
+        return f"no space left on the device{where}; nothing was replaced; free some space or write elsewhere"
+    text = error.strerror or str(error)
+    return f"{text}{where}"
 
 
 if __name__ == "__main__":
