@@ -6,6 +6,7 @@ Bad input gets one line on stderr and exit code 2; no tracebacks for user errors
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from typing import Sequence
 
@@ -53,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(error))
     except MemoryError:
         return _fail("out of memory; use a smaller model, input or batch")
+    except sqlite3.Error as error:  # a latency table damaged below what LatencyTable checks on open
+        return _fail(f"latency table error (SQLite says: {error}); give another --table or rebuild it")
     except OSError as error:  # a full disk, a vanished directory, permissions: the environment, not a bug
         return _fail(_os_error(error))
 

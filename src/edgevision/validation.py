@@ -25,6 +25,8 @@ __all__ = [
     "check_int_range",
     "check_memory",
     "check_name_length",
+    "check_finite_images",
+    "check_labels",
     "check_shape",
     "format_bytes",
 ]
@@ -125,3 +127,37 @@ def check_name_length(path: str | os.PathLike, what: str = "path") -> None:
             raise ValidationError(f"{what} {text[:60]!r}...: the name {part[:40]!r}... has {len(os.fsencode(part))} bytes, over this file system's {name_max}; choose a shorter name")
     if len(os.fsencode(os.path.abspath(text))) >= path_max:
         raise ValidationError(f"{what} {text[:60]!r}... is {len(os.fsencode(text))} bytes long, over this system's {path_max}; choose a shorter path")
+
+
+# ---- training data sanity: refuse with the count and the first offending index ------------------------
+def _count_and_first(mask) -> tuple[int, int]:
+    import numpy as np
+
+    flat = np.asarray(mask).reshape(len(mask), -1).any(axis=1) if np.ndim(mask) > 1 else np.asarray(mask)
+    indices = np.flatnonzero(flat)
+    return int(indices.size), int(indices[0]) if indices.size else -1
+
+
+def check_finite_images(images, what: str) -> None:
+    """Float images must hold no NaN or infinity (a NaN pixel turns into an arbitrary byte, and NaN loss later)."""
+    import numpy as np
+
+    if not np.issubdtype(np.asarray(images).dtype, np.floating):
+        return
+    bad, first = _count_and_first(~np.isfinite(images))
+    if bad:
+        raise ValidationError(f"{what}: {bad} image(s) contain NaN or infinite pixels (first: image {first}); clean or drop them")
+
+
+def check_labels(labels, num_classes: int, what: str) -> None:
+    """Integer class labels must lie in 0..num_classes-1, and there must be at least two classes to learn."""
+    import numpy as np
+
+    labels = np.asarray(labels)
+    if num_classes < 2:
+        raise ValidationError(f"{what}: every image has the same class ({num_classes} class); a classifier needs at least 2 classes")
+    bad, first = _count_and_first((labels < 0) | (labels >= num_classes))
+    if bad:
+        raise ValidationError(
+            f"{what}: {bad} label(s) outside 0..{num_classes - 1} (first: index {first}, label {int(labels[first])}); renumber them"
+        )
