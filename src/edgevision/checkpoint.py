@@ -117,7 +117,7 @@ def _json_object(path: Path, header: dict[str, str], key: str) -> dict[str, Any]
     return value
 
 
-def _check_metadata(path: Path, metadata: dict[str, Any]) -> None:
+def _check_metadata(path: Path, metadata: dict[str, Any], spec: dict[str, Any]) -> None:
     """The fields evaluation reads back must have the types it expects (a crafted header must not crash it)."""
     import math
 
@@ -146,6 +146,9 @@ def _check_metadata(path: Path, metadata: dict[str, Any]) -> None:
                 or (field == "std" and not all(v > 0 for v in values))
             ):
                 raise bad(f"preprocess.{field}", "1 to 4 finite numbers" + (" > 0" if field == "std" else ""), values)
+            channels = spec.get("in_channels", 3)
+            if isinstance(channels, int) and len(values) != channels:
+                raise bad(f"preprocess.{field}", f"one number per input channel ({channels})", values)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -153,17 +156,38 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     file = Path(path)
     header = _header(file)
     metadata = _json_object(file, header, "edgevision.metadata")
-    _check_metadata(file, metadata)
-    return {**metadata, "spec": _json_object(file, header, "edgevision.spec"), "form": header["edgevision.form"]}
+    spec = _json_object(file, header, "edgevision.spec")
+    _check_metadata(file, metadata, spec)
+    return {**metadata, "spec": spec, "form": header["edgevision.form"]}
+
+
+def _meta_state(spec) -> dict[str, torch.Tensor]:
+    """The train-form state dict of ``spec``'s network on the meta device: shapes and dtypes, no memory."""
+    from .builder import build
+
+    with torch.device("meta"):
+        return build(spec).state_dict()
 
 
 def estimated_bytes(spec) -> int:
     """Bytes of the parameters and buffers the network of ``spec`` would allocate, counted on the meta device."""
-    from .builder import build
+    return sum(t.numel() * t.element_size() for t in _meta_state(spec).values())
 
-    with torch.device("meta"):
-        model = build(spec)
-    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+def _stored_tensors(file: Path) -> dict[str, torch.Tensor]:
+    """Name -> an empty meta tensor of the stored shape and dtype, read from the header only."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            return {name: torch.empty(handle.get_slice(name).get_shape(), dtype=_DTYPES.get(handle.get_slice(name).get_dtype(), torch.uint8), device="meta")
+                    for name in handle.keys()}
+    except Exception as error:
+        raise CheckpointError(f"{str(file)!r}: reading its tensor headers failed ({type(error).__name__}: {error})") from None
+
+
+_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64, "I64": torch.int64,
+           "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
 
 
 def _check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], what: str) -> None:
@@ -203,7 +227,9 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Modu
     form = header.get("edgevision.form")
     if form not in ("train", "deploy"):
         raise CheckpointError(f"{str(file)!r}: edgevision.form must be 'train' or 'deploy', got {form!r}")
-    _check_allocation(file, spec)
+    expected = _check_allocation(file, spec)
+    if form == "train":  # compare names, shapes and dtypes before building anything for real
+        _check_tensors(file, expected, _stored_tensors(file), f"the train form of its spec {spec.name!r}")
     try:
         model = build(spec)
     except (ValueError, TypeError) as error:  # a spec that validates field by field but not as a whole
@@ -219,18 +245,20 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Modu
     return model.to(device).eval()
 
 
-def _check_allocation(file: Path, spec) -> None:
+def _check_allocation(file: Path, spec) -> dict[str, torch.Tensor]:
     """Refuse, before building, a spec whose weights would not fit in memory (a crafted header must not reach the allocator)."""
     from .validation import ValidationError, check_memory
 
     try:
-        needed = estimated_bytes(spec)
-    except (ValueError, TypeError, RuntimeError) as error:
+        expected = _meta_state(spec)
+    except (ValueError, TypeError, RuntimeError, NotImplementedError) as error:
         raise CheckpointError(f"{str(file)!r}: its spec does not build: {' '.join(str(error).split())[:300]}") from None
+    needed = sum(t.numel() * t.element_size() for t in expected.values())
     try:
         check_memory(2 * needed, f"{str(file)!r}: building its spec {spec.name!r} (weights plus the loaded copy)")
     except ValidationError as error:
         raise CheckpointError(str(error)) from None
+    return expected
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:

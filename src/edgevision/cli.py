@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
+        _check_raw(sys.argv[1:] if argv is None else list(argv))
         args = parser.parse_args(argv)
         if args.version:
             from . import __version__
@@ -58,6 +59,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"latency table error (SQLite says: {error}); give another --table or rebuild it")
     except OSError as error:  # a full disk, a vanished directory, permissions: the environment, not a bug
         return _fail(_os_error(error))
+
+
+def _check_raw(argv: list[str]) -> None:
+    """What argparse mishandles: a NUL byte (no OS path can hold one) and ``--opt=--`` (argparse drops the value)."""
+    for text in argv:
+        if "\x00" in text:
+            raise UsageError(f"argument {text!r} contains a NUL byte; remove it")
+        if text.startswith("--") and text.endswith("=--"):
+            raise UsageError(f"{text.split('=', 1)[0]} needs a value, got '--'")
 
 
 def _fail(message: str) -> int:

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 from .store import ResultStore, row_key
 
-__all__ = ["BenchConfig", "Failure", "run_bench", "DEFAULT_RUNTIMES", "DEFAULT_TIME_BUDGET_S"]
+__all__ = ["BenchConfig", "Failure", "check_out_dir", "run_bench", "DEFAULT_RUNTIMES", "DEFAULT_TIME_BUDGET_S"]
 
 #: the best available CPU runtime plus PyTorch eager for comparison
 DEFAULT_RUNTIMES = ("ort", "eager")
@@ -84,6 +84,19 @@ def published_figures(name: str) -> dict:
         "top1": record.top1 if record else None,
         "citation": record.citation if record else "",
     }
+
+
+def check_out_dir(out: str | Path) -> list[str]:
+    """Before any work: refuse an ``out`` another run holds, or whose results.jsonl has a line that is not a
+    result row (:class:`~.store.ResultsFileError`); move torn lines aside. Returns what was repaired."""
+    from ..locking import exclusive_lock
+
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    with exclusive_lock(out / ".lock", f"bench output directory {str(out)!r}"):
+        store = ResultStore(out / "results.jsonl")
+    return [f"moved {len(store.moved_aside)} damaged line(s) of {store.path} to {store.damaged_path}"] if store.moved_aside else []
 
 
 def run_bench(config: BenchConfig, out: str | Path, **options) -> BenchRun:

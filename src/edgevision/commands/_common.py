@@ -195,14 +195,14 @@ def load_model_argument(text: str):
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as error:  # the user's file failed to import: say where
+    except (Exception, SystemExit) as error:  # the user's file failed to import: say where
         raise UsageError(f"importing {path!r} failed: {type(error).__name__}: {error}") from None
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise UsageError(f"{path!r} has no callable {factory_name!r}; give path/to/file.py:factory")
     try:
         model = factory()
-    except Exception as error:  # raised inside the user's code, or it needs arguments: one line, not their traceback
+    except (Exception, SystemExit) as error:  # raised inside the user's code, or it needs arguments: one line, not their traceback
         raise UsageError(f"{path}:{factory_name}() failed: {type(error).__name__}: {' '.join(str(error).split())[:300]}") from None
     if not isinstance(model, nn.Module):
         raise UsageError(f"{path}:{factory_name}() returned {type(model).__name__}, not a torch.nn.Module")

@@ -103,6 +103,7 @@ def _out_dir(args, fingerprint: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from ..bench import BenchConfig, MixedResultsError, write_report
+    from ..bench.run import check_out_dir
     from ..bench.store import ResultsFileError
     from ..machine import machine_info
 
@@ -131,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
     out = _out_dir(args, machine.fingerprint)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} is a file, not a directory; choose another path")
+    try:  # a busy or damaged --out is refused before the run starts (and before the header line)
+        notes = check_out_dir(out)
+    except (ResultsFileError, OSError) as error:
+        raise UsageError(str(error)) from None
     console = stderr_console()
     console.print(
         f"edgevision bench: {len(config.models)} models x {len(config.runtimes)} runtime(s) ({', '.join(config.runtimes)}), "
@@ -146,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     except OSError as error:
         raise UsageError(f"cannot write to {str(out)!r}: {error.strerror or error}") from None
-    for note in bench.notes:
+    for note in notes + bench.notes:
         console.print(f"[yellow]{note}[/yellow]")
     for failure in bench.failures:
         console.print(f"[yellow]failed: {failure.model} on {failure.runtime}: {failure.message}[/yellow]")
