@@ -55,9 +55,9 @@ def _number(text: str, kind: type, what: str):
     try:
         value = kind(text.strip())
     except (ValueError, AttributeError, OverflowError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r} (expected {what})") from None
     if kind is float and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not {what} (must be finite)")
+        raise argparse.ArgumentTypeError(f"must be finite, got {text!r} (expected {what})")
     return value
 
 

@@ -95,6 +95,8 @@ class LatencyTable:
         self.machine = machine or machine_info()
         if self.path.is_dir():
             raise LutError(f"latency table path {str(self.path)!r} is a directory; give a file name such as lut.sqlite")
+        if self.path.exists() and not self.path.is_file():  # SQLite would write into a device or block on a FIFO
+            raise LutError(f"latency table path {str(self.path)!r} is not a regular file; give a file name such as lut.sqlite")
         if not self.path.parent.is_dir():
             raise LutError(f"cannot create latency table {str(self.path)!r}: directory {str(self.path.parent)!r} does not exist")
         existed = self.path.exists() and self.path.stat().st_size > 0
