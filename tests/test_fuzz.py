@@ -660,5 +660,17 @@ def test_real_processes_exit_2_with_one_line(ws):
     assert stat.S_ISCHR(os.stat("/dev/full").st_mode) and not (ws / "sub" / "m.onnx").exists()
 
 
-def test_at_least_1000_generated_cases_ran():
+
+
+def test_lut_build_drops_entries_without_a_median_so_they_are_measured_again(tmp_path):
+    key = json.dumps({"block": {"spec": {"kind": "x"}}, "runtime": "eager", "threads": 2})
+    path = _table(tmp_path / "t.sqlite", "INSERT INTO entries VALUES (?, 'x', 'eager', 2, NULL, NULL, NULL, 1, 0, 'now')", key)
+    with pytest.raises(ev.lut.LutError, match="1 entry has no valid median_ms"):
+        LatencyTable(path)
+    with LatencyTable(path, drop_invalid=True) as table:
+        assert table.dropped == [key] and key not in table and len(table) == 0
+
+
+def test_at_least_1000_generated_cases_ran():  # last in the file: counts every case above (one file runs on one xdist worker)
+    print(f"fuzz cases run: {CASES['count']}")
     assert CASES["count"] >= 1000, CASES
