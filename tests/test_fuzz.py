@@ -215,7 +215,7 @@ def cases(root: Path):
 def test_bad_option_values_are_refused_in_one_line(ws):
     table = cases(ws)
 
-    @settings(FUZZ, max_examples=700)
+    @settings(FUZZ, max_examples=650)
     @given(data=st.data())
     def check(data):
         base, option, values = data.draw(st.sampled_from(table))

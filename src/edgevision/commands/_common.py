@@ -27,6 +27,7 @@ __all__ = [
     "seed",
     "threads",
     "check_input_memory",
+    "check_input_for_model",
 ]
 
 #: the largest sane value of a count option (threads, epochs, networks, bins...): far above any real use,
@@ -159,6 +160,26 @@ def check_input_memory(shape: tuple[int, ...], option: str) -> None:
         check_shape(shape, option)
     except ValidationError as error:
         raise UsageError(str(error)) from None
+
+
+def check_input_for_model(name: str, shape: tuple[int, ...] | None, wording: str = "cannot take input shape") -> None:
+    """For a registered model: the input's channels and size must suit its spec (checked by resolving, before building)."""
+    if shape is None:
+        return
+    from ..registry import get_spec, list_models
+    from ..resolve import resolve
+
+    if name not in list_models(name):
+        return  # an .onnx file or a user model: checked when it runs
+    spec = get_spec(name)
+    channels, height, width = shape[-3:]
+    text = "x".join(map(str, shape if len(shape) == 4 else (1, *shape)))
+    if channels != spec.in_channels:
+        raise UsageError(f"{name} {wording} {text}: it takes {spec.in_channels} input channel(s), not {channels}; e.g. --input 1x{spec.in_channels}x224x224")
+    try:
+        resolve(spec, input_size=(height, width))
+    except ValueError as error:
+        raise UsageError(f"{name} {wording} {text}: {error}") from None
 
 
 def parse_shape(text: str, dims: tuple[int, ...] = (4,)) -> tuple[int, ...]:

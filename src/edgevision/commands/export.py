@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import UsageError, nonempty, nonnegative_float, output_file, parse_shape
+from ._common import UsageError, check_input_for_model, nonempty, nonnegative_float, output_file, parse_shape
 
 __all__ = ["register", "run"]
 
@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_writable(args.output)  # before building and exporting the model
         shape = parse_shape(args.input, dims=(3, 4)) if args.input else None
+        check_input_for_model(args.model, shape)
         if args.opset is not None and args.opset not in SUPPORTED_OPSETS:
             raise ExportError(f"--opset {args.opset} is not supported: the installed exporter and ONNX Runtime handle "
                               f"{SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})")

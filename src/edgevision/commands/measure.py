@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import UsageError, check_input_memory, nonempty, output_file, parse_shape, positive_float, positive_int, select_runtimes, stderr_console, threads
+from ._common import UsageError, check_input_for_model, check_input_memory, nonempty, output_file, parse_shape, positive_float, positive_int, select_runtimes, stderr_console, threads
 
 __all__ = ["register", "run"]
 
@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             check_writable(args.json)  # fail before spending minutes measuring
         shape = parse_shape(args.input, dims=(3, 4)) if args.input else None
+        check_input_for_model(args.model, shape)
         if shape is not None and args.batch is not None:
             check_input_memory((args.batch, *shape[-3:]), "--input with --batch")
         runtimes = _runtimes(args.runtime)

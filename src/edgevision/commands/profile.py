@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import UsageError, human, load_model_argument, nonempty, nonnegative_int, output_file, parse_shape, stderr_console, threads
+from ._common import UsageError, check_input_for_model, human, load_model_argument, nonempty, nonnegative_int, output_file, parse_shape, stderr_console, threads
 
 __all__ = ["register", "run"]
 
@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
             check_writable(args.json)
         except OSError as error:
             raise UsageError(str(error)) from None
+    check_input_for_model(args.model, shape, "cannot take an input of shape")
     model = load_model_argument(args.model)
     if args.deploy:
         model = reparameterize(model)
