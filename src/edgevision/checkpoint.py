@@ -97,14 +97,97 @@ def _header(path: Path) -> dict[str, str]:
     if header.get("edgevision.format") != CHECKPOINT_FORMAT:
         found = header.get("edgevision.format", "no edgevision header")
         raise CheckpointError(f"{str(path)!r} is not an edgevision checkpoint ({found}); expected {CHECKPOINT_FORMAT}")
+    for key in HEADER_KEYS:
+        if key not in header:
+            raise CheckpointError(f"{str(path)!r}: the header lacks {key!r}; the file is damaged or was not written by edgevision")
     return header
+
+
+#: what every checkpoint header holds (safetensors header metadata is str -> str)
+HEADER_KEYS = ("edgevision.format", "edgevision.spec", "edgevision.form", "edgevision.metadata")
+
+
+def _json_object(path: Path, header: dict[str, str], key: str) -> dict[str, Any]:
+    try:
+        value = json.loads(header[key])
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise CheckpointError(f"{str(path)!r}: {key} is not valid JSON ({type(error).__name__}: {' '.join(str(error).split())[:120]})") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{str(path)!r}: {key} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _check_metadata(path: Path, metadata: dict[str, Any], spec: dict[str, Any]) -> None:
+    """The fields evaluation reads back must have the types it expects (a crafted header must not crash it)."""
+    import math
+
+    def bad(field: str, allowed: str, value: Any) -> CheckpointError:
+        return CheckpointError(f"{str(path)!r}: metadata {field} must be {allowed}, got {value!r:.80}; the file is damaged or was edited")
+
+    if "dataset" in metadata and not (isinstance(metadata["dataset"], str) or metadata["dataset"] is None):
+        raise bad("dataset", "a string", metadata["dataset"])
+    if "class_names" in metadata:
+        names = metadata["class_names"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise bad("class_names", "a list of strings", names)
+    preprocess = metadata.get("preprocess", {})
+    if not isinstance(preprocess, dict):
+        raise bad("preprocess", "an object", preprocess)
+    resolution = preprocess.get("resolution", 32)
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or not 1 <= resolution <= 65_536:
+        raise bad("preprocess.resolution", "an integer in 1..65536", resolution)
+    for field in ("mean", "std"):
+        if field in preprocess:
+            values = preprocess[field]
+            if (
+                not isinstance(values, list)
+                or not 1 <= len(values) <= 4
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+                or (field == "std" and not all(v > 0 for v in values))
+            ):
+                raise bad(f"preprocess.{field}", "1 to 4 finite numbers" + (" > 0" if field == "std" else ""), values)
+            channels = spec.get("in_channels", 3)
+            if isinstance(channels, int) and len(values) != channels:
+                raise bad(f"preprocess.{field}", f"one number per input channel ({channels})", values)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The training metadata of a checkpoint, plus ``spec`` (dict) and ``form``, without loading weights."""
-    header = _header(Path(path))
-    metadata = json.loads(header["edgevision.metadata"])
-    return {**metadata, "spec": json.loads(header["edgevision.spec"]), "form": header["edgevision.form"]}
+    file = Path(path)
+    header = _header(file)
+    metadata = _json_object(file, header, "edgevision.metadata")
+    spec = _json_object(file, header, "edgevision.spec")
+    _check_metadata(file, metadata, spec)
+    return {**metadata, "spec": spec, "form": header["edgevision.form"]}
+
+
+def _meta_state(spec) -> dict[str, torch.Tensor]:
+    """The train-form state dict of ``spec``'s network on the meta device: shapes and dtypes, no memory."""
+    from .builder import build
+
+    with torch.device("meta"):
+        return build(spec).state_dict()
+
+
+def estimated_bytes(spec) -> int:
+    """Bytes of the parameters and buffers the network of ``spec`` would allocate, counted on the meta device."""
+    return sum(t.numel() * t.element_size() for t in _meta_state(spec).values())
+
+
+def _stored_tensors(file: Path) -> dict[str, torch.Tensor]:
+    """Name -> an empty meta tensor of the stored shape and dtype, read from the header only."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            return {name: torch.empty(handle.get_slice(name).get_shape(), dtype=_DTYPES.get(handle.get_slice(name).get_dtype(), torch.uint8), device="meta")
+                    for name in handle.keys()}
+    except Exception as error:
+        raise CheckpointError(f"{str(file)!r}: reading its tensor headers failed ({type(error).__name__}: {error})") from None
+
+
+_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64, "I64": torch.int64,
+           "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
 
 
 def _check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], what: str) -> None:
@@ -140,11 +223,17 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Modu
     try:
         spec = NetworkSpec.from_json(header["edgevision.spec"])
     except (ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{str(file)!r}: its spec does not parse: {error}") from None
+        raise CheckpointError(f"{str(file)!r}: its spec does not parse: {' '.join(str(error).split())[:300]}") from None
     form = header.get("edgevision.form")
     if form not in ("train", "deploy"):
         raise CheckpointError(f"{str(file)!r}: edgevision.form must be 'train' or 'deploy', got {form!r}")
-    model = build(spec)
+    expected = _check_allocation(file, spec)
+    if form == "train":  # compare names, shapes and dtypes before building anything for real
+        _check_tensors(file, expected, _stored_tensors(file), f"the train form of its spec {spec.name!r}")
+    try:
+        model = build(spec)
+    except (ValueError, TypeError) as error:  # a spec that validates field by field but not as a whole
+        raise CheckpointError(f"{str(file)!r}: its spec does not build: {' '.join(str(error).split())[:300]}") from None
     if form == "deploy":
         model = reparameterize(model, inplace=True)
     try:
@@ -154,6 +243,22 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Modu
     _check_tensors(file, model.state_dict(), tensors, f"the {form} form of its spec {spec.name!r}")
     model.load_state_dict(tensors, strict=True)
     return model.to(device).eval()
+
+
+def _check_allocation(file: Path, spec) -> dict[str, torch.Tensor]:
+    """Refuse, before building, a spec whose weights would not fit in memory (a crafted header must not reach the allocator)."""
+    from .validation import ValidationError, check_memory
+
+    try:
+        expected = _meta_state(spec)
+    except (ValueError, TypeError, RuntimeError, NotImplementedError) as error:
+        raise CheckpointError(f"{str(file)!r}: its spec does not build: {' '.join(str(error).split())[:300]}") from None
+    needed = sum(t.numel() * t.element_size() for t in expected.values())
+    try:
+        check_memory(2 * needed, f"{str(file)!r}: building its spec {spec.name!r} (weights plus the loaded copy)")
+    except ValidationError as error:
+        raise CheckpointError(str(error)) from None
+    return expected
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -23,6 +23,7 @@ __all__ = [
     "ExportMismatchError",
     "ExportReport",
     "DEFAULT_OPSET",
+    "SUPPORTED_OPSETS",
     "dynamic_size_blockers",
     "export_onnx",
     "fixed_size_models",
@@ -31,6 +32,22 @@ __all__ = [
 ]
 
 DEFAULT_OPSET = 17  # supported by onnxruntime >= 1.14 and OpenVINO >= 2023.0
+
+
+def _supported_opsets() -> range:
+    """Opsets both the installed TorchScript exporter and ONNX Runtime handle for the zoo.
+
+    From 11: older opsets lack the Resize/Pad/Clip forms every exporter of today emits for
+    HardSwish, upsampling and padding (opset 7 fails the ONNX checker); up to the exporter's maximum.
+    """
+    try:
+        from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET as highest
+    except ImportError:  # a torch without the constant: the highest known to work
+        highest = 20
+    return range(11, highest + 1)
+
+
+SUPPORTED_OPSETS = _supported_opsets()
 
 
 class ExportError(ValueError):
@@ -243,6 +260,11 @@ def export_onnx(
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"export_onnx() needs an nn.Module, got {type(model).__name__}")
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset not in SUPPORTED_OPSETS:
+        raise ExportError(
+            f"opset {opset!r} is not supported here: the installed exporter and ONNX Runtime handle opsets "
+            f"{SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1}; use e.g. --opset {DEFAULT_OPSET}"
+        )
     shape = input_shape_of(model, input_shape)
     blockers = dynamic_size_blockers(model) if dynamic_hw else []
     if blockers:

@@ -63,6 +63,8 @@ def suggest(name: str, limit: int = 3) -> list[str]:
 
 
 def _check_name(name: str) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"a model name must be a string such as 'mobilenetv2_100', got {name!r} ({type(name).__name__})")
     if name not in _SPECS:
         close = suggest(name)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `edgevision models` for the list"

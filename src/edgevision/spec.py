@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from typing import Any, ClassVar, Iterable
@@ -85,7 +86,10 @@ class Spec:
 
     @classmethod
     def from_json(cls, text: str) -> "Spec":
-        return cls.from_dict(json.loads(text))
+        try:
+            return cls.from_dict(json.loads(text))
+        except RecursionError:  # a crafted file nested thousands of levels deep
+            raise ValueError(f"{cls.__name__} JSON is nested too deeply to be a network spec; it is damaged or crafted") from None
 
     def replace(self, **changes: Any) -> "Spec":
         """A copy with some fields changed (validated again)."""
@@ -167,6 +171,40 @@ def _check_field_types(spec: Spec) -> None:
             raise ValueError(
                 f"{type(spec).__name__}.{field.name} must be of type {_type_name(hint)}, got {value!r} ({type(value).__name__})"
             )
+        _check_bounds(spec, field.name, value)
+
+
+# ---- size bounds: a spec (maybe read from a crafted file) must not ask for absurd sizes -------------
+#: (what the field name contains, largest allowed value, why): the first match decides. The limits are
+#: far above any published network (widest zoo layer: 4096 channels; most branches: MobileOne's 4;
+#: largest ratio: 8) and far below what would overflow, hang a Python loop or exhaust memory.
+SIZE_BOUNDS: tuple[tuple[str, float, str], ...] = (
+    ("num_classes", 1_000_000, "classes"),
+    ("channels", 65_536, "channels"),
+    ("width", 65_536, "a width"),
+    ("dim", 65_536, "a width"),
+    ("multiplier", 64.0, "a width multiplier"),
+    ("ratio", 64.0, "a ratio"),
+    ("input_size", 65_536, "pixels"),
+    ("kernel", 1_024, "a kernel size"),
+    ("num_", 1_024, "a count"),
+    ("heads", 1_024, "a count"),
+    ("groups", 65_536, "groups"),
+    ("depth", 1_024, "a count"),
+    ("", 2**31 - 1, "a size"),
+)
+
+
+def _check_bounds(spec: Spec, name: str, value: Any) -> None:
+    values = value if isinstance(value, tuple) else (value,)
+    for item in values:
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            continue
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{type(spec).__name__}.{name} must be a finite number, got {item!r}")
+        limit, what = next((limit, what) for key, limit, what in SIZE_BOUNDS if key in name)
+        if abs(item) > limit:
+            raise ValueError(f"{type(spec).__name__}.{name} = {item!r} is beyond any sane network ({what} at most {limit:,g}); check the spec")
 
 
 # ---- validation helpers: one message format everywhere ---------------------------------------

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 from ..results import ResultStore, row_key
 
-__all__ = ["BenchConfig", "Failure", "run_bench", "DEFAULT_RUNTIMES", "DEFAULT_TIME_BUDGET_S"]
+__all__ = ["BenchConfig", "Failure", "check_out_dir", "run_bench", "DEFAULT_RUNTIMES", "DEFAULT_TIME_BUDGET_S"]
 
 #: the best available CPU runtime plus PyTorch eager for comparison
 DEFAULT_RUNTIMES = ("ort", "eager")
@@ -53,6 +53,7 @@ class BenchRun:
     measured: int
     skipped: int
     failures: list[Failure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # repairs made on the way (damaged lines moved aside, a stale lock taken over)
 
 
 def model_costs(name: str, input_shape: Sequence[int], peaks="measure") -> dict:
@@ -85,7 +86,41 @@ def published_figures(name: str) -> dict:
     }
 
 
-def run_bench(
+def check_out_dir(out: str | Path) -> list[str]:
+    """Before any work: refuse an ``out`` another run holds, or whose results.jsonl has a line that is not a
+    result row (:class:`~.store.ResultsFileError`); move torn lines aside. Returns what was repaired."""
+    from ..locking import exclusive_lock
+
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    with exclusive_lock(out / ".lock", f"bench output directory {str(out)!r}"):
+        store = ResultStore(out / "results.jsonl")
+    return [f"moved {len(store.moved_aside)} damaged line(s) of {store.path} to {store.damaged_path}"] if store.moved_aside else []
+
+
+def run_bench(config: BenchConfig, out: str | Path, **options) -> BenchRun:
+    """Measure every (model, runtime) of ``config`` not yet in ``out/results.jsonl`` (see :func:`_run_bench`).
+
+    One run per ``out`` at a time: a second is refused with :class:`~edgevision.locking.LockHeldError`
+    naming the first. Temporaries left by a killed run's report writing are removed first.
+    """
+    from ..atomic import sweep_stale_temporaries
+    from ..locking import exclusive_lock
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(out / ".lock", f"bench output directory {str(out)!r}") as stale:
+        notes = [f"took over the lock of a run that was killed (pid {stale.get('pid')}, started {stale.get('started')})"] if stale else []
+        removed = sweep_stale_temporaries(out)
+        if removed:
+            notes.append(f"removed {len(removed)} temporary file(s) a killed run left in {out}")
+        bench = _run_bench(config, out, **options)
+    bench.notes[:0] = notes
+    return bench
+
+
+def _run_bench(
     config: BenchConfig,
     out: str | Path,
     *,
@@ -107,6 +142,7 @@ def run_bench(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store = ResultStore(out / "results.jsonl")
+    notes = [f"moved {len(store.moved_aside)} damaged line(s) of {store.path} (line {', '.join(map(str, store.moved_aside[:5]))}) to {store.damaged_path}"] if store.moved_aside else []
     if not config.allow_mixed:
         versions = {runtime: get_runtime(runtime)(config.threads).versions() for runtime in config.runtimes}
         store.check_compatible(machine_info().fingerprint, versions)
@@ -140,4 +176,4 @@ def run_bench(
     wanted = {key(m, r) for m in config.models for r in config.runtimes}
     latest = {row_key(row): row for row in store.rows if row_key(row) in wanted}  # a re-measured key: the last wins
     rows = list(latest.values())
-    return BenchRun(rows=rows, measured=len(todo) - len(failures), skipped=len(wanted) - len(todo), failures=failures)
+    return BenchRun(rows=rows, measured=len(todo) - len(failures), skipped=len(wanted) - len(todo), failures=failures, notes=notes)

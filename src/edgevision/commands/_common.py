@@ -2,13 +2,173 @@
 
 from __future__ import annotations
 
+import argparse
+import math
+import os
+
 from ..console import human, stderr_console  # noqa: F401  (re-exported: every command uses them)
 
-__all__ = ["UsageError", "human", "load_model_argument", "parse_shape", "select_runtimes", "stderr_console"]
+__all__ = [
+    "UsageError",
+    "human",
+    "load_model_argument",
+    "parse_shape",
+    "select_runtimes",
+    "stderr_console",
+    # argparse ``type=`` validators: a bad value is refused at parse time, before any work
+    "count",
+    "fraction",
+    "int_in",
+    "nonempty",
+    "nonnegative_float",
+    "nonnegative_int",
+    "output_dir",
+    "output_file",
+    "positive_float",
+    "positive_int",
+    "seed",
+    "threads",
+    "check_input_memory",
+    "check_input_for_model",
+]
+
+#: the largest sane value of a count option (threads, epochs, networks, bins...): far above any real use,
+#: small enough that nothing downstream overflows or loops for hours
+MAX_COUNT = 2**31 - 1
 
 
 class UsageError(Exception):
     """A user error: printed as one line on stderr, exit code 2, no traceback."""
+
+
+def _number(text: str, kind: type, what: str):
+    try:
+        value = kind(text.strip())
+    except (ValueError, AttributeError, OverflowError):
+        raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r} (expected {what})") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text!r} (expected {what})")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0: budgets, rates, tolerances."""
+    value = _number(text, float, "a positive number")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive (a finite number > 0), got {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    value = _number(text, float, "a non-negative number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number strictly between 0 and 1 (an EMA decay, a probability)."""
+    value = _number(text, float, "a number between 0 and 1")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text!r}")
+    return value
+
+
+def int_in(low: int, high: int, what: str = "an integer"):
+    """An argparse type accepting integers in [low, high]."""
+
+    def parse(text: str) -> int:
+        value = _number(text, int, what)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low} ({what}), got {text!r}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high} ({what}), got {text!r}")
+        return value
+
+    parse.__name__ = f"int_in_{low}_{high}"
+    return parse
+
+
+positive_int = int_in(1, MAX_COUNT, "a positive integer")
+nonnegative_int = int_in(0, MAX_COUNT, "a non-negative integer")
+count = positive_int
+seed = int_in(0, 2**32 - 1, "a seed")  # numpy and torch generators take 32-bit seeds
+threads = int_in(1, 1024, "a thread count")
+
+
+def nonempty(text: str) -> str:
+    """A non-blank string (a path, a shape, a name): '' is refused instead of silently ignored."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def output_file(text: str) -> str:
+    """A file path that can be written: not empty, not a directory or device, its directory writable, name not too long."""
+    from ..atomic import check_writable
+
+    nonempty(text)
+    try:
+        check_writable(text)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def output_dir(text: str) -> str:
+    """A directory that exists and is writable, or can be created (its nearest existing ancestor is a writable directory)."""
+    from ..validation import ValidationError, check_name_length
+
+    nonempty(text)
+    try:
+        check_name_length(text, "directory")
+    except ValidationError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    path = os.path.abspath(text)
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise argparse.ArgumentTypeError(f"{text!r} exists and is not a directory; choose another path")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise argparse.ArgumentTypeError(f"directory {text!r} is not writable; choose another path")
+        return text
+    ancestor = os.path.dirname(path)
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise argparse.ArgumentTypeError(f"cannot create {text!r}: {ancestor!r} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot create {text!r}: {ancestor!r} is not writable")
+    return text
+
+
+def check_input_memory(shape: tuple[int, ...], option: str) -> None:
+    """UsageError if a network input of ``shape`` (with its activations) cannot fit in this machine's memory."""
+    from ..validation import ValidationError, check_shape
+
+    try:
+        check_shape(shape, option)
+    except ValidationError as error:
+        raise UsageError(str(error)) from None
+
+
+def check_input_for_model(name: str, shape: tuple[int, ...] | None, wording: str = "cannot take input shape") -> None:
+    """For a registered model: the input's channels and size must suit its spec (checked by resolving, before building)."""
+    if shape is None:
+        return
+    from ..registry import get_spec, list_models
+    from ..resolve import resolve
+
+    if name not in list_models(name):
+        return  # an .onnx file or a user model: checked when it runs
+    spec = get_spec(name)
+    channels, height, width = shape[-3:]
+    text = "x".join(map(str, shape if len(shape) == 4 else (1, *shape)))
+    if channels != spec.in_channels:
+        raise UsageError(f"{name} {wording} {text}: it takes {spec.in_channels} input channel(s), not {channels}; e.g. --input 1x{spec.in_channels}x224x224")
+    try:
+        resolve(spec, input_size=(height, width))
+    except ValueError as error:
+        raise UsageError(f"{name} {wording} {text}: {error}") from None
 
 
 def parse_shape(text: str, dims: tuple[int, ...] = (4,)) -> tuple[int, ...]:
@@ -20,6 +180,7 @@ def parse_shape(text: str, dims: tuple[int, ...] = (4,)) -> tuple[int, ...]:
     if len(shape) not in dims or any(d < 1 for d in shape):
         forms = " or ".join({3: "CxHxW", 4: "NxCxHxW"}.get(d, f"{d} sizes") for d in dims)
         raise UsageError(f"input shape {text!r} is not {forms} with positive sizes; write e.g. 1x3x224x224")
+    check_input_memory(shape if len(shape) == 4 else (1, *shape), "--input")
     return shape
 
 
@@ -44,12 +205,15 @@ def load_model_argument(text: str):
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as error:  # the user's file failed to import: say where
+    except (Exception, SystemExit) as error:  # the user's file failed to import: say where
         raise UsageError(f"importing {path!r} failed: {type(error).__name__}: {error}") from None
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise UsageError(f"{path!r} has no callable {factory_name!r}; give path/to/file.py:factory")
-    model = factory()
+    try:
+        model = factory()
+    except (Exception, SystemExit) as error:  # raised inside the user's code, or it needs arguments: one line, not their traceback
+        raise UsageError(f"{path}:{factory_name}() failed: {type(error).__name__}: {' '.join(str(error).split())[:300]}") from None
     if not isinstance(model, nn.Module):
         raise UsageError(f"{path}:{factory_name}() returned {type(model).__name__}, not a torch.nn.Module")
     return model

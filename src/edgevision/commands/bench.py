@@ -12,7 +12,7 @@ import datetime
 from pathlib import Path
 
 from ..bench.selection import EFFICIENT, EFFICIENT_MACS, select_models
-from ._common import UsageError, select_runtimes, stderr_console
+from ._common import UsageError, check_input_memory, output_dir, positive_float, positive_int, select_runtimes, stderr_console, threads
 
 __all__ = ["register", "run"]
 
@@ -36,14 +36,14 @@ def register(commands) -> None:
         "(the mobile regime; default), '*' = all, classics included",
     )
     parser.add_argument("--runtime", default=None, metavar="NAME", help=f"one of {', '.join(RUNTIME_CHOICES)} (default: ort and eager)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N", help="intra-op threads (default: physical cores)")
-    parser.add_argument("--batch", type=int, default=1, metavar="N", help="batch size (default 1)")
-    parser.add_argument("--resolution", type=int, default=224, metavar="PX", help="input height and width (default 224)")
-    parser.add_argument("--budget-ms", type=float, default=None, metavar="X", help="also name the most accurate model within X ms per runtime")
-    parser.add_argument("--out", default=None, metavar="DIR", help="output directory (default ./edgevision-bench/<date>-<machine fingerprint>/)")
+    parser.add_argument("--threads", type=threads, default=None, metavar="N", help="intra-op threads (default: physical cores)")
+    parser.add_argument("--batch", type=positive_int, default=1, metavar="N", help="batch size (default 1)")
+    parser.add_argument("--resolution", type=positive_int, default=224, metavar="PX", help="input height and width (default 224)")
+    parser.add_argument("--budget-ms", type=positive_float, default=None, metavar="X", help="also name the most accurate model within X ms per runtime")
+    parser.add_argument("--out", type=output_dir, default=None, metavar="DIR", help="output directory (default ./edgevision-bench/<date>-<machine fingerprint>/)")
     parser.add_argument("--resume", action="store_true", help="without --out: continue this machine's latest run in ./edgevision-bench/")
     parser.add_argument(
-        "--per-measurement-budget", type=float, default=DEFAULT_TIME_BUDGET_S, metavar="S",
+        "--per-measurement-budget", type=positive_float, default=DEFAULT_TIME_BUDGET_S, metavar="S",
         help=f"seconds per model and runtime, warm-up included (default {DEFAULT_TIME_BUDGET_S:g}); short budgets give noisy results",
     )
     parser.add_argument("--allow-mixed", action="store_true", help="combine with results of another machine or runtime version in --out")
@@ -76,6 +76,8 @@ def _out_dir(args, fingerprint: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from ..bench import BenchConfig, MixedResultsError, write_report
+    from ..bench.run import check_out_dir
+    from ..results import ResultsFileError
     from ..machine import machine_info
 
     for option in ("threads", "batch", "resolution"):
@@ -88,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--per-measurement-budget must be positive seconds, got {args.per_measurement_budget}")
     if args.budget_ms is not None and args.budget_ms <= 0:
         raise UsageError(f"--budget-ms must be positive, got {args.budget_ms}")
+    check_input_memory((args.batch, 3, args.resolution, args.resolution), "--batch x 3 x --resolution^2")
     machine = machine_info()
     runtimes = _runtimes(args.runtime)  # checked before the (slower) default model selection
     config = BenchConfig(
@@ -102,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
     out = _out_dir(args, machine.fingerprint)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} is a file, not a directory; choose another path")
+    try:  # a busy or damaged --out is refused before the run starts (and before the header line)
+        notes = check_out_dir(out)
+    except (ResultsFileError, OSError) as error:
+        raise UsageError(str(error)) from None
     console = stderr_console()
     console.print(
         f"edgevision bench: {len(config.models)} models x {len(config.runtimes)} runtime(s) ({', '.join(config.runtimes)}), "
@@ -113,10 +120,12 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         console.print(f"interrupted: every finished measurement is in {out / 'results.jsonl'}; run the same command to continue")
         return 130
-    except MixedResultsError as error:
+    except (MixedResultsError, ResultsFileError) as error:
         raise UsageError(str(error)) from None
     except OSError as error:
-        raise UsageError(f"cannot write to {str(out)!r}: {error}") from None
+        raise UsageError(f"cannot write to {str(out)!r}: {error.strerror or error}") from None
+    for note in notes + bench.notes:
+        console.print(f"[yellow]{note}[/yellow]")
     for failure in bench.failures:
         console.print(f"[yellow]failed: {failure.model} on {failure.runtime}: {failure.message}[/yellow]")
     if not bench.rows:

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ._common import UsageError
+from ._common import UsageError, check_input_memory, int_in, nonempty, output_dir, output_file, positive_int
 
 __all__ = ["register", "run"]
 
@@ -20,13 +20,13 @@ def register(commands) -> None:
         "(or --data), with the preprocessing stored in the checkpoint.",
     )
     parser.add_argument("checkpoint", help="a .safetensors checkpoint written by edgevision")
-    parser.add_argument("--data", default=None, help="dataset (default: the one it was trained on); same forms as train --data")
+    parser.add_argument("--data", type=nonempty, default=None, help="dataset (default: the one it was trained on); same forms as train --data")
     parser.add_argument("--corruptions", action="store_true", help="accuracy under 5 corruptions x 5 severities, and their mean")
     parser.add_argument("--calibration", action="store_true", help="expected calibration error and a reliability diagram PNG")
-    parser.add_argument("--bins", type=int, default=15, help="calibration bins (default 15)")
-    parser.add_argument("--out", default=None, metavar="DIR", help="where the reliability diagram goes (default: beside the checkpoint)")
-    parser.add_argument("--json", default=None, metavar="FILE", help="also write every number as JSON")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--bins", type=int_in(1, 1000, "a bin count"), default=15, help="calibration bins (default 15)")
+    parser.add_argument("--out", type=output_dir, default=None, metavar="DIR", help="where the reliability diagram goes (default: beside the checkpoint)")
+    parser.add_argument("--json", type=output_file, default=None, metavar="FILE", help="also write every number as JSON")
+    parser.add_argument("--batch-size", type=int_in(1, 65536, "a batch size"), default=256)
     parser.set_defaults(handler=run)
 
 
@@ -83,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
     if data.num_classes != num_classes:
         raise UsageError(f"{dataset} has {data.num_classes} classes but the checkpoint predicts {num_classes}; evaluate on its own dataset")
     mean, std = preprocess_info.get("mean", data.mean), preprocess_info.get("std", data.std)
+    if len(mean) != model.spec.in_channels or len(std) != model.spec.in_channels:
+        raise UsageError(f"{args.checkpoint!r}: its preprocessing has {len(mean)} means and {len(std)} stds for a {model.spec.in_channels}-channel model; the file was edited")
+    check_input_memory((args.batch_size, model.spec.in_channels, resolution, resolution), "--batch-size x channels x resolution^2")
     preprocess = BatchPreprocessor(resolution, model.spec.in_channels, tuple(mean), tuple(std))
     device = default_device()
     model = model.to(device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import UsageError, stderr_console
+from ._common import UsageError, check_input_memory, nonempty, output_dir, output_file, positive_float, positive_int, seed, stderr_console, threads
 
 __all__ = ["register", "run"]
 
@@ -13,10 +13,10 @@ RUNTIME_CHOICES = ("ort", "eager", "compile", "openvino", "cuda")
 
 
 def _common_options(parser: argparse.ArgumentParser, table_required: bool = True) -> None:
-    parser.add_argument("--table", required=table_required, default=None, metavar="FILE", help="latency table (SQLite), e.g. lut.sqlite")
+    parser.add_argument("--table", type=output_file, required=table_required, default=None, metavar="FILE", help="latency table (SQLite), e.g. lut.sqlite")
     parser.add_argument("--runtime", default="ort", metavar="NAME", help=f"one of {', '.join(RUNTIME_CHOICES)} (default ort)")
-    parser.add_argument("--threads", type=int, default=2, metavar="N", help="intra-op threads (default 2)")
-    parser.add_argument("--batch", type=int, default=1, metavar="N", help="batch size (default 1)")
+    parser.add_argument("--threads", type=threads, default=2, metavar="N", help="intra-op threads (default 2)")
+    parser.add_argument("--batch", type=positive_int, default=1, metavar="N", help="batch size (default 1)")
     parser.add_argument("--train-form", action="store_true", help="use the train form instead of the deploy form (what ships)")
     parser.add_argument("--allow-other-machine", action="store_true", help="use a table measured on another machine anyway")
 
@@ -38,10 +38,10 @@ def register(commands) -> None:
     )
     build.add_argument("models", nargs="*", metavar="MODEL", help="registered model names (or use --space)")
     build.add_argument("--space", default=None, metavar="NAME", help="sample networks from this search space (e.g. mobile)")
-    build.add_argument("--networks", type=int, default=100, metavar="N", help="networks to sample with --space (default 100)")
-    build.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed (default 0)")
-    build.add_argument("--input-size", type=int, default=None, metavar="PX", help="input height and width for MODELs (default: each model's)")
-    build.add_argument("--budget", type=float, default=1.0, metavar="S", help="seconds per block, warm-up included (default 1)")
+    build.add_argument("--networks", type=positive_int, default=100, metavar="N", help="networks to sample with --space (default 100)")
+    build.add_argument("--seed", type=seed, default=0, metavar="S", help="sampling seed (default 0)")
+    build.add_argument("--input-size", type=positive_int, default=None, metavar="PX", help="input height and width for MODELs (default: each model's)")
+    build.add_argument("--budget", type=positive_float, default=1.0, metavar="S", help="seconds per block, warm-up included (default 1)")
     _common_options(build)
     build.set_defaults(handler=_build)
 
@@ -53,12 +53,12 @@ def register(commands) -> None:
         "RMSE, share within ±5%%/±10%%, Spearman and Kendall for the test networks. Resumable: re-run with the same --out.",
     )
     validate.add_argument("--space", default="mobile", metavar="NAME", help="search space (default mobile)")
-    validate.add_argument("--train", type=int, default=50, metavar="N", help="networks to fit the correction on (default 50)")
-    validate.add_argument("--test", type=int, default=100, metavar="N", help="unseen networks to validate on (default 100)")
-    validate.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed (default 0)")
-    validate.add_argument("--out", required=True, metavar="DIR", help="directory for networks.jsonl, validation.json, predictor.json, scatter.png")
-    validate.add_argument("--block-budget", type=float, default=1.0, metavar="S", help="seconds per block (default 1)")
-    validate.add_argument("--network-budget", type=float, default=2.0, metavar="S", help="seconds per network measurement (default 2)")
+    validate.add_argument("--train", type=positive_int, default=50, metavar="N", help="networks to fit the correction on (default 50)")
+    validate.add_argument("--test", type=positive_int, default=100, metavar="N", help="unseen networks to validate on (default 100)")
+    validate.add_argument("--seed", type=seed, default=0, metavar="S", help="sampling seed (default 0)")
+    validate.add_argument("--out", type=output_dir, required=True, metavar="DIR", help="directory for networks.jsonl, validation.json, predictor.json, scatter.png")
+    validate.add_argument("--block-budget", type=positive_float, default=1.0, metavar="S", help="seconds per block (default 1)")
+    validate.add_argument("--network-budget", type=positive_float, default=2.0, metavar="S", help="seconds per network measurement (default 2)")
     validate.add_argument("--no-noise", action="store_true", help="skip the second measurement pass (no noise floor)")
     _common_options(validate, table_required=False)
     validate.set_defaults(handler=_validate)
@@ -70,9 +70,9 @@ def register(commands) -> None:
         "from the table predicted by a regressor fitted on it, corrected by --predictor (from `lut validate`) when given.",
     )
     predict.add_argument("models", nargs="+", metavar="MODEL", help="registered model names")
-    predict.add_argument("--input-size", type=int, default=None, metavar="PX", help="input height and width (default: each model's)")
-    predict.add_argument("--predictor", default=None, metavar="FILE", help="predictor.json written by `edgevision lut validate`")
-    predict.add_argument("--json", default=None, metavar="FILE", help="also write the predictions to FILE as JSON")
+    predict.add_argument("--input-size", type=positive_int, default=None, metavar="PX", help="input height and width (default: each model's)")
+    predict.add_argument("--predictor", type=nonempty, default=None, metavar="FILE", help="predictor.json written by `edgevision lut validate`")
+    predict.add_argument("--json", type=output_file, default=None, metavar="FILE", help="also write the predictions to FILE as JSON")
     _common_options(predict)
     predict.set_defaults(handler=_predict)
 
@@ -129,6 +129,8 @@ def _build(args: argparse.Namespace) -> int:
     from ..lut import LutError, build
 
     _positive(args, "budget", "networks", "input-size")
+    if args.input_size is not None:
+        check_input_memory((args.batch, 3, args.input_size, args.input_size), "--batch x 3 x --input-size^2")
     if bool(args.models) == bool(args.space):
         raise UsageError("give MODEL names or --space NAME (one of the two) to say which blocks to measure")
     setting = _setting(args)
@@ -210,6 +212,8 @@ def _predict(args: argparse.Namespace) -> int:
     from ..lut import BlockRegressor, LatencyPredictor, LatencyTable, LutError, block_key, resolve_networks
 
     _positive(args, "input-size")
+    if args.input_size is not None:
+        check_input_memory((args.batch, 3, args.input_size, args.input_size), "--batch x 3 x --input-size^2")
     setting = _setting(args)
     if not Path(args.table).is_file():
         raise UsageError(f"latency table {args.table!r} does not exist; create it with `edgevision lut build ... --table {args.table}`")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import UsageError, parse_shape, select_runtimes, stderr_console
+from ._common import UsageError, check_input_for_model, check_input_memory, nonempty, output_file, parse_shape, positive_float, positive_int, select_runtimes, stderr_console, threads
 
 __all__ = ["register", "run"]
 
@@ -22,12 +22,12 @@ def register(commands) -> None:
     parser.add_argument("model", help="registered model name, or a path to an .onnx file (runtimes ort, openvino)")
     parser.add_argument("--runtime", default="ort", metavar="NAME", help=f"one of {', '.join(RUNTIME_CHOICES)} (default ort)")
     parser.add_argument("--deploy", action="store_true", help="re-parameterize first (BatchNorm folded, branches merged)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N", help="intra-op threads (default: physical cores)")
-    parser.add_argument("--batch", type=int, default=None, metavar="N", help="batch size (default 1)")
-    parser.add_argument("--input", default=None, metavar="SHAPE", help="input shape CxHxW or NxCxHxW, e.g. 1x3x224x224 (default: the model's)")
-    parser.add_argument("--budget", type=float, default=20.0, metavar="S", help="seconds per runtime for warm-up + measurement (default 20)")
+    parser.add_argument("--threads", type=threads, default=None, metavar="N", help="intra-op threads (default: physical cores)")
+    parser.add_argument("--batch", type=positive_int, default=None, metavar="N", help="batch size (default 1)")
+    parser.add_argument("--input", type=nonempty, default=None, metavar="SHAPE", help="input shape CxHxW or NxCxHxW, e.g. 1x3x224x224 (default: the model's)")
+    parser.add_argument("--budget", type=positive_float, default=20.0, metavar="S", help="seconds per runtime for warm-up + measurement (default 20)")
     parser.add_argument("--channels-last", action="store_true", help="eager/compile/cuda: use the channels_last memory format")
-    parser.add_argument("--json", default=None, metavar="FILE", help="also write the results (with their context) to FILE as JSON")
+    parser.add_argument("--json", type=output_file, default=None, metavar="FILE", help="also write the results (with their context) to FILE as JSON")
     parser.set_defaults(handler=run)
 
 
@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             check_writable(args.json)  # fail before spending minutes measuring
         shape = parse_shape(args.input, dims=(3, 4)) if args.input else None
+        check_input_for_model(args.model, shape)
+        if shape is not None and args.batch is not None:
+            check_input_memory((args.batch, *shape[-3:]), "--input with --batch")
         runtimes = _runtimes(args.runtime)
         results = []
         for runtime in runtimes:

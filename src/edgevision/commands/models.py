@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import UsageError, human, stderr_console
+from ._common import UsageError, human, int_in, stderr_console
 
 __all__ = ["register", "run"]
 
@@ -22,7 +22,7 @@ def register(commands) -> None:
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print JSON (one object per model) instead of a table")
     output.add_argument("--markdown", action="store_true", help="print a Markdown table with the published figures beside ours")
-    parser.add_argument("--resolution", type=int, default=None, metavar="PX", help="input H = W for the MAC count (default: each model's native resolution)")
+    parser.add_argument("--resolution", type=int_in(1, 65536, "a resolution"), default=None, metavar="PX", help="input H = W for the MAC count (default: each model's native resolution)")
     parser.set_defaults(handler=run)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import UsageError, human, load_model_argument, parse_shape, stderr_console
+from ._common import UsageError, check_input_for_model, human, load_model_argument, nonempty, nonnegative_int, output_file, parse_shape, stderr_console, threads
 
 __all__ = ["register", "run"]
 
@@ -27,13 +27,13 @@ def register(commands) -> None:
         "against ShuffleNet V2's guidelines. MACs and FLOPs are never mixed: both are shown.",
     )
     parser.add_argument("model", help="registered model name, or path/to/file.py:factory returning an nn.Module")
-    parser.add_argument("--input", default="1x3x224x224", metavar="SHAPE", help="input shape NxCxHxW (default 1x3x224x224)")
+    parser.add_argument("--input", type=nonempty, default="1x3x224x224", metavar="SHAPE", help="input shape NxCxHxW (default 1x3x224x224)")
     parser.add_argument("--deploy", action="store_true", help="profile the re-parameterized (deploy) form")
     parser.add_argument(
-        "--depth", type=int, default=None, metavar="N", help="module depth of the table rows (default: the network's blocks; 2 for other models)"
+        "--depth", type=nonnegative_int, default=None, metavar="N", help="module depth of the table rows (default: the network's blocks; 2 for other models)"
     )
     parser.add_argument("--sort", choices=sorted(SORT_KEYS), default="order", help="row order (default: execution order)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N", help="threads for the roofline peaks (default: torch's)")
+    parser.add_argument("--threads", type=threads, default=None, metavar="N", help="threads for the roofline peaks (default: torch's)")
     parser.add_argument("--no-roofline", action="store_true", help="skip measuring this machine's peaks (no bound times)")
     parser.add_argument(
         "--measure",
@@ -41,7 +41,7 @@ def register(commands) -> None:
         default=None,
         help="also time every layer on this runtime (PyTorch profiler / ONNX Runtime profiling) and show it beside the bound",
     )
-    parser.add_argument("--json", default=None, metavar="FILE", help="also write the full report (every operator and module) as JSON")
+    parser.add_argument("--json", type=output_file, default=None, metavar="FILE", help="also write the full report (every operator and module) as JSON")
     parser.set_defaults(handler=run)
 
 
@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
             check_writable(args.json)
         except OSError as error:
             raise UsageError(str(error)) from None
+    check_input_for_model(args.model, shape, "cannot take an input of shape")
     model = load_model_argument(args.model)
     if args.deploy:
         model = reparameterize(model)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import UsageError
+from ._common import UsageError, int_in, positive_float
 
 __all__ = ["register", "run"]
 
@@ -17,8 +17,8 @@ def register(commands) -> None:
     )
     parser.add_argument("name", help="registered model name")
     parser.add_argument("--json", action="store_true", help="print the network spec as JSON (round-trips with NetworkSpec.from_json)")
-    parser.add_argument("--resolution", type=int, default=None, metavar="PX", help="input H = W (default: the model's own)")
-    parser.add_argument("--width", type=float, default=None, metavar="W", help="width multiplier (default: the model's own)")
+    parser.add_argument("--resolution", type=int_in(1, 65536, "a resolution"), default=None, metavar="PX", help="input H = W (default: the model's own)")
+    parser.add_argument("--width", type=positive_float, default=None, metavar="W", help="width multiplier (default: the model's own)")
     parser.set_defaults(handler=run)
 
 

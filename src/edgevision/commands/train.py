@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import UsageError
+from ._common import UsageError, check_input_memory, fraction, int_in, nonempty, nonnegative_float, nonnegative_int, output_dir, positive_float, positive_int, seed
 
 __all__ = ["register", "run"]
 
@@ -23,19 +23,19 @@ def register(commands) -> None:
         "Writes a self-describing checkpoint (spec + safetensors weights + metadata) and per-epoch metrics.",
     )
     parser.add_argument("model", help="registered model name, or a .safetensors checkpoint to fine-tune")
-    parser.add_argument("--data", default="default", help="default | cifar10:DIR | cifar100:DIR | imagefolder:DIR | npz:FILE (default: default)")
-    parser.add_argument("--epochs", type=int, default=None, metavar="N", help="epochs (default: the recipe's, 10)")
-    parser.add_argument("--resolution", type=int, default=32, metavar="R", help="training resolution R x R (default 32)")
+    parser.add_argument("--data", type=nonempty, default="default", help="default | cifar10:DIR | cifar100:DIR | imagefolder:DIR | npz:FILE (default: default)")
+    parser.add_argument("--epochs", type=positive_int, default=None, metavar="N", help="epochs (default: the recipe's, 10)")
+    parser.add_argument("--resolution", type=positive_int, default=32, metavar="R", help="training resolution R x R (default 32)")
     parser.add_argument("--recipe", default="tricks", choices=("basic", "tricks"), help="recipe preset (default tricks)")
-    parser.add_argument("--out", default=None, metavar="DIR", help="run folder (default runs/MODEL-RECIPE-sSEED)")
-    parser.add_argument("--batch-size", type=int, default=None, metavar="B", help="global batch size; the lr scales linearly (default 64)")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate at the batch size (overrides the scaled one)")
+    parser.add_argument("--out", type=output_dir, default=None, metavar="DIR", help="run folder (default runs/MODEL-RECIPE-sSEED)")
+    parser.add_argument("--batch-size", type=positive_int, default=None, metavar="B", help="global batch size; the lr scales linearly (default 64)")
+    parser.add_argument("--lr", type=positive_float, default=None, help="learning rate at the batch size (overrides the scaled one)")
     parser.add_argument("--optimizer", choices=("sgd", "adamw"), default=None, help="optimizer (default: the recipe's, sgd)")
-    parser.add_argument("--ema", type=float, default=None, metavar="DECAY", help="keep and save an EMA of the weights, e.g. 0.999")
-    parser.add_argument("--grad-clip", type=float, default=None, metavar="NORM", help="clip the gradient L2 norm")
-    parser.add_argument("--cutmix", type=float, default=None, metavar="ALPHA", help="CutMix alpha (0 off)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for initialization, batch order and augmentation (default 0)")
-    parser.add_argument("--workers", type=int, default=None, help="DataLoader worker processes (default: 0 for in-memory data, cores-1 for image folders)")
+    parser.add_argument("--ema", type=fraction, default=None, metavar="DECAY", help="keep and save an EMA of the weights, e.g. 0.999")
+    parser.add_argument("--grad-clip", type=positive_float, default=None, metavar="NORM", help="clip the gradient L2 norm")
+    parser.add_argument("--cutmix", type=nonnegative_float, default=None, metavar="ALPHA", help="CutMix alpha (0 off)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed for initialization, batch order and augmentation (default 0)")
+    parser.add_argument("--workers", type=int_in(0, 256, "a worker count"), default=None, help="DataLoader worker processes (default: 0 for in-memory data, cores-1 for image folders)")
     parser.add_argument("--freeze-backbone", action="store_true", help="when fine-tuning a checkpoint: train only the new classifier")
     parser.add_argument("--on-corrupt", choices=("skip", "fail"), default="skip", help="image folders: skip (and report) or stop at a corrupt image")
     parser.add_argument("--deploy", action="store_true", help="also save the re-parameterized deploy form")
@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resolution < 8:
         raise UsageError(f"--resolution must be >= 8 (networks downsample 32x; 32 is the smallest sensible), got {args.resolution}")
     recipe = _recipe(args)
+    check_input_memory((recipe.batch_size, 3, args.resolution, args.resolution), "--batch-size x 3 x --resolution^2")
     out = Path(args.out or f"runs/{Path(args.model).stem}-{args.recipe}-s{args.seed}")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} is a file; give a folder")

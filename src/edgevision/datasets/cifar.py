@@ -121,4 +121,11 @@ def load_cifar(directory: str | Path, classes: int) -> tuple[TensorImageDataset,
     highest = int(max(train.labels.max(), test.labels.max()))
     if highest >= classes:
         raise DataError(f"{str(root)!r} has label {highest}, too large for CIFAR-{classes}; is it the other CIFAR?")
+    from ..validation import ValidationError, check_labels
+
+    for split, data in (("training", train), ("test", test)):
+        try:
+            check_labels(data.labels.numpy(), classes, f"{str(root)!r} ({split} batches)")
+        except ValidationError as error:
+            raise DataError(str(error)) from None
     return train, test, _names(meta, name_key, classes)

@@ -83,6 +83,8 @@ def load_data(
         train, val = full.subset(train_idx), full.subset(val_idx)
     else:
         train, val, names, skipped = _load_image_folder(Path(spec.path), image_size, val_fraction, split_seed, on_corrupt)
+    if not multi_label and len(names) < 2:
+        raise DataError(f"{spec}: only {len(names)} class ({', '.join(names)}); a classifier needs at least 2 classes")
     if len(train) == 0 or len(val) == 0:
         raise DataError(f"{spec}: {len(train)} training and {len(val)} validation images; both must be non-empty")
     mean, std = channel_statistics(train)

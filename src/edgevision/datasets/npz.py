@@ -12,7 +12,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..validation import ValidationError, check_finite_images, check_labels
 from .base import DataError, TensorImageDataset
+
+
+def _sane(check, *args) -> None:
+    try:
+        check(*args)
+    except ValidationError as error:
+        raise DataError(str(error)) from None
 
 __all__ = ["load_npz"]
 
@@ -27,6 +35,7 @@ def _to_nchw_uint8(images: np.ndarray, path: Path) -> torch.Tensor:
     if images.shape[2] != images.shape[3]:
         raise DataError(f"{str(path)!r}: images must be square, got {images.shape[2]}x{images.shape[3]}; crop or resize them first")
     if np.issubdtype(images.dtype, np.floating):
+        _sane(check_finite_images, images, str(path))
         if images.min() < 0.0 or images.max() > 1.0:
             raise DataError(f"{str(path)!r}: float images must be in [0, 1], got [{images.min():.3g}, {images.max():.3g}]")
         images = np.round(images * 255.0)
@@ -49,6 +58,8 @@ def load_npz(path: str | Path) -> tuple[TensorImageDataset, tuple[str, ...], boo
     label_key = next((k for k in ("labels", "y") if k in arrays), None)
     if image_key is None or label_key is None:
         raise DataError(f"{str(file)!r} has arrays {sorted(arrays)}; it needs 'images' (or 'x') and 'labels' (or 'y')")
+    if "class_names" in arrays and arrays["class_names"].ndim != 1:
+        raise DataError(f"{str(file)!r}: class_names must be a 1-D array of names, got shape {arrays['class_names'].shape}")
     images = _to_nchw_uint8(arrays[image_key], file)
     labels = arrays[label_key]
     multi_label = labels.ndim == 2
@@ -58,9 +69,11 @@ def load_npz(path: str | Path) -> tuple[TensorImageDataset, tuple[str, ...], boo
         num_classes = labels.shape[1]
         tensor_labels = torch.from_numpy(labels.astype(np.float32))
     else:
-        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or labels.size == 0:
             raise DataError(f"{str(file)!r}: labels must be (N,) non-negative integers or (N, K) multi-hot, got {labels.dtype} {labels.shape}")
-        num_classes = int(labels.max()) + 1
+        declared = len(arrays["class_names"]) if "class_names" in arrays and arrays["class_names"].ndim == 1 else None
+        num_classes = declared if declared is not None else max(int(labels.max()) + 1, 1)
+        _sane(check_labels, labels, num_classes if labels.min() >= 0 or declared is not None else max(num_classes, 2), str(file))
         tensor_labels = torch.from_numpy(labels.astype(np.int64))
         empty = sorted(set(range(num_classes)) - set(np.unique(labels).tolist()))
         if empty:

@@ -149,8 +149,16 @@ def build(
         versions = runtime_class(threads).versions()
     else:
         versions = {"measure_block": getattr(measure_block, "__qualname__", "custom")}
+    from ..locking import exclusive_lock
+
     owned = not isinstance(table, LatencyTable)
-    lut = LatencyTable(table, allow_other_machine=allow_other_machine) if owned else table
+    path = Path(table.path if not owned else table)
+    with exclusive_lock(path.with_name(f".{path.name}.lock"), f"latency table {str(path)!r}"):
+        lut = LatencyTable(table, allow_other_machine=allow_other_machine, drop_invalid=True) if owned else table
+        return _measure_missing(lut, owned, blocks, networks, setting, runtime, versions, measure_block, progress)
+
+
+def _measure_missing(lut, owned, blocks, networks, setting, runtime, versions, measure_block, progress) -> BuildReport:
     try:
         lut.check_runtime_versions(runtime, versions)
         present = lut.keys()

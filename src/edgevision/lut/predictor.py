@@ -249,15 +249,60 @@ class LatencyPredictor:
     def load(cls, path: str | os.PathLike, table: LatencyTable) -> "LatencyPredictor":
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise LutError(f"cannot read predictor {str(path)!r}: {error}") from None
-        if data.get("format") != "edgevision-latency-predictor" or data.get("version") != 1:
-            raise LutError(f"{path} is not an edgevision latency predictor (version 1)")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+            raise LutError(f"cannot read predictor {str(path)!r}: {' '.join(str(error).split())[:200]}") from None
+        if not isinstance(data, dict) or data.get("format") != "edgevision-latency-predictor" or data.get("version") != 1:
+            raise LutError(f"{path} is not an edgevision latency predictor (version 1); write one with `edgevision lut validate`")
+        problem = _predictor_problem(data)
+        if problem:
+            raise LutError(f"{path}: {problem}; the file is damaged, write it again with `edgevision lut validate`")
         if data["table_fingerprint"] != table.fingerprint:
             raise LutError(f"{path} was fitted on a table from machine {data['table_fingerprint']}, {table.path} is from {table.fingerprint}")
-        return cls(
-            table,
-            MeasurementSetting(**data["setting"]),
-            regressor=None if data["regressor"] is None else BlockRegressor.from_dict(data["regressor"]),
-            correction=None if data["correction"] is None else SumCorrection.from_dict(data["correction"]),
-        )
+        try:
+            return cls(
+                table,
+                MeasurementSetting(**data["setting"]),
+                regressor=None if data["regressor"] is None else BlockRegressor.from_dict(data["regressor"]),
+                correction=None if data["correction"] is None else SumCorrection.from_dict(data["correction"]),
+            )
+        except (TypeError, KeyError, ValueError) as error:
+            if isinstance(error, LutError):
+                raise
+            raise LutError(f"{path}: {type(error).__name__}: {' '.join(str(error).split())[:200]}; the file is damaged") from None
+
+
+def _finite_numbers(values, length: int | None = None) -> bool:
+    return (
+        isinstance(values, list)
+        and (length is None or len(values) == length)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+    )
+
+
+def _predictor_problem(data: dict) -> str | None:
+    """What is wrong with a predictor.json's fields (None if every field has its type and length)."""
+    if not isinstance(data.get("table_fingerprint"), str):
+        return "'table_fingerprint' must be a string"
+    if not isinstance(data.get("setting"), dict):
+        return "'setting' must be an object"
+    for name in ("correction", "regressor"):
+        if name not in data:
+            return f"{name!r} is missing"
+    correction, regressor = data["correction"], data["regressor"]
+    if correction is not None:
+        if not isinstance(correction, dict):
+            return "'correction' must be an object or null"
+        if not _finite_numbers(correction.get("coefficients"), len(NETWORK_FEATURE_NAMES) + 1):
+            return f"correction.coefficients must be {len(NETWORK_FEATURE_NAMES) + 1} finite numbers, got {json.dumps(correction.get('coefficients'))[:60]}"
+        std = correction.get("relative_residual_std")
+        if not _finite_numbers([std]) or std < 0:
+            return f"correction.relative_residual_std must be a finite number >= 0, got {std!r}"
+    if regressor is not None:
+        if not isinstance(regressor, dict) or not isinstance(regressor.get("hyperparameters"), dict):
+            return "'regressor' must be an object with 'hyperparameters' or null"
+        rows, targets = regressor.get("rows"), regressor.get("latencies_ms")
+        if not isinstance(rows, list) or not all(_finite_numbers(r, len(BLOCK_FEATURE_NAMES)) for r in rows):
+            return f"regressor.rows must be lists of {len(BLOCK_FEATURE_NAMES)} finite numbers"
+        if not _finite_numbers(targets, len(rows)) or any(t <= 0 for t in targets):
+            return "regressor.latencies_ms must be one positive finite number per row"
+    return None

@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
+HEADER_COLUMNS = ("name", "value")
+ENTRY_COLUMNS = ("key", "kind", "runtime", "threads", "median_ms", "ci_low_ms", "ci_high_ms", "runs", "noisy", "measured_at")
 
 #: what :meth:`LatencyTable.merge` does when both tables hold a key with different values
 CONFLICT_POLICIES = ("keep", "replace", "precise", "error")
@@ -83,25 +85,48 @@ class LatencyTable:
     machine). ``allow_other_machine=True`` opens a table measured elsewhere, e.g. to inspect it.
     """
 
-    def __init__(self, path: str | os.PathLike, *, allow_other_machine: bool = False, machine: MachineInfo | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike, *, allow_other_machine: bool = False, machine: MachineInfo | None = None, drop_invalid: bool = False
+    ) -> None:
+        """``drop_invalid``: delete entries without a valid median (they are measured again) instead of refusing the table."""
         self.path = Path(path)
+        #: entries deleted on open because their median was NULL, negative or not a number
+        self.dropped: list[str] = []
         self.machine = machine or machine_info()
         if self.path.is_dir():
             raise LutError(f"latency table path {str(self.path)!r} is a directory; give a file name such as lut.sqlite")
+        if self.path.exists() and not self.path.is_file():  # SQLite would write into a device or block on a FIFO
+            raise LutError(f"latency table path {str(self.path)!r} is not a regular file; give a file name such as lut.sqlite")
         if not self.path.parent.is_dir():
             raise LutError(f"cannot create latency table {str(self.path)!r}: directory {str(self.path.parent)!r} does not exist")
         existed = self.path.exists() and self.path.stat().st_size > 0
         try:
             self._db = sqlite3.connect(str(self.path))
-            self._db.execute("CREATE TABLE IF NOT EXISTS header(name TEXT PRIMARY KEY, value TEXT)")
+            if existed:  # read before writing anything: another program's database must stay untouched
+                self._check_schema()
+                header = self.header
+                version = header.get("format_version")
+                if version is not None and version != FORMAT_VERSION:
+                    raise LutError(
+                        f"{self.path} is latency-table format {version}, this edgevision reads format "
+                        f"{FORMAT_VERSION}; rebuild it with `edgevision lut build`"
+                    )
+                self._check_header(header)
+                self._check_entries(drop_invalid)
+            else:
+                self._db.execute("CREATE TABLE IF NOT EXISTS header(name TEXT PRIMARY KEY, value TEXT)")
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS entries(key TEXT PRIMARY KEY, kind TEXT, runtime TEXT, threads INTEGER, "
+                    "median_ms REAL, ci_low_ms REAL, ci_high_ms REAL, runs INTEGER, noisy INTEGER, measured_at TEXT)"
+                )
+                self._db.commit()
+                header = {}
         except sqlite3.DatabaseError as error:
+            self.close()
             raise LutError(f"{str(self.path)!r} is not a latency table (SQLite says: {error}); give another --table path") from None
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS entries(key TEXT PRIMARY KEY, kind TEXT, runtime TEXT, threads INTEGER, "
-            "median_ms REAL, ci_low_ms REAL, ci_high_ms REAL, runs INTEGER, noisy INTEGER, measured_at TEXT)"
-        )
-        self._db.commit()
-        header = self.header
+        except LutError:
+            self.close()
+            raise
         if not existed or "format_version" not in header:
             self._set_header(
                 format_version=FORMAT_VERSION,
@@ -111,12 +136,6 @@ class LatencyTable:
                 created=_now(),
             )
             return
-        if header["format_version"] != FORMAT_VERSION:
-            self.close()
-            raise LutError(
-                f"{self.path} is latency-table format {header['format_version']}, this edgevision reads format "
-                f"{FORMAT_VERSION}; rebuild it with `edgevision lut build`"
-            )
         if header["fingerprint"] != self.machine.fingerprint and not allow_other_machine:
             other = header.get("machine", {}).get("cpu_model", "unknown CPU")
             self.close()
@@ -126,10 +145,58 @@ class LatencyTable:
                 f"Build a table here, or pass allow_other_machine=True (CLI: --allow-other-machine) to use it anyway"
             )
 
+    # ---- validation on open: another schema, a damaged header or NULL medians are refused by name ------
+    def _check_schema(self) -> None:
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not {"header", "entries"} <= tables:
+            raise LutError(
+                f"{str(self.path)!r} is an SQLite database but not an edgevision latency table (tables: {', '.join(sorted(tables)) or 'none'}); "
+                "give another --table path"
+            )
+        for table, expected in (("header", HEADER_COLUMNS), ("entries", ENTRY_COLUMNS)):
+            columns = tuple(row[1] for row in self._db.execute(f"PRAGMA table_info({table})"))
+            if columns != expected:
+                raise LutError(
+                    f"{str(self.path)!r} is not an edgevision latency table of format {FORMAT_VERSION}: its {table!r} table has columns "
+                    f"({', '.join(columns)}), expected ({', '.join(expected)}); give another --table path or rebuild it"
+                )
+
+    def _check_header(self, header: dict) -> None:
+        if "format_version" not in header:
+            return
+        for name, kind in (("fingerprint", str), ("machine", dict), ("runtime_versions", dict)):
+            if name in header and not isinstance(header[name], kind):
+                raise LutError(f"{str(self.path)!r}: header {name!r} must be a {kind.__name__}, got {header[name]!r:.60}; the file is damaged")
+        if "fingerprint" not in header:
+            raise LutError(f"{str(self.path)!r}: header has no 'fingerprint'; the file is damaged, rebuild it")
+
+    def _check_entries(self, drop_invalid: bool) -> None:
+        bad = [row[0] for row in self._db.execute(
+            "SELECT key FROM entries WHERE median_ms IS NULL OR typeof(median_ms) NOT IN ('real', 'integer') OR median_ms < 0 "
+            "OR median_ms != median_ms OR median_ms > 1e300 ORDER BY key"
+        )]
+        if not bad:
+            return
+        if drop_invalid:
+            with self._db:
+                self._db.executemany("DELETE FROM entries WHERE key = ?", [(key,) for key in bad])
+            self.dropped = bad
+            return
+        raise LutError(
+            f"{str(self.path)!r}: {len(bad)} entr{'y has' if len(bad) == 1 else 'ies have'} no valid median_ms (NULL, negative or not a number; "
+            f"first: {bad[0][:80]}); run `edgevision lut build` on it to measure them again"
+        )
+
     # ---- header ------------------------------------------------------------------------------
     @property
     def header(self) -> dict:
-        return {name: json.loads(value) for name, value in self._db.execute("SELECT name, value FROM header")}
+        header = {}
+        for name, value in self._db.execute("SELECT name, value FROM header"):
+            try:
+                header[name] = json.loads(value) if isinstance(value, (str, bytes)) else value
+            except (json.JSONDecodeError, RecursionError):
+                raise LutError(f"{str(self.path)!r}: header {name!r} is not valid JSON; the file is damaged, rebuild it") from None
+        return header
 
     @property
     def fingerprint(self) -> str:

@@ -285,6 +285,12 @@ def validate(
     then fitted on the whole table for ``predictor.json``).
     """
     from ..results import ResultStore
+
+    number = (int, float)
+    NETWORK_ROW_SCHEMA = {  # what resuming and check_compatible read from a networks.jsonl row
+        "network": str, "run": int, "setting": dict, "median_ms": number,
+        "result": {"context": {"fingerprint": str, "runtime": str, "runtime_versions": dict, "cpu_model": str}},
+    }
     from ..latency import get_runtime
     from ..machine import machine_info
 
@@ -326,7 +332,7 @@ def validate(
             return measure_network_latency(network, setting, run, plan=network_plan)
     else:
         runtime_versions = {"measure_network": getattr(measure_network, "__qualname__", "custom")}
-    store = ResultStore(out / "networks.jsonl")
+    store = ResultStore(out / "networks.jsonl", schema=NETWORK_ROW_SCHEMA)
     store.check_compatible(machine.fingerprint, {setting.runtime: runtime_versions})
     done = {(row["network"], row["run"], json.dumps(row["setting"], sort_keys=True)): row["median_ms"] for row in store.rows}
     setting_text = json.dumps(setting.to_dict(), sort_keys=True)

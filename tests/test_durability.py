@@ -1,0 +1,139 @@
+"""kill -9 at random moments of ``bench`` and ``lut build`` (issue 19): nothing lost, nothing twice, files readable.
+
+Slow (about 2 minutes on 2 idle cores: each run imports torch), so it runs only with
+``EDGEVISION_DURABILITY=1`` (``make test-durability``). Each command is killed with SIGKILL at
+>= 10 random moments between its start-up and its expected end; after every kill the output must
+read back (results.jsonl as JSON Lines with every finished measurement exactly once and none of
+the earlier ones lost; the SQLite table passing ``integrity_check``), and a final uninterrupted
+run must complete with every model / block present exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not os.environ.get("EDGEVISION_DURABILITY"), reason="slow kill -9 test: make test-durability")
+
+KILLS = int(os.environ.get("EDGEVISION_KILLS", "10"))
+#: 12 small models: more results than kills, so every kill lands while work remains
+MODELS = ["mobilenetv3_small_075", "ghostnet_050", "mobilenetv2_050", "mobilenetv3_small_100", "mobilenetv3_large_075", "ghostnet_100",
+          "mobilenetv2_100", "mobilenetv3_large_100", "mnasnet_100", "mnasnet_a1", "ghostnet_130", "mobilenetv2_140"]
+
+
+def _command(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "edgevision.cli", *argv]
+
+
+def _environment() -> dict:
+    import edgevision
+
+    return {**os.environ, "PYTHONPATH": str(Path(edgevision.__file__).parents[1])}
+
+
+def _kill_at_random(argv: list[str], check, progress, rng: random.Random, spread_s: float) -> int:
+    """Start ``argv`` KILLS times; once it has finished one more unit of work (``progress()`` grew), SIGKILL it
+    after a random further 0..``spread_s`` seconds (mid-measurement, mid-write or mid-report); ``check()`` after each."""
+    kills = 0
+    for _ in range(KILLS):
+        before = progress()
+        process = subprocess.Popen(argv, env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 600
+        while process.poll() is None and progress() <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if process.poll() is None:
+            time.sleep(rng.uniform(0.0, spread_s))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+        check()
+    return kills
+
+
+def _lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except OSError:
+        return 0
+
+
+def _entries(path: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.1) as db:
+            return db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _bench_rows(out: Path) -> list[dict]:
+    from edgevision.results import ResultStore
+
+    store = ResultStore(out / "results.jsonl")  # moves a torn line aside, refuses a malformed one
+    for line in (out / "results.jsonl").read_text().splitlines():
+        json.loads(line)  # valid JSON Lines after the repair
+    return store.rows
+
+
+def test_bench_survives_kill_9(tmp_path):
+    out = tmp_path / "bench"
+    argv = _command("bench", "--models", *MODELS, "--runtime", "eager", "--resolution", "32", "--threads", "1",
+                    "--per-measurement-budget", "0.3", "--out", str(out))
+    seen: dict[str, dict] = {}
+
+    def check():
+        if not (out / "results.jsonl").exists():
+            return
+        rows = _bench_rows(out)
+        models = [row["model"] for row in rows]
+        assert len(models) == len(set(models)), f"a measurement recorded twice: {models}"
+        for model, row in seen.items():  # nothing finished earlier is lost
+            assert any(r["model"] == model and r["result"]["median_ms"] == row["result"]["median_ms"] for r in rows), model
+        seen.update({row["model"]: row for row in rows})
+
+    kills = _kill_at_random(argv, check, lambda: _lines(out / "results.jsonl"), random.Random(19), 1.5)
+    final = subprocess.run(argv, env=_environment(), capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr[-2000:]
+    check()
+    import pandas
+
+    frame = pandas.read_json(out / "results.jsonl", lines=True)
+    assert sorted(frame["model"]) == sorted(MODELS)  # every model exactly once
+    assert not list(out.glob(".*.tmp")) and (out / "report.md").is_file()
+    print(f"bench: {kills} kill -9, {len(seen)} results kept through them")
+    assert kills == KILLS  # every run was killed mid-way, none finished before its kill
+
+
+def test_lut_build_survives_kill_9(tmp_path):
+    table = tmp_path / "lut.sqlite"
+    # 10 sampled networks: 84 distinct blocks at 128 px, more work than 10 runs killed within seconds can finish
+    argv = _command("lut", "build", "--space", "mobile", "--networks", "10", "--table", str(table), "--runtime", "eager",
+                    "--threads", "1", "--budget", "0.1")
+    counts = [0]
+
+    def check():
+        if not table.exists():
+            return
+        with sqlite3.connect(table) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            keys = [row[0] for row in db.execute("SELECT key FROM entries")]
+        assert len(keys) == len(set(keys)) and len(keys) >= counts[-1]  # none twice, none lost
+        counts.append(len(keys))
+
+    kills = _kill_at_random(argv, check, lambda: _entries(table), random.Random(6), 1.5)
+    final = subprocess.run(argv, env=_environment(), capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr[-2000:]
+    again = subprocess.run(argv, env=_environment(), capture_output=True, text=True)
+    assert again.returncode == 0 and "measured 0," in again.stdout, again.stdout  # the table was complete
+    check()
+    print(f"lut build: {kills} kill -9, entries after each: {counts}")
+    assert kills == KILLS

@@ -1,0 +1,676 @@
+"""Fuzz every entry point (issue 19): bad CLI values and corrupt files end in one line, exit code 2.
+
+Each generated case runs ``edgevision.cli.main`` in-process and must end with exactly one line on
+stderr (``edgevision: error: ...``), exit code 2, no traceback, and every file that existed before
+unchanged (``/dev/null`` and ``/dev/full`` included). No model may be built for real while a case
+runs: validation happens before any work, which the ``no_real_build`` guard enforces (building on
+the meta device, which allocates nothing, stays allowed). A few cases run as real subprocesses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import math
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.torch import save_file
+
+import edgevision as ev
+from bench_helpers import make_row
+from edgevision.results import ResultStore, ResultsFileError
+from edgevision.builder import Network
+from edgevision.cli import main
+from edgevision.lut import LatencyTable
+from edgevision.network import NetworkSpec
+from edgevision.resolve import resolve
+
+CASES = {"count": 0}
+FUZZ = settings(max_examples=60, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+
+
+# ---- the workspace: files a user already has, which no case may change -------------------------------
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fuzz")
+    (root / "existing.json").write_text('{"keep": "me"}\n')
+    (root / "adir").mkdir()
+    (root / "afile").write_text("a regular file\n")
+    os.mkfifo(root / "fifo")
+    LatencyTable(root / "table.sqlite").close()  # an empty table of this machine
+    save_file({"w": torch.zeros(1)}, str(root / "ck.safetensors"), metadata={"edgevision.format": "edgevision.checkpoint/1"})
+    return root
+
+
+def _snapshot(root: Path) -> dict:
+    state = {}
+    for path in [root, *root.rglob("*"), Path("/dev/null"), Path("/dev/full")]:
+        info = os.lstat(path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if stat.S_ISREG(info.st_mode) else None
+        state[str(path)] = (stat.S_IFMT(info.st_mode), info.st_rdev, digest)
+    return state
+
+
+_REAL_INIT = Network.__init__
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_real_build():
+    """Building a network for real while a bad case runs means validation came too late: fail loudly."""
+
+    def guarded(self, resolved):
+        if torch.empty(0).device.type != "meta":
+            raise AssertionError("a model was built before the bad input was refused")
+        _REAL_INIT(self, resolved)
+
+    Network.__init__ = guarded
+    yield
+    Network.__init__ = _REAL_INIT
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_parser():
+    """Build the argument parser once: ~40 ms a build would be most of each case's time (parsers are reusable)."""
+    import edgevision.cli as cli
+
+    original = cli.build_parser
+    parser = original()
+    cli.build_parser = lambda: parser
+    yield
+    cli.build_parser = original
+
+
+def invoke(argv: list[str]) -> tuple[int, str]:
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        code = main([str(a) for a in argv])
+    return code, err.getvalue()
+
+
+def assert_refused(argv, root: Path, *, mentions: str | None = None, changes_allowed: tuple[str, ...] = ()) -> str:
+    """Run one case: exit 2, one ``edgevision: error:`` line on stderr, no pre-existing file changed."""
+    before = _snapshot(root)
+    code, err = invoke(argv)
+    CASES["count"] += 1
+    lines = err.splitlines()
+    assert code == 2, (argv, code, err)
+    assert len(lines) == 1 and lines[0].startswith("edgevision: error: "), (argv, err)
+    assert "Traceback" not in err
+    after = _snapshot(root)
+    changed = [path for path, value in before.items() if after.get(path) != value and not path.endswith(changes_allowed)]
+    assert not changed or changed == [str(root)], (argv, changed)  # root's own entry: new files (a lock) may appear
+    if mentions is not None:
+        assert mentions in err, (argv, err)
+    return err
+
+
+# ---- bad values for every option --------------------------------------------------------------------
+def _float_ok(text: str, low: float, high: float, *, open_low: bool = True, open_high: bool = False) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return math.isfinite(value) and (value > low if open_low else value >= low) and (value < high if open_high else value <= high)
+
+
+def _int_ok(text: str, low: int, high: int) -> bool:
+    try:
+        value = int(text)
+    except ValueError:
+        return False
+    return low <= value <= high
+
+
+garbage = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+
+
+def floats_outside(low: float, high: float = math.inf, **bounds) -> st.SearchStrategy[str]:
+    fixed = st.sampled_from(["nan", "inf", "-inf", "NaN", "1e999", "-1e999", "", " ", "abc", "0x10", "1,5", "--", "\x00"])
+    numbers = st.floats(allow_nan=True, allow_infinity=True).map(repr)
+    return st.one_of(fixed, numbers, garbage).filter(lambda t: not _float_ok(t, low, high, **bounds))
+
+
+def ints_outside(low: int, high: int) -> st.SearchStrategy[str]:
+    fixed = st.sampled_from(["", " ", "abc", "1.5", "1e3", "9" * 30, "0x10", "-", "\x00", str(low - 1), str(high + 1)])
+    numbers = st.one_of(st.integers(max_value=low - 1), st.integers(min_value=high + 1)).map(str)
+    return st.one_of(fixed, numbers, garbage).filter(lambda t: not _int_ok(t, low, high))
+
+
+def out_files(root: Path) -> st.SearchStrategy[str]:
+    return st.sampled_from(
+        ["", " ", str(root / "adir"), "/dev/full", "/dev/null", str(root / "fifo"), str(root / ("x" * 300 + ".json")),
+         str(root / "missing" / "x.json"), str(root / "afile" / "x.json"), str(root / "/".join(["y" * 200] * 25))]
+    )
+
+
+def out_dirs(root: Path) -> st.SearchStrategy[str]:
+    return st.sampled_from(["", " ", str(root / "afile"), "/dev/null", str(root / "fifo"), str(root / ("d" * 300)), str(root / "afile" / "sub")])
+
+
+SHAPES = st.one_of(
+    st.sampled_from(["", " ", "abc", "1x3x100000x100000", "9999999999999999999x3x64x64", "0x3x64x64", "-1x3x64x64",
+                     "1x3x64x64x2", "1x3", "1x3x64x", "x", "1x3x64x64.5", "100000x3x1000x1000", "\x00"]),
+    st.lists(st.integers(min_value=-3, max_value=10**12), min_size=1, max_size=6).map(lambda d: "x".join(map(str, d))).filter(
+        lambda t: not (len(t.split("x")) == 4 and all(0 < int(d) <= 4096 for d in t.split("x")) and math.prod(int(d) for d in t.split("x")) < 1e8)
+    ),
+)
+
+MEMORY = st.sampled_from(["1000000", "2147483647", "65536000"])  # parse as counts, refused by the memory estimate
+
+OPSETS = ints_outside(11, 20)
+POSITIVE = floats_outside(0)
+NONNEGATIVE = floats_outside(0, open_low=False)
+COUNT = ints_outside(1, 2**31 - 1)
+NONEMPTY = st.sampled_from(["", " ", "\t", "\x00"])
+
+
+def cases(root: Path):
+    """(base argv, option, strategy of bad values); option None means the positional at the end of base."""
+    profile = ["profile", "mobilenetv2_050", "--input", "1x3x32x32", "--no-roofline"]
+    measure = ["measure", "mobilenetv2_050", "--runtime", "eager", "--budget", "0.1"]
+    export = ["export", "mobilenetv2_050", str(root / "new.onnx")]
+    bench = ["bench", "--models", "mobilenetv2_050", "--runtime", "eager", "--resolution", "32", "--out", str(root / "bench_out")]
+    build = ["lut", "build", "mobilenetv2_050", "--table", str(root / "new.sqlite"), "--runtime", "eager"]
+    validate = ["lut", "validate", "--out", str(root / "val_out"), "--train", "2", "--test", "2", "--runtime", "eager"]
+    predict = ["lut", "predict", "mobilenetv2_050", "--table", str(root / "table.sqlite"), "--runtime", "eager"]
+    train = ["train", "mobilenetv2_050", "--epochs", "1", "--out", str(root / "run_out")]
+    evaluate = ["eval", str(root / "ck.safetensors")]
+    return [
+        (profile, "--input", SHAPES), (profile, "--depth", ints_outside(0, 2**31 - 1)), (profile, "--threads", ints_outside(1, 1024)),
+        (profile, "--json", out_files(root)),
+        (measure, "--threads", ints_outside(1, 1024)), (measure, "--batch", COUNT), (measure, "--input", SHAPES),
+        (measure, "--budget", POSITIVE), (measure, "--json", out_files(root)),
+        (export, "--input", SHAPES), (export, "--opset", OPSETS), (export, "--atol", NONNEGATIVE), (export[:2], None, out_files(root)),
+        (bench, "--threads", ints_outside(1, 1024)), (bench, "--batch", COUNT), (bench, "--resolution", st.one_of(COUNT, MEMORY)),
+        (bench, "--budget-ms", POSITIVE), (bench, "--per-measurement-budget", POSITIVE), (bench, "--out", out_dirs(root)),
+        (build, "--networks", COUNT), (build, "--seed", ints_outside(0, 2**32 - 1)), (build, "--input-size", st.one_of(COUNT, MEMORY)),
+        (build, "--budget", POSITIVE), (build, "--table", out_files(root)), (build, "--threads", ints_outside(1, 1024)), (build, "--batch", COUNT),
+        (validate, "--train", COUNT), (validate, "--test", COUNT), (validate, "--block-budget", POSITIVE),
+        (validate, "--network-budget", POSITIVE), (validate, "--out", out_dirs(root)),
+        (predict, "--input-size", st.one_of(COUNT, MEMORY)), (predict, "--predictor", NONEMPTY), (predict, "--json", out_files(root)),
+        (train, "--epochs", COUNT), (train, "--resolution", st.one_of(COUNT, MEMORY, st.sampled_from(["1", "7"]))),
+        (train, "--batch-size", st.one_of(COUNT, st.sampled_from(["10000000", "2147483647"]))), (train, "--lr", POSITIVE),
+        (train, "--ema", floats_outside(0, 1, open_high=True)), (train, "--grad-clip", POSITIVE), (train, "--cutmix", NONNEGATIVE),
+        (train, "--seed", ints_outside(0, 2**32 - 1)), (train, "--workers", ints_outside(0, 256)), (train, "--out", out_dirs(root)),
+        (train, "--data", NONEMPTY),
+        (evaluate, "--bins", ints_outside(1, 1000)), (evaluate, "--batch-size", ints_outside(1, 65536)), (evaluate, "--out", out_dirs(root)),
+        (evaluate, "--json", out_files(root)), (evaluate, "--data", NONEMPTY),
+        (["spec", "mobilenetv2_050"], "--width", POSITIVE), (["spec", "mobilenetv2_050"], "--resolution", ints_outside(1, 65536)),
+        (["models", "mobilenetv2_050"], "--resolution", st.one_of(ints_outside(1, 65536), st.sampled_from(["8", "31"]))),
+    ]
+
+
+def test_bad_option_values_are_refused_in_one_line(ws):
+    table = cases(ws)
+
+    @settings(FUZZ, max_examples=650)
+    @given(data=st.data())
+    def check(data):
+        base, option, values = data.draw(st.sampled_from(table))
+        value = data.draw(values)
+        argv = [*base, value] if option is None else [*base, f"{option}={value}"]  # '=': a value may start with '-'
+        assert_refused(argv, ws)
+
+    check()
+
+
+# ---- corrupt files ----------------------------------------------------------------------------------
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**20), 10**20) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=6,
+)
+
+# (path in a results row, a value of the wrong type there)
+ROW_FIELDS = [("model",), ("costs",), ("costs", "macs"), ("costs", "params"), ("result",), ("result", "median_ms"), ("result", "runs"),
+              ("result", "noisy"), ("result", "context"), ("result", "context", "threads"), ("result", "context", "input_shape"),
+              ("result", "context", "fingerprint"), ("result", "context", "runtime"), ("result", "context", "runtime_versions")]
+TYPES = {"model": str, "costs": dict, "macs": (int, float), "params": (int, float), "result": dict, "median_ms": (int, float),
+         "runs": int, "noisy": bool, "context": dict, "threads": int, "input_shape": list, "fingerprint": str, "runtime": str,
+         "runtime_versions": dict}
+
+
+def _wrong_for(field: str, value) -> bool:
+    kind = TYPES[field]
+    if isinstance(value, bool) and kind is not bool:
+        return True
+    return not isinstance(value, kind) or (field == "input_shape" and not all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+
+
+def test_results_lines_of_the_wrong_shape_are_refused_by_line_number(ws):
+    out = ws / "bench_results"
+    out.mkdir()
+    good = json.dumps(make_row("mobilenetv2_050", "eager", 1.0, 1e8, 70.0))
+
+    @settings(FUZZ, max_examples=80)
+    @given(path=st.sampled_from(ROW_FIELDS), value=JSON, delete=st.booleans(), top=st.one_of(st.none(), JSON.filter(lambda v: not isinstance(v, dict))))
+    def check(path, value, delete, top):
+        row = json.loads(good)
+        if top is not None:
+            row = top
+        else:
+            parent = row
+            for key in path[:-1]:
+                parent = parent[key]
+            if delete:
+                del parent[path[-1]]
+            elif _wrong_for(path[-1], value):
+                parent[path[-1]] = value
+            else:
+                del parent[path[-1]]
+        (out / "results.jsonl").write_text(good + "\n" + json.dumps(row) + "\n")
+        assert_refused(["bench", "--models", "mobilenetv2_050", "--runtime", "eager", "--resolution", "64", "--out", out], ws, mentions="line 2")
+
+    check()
+
+
+def test_torn_and_random_byte_lines_are_moved_aside_and_good_rows_kept(tmp_path):
+    rows = [make_row(f"m{i}", "eager", 1.0 + i, 1e8, None) for i in range(3)]
+
+    @settings(FUZZ, max_examples=60)
+    @given(junk=st.lists(st.binary(min_size=1, max_size=40).map(lambda b: b.replace(b"\n", b"")).filter(_not_json), min_size=1, max_size=3),
+           torn=st.booleans())
+    def check(junk, torn):
+        CASES["count"] += 1
+        path = tmp_path / "results.jsonl"
+        side = path.with_name("results.jsonl.damaged")
+        side.unlink(missing_ok=True)
+        lines = [json.dumps(r).encode() for r in rows]
+        mixed = [lines[0], *junk, *lines[1:]]
+        data = b"\n".join(mixed) + b"\n"
+        if torn:  # a write killed mid-line: the last line has no newline
+            data += json.dumps(rows[0]).encode()[:25]
+        path.write_bytes(data)
+        store = ResultStore(path)
+        assert store.rows == rows
+        assert [json.loads(line) for line in path.read_bytes().splitlines()] == rows  # valid JSON Lines again
+        assert side.read_bytes().count(b"\n") == len(junk) + torn  # nothing thrown away
+
+    check()
+
+
+def _not_json(data: bytes) -> bool:
+    if not data.strip():
+        return False
+    try:
+        json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return True
+    return False
+
+
+def _table(path: Path, setup: str, *params) -> Path:
+    LatencyTable(path).close()
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(setup, params)
+    return path
+
+
+def test_latency_tables_of_another_schema_or_with_bad_medians_are_refused(ws, tmp_path):
+    key = json.dumps({"block": {"spec": {"kind": "x"}}, "runtime": "eager", "threads": 2})
+    insert = "INSERT INTO entries VALUES (?, 'x', 'eager', 2, ?, NULL, NULL, 1, 0, 'now')"
+    other = tmp_path / "other.sqlite"
+    with contextlib.closing(sqlite3.connect(other)) as db, db:
+        db.execute("CREATE TABLE photos(id INTEGER, path TEXT)")
+    renamed = tmp_path / "renamed.sqlite"
+    with contextlib.closing(sqlite3.connect(renamed)) as db, db:
+        db.execute("CREATE TABLE header(name TEXT, value TEXT)")
+        db.execute("CREATE TABLE entries(key TEXT, latency REAL)")
+    variants = {
+        "other app": (other, "not an edgevision latency table"),
+        "other schema": (renamed, "has columns"),
+        "format 2": (_table(tmp_path / "v2.sqlite", "UPDATE header SET value = '2' WHERE name = 'format_version'"), "format 2"),
+        "header JSON": (_table(tmp_path / "h.sqlite", "UPDATE header SET value = '{bad' WHERE name = 'fingerprint'"), "not valid JSON"),
+        "fingerprint type": (_table(tmp_path / "f.sqlite", "UPDATE header SET value = '[1]' WHERE name = 'fingerprint'"), "fingerprint"),
+        "no fingerprint": (_table(tmp_path / "n.sqlite", "DELETE FROM header WHERE name = 'fingerprint'"), "fingerprint"),
+        "not sqlite": (tmp_path / "bytes.sqlite", "not a latency table"),
+    }
+    (tmp_path / "bytes.sqlite").write_bytes(os.urandom(2048))
+    for name, median in (("null", None), ("text", "fast"), ("negative", -1.0), ("blob", b"\x00")):
+        variants[f"median {name}"] = (_table(tmp_path / f"m-{name}.sqlite", insert, key, median), "no valid median_ms")
+    for name, (path, message) in variants.items():
+        copy = ws / f"table-{name.replace(' ', '-')}.sqlite"
+        copy.write_bytes(path.read_bytes())
+        assert_refused(["lut", "predict", "mobilenetv2_050", "--table", copy, "--runtime", "eager"], ws, mentions=message)
+
+
+def test_predictor_files_of_the_wrong_shape_are_refused(ws):
+    fingerprint = LatencyTable(ws / "table.sqlite").fingerprint
+    good = {"format": "edgevision-latency-predictor", "version": 1, "setting": {"runtime": "eager", "threads": 2, "batch": 1, "model_form": "deploy"},
+            "table_fingerprint": fingerprint, "correction": {"features": ["sum_ms", "blocks", "megabytes", "constant"],
+            "coefficients": [1.0, 0.0, 0.0, 0.0], "relative_residual_std": 0.1}, "regressor": None}
+    path = ws / "predictor.json"
+    mutations = st.one_of(
+        JSON.filter(lambda v: not isinstance(v, dict)).map(lambda v: ("whole", v)),
+        st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=8).filter(lambda c: len(c) != 4).map(lambda c: ("coefficients", c)),
+        st.lists(st.one_of(st.text(max_size=3), st.none(), st.just(float("nan")), st.just(float("inf"))), min_size=4, max_size=4).map(lambda c: ("coefficients", c)),
+        st.sampled_from(["setting", "table_fingerprint", "correction", "regressor", "format", "version"]).map(lambda k: ("delete", k)),
+        st.tuples(st.sampled_from(["setting", "table_fingerprint", "correction", "regressor"]), JSON.filter(lambda v: not isinstance(v, dict) and v is not None)).map(lambda kv: ("set", kv)),
+        st.sampled_from([float("nan"), -1.0, "x", None]).map(lambda v: ("std", v)),
+    )
+
+    @settings(FUZZ, max_examples=80)
+    @given(mutation=mutations)
+    def check(mutation):
+        kind, value = mutation
+        data = json.loads(json.dumps(good))
+        if kind == "whole":
+            data = value
+        elif kind == "coefficients":
+            data["correction"]["coefficients"] = value
+        elif kind == "delete":
+            del data[value]
+        elif kind == "set":
+            data[value[0]] = value[1]
+        else:
+            data["correction"]["relative_residual_std"] = value
+        path.write_text(json.dumps(data))
+        assert_refused(["lut", "predict", "mobilenetv2_050", "--table", ws / "table.sqlite", "--runtime", "eager", "--predictor", path], ws)
+
+    check()
+    path.write_text("[1, 2")
+    assert_refused(["lut", "predict", "mobilenetv2_050", "--table", ws / "table.sqlite", "--runtime", "eager", "--predictor", path], ws)
+
+
+def _spec_json(**changes) -> str:
+    spec = ev.get_spec("mobileone_s0").with_classes(10).with_input_channels(1).to_dict()
+    for where, value in changes.items():
+        target = spec
+        *parents, last = where.split("__")
+        for part in parents:
+            target = target[int(part)] if part.isdigit() else target[part]
+        target[last] = value
+    return json.dumps(spec)
+
+
+CHECKPOINT_HEADERS = {
+    "no metadata key": {"edgevision.spec": _spec_json(), "edgevision.form": "train"},
+    "no spec key": {"edgevision.metadata": "{}", "edgevision.form": "train"},
+    "no form key": {"edgevision.metadata": "{}", "edgevision.spec": _spec_json()},
+    "metadata not JSON": {"edgevision.metadata": "{not json"},
+    "metadata a list": {"edgevision.metadata": "[1, 2]"},
+    "metadata a number": {"edgevision.metadata": "1e999"},
+    "spec not JSON": {"edgevision.spec": "{"},
+    "spec a list": {"edgevision.spec": "[]"},
+    "spec nested 5000 deep": {"edgevision.spec": "[" * 5000 + "]" * 5000},
+    "spec of a stage": {"edgevision.spec": json.dumps({"kind": "stage", "blocks": []})},
+    "form unknown": {"edgevision.form": "fast"},
+    "format other": {"edgevision.format": "edgevision.checkpoint/2"},
+    "preprocess a list": {"edgevision.metadata": json.dumps({"dataset": "default", "preprocess": [32]})},
+    "resolution text": {"edgevision.metadata": json.dumps({"dataset": "default", "preprocess": {"resolution": "abc"}})},
+    "resolution huge": {"edgevision.metadata": json.dumps({"dataset": "default", "preprocess": {"resolution": 10**12}})},
+    "mean strings": {"edgevision.metadata": json.dumps({"dataset": "default", "preprocess": {"mean": ["a"], "std": [1.0]}})},
+    "std zero": {"edgevision.metadata": json.dumps({"dataset": "default", "preprocess": {"mean": [0.5], "std": [0.0]}})},
+    "mean for 3 channels": {"edgevision.metadata": json.dumps({"dataset": "default", "preprocess": {"mean": [0.1, 0.2, 0.3]}})},
+    "dataset a number": {"edgevision.metadata": json.dumps({"dataset": 5})},
+    "class names a dict": {"edgevision.metadata": json.dumps({"dataset": "default", "class_names": {"a": 1}})},
+    "1e9 conv branches": {"edgevision.spec": _spec_json(stem__0__num_conv_branches=10**9)},
+    "1e12 channels": {"edgevision.spec": _spec_json(stem__0__out_channels=10**12)},
+    "infinite width": {"edgevision.spec": _spec_json(width_multiplier=1e308 * 10)},
+    "channels past memory": {"edgevision.spec": _spec_json(**{f"stages__{i}__blocks__{j}__out_channels": 65536 for i in (2, 3) for j in range(2)})},
+    "expansion inf": {"edgevision.spec": _spec_json(stem__0__se_ratio=float("inf"))},
+    "tensors of another model": {},
+}
+
+
+def test_corrupt_checkpoints_are_diagnosed_before_building(ws):
+    base = {"edgevision.format": "edgevision.checkpoint/1", "edgevision.spec": _spec_json(), "edgevision.form": "train",
+            "edgevision.metadata": json.dumps({"dataset": "default", "preprocess": {"resolution": 32, "mean": [0.1], "std": [0.3]}})}
+    for name, changes in CHECKPOINT_HEADERS.items():
+        header = {**base, **changes}
+        if name.startswith("no "):
+            header = {"edgevision.format": base["edgevision.format"], **changes}
+        path = ws / f"ck-{name.replace(' ', '-')}.safetensors"
+        save_file({"w": torch.zeros(2, 2)}, str(path), metadata=header)
+        assert_refused(["eval", path], ws)
+    for name, data in {"random bytes": os.urandom(300), "empty": b"", "truncated": (ws / "ck.safetensors").read_bytes()[:40]}.items():
+        path = ws / f"ck-{name.replace(' ', '-')}.safetensors"
+        path.write_bytes(data)
+        assert_refused(["eval", path], ws)
+    assert_refused(["eval", ws / "adir"], ws)
+
+
+def test_spec_json_from_anywhere_raises_only_value_or_type_errors():
+    base = ev.get_spec("mobilenetv2_050").to_dict()
+    leaves = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, (*path, key))
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, (*path, index))
+        elif not isinstance(node, str):
+            leaves.append(path)
+
+    walk(base, ())
+    bad_numbers = st.sampled_from([float("inf"), float("nan"), -1, 0, 10**12, 2**64, 1e308, -(10**9), "8", None, [], True])
+
+    @settings(FUZZ, max_examples=120)
+    @given(path=st.sampled_from(leaves), value=st.one_of(bad_numbers, JSON))
+    def check(path, value):
+        CASES["count"] += 1
+        data = json.loads(json.dumps(base))
+        target = data
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        try:
+            resolve(NetworkSpec.from_json(json.dumps(data)))
+        except (ValueError, TypeError):
+            pass
+
+    check()
+    for text in ("[" * 3000 + "]" * 3000, '{"kind": "network", "stem": ' + "[" * 3000 + "]" * 3000 + "}"):
+        with pytest.raises(ValueError, match="nested too deeply"):
+            NetworkSpec.from_json(text)
+
+
+def test_python_api_rejects_wrong_types_and_infinite_widths_clearly():
+    for name in (None, 123, 1.5):
+        with pytest.raises(TypeError, match="model name must be a string"):
+            ev.create_model(name)
+    for width in (math.inf, math.nan, 1e9):
+        with pytest.raises(ValueError, match="width_multiplier"):
+            resolve(ev.get_spec("mobilenetv2_050"), width_multiplier=width)
+
+
+def _npz(path: Path, images, labels, **extra) -> Path:
+    np.savez(path, images=images, labels=labels, **extra)
+    return path
+
+
+def test_training_data_with_nan_one_class_or_bad_labels_is_refused_with_count_and_first_index(ws):
+    rng = np.random.default_rng(0)
+
+    @settings(FUZZ, max_examples=40)
+    @given(bad=st.lists(st.integers(0, 19), min_size=1, max_size=5, unique=True), value=st.sampled_from([np.nan, np.inf, -np.inf]))
+    def nan_images(bad, value):
+        images = rng.random((20, 1, 8, 8)).astype(np.float32)
+        for index in bad:
+            images[index, 0, index % 8, 3] = value
+        path = _npz(ws / "nan.npz", images, np.arange(20) % 2)
+        assert_refused(["train", "mobilenetv2_050", "--data", f"npz:{path}", "--epochs", "1", "--out", ws / "r"], ws,
+                       mentions=f"{len(bad)} image(s) contain NaN or infinite pixels (first: image {min(bad)})")
+
+    nan_images()
+    images = rng.integers(0, 255, (20, 1, 8, 8), dtype=np.uint8)
+    labels = np.arange(20) % 2
+    out_of_range = labels.copy()
+    out_of_range[[5, 9]] = 7
+    negative = labels.copy()
+    negative[3] = -2
+    for name, path, message in [
+        ("one class", _npz(ws / "one.npz", images, np.zeros(20, dtype=np.int64)), "at least 2 classes"),
+        ("past class_names", _npz(ws / "range.npz", images, out_of_range, class_names=np.array(["a", "b"])), "2 label(s) outside 0..1 (first: index 5"),
+        ("negative", _npz(ws / "neg.npz", images, negative), "(first: index 3, label -2)"),
+        ("0-d class_names", _npz(ws / "names.npz", images, labels, class_names=np.array("ab")), "class_names must be a 1-D"),
+    ]:
+        assert_refused(["train", "mobilenetv2_050", "--data", f"npz:{path}", "--epochs", "1", "--out", ws / "r"], ws, mentions=message)
+
+
+USER_MODELS = {
+    "raises": "def factory():\n    raise RuntimeError('no weights here')\n",
+    "needs args": "def factory(width):\n    return width\n",
+    "not a module": "def factory():\n    return 42\n",
+    "syntax error": "def factory(:\n",
+    "import error": "import no_such_module_xyz\n",
+    "no factory": "x = 1\n",
+    "exits": "def factory():\n    raise SystemExit(3)\n",
+}
+
+
+def test_user_model_files_that_fail_give_one_line(ws):
+    for name, source in USER_MODELS.items():
+        path = ws / f"user_{name.replace(' ', '_')}.py"
+        path.write_text(source)
+        assert_refused(["profile", f"{path}:factory", "--input", "1x3x32x32", "--no-roofline"], ws)
+    assert_refused(["profile", f"{ws / 'missing.py'}:factory"], ws)
+
+
+# ---- writes: devices are never replaced, a full disk is exit 2 ------------------------------------------
+def test_atomic_writes_refuse_fifos_and_devices_and_write_through_symlinks(tmp_path):
+    from edgevision.atomic import atomic_write_text, check_writable
+
+    os.mkfifo(tmp_path / "fifo")
+    for target in (tmp_path / "fifo", Path("/dev/null")):
+        with pytest.raises(OSError, match="not a regular file"):
+            check_writable(target)
+    link = tmp_path / "link.json"
+    (tmp_path / "real.json").write_text("old")
+    link.symlink_to(tmp_path / "real.json")
+    atomic_write_text(link, "new")
+    assert link.is_symlink() and (tmp_path / "real.json").read_text() == "new"
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "fifo").st_mode)
+
+
+def test_dev_full_is_never_replaced(ws, monkeypatch):
+    """Runs only after the FIFO check above passed; os.replace is guarded too, so even a regression cannot destroy /dev/full."""
+    from edgevision.atomic import atomic_write_text
+
+    os.mkfifo(ws / "fifo2")
+    with pytest.raises(OSError):
+        atomic_write_text(ws / "fifo2", "x")
+    assert stat.S_ISFIFO(os.lstat(ws / "fifo2").st_mode)
+    original = os.replace
+
+    def guarded_replace(source, target, *args, **kwargs):
+        if os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode):
+            raise AssertionError(f"would replace the non-regular file {target}")
+        return original(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", guarded_replace)
+    for argv in (["profile", "mobilenetv2_050", "--input", "1x3x32x32", "--no-roofline", "--json", "/dev/full"],
+                 ["eval", ws / "ck.safetensors", "--json", "/dev/full"],
+                 ["export", "mobilenetv2_050", "/dev/full"]):
+        assert_refused(argv, ws, mentions="not a regular file")
+    with pytest.raises(OSError, match="not a regular file"):
+        atomic_write_text("/dev/full", "x")
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode) and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_a_full_disk_is_exit_2_and_leaves_the_old_file(tmp_path, monkeypatch):
+    import errno
+
+    import edgevision.atomic as atomic
+
+    target = tmp_path / "report.json"
+    target.write_text("old report")
+
+    def full(path):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(atomic, "_fsync", full)
+    model = tmp_path / "tiny.py"
+    model.write_text("import torch\n\ndef factory():\n    return torch.nn.Conv2d(3, 4, 3)\n")
+    code, err = invoke(["profile", f"{model}:factory", "--input", "1x3x8x8", "--no-roofline", "--json", target])
+    assert code == 2 and "no space left" in err and len(err.splitlines()) == 1, err
+    assert target.read_text() == "old report" and not list(tmp_path.glob(".*.tmp"))
+
+
+# ---- durability: locks, stale temporaries ---------------------------------------------------------------
+def test_a_second_bench_on_the_same_out_is_refused_naming_the_first(ws):
+    from edgevision.locking import exclusive_lock
+
+    out = ws / "locked_out"
+    out.mkdir()
+    with exclusive_lock(out / ".lock", "test"):
+        assert_refused(["bench", "--models", "mobilenetv2_050", "--runtime", "eager", "--resolution", "64", "--out", out], ws,
+                       mentions=f"pid {os.getpid()}")
+
+
+def test_a_second_lut_build_on_the_same_table_is_refused(ws):
+    from edgevision.locking import exclusive_lock
+
+    table = ws / "busy.sqlite"
+    with exclusive_lock(ws / ".busy.sqlite.lock", "test"):
+        assert_refused(["lut", "build", "mobilenetv2_050", "--table", table, "--runtime", "eager"], ws, mentions=f"pid {os.getpid()}")
+
+
+def test_stale_lock_and_temporaries_of_a_killed_run_are_taken_over_and_removed(tmp_path):
+    from edgevision.bench import BenchConfig, run_bench
+
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    dead = finished.pid  # a process that has exited: what a kill -9 leaves behind
+    (tmp_path / ".lock").write_text(json.dumps({"pid": dead, "started": "2026-01-01T00:00:00+00:00"}))
+    leftover = tmp_path / f".report.md.{dead}.abc123.tmp"
+    leftover.write_text("half a report")
+    mine = tmp_path / f".report.md.{os.getpid()}.def456.tmp"  # a live writer's temporary stays
+    mine.write_text("being written")
+    bench = run_bench(BenchConfig(models=(), runtimes=("eager",), threads=1), tmp_path)
+    assert any(f"pid {dead}" in note for note in bench.notes) and any("removed 1 temporary" in note for note in bench.notes)
+    assert not leftover.exists() and mine.exists()
+    assert (tmp_path / ".lock").read_text() == ""  # released cleanly: no stale holder left behind
+
+
+# ---- a few real subprocesses --------------------------------------------------------------------------
+def test_real_processes_exit_2_with_one_line(ws):
+    (ws / "sub").mkdir()
+    bad_ck = ws / "sub" / "bad.safetensors"
+    save_file({"w": torch.zeros(1)}, str(bad_ck), metadata={"edgevision.format": "edgevision.checkpoint/1", "edgevision.metadata": "[}"})
+    argvs = [
+        ["profile", "mobilenetv2_050", "--input", "1x3x32x32", "--no-roofline", "--json", "/dev/full"],
+        ["profile", "mobilenetv2_050", "--input", "1x3x100000x100000"],
+        ["export", "mobilenetv2_050", str(ws / "sub" / "m.onnx"), "--opset", "7"],
+        ["eval", str(bad_ck)],
+        ["measure", "mobilenetv2_050", "--budget", "nan"],
+    ]
+    environment = {**os.environ, "PYTHONPATH": str(Path(ev.__file__).parents[1])}
+    processes = [subprocess.Popen([sys.executable, "-m", "edgevision.cli", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment)
+                 for argv in argvs]
+    for argv, process in zip(argvs, processes):
+        _, err = process.communicate(timeout=120)
+        CASES["count"] += 1
+        text = err.decode()
+        assert process.returncode == 2 and len(text.splitlines()) == 1 and text.startswith("edgevision: error:"), (argv, text)
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode) and not (ws / "sub" / "m.onnx").exists()
+
+
+
+
+def test_lut_build_drops_entries_without_a_median_so_they_are_measured_again(tmp_path):
+    key = json.dumps({"block": {"spec": {"kind": "x"}}, "runtime": "eager", "threads": 2})
+    path = _table(tmp_path / "t.sqlite", "INSERT INTO entries VALUES (?, 'x', 'eager', 2, NULL, NULL, NULL, 1, 0, 'now')", key)
+    with pytest.raises(ev.lut.LutError, match="1 entry has no valid median_ms"):
+        LatencyTable(path)
+    with LatencyTable(path, drop_invalid=True) as table:
+        assert table.dropped == [key] and key not in table and len(table) == 0
+
+
+def test_at_least_1000_generated_cases_ran():  # last in the file: counts every case above (one file runs on one xdist worker)
+    print(f"fuzz cases run: {CASES['count']}")
+    assert CASES["count"] >= 1000, CASES
