@@ -164,6 +164,8 @@ def _blocks(rows: Sequence[dict], entries: list[Entry], analysis: list[RuntimeFi
     if "macs_vs_latency" in plots:
         blocks.append(_Figure(plots["macs_vs_latency"], "MACs vs measured median latency (log-log), one colour per runtime."))
 
+    blocks += _roofline_blocks(entries)
+
     if budget_ms is not None:
         blocks.append(_Heading(f"Best model within {budget_ms:g} ms"))
         budget_rows = tuple(
@@ -187,7 +189,7 @@ def _blocks(rows: Sequence[dict], entries: list[Entry], analysis: list[RuntimeFi
                 _fmt_count(e.bytes) + "B", _fmt_count(e.peak_activation_bytes) + "B" if e.peak_activation_bytes else "-",
                 _fmt_ms(e.bound_ms), _fmt_ms(e.median_ms), ci, _fmt_ms(e.p90_ms),
                 "-" if fraction is None else f"{fraction:.0%}", str(e.runs),
-                f"noisy ({e.stop_reason})" if e.noisy else "precise",
+                (f"noisy ({e.stop_reason})" if e.noisy else "precise") + (", contended" if e.contended else ""),
             )
         )
     headers = ("model", "runtime", "top-1 %", "params", "MACs", "bytes", "peak act.", "roofline ms", "median ms",
@@ -197,6 +199,28 @@ def _blocks(rows: Sequence[dict], entries: list[Entry], analysis: list[RuntimeFi
     if "latency_bars" in plots:
         blocks.append(_Figure(plots["latency_bars"], "Median latency per model and runtime (ms), with the 95% CI of the median."))
     return blocks
+
+
+def _roofline_blocks(entries: Sequence[Entry]) -> list:
+    """The roofline check: bound violations (cost-model defects) and tightness, per runtime."""
+    from .analysis import roofline_check
+
+    checks = [c for c in roofline_check(entries) if c.bounded]
+    if not checks:
+        return []
+    rows = tuple(
+        (c.runtime, str(c.bounded), str(len(c.violations)), "-" if c.median_tightness is None else f"{c.median_tightness:.2f}x",
+         ", ".join(c.violations) or "-")
+        for c in checks
+    )  # fmt: skip
+    contended = sum(e.contended for e in entries)
+    text = (
+        "The roofline (cache-aware, per fused kernel of each runtime) is a lower bound: a model whose bound exceeds its "
+        "measured median is a defect of the cost model. Tightness = median of measured / bound."
+    )
+    if contended:
+        text += f" {contended} measurement(s) ran while the machine was busy (marked contended below)."
+    return [_Heading("Roofline check"), _Paragraph(text), _Table(("runtime", "models", "violations", "tightness", "violating models"), rows)]
 
 
 def _model_points(entries: Sequence[Entry]) -> list[tuple[str, float, float | None]]:

@@ -62,8 +62,11 @@ def model_costs(name: str, input_shape: Sequence[int], peaks="measure") -> dict:
     from ..reparam import reparameterize
 
     deployed = reparameterize(create_model(name))
+    from ..analysis.kernels import FUSION_RULES
+
     report = analyze(deployed, input_shape=tuple(input_shape), peaks=peaks)
     total = report.total
+    by_runtime = {runtime: report.runtime_bound_seconds(runtime) for runtime in FUSION_RULES}
     return {
         "params": total.params,
         "macs": total.macs,
@@ -72,6 +75,8 @@ def model_costs(name: str, input_shape: Sequence[int], peaks="measure") -> dict:
         "peak_activation_bytes": report.peak_activation_bytes,
         "bound_ms": None if total.bound_seconds is None else total.bound_seconds * 1e3,
         "bound_by": total.bound_by,  # None without peaks
+        # per runtime: the bound of the kernels it fuses (analysis.kernels); what the report checks
+        "bound_ms_by_runtime": {r: None if b is None else b * 1e3 for r, b in by_runtime.items()},
     }
 
 

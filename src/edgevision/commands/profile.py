@@ -175,6 +175,11 @@ def _print(report, model, args: argparse.Namespace, measured: dict[str, float] |
     if report.peaks:
         summary += f", roofline bound {total.bound_seconds * 1e3:.3f} ms ({total.bound_by}-bound)"
     console.print(summary)
+    if report.peaks and measured is not None and measured.get(""):
+        # the runtime's fused kernels (analysis.kernels) bound the whole forward; measured / bound >= 1 for a true bound
+        bound_ms = report.runtime_bound_seconds(args.measure) * 1e3
+        verdict = "OK" if measured[""] >= bound_ms else "VIOLATED: a cost-model defect, please report it"
+        console.print(f"roofline tightness on {args.measure}: measured {measured[''] :.3f} ms / bound {bound_ms:.3f} ms = {measured[''] / bound_ms:.2f}x ({verdict})")
     if report.unrecognized_ops:
         console.print(f"[yellow]operators with the default cost (1 FLOP/element): {report.unrecognized_ops}[/yellow]")
     if report.diagnostics:
