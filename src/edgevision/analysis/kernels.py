@@ -79,7 +79,8 @@ def _bare(op: str) -> str:
 def group_kernels(calls: Sequence[Any], runtime: str) -> list[list[int]]:
     """Positions in ``calls`` (tracer.OperatorCall) of each kernel's operators, in execution order.
 
-    Views belong to no kernel; with ``constant_fold`` the weight-only operators belong to none either.
+    Views and work-free calls (``aten.empty``) belong to no kernel; with ``constant_fold`` the
+    weight-only operators belong to none either.
     """
     rules = _rules(runtime)
     alias: dict[int, int] = {}  # view output id -> id of the tensor owning the storage
@@ -114,6 +115,8 @@ def group_kernels(calls: Sequence[Any], runtime: str) -> list[list[int]]:
     kernel_of: dict[int, int] = {}
     for position, call in enumerate(calls):
         if call.is_view or (rules.constant_fold and not call.input_dependent):
+            continue
+        if call.flops == 0 and call.bytes_read + call.bytes_written == 0:  # e.g. aten.empty: no work, no kernel
             continue
         target = None
         if _bare(call.op) in rules.epilogue:
