@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # torch==2.13.0 in requirements.lock is the CPU wheel on our machines; a looser pin pulls CUDA wheels.
 
-.PHONY: run test setup clean bench-runtimes bench-analysis bench-lut bench-training
+.PHONY: run test setup clean bench-runtimes bench-analysis bench-lut bench-training bench-roofline
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ bench-lut: $(STAMP)  # block latency tables vs 100 unseen networks, ort + eager 
 
 bench-training: $(STAMP)  # 4 zoo models on the embedded MNIST, tricks on/off -> benchmarks/results/training.md (resumable)
 	$(BIN)/python benchmarks/bench_training.py
+
+bench-roofline: $(STAMP)  # roofline bound vs measured + repeatability, 81 zoo models x {eager, ort} x 2 passes -> benchmarks/results/roofline.md (resumable, ~35 min idle)
+	$(BIN)/python benchmarks/bench_roofline.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
