@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--passes", type=int, default=2)
     parser.add_argument("--budget", type=float, default=2.0, help="seconds per measurement (default 2)")
-    parser.add_argument("--quiet-wait", type=float, default=60.0, help="seconds to wait for a quiet machine before re-measuring")
+    parser.add_argument("--quiet-wait", type=float, default=30.0, help="seconds to wait for a quiet machine before re-measuring")
     parser.add_argument("--out", default=None, help="report path (default benchmarks/results/roofline[-quick].md)")
     parser.add_argument("--fresh", action="store_true", help="ignore earlier measurements in the JSONL")
     args = parser.parse_args(argv)
@@ -166,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     from edgevision.latency import MeasurementError
     from edgevision.latency.contention import reference_ms
 
+    import os
+
+    os.environ.setdefault("EDGEVISION_QUIET_WAIT_TOTAL_S", "1800")  # the full run may wait up to 30 min in all for quiet
     if args.quick:
         args.models = args.models or ["shufflenet_v2_x0_5", "mobilenetv2_050", "mobileone_s0", "ghostnet_050"]
         args.budget, args.quiet_wait = min(args.budget, 1.0), 0.0

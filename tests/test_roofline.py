@@ -232,3 +232,38 @@ def test_waiting_for_a_quiet_machine_is_bounded(tmp_path):
     assert len(calls) == 1
     quiet = _proc(tmp_path, "quiet", user=100, system=0, idle=0, steal=0)
     assert contention.wait_until_quiet(5.0, window_s=0.01, proc=quiet, sleep=lambda s: None) is True
+
+
+def test_bench_second_pass_states_the_machines_repeatability(tmp_path):
+    from bench_helpers import ticking_clock
+
+    from edgevision.bench import BenchConfig, run_bench
+    from edgevision.bench.analysis import entries_from_rows
+    from edgevision.bench.report import _repeatability_blocks
+
+    config = BenchConfig(models=("shufflenet_v2_x0_5",), runtimes=("eager",), threads=1, resolution=64, time_budget_s=1.0, second_pass=True)
+    bench = run_bench(config, tmp_path, peaks=CARM, clock=ticking_clock())
+    assert len(bench.second_pass) == 1 and (tmp_path / "second_pass.jsonl").exists()
+    assert set(bench.rows[0]["costs"]["bound_ms_by_runtime"]) >= {"eager", "ort"}
+    assert "contended" in bench.rows[0]["result"] and bench.rows[0]["result"]["machine_load"]["seconds"] > 0
+    blocks = _repeatability_blocks(entries_from_rows(bench.rows), bench.second_pass)  # write_report's section, without the plots
+    assert blocks[0].text == "Repeatability of this machine" and blocks[2].rows == (("eager", "1", "100%", "0.0%"),)  # the fake clock repeats exactly
+    assert "--second-pass" in _repeatability_blocks(entries_from_rows(bench.rows), ())[1].text
+
+
+def test_measure_flags_a_contended_run_and_remeasures_once_the_machine_is_quiet(monkeypatch):
+    from bench_helpers import ticking_clock
+
+    import edgevision.latency.contention as watched
+
+    busy = watched.judge(1.0, None, None, 0.0, None, reference=(1.0, 2.0))
+    monkeypatch.setattr(watched, "reference_ms", lambda threads: 1.0)
+    monkeypatch.setattr(watched, "judge", lambda *args, **kwargs: busy)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    flagged = ev.measure(model, (3, 16, 16), runtime="eager", threads=1, clock=ticking_clock(), quiet_wait_s=0)
+    assert flagged.contended and not flagged.remeasured and "reference network moved +100%" in flagged.summary()
+    assert flagged.to_dict()["machine_load"]["reasons"] == ["the reference network moved +100%"]
+    waited = []
+    monkeypatch.setattr(watched, "wait_within_budget", lambda seconds: waited.append(seconds) or True)
+    again = ev.measure(model, (3, 16, 16), runtime="eager", threads=1, clock=ticking_clock(), quiet_wait_s=5.0)
+    assert again.remeasured and waited == [5.0]

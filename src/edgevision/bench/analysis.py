@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
-__all__ = ["Correlation", "Entry", "RooflineCheck", "roofline_check", "best_within_budget", "entries_from_rows", "pareto_front", "rank_correlation", "PROXIES"]
+__all__ = ["Correlation", "Entry", "Repeatability", "RooflineCheck", "repeatability", "roofline_check", "best_within_budget", "entries_from_rows", "pareto_front", "rank_correlation", "PROXIES"]
 
 #: cost proxies compared with measured latency: (Entry attribute, label)
 PROXIES = (("macs", "MACs"), ("bytes", "bytes moved"), ("bound_ms", "roofline bound"))
@@ -167,6 +167,29 @@ def roofline_check(entries: Sequence[Entry]) -> list[RooflineCheck]:
             )
         )
     return checks
+
+
+@dataclass(frozen=True)
+class Repeatability:
+    """Same networks measured in two passes: how often do they agree?"""
+
+    runtime: str
+    pairs: int
+    within_5_percent: float  # share of networks whose two medians differ by <= 5%
+    median_difference: float  # median |second / first - 1|
+
+
+def repeatability(first: Iterable[Entry], second: Iterable[Entry]) -> list[Repeatability]:
+    """Per runtime, from the entries of two passes over the same (model, runtime) pairs."""
+    from statistics import median
+
+    again = {(e.model, e.runtime): e.median_ms for e in second}
+    result = []
+    for runtime, group in by_runtime(first).items():
+        ratios = [again[(e.model, runtime)] / e.median_ms - 1 for e in group if (e.model, runtime) in again and e.median_ms > 0]
+        if ratios:
+            result.append(Repeatability(runtime, len(ratios), sum(abs(r) <= 0.05 for r in ratios) / len(ratios), median(abs(r) for r in ratios)))
+    return result
 
 
 def best_within_budget(entries: Sequence[Entry], budget_ms: float) -> Entry | None:

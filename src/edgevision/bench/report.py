@@ -223,6 +223,19 @@ def _roofline_blocks(entries: Sequence[Entry]) -> list:
     return [_Heading("Roofline check"), _Paragraph(text), _Table(("runtime", "models", "violations", "tightness", "violating models"), rows)]
 
 
+def _repeatability_blocks(entries: Sequence[Entry], second_pass: Sequence[dict]) -> list:
+    from .analysis import repeatability
+
+    heading = _Heading("Repeatability of this machine")
+    if not second_pass:
+        return [heading, _Paragraph("Not measured: run `edgevision bench --second-pass` to measure every network twice and state it here.")]
+    rows = tuple(
+        (r.runtime, str(r.pairs), f"{r.within_5_percent:.0%}", f"{r.median_difference:.1%}") for r in repeatability(entries, entries_from_rows(second_pass))
+    )
+    text = "The same networks measured in a second pass after the first: share whose medians agree within ±5%, and the median difference."
+    return [heading, _Paragraph(text), _Table(("runtime", "networks", "within ±5%", "median |difference|"), rows)]
+
+
 def _model_points(entries: Sequence[Entry]) -> list[tuple[str, float, float | None]]:
     """(model, MACs, top-1) once per model, whichever runtimes measured it."""
     return sorted({e.model: (e.model, e.macs, e.top1) for e in entries}.values())
@@ -428,10 +441,12 @@ def write_report(
     budget_ms: float | None = None,
     time_budget_s: float | None = None,
     failures: Sequence[tuple[str, str, str]] = (),
+    second_pass: Sequence[dict] = (),
 ) -> ReportFiles:
     """Write results.csv, report.md, report.html and the PNG plots for ``rows`` into ``out``.
 
     ``failures``: (model, runtime, message) of measurements that failed; the report lists them.
+    ``second_pass``: rows of a repeat pass over the same networks; the report states the repeatability.
     """
     if not rows:
         raise ValueError("write_report needs at least one measurement row")
@@ -441,6 +456,7 @@ def write_report(
     analysis = findings(entries, budget_ms)
     plots = _plots(entries, analysis, out)
     blocks = _blocks(rows, entries, analysis, plots, budget_ms, time_budget_s)
+    blocks += _repeatability_blocks(entries, second_pass)
     if failures:
         blocks += [_Heading("Failed measurements"), _Table(("model", "runtime", "error"), tuple(tuple(f) for f in failures))]
     csv_path = _write_csv(entries, out / "results.csv")

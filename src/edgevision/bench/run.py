@@ -32,6 +32,7 @@ class BenchConfig:
     resolution: int = 224
     time_budget_s: float = DEFAULT_TIME_BUDGET_S
     allow_mixed: bool = False
+    second_pass: bool = False  # measure everything once more, after the first pass: the machine's repeatability
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -53,6 +54,7 @@ class BenchRun:
     measured: int
     skipped: int
     failures: list[Failure] = field(default_factory=list)
+    second_pass: list[dict] = field(default_factory=list)  # rows of the repeat pass (second_pass.jsonl)
 
 
 def model_costs(name: str, input_shape: Sequence[int], peaks="measure") -> dict:
@@ -145,4 +147,23 @@ def run_bench(
     wanted = {key(m, r) for m in config.models for r in config.runtimes}
     latest = {row_key(row): row for row in store.rows if row_key(row) in wanted}  # a re-measured key: the last wins
     rows = list(latest.values())
-    return BenchRun(rows=rows, measured=len(todo) - len(failures), skipped=len(wanted) - len(todo), failures=failures)
+    repeats = _second_pass(config, out, latest, key, plan, clock) if config.second_pass else []
+    return BenchRun(rows=rows, measured=len(todo) - len(failures), skipped=len(wanted) - len(todo), failures=failures, second_pass=repeats)
+
+
+def _second_pass(config: BenchConfig, out: Path, first: dict, key, plan, clock) -> list[dict]:
+    """Every (model, runtime) of the first pass measured once more, round robin, into ``second_pass.jsonl`` (resumable)."""
+    from ..latency import MeasurementError, measure
+
+    store = ResultStore(out / "second_pass.jsonl")
+    done = store.keys()
+    for model in config.models:
+        for runtime in config.runtimes:
+            if key(model, runtime) not in first or key(model, runtime) in done:
+                continue
+            try:
+                result = measure(model, config.input_shape, runtime=runtime, threads=config.threads, deploy=True, plan=plan, clock=clock)
+            except MeasurementError:
+                continue
+            store.append({"model": model, "costs": first[key(model, runtime)]["costs"], "result": result.to_dict()})
+    return [row for row in store.rows if row_key(row) in first]
