@@ -15,7 +15,7 @@ from torch import nn
 import edgevision as ev
 from edgevision.analysis import DevicePeaks, MemoryLevel, analyze
 from edgevision.analysis.kernels import group_kernels, kernel_costs, ort_optimized_graph
-from edgevision.analysis.roofline import CacheLevel, _monotone_levels, cache_levels, memory_levels
+from edgevision.analysis.roofline import CacheLevel, _monotone_levels, _sweep_sizes, cache_levels, memory_levels
 from edgevision.bench.analysis import Entry, roofline_check
 from edgevision.latency import contention
 
@@ -70,8 +70,11 @@ def test_bound_is_monotone_in_the_peaks_and_bytes():
 def test_levels_are_never_slower_than_the_level_behind_them():
     levels = _monotone_levels([("L1", 1e5, 50e9), ("L2", 1e6, 0.0), ("L3", 1e7, 90e9), ("DRAM", math.inf, 10e9)])
     assert [lv.bytes_per_second for lv in levels] == [90e9, 90e9, 90e9, 10e9]  # a noisy L1 probe cannot raise the bound
+    unswept = _monotone_levels([("L1", 1e5, 50e9), ("L3", 2e9, 30e9), ("DRAM", math.inf, 0.0)])  # L3 beyond the sweep
+    assert [lv.bytes_per_second for lv in unswept] == [50e9, 30e9, 30e9]
     with pytest.raises(ValueError, match="growing capacity"):
         DevicePeaks(1e9, 1e9, 1, "float32", "x", levels=(LEVELS[1], LEVELS[0]))
+    assert _sweep_sizes(36 * MiB, 24 * 2**30)[-1] == 72 * MiB > 36 * MiB  # one working set beyond every cache: DRAM
 
 
 def test_peaks_round_trip_through_json_with_an_infinite_dram_capacity():

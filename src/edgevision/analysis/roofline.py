@@ -17,7 +17,7 @@ of its inputs can be resident at its start and at most ``C_k`` of its outputs at
 
 For large ``b`` this is CARM's "charge at the level the working set fits in"; near a level's
 capacity it is lower, never higher. Every rate is the HIGHEST observed over a working-set sweep,
-several methods (copy: read + write; re-reading a cached buffer: reads) and repeats, and a level is
+several methods (copy: read + write; re-reading a cached buffer: reads) and two repeats, and a level is
 never slower than the level behind it: noise from a busy machine can only lower the bound.
 
 Peaks are measured with ``torch.utils.benchmark`` at the thread count in use and cached in
@@ -72,6 +72,8 @@ class DevicePeaks:
     fingerprint: str  # machine fingerprint (edgevision.machine)
     source: str = "measured"  # "measured" or "given"
     levels: tuple[MemoryLevel, ...] = field(default=())  # inner to outer; () = flat roofline (DRAM only)
+    # other processes were busy while probing: the rates may be low (the bound too high); refresh on a quiet machine
+    contended: bool = False
 
     def __post_init__(self) -> None:
         if not (self.flops_per_second > 0 and self.bytes_per_second > 0):
@@ -212,13 +214,13 @@ def _peak_flops(threads: int, dtype: torch.dtype, min_run_time: float, repeats: 
 
 
 def _sweep_sizes(largest_bytes: float, memory_bytes: int) -> list[int]:
-    """Working sets from 16 KiB to twice the last cache (at least 256 MiB), doubling; capped by RAM/8."""
-    top = min(max(2 * largest_bytes, 256 * 2**20), memory_bytes / 8 if memory_bytes else 1 * 2**30, 1 * 2**30)
+    """Working sets from 16 KiB, quadrupling, then one beyond twice the last cache (for DRAM); capped by RAM/8 and 1 GiB."""
+    top = int(min(max(2 * largest_bytes, 64 * 2**20), memory_bytes / 8 if memory_bytes else 2**30, 2**30))
     sizes, size = [], 16 * 2**10
-    while size <= top:
+    while size < top:
         sizes.append(size)
-        size *= 2
-    return sizes
+        size *= 4
+    return sizes + [top]
 
 
 def _stream_rate(working_set: int, threads: int, min_run_time: float) -> float:
@@ -249,16 +251,20 @@ def _measure_levels(threads: int, min_run_time: float, repeats: int) -> tuple[Me
 
 
 def _monotone_levels(measured: list[tuple[str, float, float]]) -> tuple[MemoryLevel, ...]:
-    """Levels with no measurement inherit the next outer rate; a level is never slower than the one behind it."""
+    """A level is never slower than the one behind it; an unmeasured outer level (a cache larger than the sweep) gets the inner rate."""
+    rates = [rate for _, _, rate in measured]
+    for index in range(1, len(rates)):
+        if rates[index] <= 0:
+            rates[index] = rates[index - 1]
     result: list[MemoryLevel] = []
     outer_rate = 0.0
-    for name, capacity, rate in reversed(measured):
+    for (name, capacity, _), rate in zip(reversed(measured), reversed(rates)):
         outer_rate = max(outer_rate, rate)
         result.append(MemoryLevel(name, capacity, outer_rate))
     return tuple(reversed(result))
 
 
-def _measure(threads: int, dtype: torch.dtype, min_run_time: float, repeats: int = 3) -> tuple[float, tuple[MemoryLevel, ...]]:
+def _measure(threads: int, dtype: torch.dtype, min_run_time: float, repeats: int = 2) -> tuple[float, tuple[MemoryLevel, ...]]:
     """(peak FLOP/s for ``dtype``, memory levels with their bandwidths), each the best of ``repeats``."""
     return _peak_flops(threads, dtype, min_run_time, repeats), _measure_levels(threads, min_run_time, repeats)
 
@@ -271,7 +277,7 @@ def _load_cache(path: Path) -> dict:
 
 
 def device_peaks(
-    threads: int | None = None, dtype: torch.dtype = torch.float32, refresh: bool = False, min_run_time: float = 0.05
+    threads: int | None = None, dtype: torch.dtype = torch.float32, refresh: bool = False, min_run_time: float = 0.03
 ) -> DevicePeaks:
     """Peak compute and per-level bandwidth of this machine at ``threads`` (default: torch's current count)."""
     threads = threads or torch.get_num_threads()
@@ -285,9 +291,12 @@ def device_peaks(
             return DevicePeaks.from_dict(cache[key])
         except (TypeError, ValueError, KeyError):  # a hand-edited or stale entry: measure again
             pass
-    flops, levels = _measure(threads, dtype, min_run_time)
+    from ..latency.contention import watch
+
+    with watch(threads, reference=False) as load:
+        flops, levels = _measure(threads, dtype, min_run_time)
     dram = levels[-1].bytes_per_second if levels else 0.0
-    peaks = DevicePeaks(flops, dram, threads, dtype_name, fingerprint, levels=levels)
+    peaks = DevicePeaks(flops, dram, threads, dtype_name, fingerprint, levels=levels, contended=bool(load and load[0].contended))
     cache[key] = peaks.to_dict()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

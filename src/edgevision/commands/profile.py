@@ -121,9 +121,12 @@ def _print(report, model, args: argparse.Namespace, measured: dict[str, float] |
     if report.peaks:
         peaks = report.peaks
         console.print(
-            f"roofline: {peaks.flops_per_second / 1e9:.1f} GFLOP/s peak, {peaks.bytes_per_second / 1e9:.1f} GB/s, "
+            f"roofline: {peaks.flops_per_second / 1e9:.1f} GFLOP/s peak, {peaks.bytes_per_second / 1e9:.1f} GB/s DRAM, "
             f"ridge {peaks.ridge_intensity:.1f} FLOP/B, {peaks.threads} thread(s)"
+            + "".join(f"; {lv.name} {lv.bytes_per_second / 1e9:.0f} GB/s" for lv in peaks.levels[:-1])
         )
+        if peaks.contended:
+            console.print("[yellow]the peaks were probed while other processes were busy; re-probe on a quiet machine (device_peaks(refresh=True))[/yellow]")
     console.print(f"[dim]units: {report.units}[/dim]")
 
     rows, title = _rows(report, model, args.depth)
