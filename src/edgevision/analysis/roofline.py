@@ -22,7 +22,9 @@ never slower than the level behind it: noise from a busy machine can only lower 
 
 Peaks are measured with ``torch.utils.benchmark`` at the thread count in use and cached in
 ``$EDGEVISION_CACHE_DIR`` (default ``~/.cache/edgevision``) under the machine fingerprint, thread
-count and dtype, so they are measured once per machine and never mixed across machines.
+count and dtype, so they are measured once per machine and never mixed across machines; a
+re-probe (``refresh=True``) keeps the higher of the old and new rate for each, so probing again on
+a busy machine never raises the bound.
 """
 
 from __future__ import annotations
@@ -269,6 +271,20 @@ def _measure(threads: int, dtype: torch.dtype, min_run_time: float, repeats: int
     return _peak_flops(threads, dtype, min_run_time, repeats), _measure_levels(threads, min_run_time, repeats)
 
 
+def _highest(new: DevicePeaks, old: DevicePeaks) -> DevicePeaks:
+    """Every rate the higher of two probes of one machine: a re-probe on a busy machine cannot raise the bound."""
+    if [(lv.name, lv.capacity_bytes) for lv in new.levels] != [(lv.name, lv.capacity_bytes) for lv in old.levels]:
+        return new  # the cache layout changed (another sysfs view): the old rates do not apply
+    levels = tuple(replace(a, bytes_per_second=max(a.bytes_per_second, b.bytes_per_second)) for a, b in zip(new.levels, old.levels))
+    return replace(
+        new,
+        flops_per_second=max(new.flops_per_second, old.flops_per_second),
+        bytes_per_second=max(new.bytes_per_second, old.bytes_per_second),
+        levels=levels,
+        contended=new.contended and old.contended,
+    )
+
+
 def _load_cache(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -286,17 +302,22 @@ def device_peaks(
     key = f"{fingerprint}/threads={threads}/{dtype_name}/{_CACHE_VERSION}"
     path = cache_path()
     cache = _load_cache(path)
-    if not refresh and key in cache:
+    earlier = None
+    if key in cache:
         try:
-            return DevicePeaks.from_dict(cache[key])
+            earlier = DevicePeaks.from_dict(cache[key])
         except (TypeError, ValueError, KeyError):  # a hand-edited or stale entry: measure again
-            pass
+            earlier = None
+    if earlier is not None and not refresh:
+        return earlier
     from ..latency.contention import watch
 
     with watch(threads, reference=False) as load:
         flops, levels = _measure(threads, dtype, min_run_time)
     dram = levels[-1].bytes_per_second if levels else 0.0
     peaks = DevicePeaks(flops, dram, threads, dtype_name, fingerprint, levels=levels, contended=bool(load and load[0].contended))
+    if earlier is not None:
+        peaks = _highest(peaks, earlier)
     cache[key] = peaks.to_dict()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
