@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # torch==2.13.0 in requirements.lock is the CPU wheel on our machines; a looser pin pulls CUDA wheels.
 
-.PHONY: run test setup clean bench-runtimes bench-analysis bench-lut bench-training test-durability
+.PHONY: run test setup clean bench-runtimes bench-analysis bench-lut bench-training test-durability bench-roofline bench-features
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ bench-training: $(STAMP)  # 4 zoo models on the embedded MNIST, tricks on/off ->
 
 bench-features: $(STAMP)  # features_only backbones at output_stride 32/16/8, ort, 512 px -> benchmarks/results/features.md (resumable, ~15 min)
 	$(BIN)/python benchmarks/bench_features.py
+
+bench-roofline: $(STAMP)  # roofline bound vs measured + repeatability, 81 zoo models x {eager, ort} x 2 passes -> benchmarks/results/roofline.md (resumable, ~35 min idle)
+	$(BIN)/python benchmarks/bench_roofline.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

@@ -202,14 +202,18 @@ def test_device_peaks_are_measured_once_and_cached_per_machine(tmp_path, monkeyp
     import edgevision.analysis.roofline as roofline
 
     calls = []
-    monkeypatch.setattr(roofline, "_measure", lambda threads, dtype, t: calls.append(threads) or (2e10, 1e10))
+    levels = (roofline.MemoryLevel("L1", 2**15, 3e11), roofline.MemoryLevel("DRAM", float("inf"), 1e10))
+    monkeypatch.setattr(roofline, "_measure", lambda threads, dtype, t: calls.append(threads) or (2e10, levels))
     first = device_peaks(threads=1)
     second = device_peaks(threads=1)
     assert calls == [1] and first == second and first.flops_per_second == 2e10
+    assert first.bytes_per_second == 1e10 and first.levels == levels  # DRAM = the outermost level, inf survives JSON
     cached = json.loads((tmp_path / "device_peaks.json").read_text())
-    assert list(cached) == [f"{ev.machine.machine_info().fingerprint}/threads=1/float32"]
-    device_peaks(threads=1, refresh=True)
-    assert calls == [1, 1]
+    assert list(cached) == [f"{ev.machine.machine_info().fingerprint}/threads=1/float32/carm-v2"]
+    slower = (roofline.MemoryLevel("L1", 2**15, 1e11), roofline.MemoryLevel("DRAM", float("inf"), 2e10))
+    monkeypatch.setattr(roofline, "_measure", lambda threads, dtype, t: calls.append(threads) or (1e10, slower))
+    again = device_peaks(threads=1, refresh=True)  # a busier re-probe: slower compute and L1, faster DRAM
+    assert calls == [1, 1] and again.flops_per_second == 2e10 and [lv.bytes_per_second for lv in again.levels] == [3e11, 2e10]
 
 
 def test_report_exports_json_and_dataframe():

@@ -13,10 +13,11 @@ from torch import nn
 
 from .diagnostics import Diagnostic, diagnose
 from .report import UNITS, CostReport, CostTotals, OperatorCost, build_report
-from .roofline import DevicePeaks, device_peaks
+from .kernels import FUSION_RULES, Kernel
+from .roofline import DevicePeaks, MemoryLevel, device_peaks
 from .tracer import trace
 
-__all__ = ["UNITS", "CostReport", "CostTotals", "DevicePeaks", "Diagnostic", "OperatorCost", "analyze", "device_peaks", "diagnose"]
+__all__ = ["UNITS", "CostReport", "CostTotals", "DevicePeaks", "Diagnostic", "Kernel", "MemoryLevel", "OperatorCost", "analyze", "device_peaks", "diagnose"]
 
 
 def analyze(
@@ -25,12 +26,18 @@ def analyze(
     dtype: torch.dtype = torch.float32,
     peaks: DevicePeaks | None | str = "measure",
     name: str | None = None,
+    runtime: str | None = None,
 ) -> CostReport:
     """Count every operator of one inference forward pass of ``model`` on an ``input_shape`` tensor.
 
     ``peaks``: ``"measure"`` (default) uses this machine's cached roofline peaks, measuring them on
     first use; a :class:`DevicePeaks` uses the given ones; ``None`` skips the roofline times.
+    ``runtime`` (``"ort"``, ``"eager"``, ``"compile"``, ``"openvino"``): also group the operators into
+    the kernels that runtime fuses (:mod:`.kernels`); ``report.kernels`` lists them and
+    ``report.bound_seconds`` is their summed bound. The default reports per aten operator.
     """
+    if runtime is not None and runtime not in FUSION_RULES:
+        raise ValueError(f"runtime must be one of {', '.join(FUSION_RULES)} or None, got {runtime!r}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"analyze() needs an nn.Module, got {type(model).__name__}")
     shape = tuple(int(s) for s in input_shape)
@@ -56,4 +63,7 @@ def analyze(
         peaks = device_peaks(dtype=dtype)
     report = build_report(target, name or type(model).__name__, shape, str(dtype).replace("torch.", ""), recorded, peaks)
     report.diagnostics = diagnose(report, target)
+    if runtime is not None:
+        report.runtime = runtime
+        report.kernels = report.kernels_for(runtime)
     return report

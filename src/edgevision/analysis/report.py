@@ -20,7 +20,7 @@ __all__ = ["UNITS", "CostTotals", "OperatorCost", "CostReport", "build_report"]
 UNITS = (
     "MACs = multiply-accumulates of conv/matmul/attention; FLOPs = floating-point operations "
     "(2 per MAC, plus bias adds and element-wise work); bytes = tensor bytes read + written per operator; "
-    "times = roofline lower bounds max(FLOPs/peak, bytes/bandwidth)"
+    "times = cache-aware roofline lower bounds max(FLOPs/peak, bytes/bandwidth of the level the bytes must come from)"
 )
 
 
@@ -118,6 +118,31 @@ class CostReport:
     unrecognized_ops: dict[str, int] = field(default_factory=dict)  # op -> calls given the default cost
     diagnostics: list = field(default_factory=list)  # design diagnostics (edgevision.analysis.diagnostics)
     units: str = UNITS
+    runtime: str | None = None  # the runtime whose fused kernels ``kernels`` lists; None = per aten operator
+    kernels: list = field(default_factory=list)  # analysis.kernels.Kernel, when ``runtime`` is set
+
+    @property
+    def bound_seconds(self) -> float | None:
+        """Roofline lower bound of one forward pass: summed per kernel of ``runtime``, else per aten operator."""
+        if self.peaks is None:
+            return None
+        if self.runtime is not None:
+            return sum(k.bound_seconds for k in self.kernels)
+        return self.total.bound_seconds
+
+    def kernels_for(self, runtime: str) -> list:
+        """The fused kernels ``runtime`` would run (analysis.kernels), from this report's trace."""
+        from .kernels import kernel_costs
+
+        return kernel_costs([o.call for o in self.operators], runtime, self.peaks)
+
+    def runtime_bound_seconds(self, runtime: str | None) -> float | None:
+        """The roofline bound on ``runtime`` (its fused kernels); None without peaks."""
+        if self.peaks is None:
+            return None
+        if runtime is None:
+            return self.total.bound_seconds
+        return sum(k.bound_seconds for k in self.kernels_for(runtime))
 
     @property
     def total(self) -> CostTotals:
@@ -139,6 +164,8 @@ class CostReport:
             "dtype": self.dtype,
             "units": self.units,
             "peaks": self.peaks.to_dict() if self.peaks else None,
+            "runtime": self.runtime,
+            "bound_seconds": self.bound_seconds,
             "total": self.total.to_dict(),
             "peak_activation_bytes": self.peak_activation_bytes,
             "input_bytes": self.input_bytes,
@@ -146,6 +173,7 @@ class CostReport:
             "diagnostics": [d.to_dict() for d in self.diagnostics],
             "modules": [m.to_dict() for m in self.modules.values()],
             "operators": [o.to_dict() for o in self.operators],
+            "kernels": [k.to_dict() for k in self.kernels],
         }
 
     def to_json(self, indent: int | None = 2) -> str:

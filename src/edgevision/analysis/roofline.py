@@ -1,18 +1,39 @@
-"""This machine's roofline: peak compute (large GEMMs) and memory bandwidth (large copies), cached.
+"""This machine's cache-aware roofline: peak FLOP/s and sustained bandwidth per memory level, cached.
 
 The roofline model bounds an operator's time below by max(FLOPs / peak FLOP/s, bytes / bandwidth)
-(Williams et al., "Roofline", CACM 2009). Peaks are measured with ``torch.utils.benchmark`` at the
-thread count in use: the best of a few square fp32 GEMM sizes for compute, and the best of a few
-large tensor copies (each byte read once and written once) for bandwidth. Results are cached in
+(Williams et al., "Roofline", CACM 2009). Charging every byte at DRAM bandwidth is not a bound on a
+CPU whose caches hold a mobile network's activations: a real run beats it. The cache-aware roofline
+(Ilić, Pratas and Sousa, "Cache-aware Roofline model", IEEE CAL 2014; Intel Advisor's CARM) measures
+the bandwidth of every level (L1, L2, L3, DRAM) and charges data at the level it comes from.
+
+Which level an operator's bytes come from depends on what the previous operators left in cache, so
+to stay a *lower* bound we charge each level only for the bytes that cannot possibly be held closer
+to the core. With cumulative capacities ``C_k`` (L1 + L2 + ... + Lk, private levels once per thread)
+and bandwidths ``B_1 >= B_2 >= ...``, an operator touching ``b`` distinct bytes (inputs, weights and
+outputs) must move at least ``b - 2 C_k`` of them across the boundary below level k (at most ``C_k``
+of its inputs can be resident at its start and at most ``C_k`` of its outputs at its end), so
+
+    memory time >= max( b / B_1,  max_k (b - 2 C_k) / B_{k+1} ).
+
+For large ``b`` this is CARM's "charge at the level the working set fits in"; near a level's
+capacity it is lower, never higher. Every rate is the HIGHEST observed over a working-set sweep,
+several methods (copy: read + write; re-reading a cached buffer: reads) and two repeats, and a level is
+never slower than the level behind it: noise from a busy machine can only lower the bound.
+
+Peaks are measured with ``torch.utils.benchmark`` at the thread count in use and cached in
 ``$EDGEVISION_CACHE_DIR`` (default ``~/.cache/edgevision``) under the machine fingerprint, thread
-count and dtype, so they are measured once per machine and never mixed across machines.
+count and dtype, so they are measured once per machine and never mixed across machines; a
+re-probe (``refresh=True``) keeps the higher of the old and new rate for each, so probing again on
+a busy machine never raises the bound.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -20,29 +41,94 @@ import torch
 from ..atomic import atomic_write_text
 from ..machine import machine_info
 
-__all__ = ["DevicePeaks", "device_peaks", "cache_path"]
+__all__ = ["CacheLevel", "DevicePeaks", "MemoryLevel", "cache_levels", "cache_path", "device_peaks"]
+
+#: bump when the cached measurement changes meaning (v2: per-level bandwidths, max over repeats)
+_CACHE_VERSION = "carm-v2"
+
+
+@dataclass(frozen=True)
+class CacheLevel:
+    """One data cache level as the OS reports it (sysfs or lscpu)."""
+
+    level: int  # 1, 2, 3
+    size_bytes: int  # one instance
+    shared_by: int  # logical CPUs sharing one instance (1 or 2 = private to a core)
+
+
+@dataclass(frozen=True)
+class MemoryLevel:
+    """One level of the memory hierarchy at a thread count: what fits in it and how fast it streams."""
+
+    name: str  # "L1", "L2", "L3", "DRAM"
+    capacity_bytes: float  # cumulative: this level and every level closer to the cores (inf for DRAM)
+    bytes_per_second: float  # highest sustained read + write traffic observed at working sets in this level
 
 
 @dataclass(frozen=True)
 class DevicePeaks:
     flops_per_second: float  # peak arithmetic throughput for ``dtype``
-    bytes_per_second: float  # peak memory bandwidth (read + write traffic)
+    bytes_per_second: float  # DRAM bandwidth (read + write traffic); the flat roofline's only level
     threads: int
     dtype: str
     fingerprint: str  # machine fingerprint (edgevision.machine)
     source: str = "measured"  # "measured" or "given"
+    levels: tuple[MemoryLevel, ...] = field(default=())  # inner to outer; () = flat roofline (DRAM only)
+    # other processes were busy while probing: the rates may be low (the bound too high); refresh on a quiet machine
+    contended: bool = False
+
+    def __post_init__(self) -> None:
+        if not (self.flops_per_second > 0 and self.bytes_per_second > 0):
+            raise ValueError(f"DevicePeaks needs positive rates, got {self.flops_per_second} FLOP/s and {self.bytes_per_second} B/s")
+        levels = tuple(MemoryLevel(**lv) if isinstance(lv, dict) else lv for lv in self.levels)
+        capacities = [lv.capacity_bytes for lv in levels]
+        if capacities != sorted(capacities) or any(lv.bytes_per_second <= 0 for lv in levels):
+            raise ValueError("DevicePeaks.levels must go from the core outwards (growing capacity) with positive bandwidths")
+        object.__setattr__(self, "levels", levels)
 
     @property
     def ridge_intensity(self) -> float:
-        """FLOPs per byte above which an operator is compute-bound."""
+        """FLOPs per byte above which an operator is compute-bound (at DRAM bandwidth)."""
         return self.flops_per_second / self.bytes_per_second
 
+    def memory_seconds(self, bytes_moved: float) -> float:
+        """Least time to move ``bytes_moved`` distinct bytes through the hierarchy (see the module docstring)."""
+        if not self.levels:
+            return bytes_moved / self.bytes_per_second
+        best = bytes_moved / self.levels[0].bytes_per_second
+        for inner, outer in zip(self.levels, self.levels[1:]):
+            best = max(best, (bytes_moved - 2 * inner.capacity_bytes) / outer.bytes_per_second)
+        return best
+
+    def level_of(self, bytes_moved: float) -> str:
+        """The level whose bandwidth limits ``bytes_moved`` (the first whose capacity holds it); "DRAM" when flat."""
+        for level in self.levels:
+            if bytes_moved <= 2 * level.capacity_bytes:
+                return level.name
+        return self.levels[-1].name if self.levels else "DRAM"
+
     def bound_seconds(self, flops: float, bytes_moved: float) -> tuple[float, str]:
-        compute, memory = flops / self.flops_per_second, bytes_moved / self.bytes_per_second
+        compute, memory = flops / self.flops_per_second, self.memory_seconds(bytes_moved)
         return (compute, "compute") if compute >= memory else (memory, "memory")
 
+    def scaled(self, factor: float) -> "DevicePeaks":
+        """Every rate multiplied by ``factor`` (a faster machine for factor > 1)."""
+        levels = tuple(replace(lv, bytes_per_second=lv.bytes_per_second * factor) for lv in self.levels)
+        return replace(self, flops_per_second=self.flops_per_second * factor, bytes_per_second=self.bytes_per_second * factor, levels=levels, source="given")
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        data["levels"] = [{**lv, "capacity_bytes": None if math.isinf(lv["capacity_bytes"]) else lv["capacity_bytes"]} for lv in data["levels"]]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DevicePeaks":
+        data = dict(data)
+        data["levels"] = tuple(
+            MemoryLevel(lv["name"], math.inf if lv["capacity_bytes"] is None else lv["capacity_bytes"], lv["bytes_per_second"])
+            for lv in data.get("levels", ())
+        )
+        return cls(**data)
 
 
 def cache_path() -> Path:
@@ -50,6 +136,61 @@ def cache_path() -> Path:
     return Path(root) / "device_peaks.json"
 
 
+# ---- cache sizes ----------------------------------------------------------------------------------
+def _parse_size(text: str) -> int:
+    """"48K" / "2048K" / "32 MiB" / "1.5 MB" -> bytes."""
+    match = re.match(r"\s*([\d.]+)\s*([KMG]?)", text.strip().upper())
+    if not match:
+        raise ValueError(f"cannot read cache size {text!r}")
+    return int(float(match.group(1)) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[match.group(2)])
+
+
+def _cpu_count_in(cpu_list: str) -> int:
+    """"0-1,4" -> 3."""
+    count = 0
+    for part in cpu_list.strip().split(","):
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        count += int(high or low) - int(low) + 1
+    return max(count, 1)
+
+
+def cache_levels(sysfs: str | Path = "/sys/devices/system/cpu/cpu0/cache") -> tuple[CacheLevel, ...]:
+    """Data/unified caches of cpu0 from sysfs, smallest level first; () when the OS does not say."""
+    found: dict[int, CacheLevel] = {}
+    root = Path(sysfs)
+    for index in sorted(root.glob("index*")):
+        try:
+            kind = (index / "type").read_text().strip()
+            if kind == "Instruction":
+                continue
+            level = int((index / "level").read_text())
+            size = _parse_size((index / "size").read_text())
+            shared = _cpu_count_in((index / "shared_cpu_list").read_text())
+        except (OSError, ValueError):
+            continue
+        found[level] = CacheLevel(level, size, shared)
+    return tuple(found[level] for level in sorted(found))
+
+
+def memory_levels(caches: tuple[CacheLevel, ...], threads: int, logical_cpus: int) -> list[tuple[str, float]]:
+    """(name, cumulative capacity in bytes at ``threads`` threads) per level, DRAM last (inf).
+
+    A private cache counts once per thread that can use its own copy; a shared one once. Summing the
+    levels (rather than taking the largest) is right for exclusive caches (AMD's victim L3) and errs
+    towards a larger capacity, i.e. a lower bound, for inclusive ones.
+    """
+    levels, total = [], 0.0
+    for cache in caches:
+        copies = max(1, min(threads, logical_cpus // cache.shared_by)) if cache.shared_by <= 2 else 1
+        total += cache.size_bytes * copies
+        levels.append((f"L{cache.level}", total))
+    levels.append(("DRAM", math.inf))
+    return levels
+
+
+# ---- measurement ----------------------------------------------------------------------------------
 def _best_seconds(statement: str, globals_: dict, threads: int, min_run_time: float) -> float:
     from torch.utils.benchmark import Timer
 
@@ -58,20 +199,90 @@ def _best_seconds(statement: str, globals_: dict, threads: int, min_run_time: fl
     return min(measurement.times)
 
 
-def _measure(threads: int, dtype: torch.dtype, min_run_time: float) -> tuple[float, float]:
-    best_flops = 0.0
+def _peak_flops(threads: int, dtype: torch.dtype, min_run_time: float, repeats: int) -> float:
+    best = 0.0
     for size in (512, 1024, 2048):
-        a = torch.randn(size, size, dtype=dtype)
-        b = torch.randn(size, size, dtype=dtype)
-        seconds = _best_seconds("torch.mm(a, b)", {"torch": torch, "a": a, "b": b}, threads, min_run_time)
-        best_flops = max(best_flops, 2 * size**3 / seconds)
-    best_bandwidth = 0.0
-    for megabytes in (64, 256):
-        source = torch.empty(megabytes * 2**20 // 4, dtype=torch.float32).uniform_()
-        target = torch.empty_like(source)
-        seconds = _best_seconds("target.copy_(source)", {"target": target, "source": source}, threads, min_run_time)
-        best_bandwidth = max(best_bandwidth, 2 * source.numel() * 4 / seconds)  # read + write
-    return best_flops, best_bandwidth
+        if dtype == torch.int8:  # int8 x int8 -> int32 GEMM, where this torch build has one on CPU
+            a = torch.randint(-64, 64, (size, size), dtype=torch.int8)
+            b = torch.randint(-64, 64, (size, size), dtype=torch.int8)
+            statement = "torch._int_mm(a, b)"
+        else:
+            a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+            statement = "torch.mm(a, b)"
+        for _ in range(repeats):
+            seconds = _best_seconds(statement, {"torch": torch, "a": a, "b": b}, threads, min_run_time)
+            best = max(best, 2 * size**3 / seconds)
+    return best
+
+
+def _sweep_sizes(largest_bytes: float, memory_bytes: int) -> list[int]:
+    """Working sets from 16 KiB, quadrupling, then one beyond twice the last cache (for DRAM); capped by RAM/8 and 1 GiB."""
+    top = int(min(max(2 * largest_bytes, 64 * 2**20), memory_bytes / 8 if memory_bytes else 2**30, 2**30))
+    sizes, size = [], 16 * 2**10
+    while size < top:
+        sizes.append(size)
+        size *= 4
+    return sizes + [top]
+
+
+def _stream_rate(working_set: int, threads: int, min_run_time: float) -> float:
+    """Highest bytes/s of two kernels over a ``working_set``-byte footprint: copy, and re-reading a cached row."""
+    elements = max(working_set // 8, 256)  # copy: source + target = working set
+    source = torch.empty(elements, dtype=torch.float32).uniform_()
+    target = torch.empty_like(source)
+    copy = 2 * elements * 4 / _best_seconds("target.copy_(source)", {"target": target, "source": source}, threads, min_run_time)
+    # re-read: one buffer of the working set summed row by row many times in one call, so small
+    # (L1/L2) working sets are not hidden behind per-call dispatch overhead
+    row = torch.empty(max(working_set // 4, 256), dtype=torch.float32).uniform_()
+    repeats = max(1, (32 * 2**20) // (row.numel() * 4))
+    rows, out = row.expand(repeats, row.numel()), torch.empty(repeats)
+    reread = repeats * row.numel() * 4 / _best_seconds("torch.sum(rows, 1, out=out)", {"torch": torch, "rows": rows, "out": out}, threads, min_run_time)
+    return max(copy, reread)
+
+
+def _measure_levels(threads: int, min_run_time: float, repeats: int) -> tuple[MemoryLevel, ...]:
+    machine = machine_info()
+    named = memory_levels(cache_levels(), threads, machine.logical_cpus)
+    finite = [capacity for _, capacity in named if math.isfinite(capacity)]
+    rates = {name: 0.0 for name, _ in named}
+    for working_set in _sweep_sizes(finite[-1] if finite else 0, machine.memory_bytes):
+        name = next(level for level, capacity in named if working_set <= capacity)
+        for _ in range(repeats):
+            rates[name] = max(rates[name], _stream_rate(working_set, threads, min_run_time))
+    return _monotone_levels([(name, capacity, rates[name]) for name, capacity in named])
+
+
+def _monotone_levels(measured: list[tuple[str, float, float]]) -> tuple[MemoryLevel, ...]:
+    """A level is never slower than the one behind it; an unmeasured outer level (a cache larger than the sweep) gets the inner rate."""
+    rates = [rate for _, _, rate in measured]
+    for index in range(1, len(rates)):
+        if rates[index] <= 0:
+            rates[index] = rates[index - 1]
+    result: list[MemoryLevel] = []
+    outer_rate = 0.0
+    for (name, capacity, _), rate in zip(reversed(measured), reversed(rates)):
+        outer_rate = max(outer_rate, rate)
+        result.append(MemoryLevel(name, capacity, outer_rate))
+    return tuple(reversed(result))
+
+
+def _measure(threads: int, dtype: torch.dtype, min_run_time: float, repeats: int = 2) -> tuple[float, tuple[MemoryLevel, ...]]:
+    """(peak FLOP/s for ``dtype``, memory levels with their bandwidths), each the best of ``repeats``."""
+    return _peak_flops(threads, dtype, min_run_time, repeats), _measure_levels(threads, min_run_time, repeats)
+
+
+def _highest(new: DevicePeaks, old: DevicePeaks) -> DevicePeaks:
+    """Every rate the higher of two probes of one machine: a re-probe on a busy machine cannot raise the bound."""
+    if [(lv.name, lv.capacity_bytes) for lv in new.levels] != [(lv.name, lv.capacity_bytes) for lv in old.levels]:
+        return new  # the cache layout changed (another sysfs view): the old rates do not apply
+    levels = tuple(replace(a, bytes_per_second=max(a.bytes_per_second, b.bytes_per_second)) for a, b in zip(new.levels, old.levels))
+    return replace(
+        new,
+        flops_per_second=max(new.flops_per_second, old.flops_per_second),
+        bytes_per_second=max(new.bytes_per_second, old.bytes_per_second),
+        levels=levels,
+        contended=new.contended and old.contended,
+    )
 
 
 def _load_cache(path: Path) -> dict:
@@ -82,18 +293,31 @@ def _load_cache(path: Path) -> dict:
 
 
 def device_peaks(
-    threads: int | None = None, dtype: torch.dtype = torch.float32, refresh: bool = False, min_run_time: float = 0.2
+    threads: int | None = None, dtype: torch.dtype = torch.float32, refresh: bool = False, min_run_time: float = 0.03
 ) -> DevicePeaks:
-    """Peak compute and bandwidth of this machine at ``threads`` (default: torch's current count)."""
+    """Peak compute and per-level bandwidth of this machine at ``threads`` (default: torch's current count)."""
     threads = threads or torch.get_num_threads()
     fingerprint = machine_info().fingerprint
-    key = f"{fingerprint}/threads={threads}/{str(dtype).replace('torch.', '')}"
+    dtype_name = str(dtype).replace("torch.", "")
+    key = f"{fingerprint}/threads={threads}/{dtype_name}/{_CACHE_VERSION}"
     path = cache_path()
     cache = _load_cache(path)
-    if not refresh and key in cache:
-        return DevicePeaks(**cache[key])
-    flops, bandwidth = _measure(threads, dtype, min_run_time)
-    peaks = DevicePeaks(flops, bandwidth, threads, str(dtype).replace("torch.", ""), fingerprint)
+    earlier = None
+    if key in cache:
+        try:
+            earlier = DevicePeaks.from_dict(cache[key])
+        except (TypeError, ValueError, KeyError):  # a hand-edited or stale entry: measure again
+            earlier = None
+    if earlier is not None and not refresh:
+        return earlier
+    from ..latency.contention import watch
+
+    with watch(threads, reference=False) as load:
+        flops, levels = _measure(threads, dtype, min_run_time)
+    dram = levels[-1].bytes_per_second if levels else 0.0
+    peaks = DevicePeaks(flops, dram, threads, dtype_name, fingerprint, levels=levels, contended=bool(load and load[0].contended))
+    if earlier is not None:
+        peaks = _highest(peaks, earlier)
     cache[key] = peaks.to_dict()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,11 @@ class OperatorCall:
     output_shapes: tuple[tuple[int, ...], ...]
     is_view: bool
     counted: bool  # False when the operator got the default cost (not in our tables)
+    # dataflow, for grouping operators into the kernels a runtime fuses (analysis.kernels):
+    input_bytes: tuple[int, ...] = ()  # bytes read from each tensor argument (sums to bytes_read)
+    input_ids: tuple[int, ...] = ()  # trace-local ids of the tensor arguments (0 = not produced in the trace)
+    output_ids: tuple[int, ...] = ()
+    input_dependent: bool = True  # False when no argument derives from the network input (a runtime can constant-fold it)
 
 
 @dataclass
@@ -85,11 +90,27 @@ class _Lifetimes:
 
 
 class _Recorder(TorchDispatchMode):
-    def __init__(self, module_stack: list[str], lifetimes: _Lifetimes) -> None:
+    def __init__(self, module_stack: list[str], lifetimes: _Lifetimes, example: torch.Tensor) -> None:
         super().__init__()
         self.module_stack = module_stack
         self.lifetimes = lifetimes
         self.calls: list[OperatorCall] = []
+        # id(tensor) -> (weak reference, trace id); the weak reference guards against a reused id()
+        self._ids: dict[int, tuple[weakref.ref, int]] = {}
+        self._serial = 0
+        self._dependent: set[int] = set()  # trace ids of tensors that derive from the network input
+        self._dependent.add(self._tensor_id(example, create=True))
+
+    def _tensor_id(self, tensor: torch.Tensor, create: bool = False) -> int:
+        entry = self._ids.get(id(tensor))
+        if entry is not None and entry[0]() is tensor:
+            return entry[1]
+        if not create:
+            return 0
+        self._serial += 1
+        serial = self._serial
+        self._ids[id(tensor)] = (weakref.ref(tensor), serial)
+        return serial
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -101,6 +122,11 @@ class _Recorder(TorchDispatchMode):
         name = func.overloadpacket.__name__
         inputs = input_tensors(args, kwargs)
         outputs = output_tensors(result)
+        input_ids = tuple(self._tensor_id(t) for t in inputs)
+        output_ids = tuple(self._tensor_id(t, create=True) for t in outputs)
+        dependent = any(i in self._dependent for i in input_ids)
+        if dependent:
+            self._dependent.update(output_ids)
         is_view = bool(func.is_view) or name in ZERO_COPY_OPS
         input_storages = {t.untyped_storage().data_ptr() for t in inputs if t.numel() and not t.is_meta}
         new_bytes = 0
@@ -109,11 +135,13 @@ class _Recorder(TorchDispatchMode):
             new_bytes += self.lifetimes.track(output, allocated=not is_view and not aliases_input)
         if is_view:
             cost_macs = cost_flops = read = written = 0
+            per_input: tuple[int, ...] = tuple(0 for _ in inputs)
             counted = True
         else:
             cost = op_cost(name, args, kwargs, outputs)
             cost_macs, cost_flops, counted = cost.macs, cost.flops, cost.counted
-            read = sum(tensor_bytes(t) for t in inputs)
+            per_input = tuple(tensor_bytes(t) for t in inputs)
+            read = sum(per_input)
             written = sum(o.numel() * o.element_size() for o in outputs)
         self.calls.append(
             OperatorCall(
@@ -129,6 +157,10 @@ class _Recorder(TorchDispatchMode):
                 output_shapes=tuple(tuple(o.shape) for o in outputs),
                 is_view=is_view,
                 counted=counted,
+                input_bytes=per_input,
+                input_ids=input_ids,
+                output_ids=output_ids,
+                input_dependent=dependent,
             )
         )
 
@@ -150,7 +182,7 @@ def trace(model: nn.Module, example: torch.Tensor) -> Trace:
 
     lifetimes = _Lifetimes()
     lifetimes.track(example, allocated=True)  # the input is live activation memory too
-    recorder = _Recorder(module_stack, lifetimes)
+    recorder = _Recorder(module_stack, lifetimes, example)
     handles = [register_module_forward_pre_hook(enter), register_module_forward_hook(leave)]
     try:
         with recorder:

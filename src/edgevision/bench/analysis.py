@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
-__all__ = ["Correlation", "Entry", "best_within_budget", "entries_from_rows", "pareto_front", "rank_correlation", "PROXIES"]
+__all__ = ["Correlation", "Entry", "Repeatability", "RooflineCheck", "repeatability", "roofline_check", "best_within_budget", "entries_from_rows", "pareto_front", "rank_correlation", "PROXIES"]
 
 #: cost proxies compared with measured latency: (Entry attribute, label)
 PROXIES = (("macs", "MACs"), ("bytes", "bytes moved"), ("bound_ms", "roofline bound"))
@@ -38,6 +38,17 @@ class Entry:
     runs: int
     noisy: bool
     stop_reason: str
+    contended: bool = False  # the machine was busy while measuring (latency.contention)
+
+    @property
+    def bound_violated(self) -> bool:
+        """The roofline lower bound exceeds the measured median: a defect of the cost model, never of the run."""
+        return self.bound_ms is not None and self.bound_ms > self.median_ms
+
+    @property
+    def tightness(self) -> float | None:
+        """Measured / bound (>= 1 for a true bound; 1 = at the roofline)."""
+        return self.median_ms / self.bound_ms if self.bound_ms else None
 
     @property
     def roofline_fraction(self) -> float | None:
@@ -45,7 +56,7 @@ class Entry:
         return self.bound_ms / self.median_ms if self.bound_ms and self.median_ms > 0 else None
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "roofline_fraction": self.roofline_fraction}
+        return {**asdict(self), "roofline_fraction": self.roofline_fraction, "bound_violated": self.bound_violated}
 
 
 def entries_from_rows(rows: Iterable[dict]) -> list[Entry]:
@@ -53,16 +64,19 @@ def entries_from_rows(rows: Iterable[dict]) -> list[Entry]:
     entries = []
     for row in rows:
         costs, result = row["costs"], row["result"]
+        runtime = result["context"]["runtime"]
+        # the bound of the kernels this runtime fuses (analysis.kernels); older rows: per aten operator
+        bound_ms = (costs.get("bound_ms_by_runtime") or {}).get(runtime, costs.get("bound_ms"))
         entries.append(
             Entry(
                 model=row["model"],
-                runtime=result["context"]["runtime"],
+                runtime=runtime,
                 params=costs["params"],
                 macs=costs["macs"],
                 flops=costs["flops"],
                 bytes=costs["bytes"],
                 peak_activation_bytes=costs.get("peak_activation_bytes"),
-                bound_ms=costs.get("bound_ms"),
+                bound_ms=bound_ms,
                 top1=row.get("top1"),
                 median_ms=result["median_ms"],
                 ci_low_ms=result.get("ci_low_ms"),
@@ -71,6 +85,7 @@ def entries_from_rows(rows: Iterable[dict]) -> list[Entry]:
                 runs=result["runs"],
                 noisy=result["noisy"],
                 stop_reason=result["stop_reason"],
+                contended=bool(result.get("contended", False)),
             )
         )
     return sorted(entries, key=lambda e: (e.model, e.runtime))
@@ -121,6 +136,60 @@ def proxy_correlations(entries: Sequence[Entry]) -> list[Correlation]:
     """For one runtime's entries: each cost proxy against measured median latency."""
     latency = [e.median_ms for e in entries]
     return [rank_correlation(label, [getattr(e, attribute) for e in entries], latency) for attribute, label in PROXIES]
+
+
+@dataclass(frozen=True)
+class RooflineCheck:
+    """Is the roofline a lower bound on one runtime's measurements, and how tight is it?"""
+
+    runtime: str
+    bounded: int  # entries with a bound
+    violations: tuple[str, ...]  # models whose bound exceeds the measured median (cost-model defects)
+    median_tightness: float | None  # median of measured / bound
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "violations": list(self.violations)}
+
+
+def roofline_check(entries: Sequence[Entry]) -> list[RooflineCheck]:
+    """Per runtime: the bound violations and the median tightness."""
+    from statistics import median
+
+    checks = []
+    for runtime, group in by_runtime(entries).items():
+        ratios = [e.tightness for e in group if e.tightness is not None]
+        checks.append(
+            RooflineCheck(
+                runtime=runtime,
+                bounded=len(ratios),
+                violations=tuple(e.model for e in group if e.bound_violated),
+                median_tightness=median(ratios) if ratios else None,
+            )
+        )
+    return checks
+
+
+@dataclass(frozen=True)
+class Repeatability:
+    """Same networks measured in two passes: how often do they agree?"""
+
+    runtime: str
+    pairs: int
+    within_5_percent: float  # share of networks whose two medians differ by <= 5%
+    median_difference: float  # median |second / first - 1|
+
+
+def repeatability(first: Iterable[Entry], second: Iterable[Entry]) -> list[Repeatability]:
+    """Per runtime, from the entries of two passes over the same (model, runtime) pairs."""
+    from statistics import median
+
+    again = {(e.model, e.runtime): e.median_ms for e in second}
+    result = []
+    for runtime, group in by_runtime(first).items():
+        ratios = [again[(e.model, runtime)] / e.median_ms - 1 for e in group if (e.model, runtime) in again and e.median_ms > 0]
+        if ratios:
+            result.append(Repeatability(runtime, len(ratios), sum(abs(r) <= 0.05 for r in ratios) / len(ratios), median(abs(r) for r in ratios)))
+    return result
 
 
 def best_within_budget(entries: Sequence[Entry], budget_ms: float) -> Entry | None:

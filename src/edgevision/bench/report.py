@@ -164,6 +164,8 @@ def _blocks(rows: Sequence[dict], entries: list[Entry], analysis: list[RuntimeFi
     if "macs_vs_latency" in plots:
         blocks.append(_Figure(plots["macs_vs_latency"], "MACs vs measured median latency (log-log), one colour per runtime."))
 
+    blocks += _roofline_blocks(entries)
+
     if budget_ms is not None:
         blocks.append(_Heading(f"Best model within {budget_ms:g} ms"))
         budget_rows = tuple(
@@ -187,7 +189,7 @@ def _blocks(rows: Sequence[dict], entries: list[Entry], analysis: list[RuntimeFi
                 _fmt_count(e.bytes) + "B", _fmt_count(e.peak_activation_bytes) + "B" if e.peak_activation_bytes else "-",
                 _fmt_ms(e.bound_ms), _fmt_ms(e.median_ms), ci, _fmt_ms(e.p90_ms),
                 "-" if fraction is None else f"{fraction:.0%}", str(e.runs),
-                f"noisy ({e.stop_reason})" if e.noisy else "precise",
+                (f"noisy ({e.stop_reason})" if e.noisy else "precise") + (", contended" if e.contended else ""),
             )
         )
     headers = ("model", "runtime", "top-1 %", "params", "MACs", "bytes", "peak act.", "roofline ms", "median ms",
@@ -197,6 +199,41 @@ def _blocks(rows: Sequence[dict], entries: list[Entry], analysis: list[RuntimeFi
     if "latency_bars" in plots:
         blocks.append(_Figure(plots["latency_bars"], "Median latency per model and runtime (ms), with the 95% CI of the median."))
     return blocks
+
+
+def _roofline_blocks(entries: Sequence[Entry]) -> list:
+    """The roofline check: bound violations (cost-model defects) and tightness, per runtime."""
+    from .analysis import roofline_check
+
+    checks = [c for c in roofline_check(entries) if c.bounded]
+    if not checks:
+        return []
+    rows = tuple(
+        (c.runtime, str(c.bounded), str(len(c.violations)), "-" if c.median_tightness is None else f"{c.median_tightness:.2f}x",
+         ", ".join(c.violations) or "-")
+        for c in checks
+    )  # fmt: skip
+    contended = sum(e.contended for e in entries)
+    text = (
+        "The roofline (cache-aware, per fused kernel of each runtime) is a lower bound: a model whose bound exceeds its "
+        "measured median is a defect of the cost model. Tightness = median of measured / bound."
+    )
+    if contended:
+        text += f" {contended} measurement(s) ran while the machine was busy (marked contended below)."
+    return [_Heading("Roofline check"), _Paragraph(text), _Table(("runtime", "models", "violations", "tightness", "violating models"), rows)]
+
+
+def _repeatability_blocks(entries: Sequence[Entry], second_pass: Sequence[dict]) -> list:
+    from .analysis import repeatability
+
+    heading = _Heading("Repeatability of this machine")
+    if not second_pass:
+        return [heading, _Paragraph("Not measured: run `edgevision bench --second-pass` to measure every network twice and state it here.")]
+    rows = tuple(
+        (r.runtime, str(r.pairs), f"{r.within_5_percent:.0%}", f"{r.median_difference:.1%}") for r in repeatability(entries, entries_from_rows(second_pass))
+    )
+    text = "The same networks measured in a second pass after the first: share whose medians agree within ±5%, and the median difference."
+    return [heading, _Paragraph(text), _Table(("runtime", "networks", "within ±5%", "median |difference|"), rows)]
 
 
 def _model_points(entries: Sequence[Entry]) -> list[tuple[str, float, float | None]]:
@@ -404,10 +441,12 @@ def write_report(
     budget_ms: float | None = None,
     time_budget_s: float | None = None,
     failures: Sequence[tuple[str, str, str]] = (),
+    second_pass: Sequence[dict] = (),
 ) -> ReportFiles:
     """Write results.csv, report.md, report.html and the PNG plots for ``rows`` into ``out``.
 
     ``failures``: (model, runtime, message) of measurements that failed; the report lists them.
+    ``second_pass``: rows of a repeat pass over the same networks; the report states the repeatability.
     """
     if not rows:
         raise ValueError("write_report needs at least one measurement row")
@@ -417,6 +456,7 @@ def write_report(
     analysis = findings(entries, budget_ms)
     plots = _plots(entries, analysis, out)
     blocks = _blocks(rows, entries, analysis, plots, budget_ms, time_budget_s)
+    blocks += _repeatability_blocks(entries, second_pass)
     if failures:
         blocks += [_Heading("Failed measurements"), _Table(("model", "runtime", "error"), tuple(tuple(f) for f in failures))]
     csv_path = _write_csv(entries, out / "results.csv")

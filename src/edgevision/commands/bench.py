@@ -46,6 +46,7 @@ def register(commands) -> None:
         "--per-measurement-budget", type=positive_float, default=DEFAULT_TIME_BUDGET_S, metavar="S",
         help=f"seconds per model and runtime, warm-up included (default {DEFAULT_TIME_BUDGET_S:g}); short budgets give noisy results",
     )
+    parser.add_argument("--second-pass", action="store_true", help="measure every network again after the first pass and report the machine's repeatability")
     parser.add_argument("--allow-mixed", action="store_true", help="combine with results of another machine or runtime version in --out")
     parser.set_defaults(handler=run)
 
@@ -101,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         resolution=args.resolution,
         time_budget_s=args.per_measurement_budget,
         allow_mixed=args.allow_mixed,
+        second_pass=args.second_pass,
     )
     out = _out_dir(args, machine.fingerprint)
     if out.exists() and not out.is_dir():
@@ -131,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     if not bench.rows:
         raise UsageError("no measurement finished; nothing to report")
     failures = [(f.model, f.runtime, f.message) for f in bench.failures]
-    files = write_report(bench.rows, out, budget_ms=args.budget_ms, time_budget_s=config.time_budget_s, failures=failures)
+    files = write_report(bench.rows, out, budget_ms=args.budget_ms, time_budget_s=config.time_budget_s, failures=failures, second_pass=bench.second_pass)
     _print_summary(files, args.budget_ms)
     console.print(f"measured {bench.measured}, reused {bench.skipped} from {out / 'results.jsonl'}")
     console.print(f"wrote {files.markdown}, {files.html}, {files.csv} and {len(files.plots)} plots")

@@ -122,9 +122,12 @@ def _print(report, model, args: argparse.Namespace, measured: dict[str, float] |
     if report.peaks:
         peaks = report.peaks
         console.print(
-            f"roofline: {peaks.flops_per_second / 1e9:.1f} GFLOP/s peak, {peaks.bytes_per_second / 1e9:.1f} GB/s, "
+            f"roofline: {peaks.flops_per_second / 1e9:.1f} GFLOP/s peak, {peaks.bytes_per_second / 1e9:.1f} GB/s DRAM, "
             f"ridge {peaks.ridge_intensity:.1f} FLOP/B, {peaks.threads} thread(s)"
+            + "".join(f"; {lv.name} {lv.bytes_per_second / 1e9:.0f} GB/s" for lv in peaks.levels[:-1])
         )
+        if peaks.contended:
+            console.print("[yellow]the peaks were probed while other processes were busy; re-probe on a quiet machine (device_peaks(refresh=True))[/yellow]")
     console.print(f"[dim]units: {report.units}[/dim]")
 
     rows, title = _rows(report, model, args.depth)
@@ -176,6 +179,11 @@ def _print(report, model, args: argparse.Namespace, measured: dict[str, float] |
     if report.peaks:
         summary += f", roofline bound {total.bound_seconds * 1e3:.3f} ms ({total.bound_by}-bound)"
     console.print(summary)
+    if report.peaks and measured is not None and measured.get(""):
+        # the runtime's fused kernels (analysis.kernels) bound the whole forward; measured / bound >= 1 for a true bound
+        bound_ms = report.runtime_bound_seconds(args.measure) * 1e3
+        verdict = "OK" if measured[""] >= bound_ms else "VIOLATED: a cost-model defect, please report it"
+        console.print(f"roofline tightness on {args.measure}: measured {measured[''] :.3f} ms / bound {bound_ms:.3f} ms = {measured[''] / bound_ms:.2f}x ({verdict})")
     if report.unrecognized_ops:
         console.print(f"[yellow]operators with the default cost (1 FLOP/element): {report.unrecognized_ops}[/yellow]")
     if report.diagnostics:

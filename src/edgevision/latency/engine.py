@@ -7,6 +7,7 @@ the input, prepares the runtime adapter with an explicit thread count, runs the 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import time
@@ -117,6 +118,8 @@ def measure(
     time_budget_s: float | None = None,
     clock: Callable[[], float] = time.perf_counter,
     seed: int = 0,
+    watch_machine: bool = True,
+    quiet_wait_s: float | None = None,
 ) -> LatencyResult:
     """Measure per-call latency of ``model`` on ``runtime``.
 
@@ -125,7 +128,30 @@ def measure(
     ``deploy=True`` re-parameterizes first. ``threads`` defaults to the physical core count and is
     recorded either way. The protocol (``plan``) warms up, then repeats until the 95% CI of the median
     is within 2% or ``time_budget_s`` runs out (then ``result.noisy`` is True).
+
+    ``watch_machine`` samples /proc and times a reference network before and after
+    (:mod:`.contention`); a contended measurement is flagged (``result.contended``) and, when
+    ``quiet_wait_s`` > 0 (default: ``$EDGEVISION_QUIET_WAIT_S`` or 10 s, at most 120 s per process),
+    re-measured once the machine has quietened within that wait (``result.remeasured``).
     """
+    from .contention import default_quiet_wait_s, wait_within_budget
+
+    arguments = dict(
+        input_shape=input_shape, runtime=runtime, threads=threads, batch=batch, deploy=deploy, channels_last=channels_last,
+        cuda_graphs=cuda_graphs, plan=plan, time_budget_s=time_budget_s, clock=clock, seed=seed, watch_machine=watch_machine,
+    )  # fmt: skip
+    result = _measure_once(model, **arguments)
+    wait = default_quiet_wait_s() if quiet_wait_s is None else quiet_wait_s
+    if result.contended and wait > 0 and wait_within_budget(wait):  # still busy after waiting: keep the flagged result
+        from dataclasses import replace
+
+        result = replace(_measure_once(model, **arguments), remeasured=True)
+    return result
+
+
+def _measure_once(
+    model, input_shape, runtime, threads, batch, *, deploy, channels_last, cuda_graphs, plan, time_budget_s, clock, seed, watch_machine
+) -> LatencyResult:
     from ..machine import machine_info
 
     runtime_class = get_runtime(runtime)
@@ -143,9 +169,12 @@ def measure(
     shape = _example_shape(loaded, input_shape, batch)
     example = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
+    from .contention import watch
+
     with adapter.prepared(loaded, example) as call:
         rss_visible = _reset_peak_rss()
-        samples = collect_samples(call, plan, clock)
+        with watch(threads, reference=watch_machine) if watch_machine else contextlib.nullcontext([]) as load:
+            samples = collect_samples(call, plan, clock)
         peak = _peak_rss_bytes() if rss_visible else None
         if runtime == "cuda":
             peak, kind = torch.cuda.max_memory_allocated(), "CUDA memory allocated by torch (peak)"
@@ -178,4 +207,6 @@ def measure(
         noisy=samples.noisy,
         target_precision=plan.target_precision,
         latencies_ms=tuple(t * 1e3 for t in samples.latencies_s),
+        contended=bool(load and load[0].contended),
+        machine_load=load[0].to_dict() if load else None,
     )

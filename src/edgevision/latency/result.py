@@ -51,6 +51,11 @@ class LatencyResult(LatencySummary):
     target_precision: float
     context: MeasurementContext
     latencies_ms: tuple[float, ...] = field(default=(), repr=False)
+    # the machine around the measurement (latency.contention): other processes' CPU, steal time,
+    # load average and the reference network before/after; ``contended`` when it was not quiet
+    contended: bool = False
+    machine_load: dict | None = field(default=None, repr=False)
+    remeasured: bool = False  # True when a contended first measurement was repeated once the machine was quiet
 
     @classmethod
     def from_summary(cls, summary: LatencySummary, *, context: MeasurementContext, **kwargs) -> "LatencyResult":
@@ -66,7 +71,10 @@ class LatencyResult(LatencySummary):
         """One line: "4.21 ms (95% CI 4.18-4.25, 230 runs)", prefixed with "noisy:" when imprecise."""
         text = f"{self.median_ms:.3g} ms (95% CI {self.ci_low_ms:.3g}-{self.ci_high_ms:.3g}, {self.runs} runs)"
         if self.noisy:
-            return f"noisy: {text}; the {self.stop_reason} ran out before the CI reached ±{self.target_precision:.0%}"
+            text = f"noisy: {text}; the {self.stop_reason} ran out before the CI reached ±{self.target_precision:.0%}"
+        if self.contended:
+            reasons = "; ".join((self.machine_load or {}).get("reasons", [])) or "the machine was busy"
+            text = f"{text} [contended: {reasons}]"
         return text
 
     def to_dict(self, include_latencies: bool = False) -> dict:
