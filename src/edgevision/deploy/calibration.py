@@ -60,7 +60,9 @@ def check_images(images: torch.Tensor, input_shape: Sequence[int], what: str = "
     return images.float()
 
 
-def _take(dataset, indices: torch.Tensor, preprocess, source: str) -> ImageSet:
+def _take(dataset, indices: torch.Tensor, preprocess, source: str, shape: Sequence[int], allow_empty: bool = False) -> ImageSet:
+    if len(indices) == 0 and allow_empty:
+        return ImageSet(torch.empty((0, *shape)), torch.empty(0, dtype=torch.long), source)
     if len(indices) == 0:
         raise CalibrationError(f"{source}: no images left for this split; use a larger dataset or fewer calibration images")
     images, labels = [], []
@@ -104,8 +106,8 @@ def deploy_splits(
     if len(calibration_idx) < calibration:
         raise CalibrationError(f"{data} has {len(splits.train)} training images, fewer than the {calibration} calibration images asked for")
     return DeploySplits(
-        calibration=_take(splits.train, calibration_idx, preprocess, f"{data}/train[{len(calibration_idx)} images]"),
-        search=_take(splits.train, search_idx, preprocess, f"{data}/train[{len(search_idx)} other images]"),
-        verification=_take(splits.val, val_idx, preprocess, f"{data}/val[{len(val_idx)} images]"),
+        calibration=_take(splits.train, calibration_idx, preprocess, f"{data}/train[{len(calibration_idx)} images]", input_shape),
+        search=_take(splits.train, search_idx, preprocess, f"{data}/train[{len(search_idx)} other images]", input_shape, allow_empty=search == 0),
+        verification=_take(splits.val, val_idx, preprocess, f"{data}/val[{len(val_idx)} images]", input_shape),
         num_classes=splits.num_classes,
     )

@@ -136,13 +136,15 @@ def mixed_precision(
     threads: int = 1,
     profile_runs: int = 5,
     unit_accuracy: bool = True,
+    latency_aware: bool = True,
     work_dir: str | os.PathLike | None = None,
 ) -> MixedPlan:
     """Search which blocks of ``float_onnx`` stay in fp32; write the chosen mixed graph to ``output``.
 
     With ``labels_meaningful`` (a trained model and labelled ``search`` images) the target is a top-1
     drop of at most ``max_drop`` points on ``search``; otherwise (random weights) an output SQNR of at
-    least ``min_sqnr_db``. Units whose INT8 form profiles slower than fp32 stay in float regardless.
+    least ``min_sqnr_db``. With ``latency_aware``, units whose INT8 form profiles slower than fp32 stay in
+    float regardless.
     """
     import shutil
 
@@ -177,11 +179,12 @@ def mixed_precision(
             alone = work / "alone.int8.onnx"
             quantize(prepared, calibration, alone, keep_float=all_nodes_but([u for u in units if u != unit]), **common)
             tensor = unit_outputs[unit]
-            local = sqnr_db(float_activations[tensor], onnx_outputs(alone, probe, [tensor], threads)[tensor])
+            quantized_tensor = _dequantized_name(alone, tensor)
+            local = sqnr_db(float_activations[tensor], onnx_outputs(alone, probe, [quantized_tensor], threads)[quantized_tensor])
             drop = float_top1 - top1(onnx_logits(alone, search.images, threads), search.labels) if use_labels else None
             sensitivity[unit] = (local, drop)
 
-        slow = [u for u in units if u != "(graph)" and float_ms.get(u, 0.0) - int8_ms.get(u, 0.0) <= 0.0]
+        slow = [u for u in units if latency_aware and u != "(graph)" and float_ms.get(u, 0.0) - int8_ms.get(u, 0.0) <= 0.0]
         # worst first: largest drop alone, then lowest SQNR alone
         order = sorted(
             (u for u in units if u not in slow and u in sensitivity),
@@ -254,6 +257,18 @@ def _unit_outputs(path: Path) -> dict[str, str]:
         if node.op_type not in _PASSIVE and node.name and node.output:
             outputs[unit_of(node.name)] = node.output[0]
     return outputs
+
+
+def _dequantized_name(qdq_path: Path, tensor: str) -> str:
+    """The tensor that carries ``tensor``'s value in a QDQ graph: its DequantizeLinear output when it was quantized.
+
+    ORT drops a quantized ReLU/Clip (its range is folded into the preceding Q), so the float name
+    may then hold the pre-activation value; the DQ output is what the next node reads.
+    """
+    for node in load_onnx_model(qdq_path).graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] == f"{tensor}_QuantizeLinear_Output":
+            return node.output[0]
+    return tensor
 
 
 def _unit_ops(path: Path) -> dict[str, set[str]]:
