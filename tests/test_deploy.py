@@ -147,14 +147,14 @@ def checkpoint(tmp_path_factory):
 def test_deploy_cli_end_to_end_writes_the_fastest_verified_form(checkpoint, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["deploy", "tiny", "--checkpoint", str(checkpoint), "--runtimes", "ort", "--no-mixed", "--calibration", "16",
-                 "--verification", "64", "--budget", "0.6", "--threads", "1", "--max-drop", "100", "--out", str(out)])
+                 "--verification", "64", "--budget", "0.6", "--threads", "1", "--max-drop", "100", "--qat", "3", "--out", str(out)])
     assert code == 0
     data = json.loads((out / "deploy.json").read_text())
     for key in ("model", "runtime", "precision", "median_ms", "ci_low_ms", "ci_high_ms", "fp32_ort_median_ms", "speedup_vs_fp32_ort",
                 "accuracy_float", "accuracy_deployed", "max_drop", "verified", "machine", "versions", "candidates"):
         assert key in data, key
     assert data["model"] == "tiny" and data["verified"] and data["accuracy_verified"]
-    assert {(row["runtime"], row["precision"]) for row in data["candidates"]} == {("ort", "fp32"), ("ort", "int8")}
+    assert {row["label"] for row in data["candidates"]} == {"ort/fp32", "ort/int8", "ort/int8/qat"}
     shipped = [row for row in data["candidates"] if row["shipped"]]
     assert len(shipped) == 1 and shipped[0]["median_ms"] == data["median_ms"]
     assert all(row["median_ms"] >= data["median_ms"] for row in data["candidates"] if row["verified"])
@@ -191,6 +191,20 @@ def test_deploy_ships_nothing_when_no_candidate_passes(float_onnx, tmp_path, cap
                            "--calibration", "8", "--verification", "16", "--budget", "0.3", "--threads", "1", "--out", str(out)])
     assert "no candidate passed verification" in line and "output SQNR" in line
     assert not (out / "model.onnx").exists() and not (out / "deploy.json").exists()
+
+
+def test_fake_quant_fine_tuning_changes_weights_and_leaves_a_plain_module():
+    from torch.nn.utils import parametrize
+
+    from edgevision.deploy.qat import qat_finetune
+
+    model = tiny_model(num_classes=10)
+    tuned = qat_finetune(model, "default", (1, 16, 16), steps=2, batch_size=16).model
+    convs = [m for m in tuned.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and not any(parametrize.is_parametrized(m) for m in convs) and not any(m._forward_pre_hooks for m in convs)
+    assert ev.is_deploy_form(tuned)
+    before = ev.reparameterize(model).state_dict()
+    assert any(not torch.equal(before[k], v) for k, v in tuned.state_dict().items())
 
 
 def test_measure_accepts_an_int8_onnx_file(float_onnx, tmp_path, capsys):

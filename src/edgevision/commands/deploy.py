@@ -30,6 +30,7 @@ def register(commands) -> None:
     parser.add_argument("--method", default="minmax", choices=("minmax", "entropy", "percentile"), help="calibration method (default minmax)")
     parser.add_argument("--scheme", default="machine", choices=("machine", "u8s8_rr", "u8s8", "s8s8", "u8u8"), help="INT8 types (default: this CPU's)")
     parser.add_argument("--no-mixed", dest="mixed", action="store_false", help="skip the per-block mixed-precision search")
+    parser.add_argument("--qat", type=int, default=0, metavar="STEPS", help="with --checkpoint: also try quantization-aware fine-tuning for STEPS steps (default off)")
     parser.add_argument("--min-sqnr", type=float, default=20.0, metavar="DB", help="without a checkpoint: INT8 output SQNR needed (default 20 dB)")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="intra-op threads (default: physical cores)")
     parser.add_argument("--budget", type=float, default=10.0, metavar="S", help="measurement seconds per candidate, over all rounds (default 10)")
@@ -51,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_drop < 0:
         raise UsageError(f"--max-drop must be >= 0 points of top-1, got {args.max_drop}")
-    for option in ("calibration", "search", "verification", "threads", "input_size"):
+    for option in ("calibration", "search", "verification", "threads", "input_size", "qat"):
         value = getattr(args, option)
-        if value is not None and value < (0 if option == "search" else 1):
+        if value is not None and value < (0 if option in ("search", "qat") else 1):
             raise UsageError(f"--{option.replace('_', '-')} must be >= 1, got {value}" + ("; the calibration set cannot be empty" if option == "calibration" else ""))
     if args.budget <= 0:
         raise UsageError(f"--budget must be positive seconds, got {args.budget}")
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
             method=args.method,
             scheme=args.scheme,
             mixed=args.mixed,
+            qat_steps=args.qat,
             min_sqnr_db=args.min_sqnr,
             threads=args.threads,
             budget_s=args.budget,

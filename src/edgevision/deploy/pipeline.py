@@ -53,7 +53,7 @@ class DeployError(ValueError):
 class Candidate:
     runtime: str
     precision: str
-    variant: str  # "fp32", "ptq", "mixed", "nncf", "nncf-accuracy-control"
+    variant: str  # "fp32", "ptq", "mixed", "qat", "nncf", "nncf-accuracy-control"
     path: str | None
     verified: bool | None = None
     check: str = ""  # what was checked and the numbers
@@ -209,6 +209,7 @@ def deploy(
     method: str = "minmax",
     scheme: str | None = None,
     mixed: bool = True,
+    qat_steps: int = 0,
     min_sqnr_db: float = 20.0,
     threads: int | None = None,
     budget_s: float = 10.0,
@@ -260,7 +261,7 @@ def deploy(
     chosen_scheme = machine_scheme() if scheme in (None, "machine") else scheme
     key = _key(model=name, checkpoint=checkpoint and os.path.getmtime(checkpoint), data=data, shape=shape, calibration=calibration,
                search=search, method=method, scheme=str(chosen_scheme), max_drop=max_drop, min_sqnr=min_sqnr_db, version=__version__,
-               onnx=str(onnx_path) if onnx_path else None, mixed=mixed)
+               onnx=str(onnx_path) if onnx_path else None, mixed=mixed, qat=qat_steps)
     work = _Work(out / ".work", key)
 
     # the float reference: the PyTorch model (or the given ONNX file in ONNX Runtime)
@@ -312,6 +313,21 @@ def deploy(
             plan = json.loads((work.root / "mixed_plan.json").read_text())
             kept = plan["kept_float_units"]
             int8_paths.append(Candidate("ort", "int8", "mixed", str(mixed_path), note=f"{len(kept)} of {len(plan['units'])} blocks in fp32"))
+        if qat_steps > 0 and trained and module is not None:
+            say(f"quantization-aware fine-tuning ({qat_steps} steps, distilled from the float model)")
+
+            def build_qat(path: Path) -> None:
+                from .qat import qat_finetune
+
+                tuned = qat_finetune(module, data, shape, steps=qat_steps, mean=preprocess.get("mean"), std=preprocess.get("std"))
+                tuned_onnx = work.root / "model.qat.fp32.onnx"
+                try:
+                    export_onnx(tuned.model, tuned_onnx, shape, deploy=False)
+                except ExportError as error:
+                    raise DeployError(f"export of the QAT model failed: {error}") from None
+                quantize(tuned_onnx, splits.calibration, path, method=method, scheme=chosen_scheme)
+
+            int8_paths.append(Candidate("ort", "int8", "qat", str(work.artifact("model.qat.int8.onnx", build_qat))))
     if "int8" in precisions and "openvino" in runtimes:
         from .openvino import nncf_quantize, openvino_available
 
