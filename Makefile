@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # torch==2.13.0 in requirements.lock is the CPU wheel on our machines; a looser pin pulls CUDA wheels.
 
-.PHONY: run test setup clean bench-runtimes bench-analysis bench-lut bench-training
+.PHONY: run test setup clean bench-runtimes bench-analysis bench-lut bench-training bench-quant
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ bench-lut: $(STAMP)  # block latency tables vs 100 unseen networks, ort + eager 
 
 bench-training: $(STAMP)  # 4 zoo models on the embedded MNIST, tricks on/off -> benchmarks/results/training.md (resumable)
 	$(BIN)/python benchmarks/bench_training.py
+
+bench-quant: $(STAMP)  # fp32 vs INT8 (ORT PTQ, mixed, OpenVINO/NNCF) for the zoo under 1 GMAC + float/PTQ/mixed/QAT top-1 of 4 trained models -> benchmarks/results/quant.md (resumable)
+	$(BIN)/python benchmarks/bench_quant.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
