@@ -215,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work) if args.work else out / "quant_work"
     work.mkdir(parents=True, exist_ok=True)
+    (work / ".gitignore").write_text("*\n")  # checkpoints and deploy folders: regenerated, never committed
     fingerprint = machine_info().fingerprint
     speed_rows = speed(args, out, fingerprint) if args.part in ("speed", "both") else []
     accuracy_rows = accuracy(args, out, work, fingerprint) if args.part in ("accuracy", "both") else []

@@ -284,13 +284,13 @@ def deploy(
     accuracy_float = top1(reference, labels) if trained and labels is not None else None
 
     candidates: list[Candidate] = []
-    if "fp32" in precisions or True:  # fp32 ORT is always the baseline
+    if "fp32" in precisions:
         for runtime in runtimes:
             if runtime == "compile" and module is None:
-                continue
-            if "fp32" not in precisions and runtime != "ort":
-                continue
-            candidates.append(Candidate(runtime, "fp32", "fp32", str(float_onnx), note="" if "fp32" in precisions else "baseline only"))
+                continue  # torch.compile needs the PyTorch model, not an ONNX file
+            candidates.append(Candidate(runtime, "fp32", "fp32", str(float_onnx)))
+    if not any(c.runtime == "ort" for c in candidates):  # fp32 ORT is always measured: it is the baseline
+        candidates.insert(0, Candidate("ort", "fp32", "fp32", str(float_onnx), note="baseline only"))
     int8_paths: list[Candidate] = []
     if "int8" in precisions and "ort" in runtimes:
         say(f"quantizing (static PTQ, {method}, {getattr(chosen_scheme, 'name', chosen_scheme)})")
