@@ -158,6 +158,9 @@ def test_deploy_cli_end_to_end_writes_the_fastest_verified_form(checkpoint, tmp_
     shipped = [row for row in data["candidates"] if row["shipped"]]
     assert len(shipped) == 1 and shipped[0]["median_ms"] == data["median_ms"]
     assert all(row["median_ms"] >= data["median_ms"] for row in data["candidates"] if row["verified"])
+    for row in data["candidates"]:  # an INT8 form measured slower than fp32 ORT is never shipped
+        if row["precision"] == "int8" and row["median_ms"] >= data["fp32_ort_median_ms"]:
+            assert row["rejected"].startswith("measured slower than fp32 ORT") and not row["shipped"]
     fp32 = next(row for row in data["candidates"] if row["precision"] == "fp32")
     assert fp32["verified"] and fp32["parity"] <= 1e-4
     assert data["speedup_vs_fp32_ort"] == pytest.approx(data["fp32_ort_median_ms"] / data["median_ms"])

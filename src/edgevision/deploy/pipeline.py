@@ -66,6 +66,7 @@ class Candidate:
     runs: int = 0
     noisy: bool | None = None
     shipped: bool = False
+    rejected: str = ""  # why a verified candidate is not shippable (an INT8 form slower than fp32 ORT)
     note: str = ""
 
     @property
@@ -248,7 +249,8 @@ def deploy(
     data = data or metadata.get("dataset") or "default"
     try:
         splits: DeploySplits = deploy_splits(
-            data, shape, calibration=calibration, search=search if mixed else 0, verification=verification,
+            data, shape, calibration=calibration, search=search if (mixed or (trained and "openvino" in runtimes)) else 0,
+            verification=verification,
             mean=preprocess.get("mean"), std=preprocess.get("std"),
         )
     except (CalibrationError, ValueError) as error:
@@ -333,12 +335,16 @@ def deploy(
 
         if openvino_available():
             say("quantizing for OpenVINO (NNCF)")
-            xml = work.artifact("model.nncf.xml", lambda path: nncf_quantize(float_onnx, splits.calibration, path))
-            int8_paths.append(Candidate("openvino", "int8", "nncf", str(xml)))
-            if trained:
-                xml_ac = work.artifact("model.nncf_ac.xml", lambda path: nncf_quantize(
-                    float_onnx, splits.calibration, path, validation=splits.search, max_drop=max_drop))
-                int8_paths.append(Candidate("openvino", "int8", "nncf-accuracy-control", str(xml_ac)))
+            nncf_runs = [("nncf", "model.nncf.xml", {})]
+            if trained and len(splits.search):
+                nncf_runs.append(("nncf-accuracy-control", "model.nncf_ac.xml", {"validation": splits.search, "max_drop": max_drop}))
+            for variant, name, options in nncf_runs:
+                try:
+                    xml = work.artifact(name, lambda path, options=options: nncf_quantize(float_onnx, splits.calibration, path, **options))
+                except Exception as error:  # NNCF failing on one model is a failed candidate, not a failed deploy
+                    candidates.append(Candidate("openvino", "int8", variant, None, verified=False, check=f"NNCF failed: {str(error).splitlines()[0] if str(error) else type(error).__name__}"))
+                    continue
+                int8_paths.append(Candidate("openvino", "int8", variant, str(xml)))
         else:
             candidates.append(Candidate("openvino", "int8", "nncf", None, verified=False, check="openvino/nncf not installed"))
     candidates.extend(int8_paths)
@@ -383,11 +389,10 @@ def deploy(
     _interleaved(timed, shape, threads, budget_s, rounds)
     for candidate in candidates:
         if candidate.precision == "int8" and candidate.verified and candidate.median_ms and baseline.median_ms and candidate.median_ms >= baseline.median_ms:
-            candidate.verified = False
-            candidate.check += f"; measured slower than fp32 ORT ({candidate.median_ms:.3f} >= {baseline.median_ms:.3f} ms)"
-    shippable = [c for c in candidates if c.verified and c.median_ms is not None and (c.note != "baseline only")]
+            candidate.rejected = f"measured slower than fp32 ORT ({candidate.median_ms:.3f} >= {baseline.median_ms:.3f} ms)"
+    shippable = [c for c in candidates if c.verified and not c.rejected and c.median_ms is not None and c.note != "baseline only"]
     if not shippable:
-        failed = "; ".join(f"{c.label}: {c.check}" for c in candidates if c.note != "baseline only")
+        failed = "; ".join(f"{c.label}: {c.rejected or c.check}" for c in candidates if c.note != "baseline only")
         raise DeployError(f"no candidate passed verification ({failed}); nothing was shipped")
     best = min(shippable, key=lambda c: c.median_ms)
     best.shipped = True
@@ -477,14 +482,14 @@ def _report(result: dict) -> str:
         "Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) + ".",
         "",
         "| candidate | verified | check | top-1 % | SQNR dB | median ms | 95% CI | runs | shipped |",
-        "|---|---|---|---:|---:|---:|---|---:|---|",
+        "|---|---|---|---:|---:|---:|---|---:|---|",  # "no: <reason>" when verified but not shippable
     ]
     for row in result["candidates"]:
         ci = "-" if row["ci_low_ms"] is None else f"{row['ci_low_ms']:.3f}-{row['ci_high_ms']:.3f}"
         lines.append(
             f"| {row['label']}{' (' + row['note'] + ')' if row['note'] else ''} | {row['verified']} | {row['check']} | "
             f"{'-' if row['accuracy'] is None else row['accuracy']} | {'-' if row['sqnr_db'] is None else row['sqnr_db']} | "
-            f"{ms(row['median_ms'])} | {ci} | {row['runs']} | {'**yes**' if row['shipped'] else ''} |"
+            f"{ms(row['median_ms'])} | {ci} | {row['runs']} | {'**yes**' if row['shipped'] else ('no: ' + row['rejected'] if row['rejected'] else '')} |"
         )
     plan = result.get("mixed_precision")
     if plan:
