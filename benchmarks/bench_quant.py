@@ -97,7 +97,7 @@ def accuracy(args, out: Path, work: Path, fingerprint: str) -> list[dict]:
     from edgevision.deploy import deploy
     from edgevision.training import get_recipe, seed_everything, train
 
-    models = ACCURACY_MODELS[:1] if args.quick else ACCURACY_MODELS
+    models = ACCURACY_MODELS[:1] if args.quick else tuple(args.accuracy_models)
     store = out / "quant_accuracy.jsonl"
     key = {"fingerprint": fingerprint, "epochs": args.epochs, "qat_steps": args.qat_steps, "max_drop": args.max_drop, "quick": args.quick}
     rows = [row for row in _rows(store) if all(row.get(k) == v for k, v in key.items())]
@@ -198,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=6, help="accuracy part: training epochs (default 6, as bench-training)")
     parser.add_argument("--qat-steps", type=int, default=300, help="accuracy part: QAT steps (default 300)")
     parser.add_argument("--max-drop", type=float, default=0.5, help="accuracy part: allowed top-1 drop in points (default 0.5)")
+    parser.add_argument("--accuracy-models", nargs="+", default=list(ACCURACY_MODELS), metavar="NAME", help="accuracy part: models to train")
     parser.add_argument("--accuracy-budget", type=float, default=4.0, help="accuracy part: measurement seconds per form (default 4)")
     parser.add_argument("--quick", action="store_true", help="smoke test: 2 models at 64 px, 1 model trained 5 steps; temporary folder")
     parser.add_argument("--out", default=None, help="results folder (default benchmarks/results; --quick: a temporary folder)")
