@@ -99,6 +99,8 @@ class MixedPlan:
     full_sqnr_db: float
     criterion: str  # what the accuracy target was
     met: bool  # the target holds for the mixed graph
+    accuracy_only_path: str | None = None  # the search without latency verdicts (only when some block profiled slower)
+    accuracy_only_units: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict:
@@ -193,8 +195,7 @@ def mixed_precision(
         kept = list(slow)
         accuracy_kept: list[str] = []
 
-        def evaluate(kept_units: Sequence[str]) -> tuple[Path, np.ndarray]:
-            path = work / "mixed.int8.onnx"
+        def evaluate(kept_units: Sequence[str], path: Path = work / "mixed.int8.onnx") -> tuple[Path, np.ndarray]:
             if not kept_units:
                 shutil.copyfile(full_path, path)
             else:
@@ -214,6 +215,20 @@ def mixed_precision(
             path, logits = evaluate(kept)
         met = meets(logits)
         shutil.copyfile(path, output)
+        # the same search without the profile's verdicts: if the profile misjudged a block, end-to-end timing of the
+        # two graphs (in deploy) decides which one ships
+        accuracy_only_path, accuracy_only_units = None, ()
+        if slow:
+            ranked = sorted((u for u in units if u in sensitivity), key=lambda u: (-(sensitivity[u][1] or 0.0), sensitivity[u][0]))
+            kept_for_accuracy: list[str] = []
+            candidate, candidate_logits = evaluate(kept_for_accuracy, work / "accuracy_only.int8.onnx")
+            while not meets(candidate_logits) and ranked:
+                kept_for_accuracy.append(ranked.pop(0))
+                candidate, candidate_logits = evaluate(kept_for_accuracy, work / "accuracy_only.int8.onnx")
+            if meets(candidate_logits) and kept_for_accuracy:  # with nothing kept it is the fully quantized graph (PTQ)
+                accuracy_only_path = Path(output).with_name(Path(output).stem + ".accuracy_only.onnx")
+                shutil.copyfile(candidate, accuracy_only_path)
+                accuracy_only_units = tuple(kept_for_accuracy)
         full_copy = Path(output).with_name(Path(output).stem + ".full.onnx")
         shutil.copyfile(full_path, full_copy)
         reports = tuple(
@@ -240,6 +255,8 @@ def mixed_precision(
             float_search_top1=float_top1,
             mixed_search_top1=top1(logits, search.labels) if use_labels else None,
             full_search_top1=top1(full_logits, search.labels) if use_labels else None,
+            accuracy_only_path=None if accuracy_only_path is None else os.fspath(accuracy_only_path),
+            accuracy_only_units=accuracy_only_units,
             mixed_sqnr_db=round(sqnr_db(reference, logits), 2),
             full_sqnr_db=round(sqnr_db(reference, full_logits), 2),
             criterion=criterion,

@@ -53,7 +53,7 @@ class DeployError(ValueError):
 class Candidate:
     runtime: str
     precision: str
-    variant: str  # "fp32", "ptq", "mixed", "qat", "nncf", "nncf-accuracy-control"
+    variant: str  # "fp32", "ptq", "mixed", "mixed-accuracy-only", "qat", "nncf", "nncf-accuracy-control"
     path: str | None
     verified: bool | None = None
     check: str = ""  # what was checked and the numbers
@@ -315,6 +315,9 @@ def deploy(
             plan = json.loads((work.root / "mixed_plan.json").read_text())
             kept = plan["kept_float_units"]
             int8_paths.append(Candidate("ort", "int8", "mixed", str(mixed_path), note=f"{len(kept)} of {len(plan['units'])} blocks in fp32"))
+            if plan.get("accuracy_only_path") and Path(plan["accuracy_only_path"]).exists():
+                int8_paths.append(Candidate("ort", "int8", "mixed-accuracy-only", plan["accuracy_only_path"],
+                                            note=f"{len(plan['accuracy_only_units'])} blocks in fp32, chosen on accuracy alone"))
         if qat_steps > 0 and trained and module is not None:
             say(f"quantization-aware fine-tuning ({qat_steps} steps, distilled from the float model)")
 
