@@ -196,18 +196,27 @@ def test_deploy_ships_nothing_when_no_candidate_passes(float_onnx, tmp_path, cap
     assert not (out / "model.onnx").exists() and not (out / "deploy.json").exists()
 
 
-def test_fake_quant_fine_tuning_changes_weights_and_leaves_a_plain_module():
+def test_fake_quant_fine_tuning_changes_weights_and_leaves_a_plain_module(tmp_path):
     from torch.nn.utils import parametrize
 
-    from edgevision.deploy.qat import qat_finetune
+    from edgevision.deploy.qat import onnx_activation_ranges, qat_finetune
 
     model = tiny_model(num_classes=10)
-    tuned = qat_finetune(model, "default", (1, 16, 16), steps=2, batch_size=16).model
+    result = qat_finetune(model, "default", (1, 16, 16), steps=2, batch_size=16)
+    tuned = result.model
     convs = [m for m in tuned.modules() if isinstance(m, nn.Conv2d)]
     assert convs and not any(parametrize.is_parametrized(m) for m in convs) and not any(m._forward_pre_hooks for m in convs)
     assert ev.is_deploy_form(tuned)
     before = ev.reparameterize(model).state_dict()
     assert any(not torch.equal(before[k], v) for k, v in tuned.state_dict().items())
+    # the learned input range of the stem conv becomes the ONNX input's fixed quantization range in ORT
+    ev.export_onnx(tuned, tmp_path / "qat.onnx", (1, 16, 16), deploy=False)
+    ranges = onnx_activation_ranges(tmp_path / "qat.onnx", result.input_ranges)
+    assert len(ranges) == len(result.input_ranges) == len(convs) + 1  # every Conv and the classifier
+    quantize(tmp_path / "qat.onnx", _images(4, shape=(1, 16, 16)), tmp_path / "qat.int8.onnx", scheme="u8s8", activation_ranges=ranges)
+    scales = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(tmp_path / "qat.int8.onnx").graph.initializer}
+    low, high = ranges["input"]
+    assert float(scales["input_scale"]) == pytest.approx((max(high, 0) - min(low, 0)) / 255, rel=1e-5)
 
 
 def test_measure_accepts_an_int8_onnx_file(float_onnx, tmp_path, capsys):

@@ -322,7 +322,7 @@ def deploy(
             say(f"quantization-aware fine-tuning ({qat_steps} steps, distilled from the float model)")
 
             def build_qat(path: Path) -> None:
-                from .qat import qat_finetune
+                from .qat import onnx_activation_ranges, qat_finetune
 
                 tuned = qat_finetune(module, data, shape, steps=qat_steps, mean=preprocess.get("mean"), std=preprocess.get("std"))
                 tuned_onnx = work.root / "model.qat.fp32.onnx"
@@ -330,7 +330,8 @@ def deploy(
                     export_onnx(tuned.model, tuned_onnx, shape, deploy=False)
                 except ExportError as error:
                     raise DeployError(f"export of the QAT model failed: {error}") from None
-                quantize(tuned_onnx, splits.calibration, path, method=method, scheme=chosen_scheme)
+                ranges = onnx_activation_ranges(tuned_onnx, tuned.input_ranges)
+                quantize(tuned_onnx, splits.calibration, path, method=method, scheme=chosen_scheme, activation_ranges=ranges)
 
             int8_paths.append(Candidate("ort", "int8", "qat", str(work.artifact("model.qat.int8.onnx", build_qat))))
     if "int8" in precisions and "openvino" in runtimes:

@@ -15,8 +15,10 @@ through gradients; Jacob et al. 2018, Sec. 3; Krishnamoorthi 2018, Sec. 3.2):
 
 on the **deploy form** (BatchNorm already folded, so the grid the weights learn is the grid that
 ships). After fine-tuning, the fake-quant is removed and the adapted float weights go through
-:func:`~edgevision.deploy.quantize.quantize` (static QDQ, calibrated on the same images), which
-quantizes them onto the grid they were trained for. Optional distillation (Hinton et al. 2015):
+:func:`~edgevision.deploy.quantize.quantize` (static QDQ), which quantizes them onto the grid they
+were trained for; the input ranges learned in training are handed to ORT as fixed ranges
+(``TensorQuantOverrides`` rmin/rmax on each Conv/Gemm input tensor, found by module scope:
+:func:`onnx_activation_ranges`); the remaining tensors (Add outputs, ...) are calibrated. Optional distillation (Hinton et al. 2015):
 the loss mixes cross-entropy with the KL divergence to the float model's softened outputs.
 """
 
@@ -32,7 +34,7 @@ from torch import nn
 
 from .isa import QuantScheme, machine_scheme
 
-__all__ = ["QatResult", "qat_finetune", "FakeQuantized"]
+__all__ = ["QatResult", "qat_finetune", "FakeQuantized", "onnx_activation_ranges"]
 
 
 class _WeightFakeQuant(nn.Module):
@@ -103,6 +105,26 @@ class QatResult:
     steps: int
     final_loss: float
     distilled: bool
+    input_ranges: dict[str, tuple[float, float]]  # module path of each Conv/Linear -> learned (min, max) of its input
+
+
+def onnx_activation_ranges(onnx_path, input_ranges: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """Learned module input ranges -> ONNX tensor names: the first input of each Conv/Gemm/MatMul whose scope is that module."""
+    import onnx
+
+    from ..latency.layers import onnx_node_module_path
+
+    ranges: dict[str, tuple[float, float]] = {}
+    for node in onnx.load(str(onnx_path), load_external_data=False).graph.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul"):
+            continue
+        path = onnx_node_module_path(node.name)
+        if path in input_ranges:
+            low, high = input_ranges[path]
+            if node.input[0] in ranges:  # one tensor read by several layers: the union of their ranges
+                low, high = min(low, ranges[node.input[0]][0]), max(high, ranges[node.input[0]][1])
+            ranges[node.input[0]] = (low, high)
+    return ranges
 
 
 def qat_finetune(
@@ -157,4 +179,5 @@ def qat_finetune(
         loss.backward()
         optimizer.step()
         schedule.step()
-    return QatResult(fake.remove().eval(), steps, float(loss.detach()), distill)
+    ranges = dict(fake.ranges)
+    return QatResult(fake.remove().eval(), steps, float(loss.detach()), distill, ranges)

@@ -208,6 +208,7 @@ def quantize(
     calibration_count: int = 64,
     calibration_cache: str | os.PathLike | None = None,
     percentile: float = 99.999,
+    activation_ranges: dict[str, tuple[float, float]] | None = None,
     seed: int = 0,
 ) -> QuantizeReport:
     """Write an INT8 QDQ ONNX graph of ``model_or_onnx`` (an ``nn.Module`` or an ``.onnx`` path) to ``output``.
@@ -216,7 +217,8 @@ def quantize(
     --data``), an :class:`ImageSet` or a preprocessed float tensor (N, C, H, W) at the model's input
     size. ``method`` is ``minmax``, ``entropy`` or ``percentile``; ``scheme`` is ``None``/``"machine"``
     (this CPU's best, see :mod:`.isa`) or one of ``u8s8_rr``, ``u8s8``, ``s8s8``, ``u8u8``.
-    ``keep_float`` names ONNX nodes left in fp32. Returns a :class:`QuantizeReport`.
+    ``keep_float`` names ONNX nodes left in fp32. ``activation_ranges`` (tensor name -> (min, max)) fixes
+    those tensors' ranges instead of calibrating them (QAT's learned ranges). Returns a :class:`QuantizeReport`.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -236,7 +238,12 @@ def quantize(
             output = Path(float_path).with_suffix(".int8.onnx") if not isinstance(model_or_onnx, nn.Module) else Path("model.int8.onnx")
         types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
         methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
-        extra = {"CalibPercentile": percentile} if method == "percentile" else {}
+        extra: dict = {"CalibPercentile": percentile} if method == "percentile" else {}
+        if activation_ranges:
+            extra["TensorQuantOverrides"] = {
+                name: [{"rmin": np.array(min(low, 0.0), dtype=np.float32), "rmax": np.array(max(high, 0.0), dtype=np.float32)}]
+                for name, (low, high) in activation_ranges.items()
+            }
         import onnx
 
         input_name = onnx.load(str(float_path), load_external_data=False).graph.input[0].name
