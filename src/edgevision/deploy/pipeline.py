@@ -290,6 +290,9 @@ def deploy(
         for runtime in runtimes:
             if runtime == "compile" and module is None:
                 continue  # torch.compile needs the PyTorch model, not an ONNX file
+            if runtime == "openvino" and not _openvino_installed():
+                candidates.append(Candidate(runtime, "fp32", "fp32", None, verified=False, check="openvino not installed: pip install 'edgevision[openvino]'"))
+                continue
             candidates.append(Candidate(runtime, "fp32", "fp32", str(float_onnx)))
     if not any(c.runtime == "ort" for c in candidates):  # fp32 ORT is always measured: it is the baseline
         candidates.insert(0, Candidate("ort", "fp32", "fp32", str(float_onnx), note="baseline only"))
@@ -350,7 +353,7 @@ def deploy(
                     continue
                 int8_paths.append(Candidate("openvino", "int8", variant, str(xml)))
         else:
-            candidates.append(Candidate("openvino", "int8", "nncf", None, verified=False, check="openvino/nncf not installed"))
+            candidates.append(Candidate("openvino", "int8", "nncf", None, verified=False, check="openvino/nncf not installed: pip install 'edgevision[openvino]'"))
     candidates.extend(int8_paths)
 
     say("verifying candidates on the held-out split")
@@ -370,7 +373,11 @@ def deploy(
                 continue
             expected = reference[: output.shape[0]]
         else:
-            output = work.array(f"outputs_{candidate.label.replace('/', '_')}", lambda: logits_of(candidate.runtime, candidate.path, images, threads))
+            try:
+                output = work.array(f"outputs_{candidate.label.replace('/', '_')}", lambda: logits_of(candidate.runtime, candidate.path, images, threads))
+            except Exception as error:  # a runtime that cannot run its candidate: that candidate fails, the others go on
+                candidate.verified, candidate.check = False, f"cannot run on {candidate.runtime}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+                continue
             expected = reference
         candidate.sqnr_db = round(sqnr_db(expected, output), 2)
         if trained and labels is not None and output.shape[0] == len(labels):
@@ -437,6 +444,12 @@ def deploy(
     atomic_write_text(out / "report.md", _report(result))
     atomic_write_text(out / "deploy.json", json.dumps(result, indent=2, default=str) + "\n")
     return DeployResult(result, best, candidates)
+
+
+def _openvino_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
 
 
 def _row(candidate: Candidate) -> dict:
