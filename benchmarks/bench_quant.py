@@ -162,6 +162,8 @@ def write_markdown(speed_rows, accuracy_rows, path: Path, args) -> None:
             *int8_markdown(good, [form for form in FORMS if any(form in row for row in good)]),
         ]
         lines += [f"- failed: {row['model']}: {row['error']}" for row in speed_rows if "error" in row]
+    if not speed_rows:
+        lines += ["", "## Speed", "", "Not run in this file's run (timings need an idle machine): `python benchmarks/bench_quant.py --part speed`."]
     if accuracy_rows:
         lines += [
             "",
@@ -169,7 +171,9 @@ def write_markdown(speed_rows, accuracy_rows, path: Path, args) -> None:
             "",
             f"`basic` recipe, {args.epochs} epochs; then `edgevision.deploy(..., runtimes=('ort',), max_drop={args.max_drop})`: "
             f"PTQ = static QDQ, minmax, 64 calibration images; mixed = per-block search on 256 other training images; "
-            f"QAT = {args.qat_steps} steps of fake-quant fine-tuning distilled from the float model. Latency at 32x32 (ORT).",
+            f"QAT = {args.qat_steps} steps of fake-quant fine-tuning distilled from the float model (extra training: on an "
+            f"under-trained float model it can end above float). Latency at 32x32 (ORT, batch 1), measured interleaved on "
+            f"this machine as it was (shared and loaded): compare forms within a row, not across runs.",
             "",
             "| model | float top-1 | PTQ top-1 | mixed top-1 | QAT top-1 | fp32 ms | PTQ ms | mixed ms | QAT ms | shipped | speed-up |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
