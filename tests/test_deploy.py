@@ -105,6 +105,22 @@ def test_bad_calibration_images_are_refused(float_onnx, tmp_path, images, messag
     assert not (tmp_path / "x.onnx").exists()
 
 
+def test_calibration_from_any_loader_is_preprocessed_and_disjoint_from_verification():
+    from training_helpers import toy_splits
+
+    from edgevision.deploy import deploy_splits
+
+    data = toy_splits(count=48, size=8)
+    splits = deploy_splits(data, (3, 16, 16), calibration=8, search=8, verification=24)
+    assert splits.calibration.images.shape == (8, 3, 16, 16)  # grey 8x8 -> the model's RGB 16x16
+    assert splits.calibration.images.dtype == torch.float32 and abs(float(splits.calibration.images.mean())) < 3
+    assert len(splits.verification) == 24 and splits.verification.source.startswith("toy/val")
+    flat = lambda s: {tuple(row.flatten()[:16].tolist()) for row in s.images}  # noqa: E731
+    assert not flat(splits.calibration) & flat(splits.search)  # two different sets of training images
+    with pytest.raises(CalibrationError, match="empty"):
+        deploy_splits(data, (3, 16, 16), calibration=0)
+
+
 def test_a_file_that_is_not_an_onnx_model_is_refused(tmp_path):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a protobuf at all \x00\xff")

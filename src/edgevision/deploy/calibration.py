@@ -75,7 +75,7 @@ def _take(dataset, indices: torch.Tensor, preprocess, source: str, shape: Sequen
 
 
 def deploy_splits(
-    data: str,
+    data,
     input_shape: Sequence[int],
     *,
     calibration: int = 64,
@@ -87,6 +87,9 @@ def deploy_splits(
 ) -> DeploySplits:
     """Calibration and search images from ``data``'s training split (disjoint), verification from its validation split.
 
+    ``data`` is a ``--data`` text (``"default"``, ``"cifar10:DIR"``, ``"imagefolder:DIR"``, ``"npz:FILE"``) or a
+    :class:`~edgevision.datasets.DataSplits` from any loader.
+
     ``mean``/``std`` default to the training set's statistics (what ``edgevision train`` stores);
     pass a checkpoint's recorded ones to repeat its preprocessing exactly.
     """
@@ -97,7 +100,10 @@ def deploy_splits(
         raise CalibrationError(f"deploy preprocesses square inputs; the model takes {height}x{width}")
     if calibration < 1:
         raise CalibrationError(f"the calibration set is empty ({calibration} images); give at least 1 (e.g. --calibration 64)")
-    splits = load_data(data, image_size=height)  # DataError names the accepted forms
+    from ..datasets import DataSplits
+
+    splits = data if isinstance(data, DataSplits) else load_data(data, image_size=height)  # DataError names the accepted forms
+    data = splits.name if isinstance(data, DataSplits) else data
     preprocess = BatchPreprocessor(height, channels, tuple(mean or splits.mean), tuple(std or splits.std))
     order = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(seed))
     calibration_idx = order[:calibration]

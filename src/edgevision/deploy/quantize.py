@@ -115,7 +115,9 @@ def _calibration_images(calibration, input_shape: Sequence[int], count: int, see
         return check_images(calibration.images, input_shape), calibration.source
     if isinstance(calibration, torch.Tensor):
         return check_images(calibration, input_shape), f"tensor of {calibration.shape[0]} images"
-    if isinstance(calibration, str):
+    from ..datasets import DataSplits
+
+    if isinstance(calibration, (str, DataSplits)):
         from .calibration import deploy_splits
 
         splits = deploy_splits(calibration, input_shape, calibration=count, search=0, verification=1, seed=seed)
