@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # torch==2.13.0 in requirements.lock is the CPU wheel on our machines; a looser pin pulls CUDA wheels.
 
-.PHONY: run test setup clean bench-runtimes bench-analysis bench-lut bench-training test-durability bench-roofline bench-features
+.PHONY: run test setup clean bench-runtimes bench-analysis bench-lut bench-training test-durability bench-roofline bench-features bench-quant
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ bench-features: $(STAMP)  # features_only backbones at output_stride 32/16/8, or
 
 bench-roofline: $(STAMP)  # roofline bound vs measured + repeatability, 81 zoo models x {eager, ort} x 2 passes -> benchmarks/results/roofline.md (resumable, ~35 min idle)
 	$(BIN)/python benchmarks/bench_roofline.py
+
+bench-quant: $(STAMP)  # fp32 vs INT8 (ORT PTQ, mixed, OpenVINO/NNCF) for the zoo under 1 GMAC + float/PTQ/mixed/QAT top-1 of 4 trained models -> benchmarks/results/quant.md (resumable)
+	$(BIN)/python benchmarks/bench_quant.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

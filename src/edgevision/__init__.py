@@ -8,6 +8,7 @@ from .blocks import BlockSpec, ResolvedBlock
 from .builder import Network, build
 from .checkpoint import load, save
 from .counting import count_macs, count_params
+from .deploy import deploy, quantize
 from .export import export_onnx
 from .initialization import initialize
 from .latency import measure
@@ -33,6 +34,7 @@ __all__ = [
     "build",
     "count_macs",
     "count_params",
+    "deploy",
     "create_model",
     "device_peaks",
     "export_onnx",
@@ -42,6 +44,7 @@ __all__ = [
     "list_models",
     "load",
     "measure",
+    "quantize",
     "register_model",
     "reparameterize",
     "resolve",

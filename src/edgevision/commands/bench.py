@@ -48,6 +48,7 @@ def register(commands) -> None:
     )
     parser.add_argument("--second-pass", action="store_true", help="measure every network again after the first pass and report the machine's repeatability")
     parser.add_argument("--allow-mixed", action="store_true", help="combine with results of another machine or runtime version in --out")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "int8"), help="int8: also quantize each model (ORT static QDQ) and add INT8 columns to the report")
     parser.set_defaults(handler=run)
 
 
@@ -135,6 +136,12 @@ def run(args: argparse.Namespace) -> int:
     failures = [(f.model, f.runtime, f.message) for f in bench.failures]
     files = write_report(bench.rows, out, budget_ms=args.budget_ms, time_budget_s=config.time_budget_s, failures=failures, second_pass=bench.second_pass)
     _print_summary(files, args.budget_ms)
+    if args.precision == "int8":
+        from ..deploy.compare import add_int8_columns
+
+        int8 = add_int8_columns(config.models, out, resolution=config.resolution, threads=config.threads, budget_s=config.time_budget_s,
+                                on_model=lambda name: console.print(f"[dim]int8: {name}[/dim]"))
+        console.print(f"wrote {int8} (INT8 columns also in {files.markdown})")
     console.print(f"measured {bench.measured}, reused {bench.skipped} from {out / 'results.jsonl'}")
     console.print(f"wrote {files.markdown}, {files.html}, {files.csv} and {len(files.plots)} plots")
     return 1 if bench.failures else 0

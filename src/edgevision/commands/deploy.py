@@ -1,0 +1,91 @@
+"""``edgevision deploy``: the fastest verified form of a model on this machine (fp32 or INT8; ORT, OpenVINO, torch.compile)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import UsageError, stderr_console
+
+__all__ = ["register", "run"]
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "deploy",
+        help="build, quantize, verify and measure every runtime x precision; ship the fastest verified form",
+        description="Re-parameterize, export, quantize to INT8 (static PTQ with this CPU's scheme, per-block mixed "
+        "precision, NNCF for OpenVINO), verify every candidate (fp32 parity; INT8 top-1 on a held-out split), measure "
+        "the verified ones interleaved and write the fastest to OUT with deploy.json and report.md.",
+    )
+    parser.add_argument("model", help="registered model name, or an .onnx file")
+    parser.add_argument("--checkpoint", default=None, metavar="F", help="trained weights (.safetensors from `edgevision train`); without it, random weights")
+    parser.add_argument("--data", default=None, metavar="D", help="calibration/verification data (default: the checkpoint's dataset, else the embedded MNIST)")
+    parser.add_argument("--max-drop", type=float, default=0.5, metavar="PT", help="allowed top-1 drop in points (default 0.5)")
+    parser.add_argument("--runtimes", default="ort,openvino", metavar="LIST", help="comma-separated: ort, openvino, compile (default ort,openvino)")
+    parser.add_argument("--precisions", default="fp32,int8", metavar="LIST", help="comma-separated: fp32, int8 (default both)")
+    parser.add_argument("--input-size", type=int, default=None, metavar="R", help="input resolution (default: the checkpoint's, else the model's)")
+    parser.add_argument("--calibration", type=int, default=64, metavar="N", help="calibration images (default 64)")
+    parser.add_argument("--search", type=int, default=256, metavar="N", help="images for the mixed-precision search (default 256)")
+    parser.add_argument("--verification", type=int, default=1000, metavar="N", help="held-out images to verify on (default 1000)")
+    parser.add_argument("--method", default="minmax", choices=("minmax", "entropy", "percentile"), help="calibration method (default minmax)")
+    parser.add_argument("--scheme", default="machine", choices=("machine", "u8s8_rr", "u8s8", "s8s8", "u8u8"), help="INT8 types (default: this CPU's)")
+    parser.add_argument("--no-mixed", dest="mixed", action="store_false", help="skip the per-block mixed-precision search")
+    parser.add_argument("--qat", type=int, default=0, metavar="STEPS", help="with --checkpoint: also try quantization-aware fine-tuning for STEPS steps (default off)")
+    parser.add_argument("--min-sqnr", type=float, default=20.0, metavar="DB", help="without a checkpoint: INT8 output SQNR needed (default 20 dB)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N", help="intra-op threads (default: physical cores)")
+    parser.add_argument("--budget", type=float, default=10.0, metavar="S", help="measurement seconds per candidate, over all rounds (default 10)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="where model.onnx (or model.xml/.bin), deploy.json and report.md go")
+    parser.set_defaults(handler=run)
+
+
+def _list(text: str, option: str) -> tuple[str, ...]:
+    items = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not items:
+        raise UsageError(f"{option} is empty; give a comma-separated list")
+    return items
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..checkpoint import CheckpointError
+    from ..datasets import DataError
+    from ..deploy import CalibrationError, DeployError, QuantizeError, deploy
+
+    if args.max_drop < 0:
+        raise UsageError(f"--max-drop must be >= 0 points of top-1, got {args.max_drop}")
+    for option in ("calibration", "search", "verification", "threads", "input_size", "qat"):
+        value = getattr(args, option)
+        if value is not None and value < (0 if option in ("search", "qat") else 1):
+            raise UsageError(f"--{option.replace('_', '-')} must be >= 1, got {value}" + ("; the calibration set cannot be empty" if option == "calibration" else ""))
+    if args.budget <= 0:
+        raise UsageError(f"--budget must be positive seconds, got {args.budget}")
+    console = stderr_console()
+    try:
+        result = deploy(
+            args.model,
+            args.out,
+            checkpoint=args.checkpoint,
+            data=args.data,
+            max_drop=args.max_drop,
+            runtimes=_list(args.runtimes, "--runtimes"),
+            precisions=_list(args.precisions, "--precisions"),
+            input_size=args.input_size,
+            calibration=args.calibration,
+            search=args.search,
+            verification=args.verification,
+            method=args.method,
+            scheme=args.scheme,
+            mixed=args.mixed,
+            qat_steps=args.qat,
+            min_sqnr_db=args.min_sqnr,
+            threads=args.threads,
+            budget_s=args.budget,
+            progress=lambda message: console.print(f"[dim]{message}[/dim]"),
+        )
+    except (DeployError, QuantizeError, CalibrationError, CheckpointError, DataError, OSError) as error:
+        raise UsageError(str(error)) from None
+    data = result.data
+    print(
+        f"shipped {data['runtime']}/{data['precision']} ({data['variant']}) to {args.out}: {data['median_ms']:.3f} ms, "
+        f"{data['speedup_vs_fp32_ort']:.2f}x fp32 ONNX Runtime; {data['verification']}"
+    )
+    return 0
