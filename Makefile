@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # torch==2.13.0 in requirements.lock is the CPU wheel on our machines; a looser pin pulls CUDA wheels.
 
-.PHONY: run test setup clean bench-runtimes bench-analysis bench-lut bench-training
+.PHONY: run test setup clean bench-runtimes bench-analysis bench-lut bench-training bench-compress
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ bench-lut: $(STAMP)  # block latency tables vs 100 unseen networks, ort + eager 
 
 bench-training: $(STAMP)  # 4 zoo models on the embedded MNIST, tricks on/off -> benchmarks/results/training.md (resumable)
 	$(BIN)/python benchmarks/bench_training.py
+
+bench-compress: $(STAMP)  # pruning coverage of the 81-model zoo (vs Torch-Pruning) + NetAdapt vs width multiplier -> benchmarks/results/compress.md (resumable; latency part needs an idle machine)
+	$(BIN)/python benchmarks/bench_compress.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
