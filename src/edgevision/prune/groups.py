@@ -264,6 +264,18 @@ def _randomize(module: nn.Module, generator: torch.Generator) -> None:
                 tensor.copy_(fill)
 
 
+def _random_module(block: ResolvedBlock, generator: torch.Generator) -> nn.Module:
+    """The block on the CPU with random state, without paying for its initializer (built on meta)."""
+    module = _build(block)
+    persistent = len(module.state_dict())
+    if persistent == sum(1 for _ in module.parameters()) + sum(1 for _ in module.buffers()):
+        module = module.to_empty(device="cpu")
+    else:  # a non-persistent buffer (an attention index table) must come from the constructor
+        module = _build(block, device="cpu")
+    _randomize(module, generator)
+    return module
+
+
 def _verified(block: ResolvedBlock, slot_map: SlotMap, deploy: bool) -> SlotMap:
     """``slot_map`` if permuting its channels everywhere it maps them leaves the block's function unchanged.
 
@@ -275,8 +287,7 @@ def _verified(block: ResolvedBlock, slot_map: SlotMap, deploy: bool) -> SlotMap:
     generator = torch.Generator().manual_seed(0)
 
     def run(candidate: ResolvedBlock):
-        module = _build(candidate, device="cpu", deploy=False)
-        _randomize(module, generator)
+        module = _random_module(candidate, generator)
         if deploy:
             from ..reparam import reparameterize
 
