@@ -182,3 +182,26 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["prune", "mobilenetv2_050", "--checkpoint", str(other), "--target-ratio", "0.5", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "holds resnet18" in err and len(err.strip().splitlines()) == 1
+
+
+def test_nm_sparsity_trains_with_sr_ste_and_the_pattern_holds_exactly_in_the_saved_weights(tmp_path):
+    from edgevision.prune.sparsity import check_pattern, finalize, parse_pattern, sparse_size_bytes, sparsify
+
+    model = _model("mobilenetv2_050", 32).train()
+    layers = sparsify(model, "2:4")
+    assert layers
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    for _ in range(2):  # SR-STE: the gradient reaches the dense weights, the mask may move
+        loss = model(torch.randn(4, 3, 32, 32)).logsumexp(1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    finalize(model)
+    loaded = ev.load(ev.save(model, tmp_path / "sparse.safetensors"))
+    weights = [m.weight for m in loaded.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == 1 and m.in_channels > 3 and m.in_channels % 4 == 0]
+    assert weights and all(check_pattern(w, 2, 4) for w in weights)
+    assert all(float((w != 0).float().mean()) == pytest.approx(0.5, abs=1e-6) for w in weights)
+    sizes = sparse_size_bytes(loaded, (2, 4))
+    assert sizes["sparse_bytes"] < 0.6 * sizes["dense_bytes"]
+    with pytest.raises(ValueError, match="0 < N < M"):
+        parse_pattern("5:4")
