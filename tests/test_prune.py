@@ -205,3 +205,10 @@ def test_nm_sparsity_trains_with_sr_ste_and_the_pattern_holds_exactly_in_the_sav
     assert sizes["sparse_bytes"] < 0.6 * sizes["dense_bytes"]
     with pytest.raises(ValueError, match="0 < N < M"):
         parse_pattern("5:4")
+
+
+def test_sparsify_cli_rejects_a_bad_pattern(tmp_path, capsys):
+    from edgevision.cli import main
+
+    assert main(["sparsify", "mobilenetv2_050", "--pattern", "5:4", "--out", str(tmp_path)]) == 2
+    assert "0 < N < M" in capsys.readouterr().err
