@@ -23,7 +23,7 @@ from ..resolve import resolve
 from .groups import ChannelGroup, TensorDim, channel_groups
 from .spec import with_widths
 
-__all__ = ["PruneError", "shrink", "groups_of", "uniform_widths", "select_keep", "widths_for_ratio"]
+__all__ = ["PruneError", "shrink", "groups_of", "select_keep", "widths_for_ratio"]
 
 
 class PruneError(ValueError):
@@ -47,8 +47,6 @@ def widths_for_ratio(groups: Sequence[ChannelGroup], ratio: float) -> dict[str, 
         raise PruneError(f"pruning ratio must be in [0, 1), got {ratio}")
     return {g.name: _round_to_step(g.width * (1.0 - ratio), g.step) for g in groups if g.prunable}
 
-
-uniform_widths = widths_for_ratio
 
 
 def select_keep(scores: torch.Tensor, width: int, step: int = 1) -> torch.Tensor:
