@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # torch==2.13.0 in requirements.lock is the CPU wheel on our machines; a looser pin pulls CUDA wheels.
 
-.PHONY: run test setup clean bench-runtimes bench-analysis bench-lut bench-training test-durability bench-roofline bench-features bench-quant
+.PHONY: run test setup clean bench-runtimes bench-analysis bench-lut bench-training test-durability bench-roofline bench-features bench-quant bench-compress
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ bench-roofline: $(STAMP)  # roofline bound vs measured + repeatability, 81 zoo m
 
 bench-quant: $(STAMP)  # fp32 vs INT8 (ORT PTQ, mixed, OpenVINO/NNCF) for the zoo under 1 GMAC + float/PTQ/mixed/QAT top-1 of 4 trained models -> benchmarks/results/quant.md (resumable)
 	$(BIN)/python benchmarks/bench_quant.py
+
+bench-compress: $(STAMP)  # pruning coverage of the 81-model zoo (vs Torch-Pruning) + NetAdapt vs width multiplier -> benchmarks/results/compress.md (resumable; latency part needs an idle machine)
+	$(BIN)/python benchmarks/bench_compress.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

@@ -17,6 +17,7 @@ from .registry import create_model, get_spec, list_models, register_model
 from .reparam import is_deploy_form, reparameterize
 from .resolve import ResolvedNetwork, resolve, resolve_block
 from .spec import Spec
+from . import prune  # noqa: E402  (ev.prune.shrink: after the modules it builds on)
 
 __version__ = "0.1.0"
 

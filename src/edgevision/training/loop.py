@@ -133,11 +133,13 @@ def train(
     max_steps: int | None = None,
     evaluate_every_epoch: bool = True,
     fresh_init: bool = True,
+    distill: nn.Module | None = None,
 ) -> TrainResult:
     """Train ``model`` (built by the caller after :func:`seed_everything`) with ``recipe``; see the module docstring.
 
     ``fresh_init=False`` (fine-tuning trained weights) skips the recipe's initialization trick (zero-init).
     ``max_steps`` stops early (tests); the last epoch is then the partial one.
+    ``distill``: a loss module called as ``distill(inputs, logits, loss)`` each step (``training.distill``).
     """
     context: DistributedContext = current_context()
     device = torch.device(device) if device is not None else default_device()
@@ -192,6 +194,8 @@ def train(
                 with autocast_context(device):
                     logits = trained(inputs)  # (B, K)
                 loss = soft_target_loss(logits.float(), targets, data.multi_label)
+                if distill is not None:
+                    loss = distill(inputs, logits, loss)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if recipe.grad_clip_norm is not None:

@@ -1,0 +1,256 @@
+"""Compression benchmark -> benchmarks/results/compress.md.
+
+Part 1, coverage (no timing; cheap): every zoo model pruned by 30% of its channels by edgevision
+(``edgevision.prune.shrink`` on the channel groups the spec declares) and by Torch-Pruning 1.6.1
+(DepGraph, ``MetaPruner`` with L1 magnitude, the classifier ignored): does the pruned model run
+forward, export to ONNX, and match in ONNX Runtime (parity)? Also the fraction of parameters removed.
+
+Part 2, the honest test (timing: run on an idle machine): for a few models, NetAdapt to 70% and
+50% of the measured ONNX Runtime latency, against the same model with a uniform width multiplier
+that measures the same latency; both fine-tuned with the same budget on the embedded MNIST.
+
+    python benchmarks/bench_compress.py --part coverage            # 81 models, ~15-25 min on 2 idle cores
+    python benchmarks/bench_compress.py --part latency             # 3 models x 2 targets, ~1-2 h on an idle machine
+    python benchmarks/bench_compress.py --quick                    # both parts on 3 small models, minutes
+
+Results are appended to benchmarks/results/compress.jsonl (resumable: finished rows are skipped) and
+the table is rewritten each time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent / "src"))
+
+import edgevision as ev  # noqa: E402
+from edgevision.atomic import atomic_write_text  # noqa: E402
+from edgevision.machine import machine_info  # noqa: E402
+from edgevision.prune import groups_of, shrink, widths_for_ratio  # noqa: E402
+
+RESULTS = ROOT / "results"
+JSONL = RESULTS / "compress.jsonl"
+LATENCY_MODELS = ("mobilenetv2_100", "ghostnet_100", "shufflenet_v2_x1_0")
+
+
+def _size(name: str) -> int:
+    for size in (64, 96, 128, 160, 192, 224, 299):
+        try:
+            ev.resolve(ev.get_spec(name), input_size=size)
+            return size
+        except ValueError:
+            continue
+    return ev.get_spec(name).input_size
+
+
+def _export_check(model, size: int) -> tuple[bool, bool, str]:
+    """(exported, parity) of ``model`` at 1x3xSxS in ONNX Runtime, and the error text."""
+    from edgevision.export import ExportMismatchError
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            ev.export_onnx(model.eval(), Path(folder) / "m.onnx", (1, 3, size, size), deploy=False, simplify=False)
+            return True, True, ""
+        except ExportMismatchError as error:
+            return True, False, str(error)[:160]
+        except Exception as error:  # noqa: BLE001 - the benchmark records any failure
+            return False, False, f"{type(error).__name__}: {str(error)[:160]}"
+
+
+def _edgevision(name: str, size: int) -> dict:
+    torch.manual_seed(0)
+    model = ev.build(ev.resolve(ev.get_spec(name).with_classes(10), input_size=size)).eval()
+    row = {"tool": "edgevision"}
+    groups = groups_of(model)
+    prunable = [g for g in groups if g.prunable]
+    row["groups"], row["prunable_groups"] = len(groups), len(prunable)
+    row["prunable_channels"] = sum(g.width for g in prunable) / max(1, sum(g.width for g in groups if g.name != "head.out"))
+    pruned = shrink(model, widths_for_ratio(prunable, 0.3)) if prunable else model
+    row["params_removed"] = 1 - ev.count_params(pruned) / ev.count_params(model)
+    with torch.no_grad():
+        pruned(torch.randn(1, 3, size, size))
+    row["forward"] = True
+    row["export"], row["parity"], row["error"] = _export_check(pruned, size)
+    return row
+
+
+def _torch_pruning(name: str, size: int) -> dict:
+    import torch_pruning as tp
+
+    torch.manual_seed(0)
+    model = ev.build(ev.resolve(ev.get_spec(name).with_classes(10), input_size=size)).eval()
+    row = {"tool": "torch-pruning " + tp.__version__}
+    example = torch.randn(1, 3, size, size)
+    before = ev.count_params(model)
+    classifier = [m for m in model.head.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))][-1:]
+    pruner = tp.pruner.MetaPruner(model, example, importance=tp.importance.MagnitudeImportance(p=1), pruning_ratio=0.3, ignored_layers=classifier)
+    pruner.step()
+    row["params_removed"] = 1 - ev.count_params(model) / before
+    with torch.no_grad():
+        model(example)
+    row["forward"] = True
+    row["export"], row["parity"], row["error"] = _export_check(model, size)
+    return row
+
+
+def coverage(models: list[str], done: set) -> None:
+    for name in models:
+        size = _size(name)
+        for tool, run in (("edgevision", _edgevision), ("torch-pruning", _torch_pruning)):
+            if (name, tool, "coverage") in done:
+                continue
+            started = time.perf_counter()
+            try:
+                row = run(name, size)
+            except Exception as error:  # noqa: BLE001
+                row = {"tool": tool, "forward": False, "export": False, "parity": False, "error": f"{type(error).__name__}: {str(error)[:160]}"}
+                if "--trace" in sys.argv:
+                    traceback.print_exc()
+            row.update(part="coverage", model=name, key=tool, input_size=size, seconds=round(time.perf_counter() - started, 1))
+            _append(row)
+            print(f"{name:28s} {tool:14s} forward={row.get('forward')} export={row.get('export')} parity={row.get('parity')} "
+                  f"removed={row.get('params_removed', 0):.0%} {row.get('error', '')[:80]}", flush=True)
+
+
+def latency_part(models: list[str], targets: list[float], quick: bool, done: set) -> None:
+    """NetAdapt vs a uniform width multiplier at equal measured ORT latency, same fine-tune budget."""
+    from edgevision.datasets import BatchPreprocessor, load_data
+    from edgevision.evaluation import predict, topk_accuracy
+    from edgevision.latency import measure
+    from edgevision.prune.netadapt import netadapt
+    from edgevision.training import get_recipe, train
+
+    resolution = 32
+    data = load_data("default", image_size=resolution)
+    preprocess = BatchPreprocessor(resolution, data.in_channels, data.mean, data.std)
+    shape = (data.in_channels, resolution, resolution)
+    recipe = get_recipe("tricks")
+    epochs, budget = (1, 0.3) if quick else (5, 2.0)
+
+    def fit(network, epochs_, steps=None):
+        import dataclasses
+
+        result = train(network, data, dataclasses.replace(recipe, epochs=epochs_, warmup_epochs=0), resolution=resolution, max_steps=steps,
+                       evaluate_every_epoch=False, fresh_init=False)
+        return result.model.cpu().to(memory_format=torch.contiguous_format)
+
+    def accuracy(network) -> float:
+        logits, labels = predict(network, data.val, lambda b: preprocess(b, train=False))
+        return float(topk_accuracy(logits, labels, (1,))[1])
+
+    def ms(network) -> float:
+        return measure(network.eval(), shape, runtime="ort", deploy=True, time_budget_s=budget).median_ms
+
+    for name in models:
+        dense = fit(ev.create_model(name, num_classes=data.num_classes, in_chans=data.in_channels), epochs)
+        dense_ms = ms(dense)
+        for ratio in targets:
+            key = f"{ratio:g}"
+            if (name, key, "latency") in done:
+                continue
+            result = netadapt(dense, ms, accuracy, target_ratio=ratio, step_fraction=0.25, finetune=lambda n: fit(n, 1, 5 if quick else 30))
+            pruned = fit(result.model, epochs)
+            pruned_ms, pruned_acc = ms(pruned), accuracy(pruned)
+            # the width multiplier that measures the same latency (bisection on the multiplier)
+            low, high = 0.1, 1.0
+            for _ in range(4 if quick else 7):
+                mid = (low + high) / 2
+                candidate = ev.build(ev.get_spec(name).with_classes(data.num_classes).with_input_channels(data.in_channels).with_width(mid))
+                low, high = (mid, high) if ms(candidate) < pruned_ms else (low, mid)
+            scaled_spec = ev.get_spec(name).with_classes(data.num_classes).with_input_channels(data.in_channels).with_width(low)
+            scaled = fit(ev.build(scaled_spec), epochs + 1)  # the dense pre-training epochs, spent on the narrow net instead
+            row = {"part": "latency", "model": name, "key": key, "dense_ms": dense_ms, "dense_acc": accuracy(dense),
+                   "pruned_ms": pruned_ms, "pruned_acc": pruned_acc, "pruned_macs": ev.count_macs(pruned, resolution, data.in_channels),
+                   "multiplier": round(low, 3), "scaled_ms": ms(scaled), "scaled_acc": accuracy(scaled),
+                   "scaled_macs": ev.count_macs(scaled, resolution, data.in_channels), "dense_macs": ev.count_macs(dense, resolution, data.in_channels),
+                   "steps": len(result.steps), "quick": quick}
+            _append(row)
+            print(json.dumps(row), flush=True)
+
+
+def _append(row: dict) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    with JSONL.open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
+
+
+def _rows() -> list[dict]:
+    if not JSONL.exists():
+        return []
+    latest = {}
+    for line in JSONL.read_text().splitlines():
+        row = json.loads(line)
+        latest[(row["model"], row["key"], row["part"])] = row
+    return list(latest.values())
+
+
+def report() -> None:
+    rows = _rows()
+    machine = machine_info()
+    lines = ["# Compression benchmark", "", f"Machine: {machine.cpu_model}, {machine.physical_cores} cores; torch {torch.__version__}.", ""]
+    coverage_rows = [r for r in rows if r["part"] == "coverage"]
+    if coverage_rows:
+        models = sorted({r["model"] for r in coverage_rows})
+        by = {(r["model"], r["key"]): r for r in coverage_rows}
+
+        def cell(row):
+            if row is None:
+                return "-"
+            marks = "".join("✓" if row.get(k) else "✗" for k in ("forward", "export", "parity"))
+            return f"{marks} {row.get('params_removed', 0):.0%}"
+
+        ok = {tool: sum(1 for m in models if (r := by.get((m, tool))) and r.get("forward") and r.get("export") and r.get("parity") and r.get("params_removed", 0) > 0.05)
+              for tool in ("edgevision", "torch-pruning")}
+        lines += ["## Coverage: 30% of channels, forward / export / ONNX Runtime parity, parameters removed", "",
+                  f"Pruned (params removed > 5%) with forward, export and parity all passing: edgevision {ok['edgevision']}/{len(models)}, "
+                  f"Torch-Pruning {ok['torch-pruning']}/{len(models)}. edgevision prunes only channel groups whose maps pass its per-block "
+                  "permutation check, so a model can come out less pruned but never wrong; `prunable` is the share of channels in such groups.", "",
+                  "| model | edgevision | prunable | Torch-Pruning 1.6.1 | note |", "|---|---|---|---|---|"]
+        for model in models:
+            mine, theirs = by.get((model, "edgevision")), by.get((model, "torch-pruning"))
+            note = "; ".join(e for e in ((mine or {}).get("error", ""), (theirs or {}).get("error", "")) if e)[:120]
+            lines.append(f"| {model} | {cell(mine)} | {(mine or {}).get('prunable_channels', 0):.0%} | {cell(theirs)} | {note} |")
+        lines.append("")
+    latency_rows = [r for r in rows if r["part"] == "latency"]
+    if latency_rows:
+        lines += ["## NetAdapt vs uniform width multiplier at equal measured ORT latency (embedded MNIST, 32x32)", "",
+                  "| model | target | dense ms / top-1 | pruned ms / top-1 / MMACs | multiplier | scaled ms / top-1 / MMACs | pruned better? |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in sorted(latency_rows, key=lambda r: (r["model"], r["key"])):
+            lines.append(f"| {r['model']} | {float(r['key']):.0%} | {r['dense_ms']:.3f} / {r['dense_acc']:.2%} | {r['pruned_ms']:.3f} / {r['pruned_acc']:.2%} / "
+                         f"{r['pruned_macs'] / 1e6:.1f} | {r['multiplier']} | {r['scaled_ms']:.3f} / {r['scaled_acc']:.2%} / {r['scaled_macs'] / 1e6:.1f} | "
+                         f"{'yes' if r['pruned_acc'] > r['scaled_acc'] else 'no'} |")
+        if any(r.get("quick") for r in latency_rows):
+            lines += ["", "Rows marked quick come from `--quick` (1 epoch, short measurements): a smoke test, not a result."]
+    atomic_write_text(RESULTS / "compress.md", "\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=("coverage", "latency", "all"), default="all")
+    parser.add_argument("--models", nargs="*", default=None)
+    parser.add_argument("--quick", action="store_true", help="3 small models, short runs")
+    parser.add_argument("--trace", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, machine_info().physical_cores))
+    done = {(r["model"], r["key"], r["part"]) for r in _rows() if not r.get("quick") or args.quick}
+    if args.part in ("coverage", "all"):
+        models = args.models or (["mobilenetv2_050", "shufflenet_v2_x0_5", "resnet18"] if args.quick else ev.list_models())
+        coverage(models, done)
+    if args.part in ("latency", "all"):
+        models = args.models or (["mobilenetv2_050"] if args.quick else list(LATENCY_MODELS))
+        latency_part(models, [0.7] if args.quick else [0.7, 0.5], args.quick, done)
+    report()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""``edgevision prune``: latency-aware structured pruning (NetAdapt) of a model on a dataset, with distillation.
+
+Writes ``DIR/model.safetensors`` (the pruned spec inside: ``ev.load`` rebuilds it) and
+``DIR/prune.json``: params, MACs, measured median ms and accuracy before and after, the widths of
+every block and every step taken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ._common import UsageError
+
+__all__ = ["register", "run"]
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "prune",
+        help="shrink a model's widths until it meets a measured latency target (NetAdapt on the spec)",
+        description="Prune channel groups one step at a time, keeping the step with the least accuracy lost per "
+        "millisecond saved on the target runtime, fine-tuning briefly after each step; then fine-tune (optionally "
+        "distilling from the unpruned model). Without --checkpoint the dense model is trained first (--epochs).",
+    )
+    parser.add_argument("model", help="registered model name")
+    parser.add_argument("--checkpoint", default=None, metavar="F", help="trained weights of MODEL (.safetensors from `edgevision train`)")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--target-ms", type=float, default=None, metavar="X", help="latency target in ms on --runtime")
+    target.add_argument("--target-ratio", type=float, default=None, metavar="R", help="keep this fraction of the measured latency, in (0, 1)")
+    parser.add_argument("--runtime", default="ort", help="runtime the latency is measured on (default ort)")
+    parser.add_argument("--criterion", default="l1", choices=("l1", "l2", "bn", "taylor", "random"), help="channel importance (default l1)")
+    parser.add_argument("--epochs", type=int, default=1, metavar="N", help="final fine-tune epochs (and dense training without --checkpoint)")
+    parser.add_argument("--step-steps", type=int, default=10, metavar="S", help="fine-tune steps after each pruning step (default 10)")
+    parser.add_argument("--step-fraction", type=float, default=0.125, help="each proposal removes this fraction of a group (default 0.125)")
+    parser.add_argument("--distill", action="store_true", help="distill from the unpruned model while fine-tuning (Hinton KD, T=4)")
+    parser.add_argument("--data", default="default", help="default | cifar10:DIR | cifar100:DIR | imagefolder:DIR | npz:FILE")
+    parser.add_argument("--resolution", type=int, default=32, metavar="R", help="input resolution R x R (default 32)")
+    parser.add_argument("--eval-images", type=int, default=256, help="held-out images that score each proposal (default 256)")
+    parser.add_argument("--time-budget", type=float, default=1.0, metavar="S", help="seconds per latency measurement (default 1)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.set_defaults(handler=run)
+
+
+def _checked(args: argparse.Namespace) -> None:
+    if args.target_ratio is not None and not 0.0 < args.target_ratio < 1.0:
+        raise UsageError(f"--target-ratio must be in (0, 1) (the fraction of the measured latency to keep), got {args.target_ratio}")
+    if args.target_ms is not None and args.target_ms <= 0:
+        raise UsageError(f"--target-ms must be positive, got {args.target_ms}")
+    if args.epochs < 0 or args.step_steps < 0:
+        raise UsageError("--epochs and --step-steps must be >= 0")
+    if not 0.0 < args.step_fraction < 1.0:
+        raise UsageError(f"--step-fraction must be in (0, 1), got {args.step_fraction}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a file; give a folder")
+
+
+def _load_model(args: argparse.Namespace, num_classes: int, in_channels: int):
+    from ..checkpoint import CheckpointError, load
+    from ..registry import create_model
+
+    try:
+        fresh = create_model(args.model, num_classes=num_classes, in_chans=in_channels)
+    except KeyError as error:
+        raise UsageError(str(error)) from None
+    if args.checkpoint is None:
+        return fresh, False
+    try:
+        model = load(args.checkpoint)
+    except (CheckpointError, ValueError, OSError) as error:
+        raise UsageError(f"--checkpoint {args.checkpoint}: {error}") from None
+    if model.spec.name != fresh.spec.name or model.resolved.blocks[-1].out_channels != num_classes:
+        raise UsageError(
+            f"--checkpoint {args.checkpoint} holds {model.spec.name} with {model.resolved.blocks[-1].out_channels} classes, "
+            f"not {args.model} with the {num_classes} classes of the data; give MODEL's own checkpoint"
+        )
+    return model.train(), True
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+    from torch.utils.data import Subset
+
+    from ..atomic import atomic_write_text
+    from ..checkpoint import save
+    from ..counting import count_macs, count_params
+    from ..datasets import BatchPreprocessor, DataError, load_data, make_loader
+    from ..evaluation import predict, topk_accuracy
+    from ..latency import measure
+    from ..prune import PruneError
+    from ..prune.netadapt import netadapt
+    from ..training import get_recipe, seed_everything, train
+    from ..training.distill import DistillationLoss
+    from ._common import stderr_console
+
+    _checked(args)
+    console = stderr_console()
+    try:
+        data = load_data(args.data, image_size=args.resolution)
+    except DataError as error:
+        raise UsageError(str(error)) from None
+    seed_everything(args.seed)
+    model, trained = _load_model(args, data.num_classes, data.in_channels)
+    shape = (data.in_channels, args.resolution, args.resolution)
+    preprocess = BatchPreprocessor(args.resolution, data.in_channels, data.mean, data.std)
+    scoring = Subset(data.val, range(min(args.eval_images, len(data.val))))
+    recipe = get_recipe("basic")
+
+    def finetune(network, epochs: int = 1, max_steps: int | None = None, teacher=None):
+        if epochs == 0 or max_steps == 0:
+            return network
+        run_recipe = dataclasses.replace(recipe, epochs=epochs, lr=recipe.lr / (1 if teacher is None and not trained else 4))
+        distill = DistillationLoss(teacher) if teacher is not None else None
+        result = train(network, data, run_recipe, resolution=args.resolution, seed=args.seed, max_steps=max_steps,
+                       evaluate_every_epoch=False, fresh_init=False, distill=distill)
+        return result.model.cpu().to(memory_format=torch.contiguous_format)
+
+    def accuracy(network, dataset=scoring) -> float:
+        logits, labels = predict(network, dataset, lambda batch: preprocess(batch, train=False))
+        return float(topk_accuracy(logits, labels, (1,))[1])
+
+    def latency(network) -> float:
+        return measure(network.eval(), shape, runtime=args.runtime, deploy=True, time_budget_s=args.time_budget).median_ms
+
+    if not trained and args.epochs:
+        console.print(f"no --checkpoint: training the dense {args.model} for {args.epochs} epoch(s) first")
+        model = finetune(model, epochs=args.epochs)
+    elif not trained:
+        console.print(f"[yellow]no --checkpoint and --epochs 0: pruning an untrained {args.model} (accuracy is chance)[/]")
+    teacher = __import__("copy").deepcopy(model).eval() if args.distill else None
+    before = {"params": count_params(model), "macs": count_macs(model, args.resolution, data.in_channels),
+              "median_ms": latency(model), "accuracy": accuracy(model, data.val)}
+    console.print(f"{args.model}: {before['median_ms']:.3f} ms on {args.runtime}, top-1 {before['accuracy']:.2%}; pruning")
+    try:
+        result = netadapt(
+            model, latency, accuracy, target_ms=args.target_ms, target_ratio=args.target_ratio, criterion=args.criterion,
+            batches=_taylor_batches(data, preprocess, make_loader) if args.criterion == "taylor" else None,
+            finetune=lambda network: finetune(network, max_steps=args.step_steps, teacher=teacher),
+            step_fraction=args.step_fraction, log=console.print,
+        )
+    except PruneError as error:
+        raise UsageError(str(error)) from None
+    pruned = finetune(result.model, epochs=args.epochs, teacher=teacher)
+    after = {"params": count_params(pruned), "macs": count_macs(pruned, args.resolution, data.in_channels),
+             "median_ms": latency(pruned), "accuracy": accuracy(pruned, data.val)}
+    report = {
+        "model": args.model,
+        "checkpoint": args.checkpoint,
+        "runtime": args.runtime,
+        "criterion": args.criterion,
+        "distill": args.distill,
+        "data": data.name,
+        "resolution": args.resolution,
+        "target_ms": result.target_ms,
+        "floor_ms": result.floor_ms,
+        "reached": after["median_ms"] <= result.target_ms,
+        "before": before,
+        "after": after,
+        "widths": {b.path: {"in": b.in_channels, "out": b.out_channels, "mid": b.mid_channels, "se": b.se_channels} for b in pruned.resolved.blocks},
+        "steps": [step.to_dict() for step in result.steps],
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save(pruned, out / "model.safetensors", {"dataset": data.name, "class_names": list(data.class_names), "prune": {k: report[k] for k in ("before", "after", "target_ms")},
+                                             "preprocess": {"resolution": args.resolution, "mean": list(data.mean), "std": list(data.std)}})
+    atomic_write_text(out / "prune.json", json.dumps(report, indent=2))
+    print(f"{args.model}: {before['median_ms']:.3f} -> {after['median_ms']:.3f} ms ({args.runtime}), params {before['params']} -> "
+          f"{after['params']}, top-1 {before['accuracy']:.2%} -> {after['accuracy']:.2%} in {len(result.steps)} steps; wrote {out}/model.safetensors, prune.json")
+    return 0
+
+
+def _taylor_batches(data, preprocess, make_loader, count: int = 4):
+    loader = make_loader(data.train, 32, train=True, seed=0, workers=0)
+    batches = []
+    for images, labels in loader:
+        batches.append((preprocess(images, train=False), labels))
+        if len(batches) == count:
+            break
+    return batches

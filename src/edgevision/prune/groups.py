@@ -1,0 +1,413 @@
+"""Which tensor dimensions each width of each block maps to, and which widths are tied together.
+
+The width-surgery protocol. A resolved block has up to four widths ("slots"): ``in``, ``out``,
+``mid`` (expanded / bottleneck / branch width) and ``se`` (squeeze-excite width). A block module
+may declare its own map with a ``width_dims()`` method returning ``{slot: ((state key, dim), ...)}``;
+every other block is read by one generic walker that needs no per-kind code:
+
+1. **Discover** (shape difference, on the meta device): build the block once as resolved and once
+   with one slot doubled; every state tensor dimension whose size goes from ``w`` to ``2w`` holds
+   exactly that slot's channels. A dimension that grows by another amount (a concatenation with a
+   fixed part, a split in halves, heads x head width), a tensor that appears or disappears, or a
+   builder that refuses the width makes the slot not prunable, with the reason recorded.
+   A grouped convolution's input dimension (``C/g`` per group) is recognised and kept per group.
+2. **Couple**: a block's ``out`` is the next block's ``in``; a block with an identity shortcut
+   (a residual add, a pooling or norm layer that passes its width through) ties its ``in`` to its
+   ``out``; slots that can only change together (an inverted residual without expansion, whose
+   ``mid`` is its ``in``) are tied. The tied slots of a network form :class:`ChannelGroup` s, the
+   unit a pruner chooses a width for: "blocks joined by a residual share a width".
+3. **Verify** (numerically, optional): permuting a group's channels consistently in every mapped
+   dimension of a block (and in its input / output) must leave the block's function unchanged.
+   This catches what shapes cannot see (a channel shuffle, a strided split, channel attention that
+   groups channels into heads), which then stay unpruned instead of being pruned wrongly.
+
+Torch-Pruning (Fang et al., "DepGraph", CVPR 2023) finds the same couplings by tracing the graph;
+reading them from the spec and checking them per block is what lets shuffle units, concatenations
+and re-parameterizable blocks be handled without graph special cases.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..blocks.base import ResolvedBlock
+from ..resolve import ResolvedNetwork
+
+__all__ = [
+    "SLOTS",
+    "TensorDim",
+    "SlotMap",
+    "BlockMap",
+    "ChannelGroup",
+    "block_map",
+    "channel_groups",
+    "has_identity_shortcut",
+]
+
+SLOTS = ("in", "out", "mid", "se")
+
+
+@dataclass(frozen=True)
+class TensorDim:
+    """One dimension of one state tensor (key local to the block) that holds a slot's channels."""
+
+    key: str
+    dim: int
+    groups: int = 1  # > 1: a grouped conv's input dimension, C/groups channels per group
+
+
+@dataclass(frozen=True)
+class SlotMap:
+    slots: tuple[str, ...]  # the slots that change together (usually one)
+    dims: tuple[TensorDim, ...]
+    prunable: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class BlockMap:
+    identity: bool  # in and out are one width (identity shortcut or pass-through)
+    maps: tuple[SlotMap, ...]
+
+    def of(self, slot: str) -> SlotMap | None:
+        return next((m for m in self.maps if slot in m.slots), None)
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """Slots of a network that must keep one width: the unit a pruner chooses a width for."""
+
+    name: str  # "<path of the first member>.<slot>", e.g. "stages.1.0.out"
+    members: tuple[tuple[int, str], ...]  # (index into resolved.blocks, slot)
+    width: int
+    step: int = 1  # widths must stay a multiple of this (grouped convolutions)
+    prunable: bool = True
+    reason: str = ""
+    dims: tuple[tuple[int, TensorDim], ...] = field(default=(), repr=False)  # (block index, tensor dim)
+
+
+# ---- one block ------------------------------------------------------------------------------
+def _width(block: ResolvedBlock, slot: str) -> int | None:
+    return {"in": block.in_channels, "out": block.out_channels, "mid": block.mid_channels, "se": block.se_channels}[slot]
+
+
+def _scaled(block: ResolvedBlock, slots: tuple[str, ...], factor: int = 2) -> ResolvedBlock:
+    names = {"in": "in_channels", "out": "out_channels", "mid": "mid_channels", "se": "se_channels"}
+    return dataclasses.replace(block, **{names[s]: _width(block, s) * factor for s in slots})
+
+
+def _build(block: ResolvedBlock, device: str = "meta", deploy: bool = False) -> nn.Module:
+    with torch.device(device):
+        module = block.spec.build(block)
+    if deploy:
+        from ..reparam import reparameterize
+
+        module = reparameterize(module, inplace=True)
+    return module
+
+
+def _shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {key: tuple(value.shape) for key, value in module.state_dict().items()}
+
+
+def _conv_groups(module: nn.Module) -> dict[str, tuple[int, int]]:
+    """weight key -> (groups, in_channels) for every grouped (not depthwise-by-width) convolution."""
+    out = {}
+    for name, sub in module.named_modules():
+        if isinstance(sub, nn.modules.conv._ConvNd) and sub.groups > 1:
+            out[f"{name}.weight" if name else "weight"] = (sub.groups, sub.in_channels)
+    return out
+
+
+def _small(block: ResolvedBlock, side: int = 8) -> ResolvedBlock:
+    """The block on a small input (channel semantics do not depend on H x W; blocks tied to one size refuse it)."""
+    size = (min(block.input_size[0], side), min(block.input_size[1], side))
+    return dataclasses.replace(block, input_size=size, output_size=block.spec.output_size(size))
+
+
+def _run_small(block: ResolvedBlock, run):
+    """``run(block)`` on the small-input block, or on the block itself where the small one fails."""
+    small = _small(block)
+    if small != block:
+        try:
+            return run(small)
+        except Exception:
+            pass
+    return run(block)
+
+
+def _canonical(block: ResolvedBlock) -> ResolvedBlock:
+    return dataclasses.replace(block, section="stages", stage_index=0, block_index=0)
+
+
+def has_identity_shortcut(block: ResolvedBlock) -> bool:
+    """True when the block's input width must equal its output width (identity shortcut or pass-through).
+
+    One small function the rest of ``prune`` calls, so it can later read a block's own declaration
+    (``ResolvedBlock.identity_shortcut``) instead of probing: a block that keeps its input width, or
+    whose module changes structure, refuses to build, or fails to run when its output width alone
+    differs from its input, adds (or passes) its input to its output.
+    """
+    return _identity(_canonical(block))
+
+
+@functools.lru_cache(maxsize=4096)
+def _identity(block: ResolvedBlock) -> bool:
+    spec = block.spec
+    inner = getattr(spec, "block", spec)
+    if getattr(inner, "preserves_channels", False):
+        return True
+    if block.in_channels != block.out_channels:
+        return False
+    try:
+        reference = _build(block)
+        other = _build(_scaled(block, ("out",)))
+    except Exception:
+        return True
+    if set(_shapes(reference)) != set(_shapes(other)) or getattr(reference, "use_residual", False):
+        return True
+    def run(candidate: ResolvedBlock) -> None:  # on the CPU: the meta device's first forward imports for seconds
+        with torch.no_grad():
+            _build(_scaled(candidate, ("out",)), device="cpu").eval()(torch.zeros(1, candidate.in_channels, *candidate.input_size))
+
+    try:
+        _run_small(block, run)
+    except Exception:
+        return True
+    return False
+
+
+def _diff(block: ResolvedBlock, slots: tuple[str, ...], deploy: bool = False) -> SlotMap:
+    width = _width(block, slots[0])
+    try:
+        reference, grown = _build(block, deploy=deploy), _build(_scaled(block, slots), deploy=deploy)
+    except Exception as error:
+        return SlotMap(slots, (), False, f"the block does not build with another {'/'.join(slots)} width ({type(error).__name__})")
+    before, after = _shapes(reference), _shapes(grown)
+    if set(before) != set(after):
+        return SlotMap(slots, (), False, f"changing the {'/'.join(slots)} width changes the block's structure")
+    grouped = _conv_groups(reference)
+    grouped_after = _conv_groups(grown)
+    dims: list[TensorDim] = []
+    for key, shape in before.items():
+        new = after[key]
+        for dim, (old_size, new_size) in enumerate(zip(shape, new)):
+            if old_size == new_size:
+                continue
+            groups, in_channels = grouped.get(key, (1, 0))
+            if dim == 0 and groups > 1 and groups != in_channels and old_size == width and new_size == 2 * width:
+                dims.append(TensorDim(key, dim, groups))  # a grouped conv's outputs: kept per group
+                continue
+            if old_size == width and new_size == 2 * width:
+                dims.append(TensorDim(key, dim))
+                continue
+            if dim == 1 and groups > 1 and in_channels == width and grouped_after.get(key, (0, 0))[0] == groups:
+                dims.append(TensorDim(key, dim, groups))  # (C_out, C_in / g, k, k): kept per group
+                continue
+            return SlotMap(slots, (), False, f"{key} dim {dim} grows {old_size} -> {new_size} with the {'/'.join(slots)} width {width}: not one channel per index")
+    for key, (groups, in_channels) in grouped.items():  # a grouped conv whose group count follows the width
+        if grouped_after.get(key, (groups, 0))[0] != groups and groups != in_channels:
+            return SlotMap(slots, (), False, f"{key}: the group count changes with the width (fixed group width)")
+    if not dims:
+        if slots == ("in", "out") and not before:  # a parameter-free pass-through (pooling): nothing to slice
+            return SlotMap(slots, (), True)
+        return SlotMap(slots, (), False, f"no tensor follows the {'/'.join(slots)} width (the block derives it itself)")
+    return SlotMap(slots, tuple(dims), True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _block_map(block: ResolvedBlock, deploy: bool = False, verify: bool = True) -> BlockMap:
+    identity = _identity(block)
+    present = [s for s in SLOTS if _width(block, s) is not None]
+    maps: list[SlotMap] = []
+    done: set[str] = set()
+    first = [("in", "out")] if identity and "in" in present else []
+    for slots in first + [(s,) for s in present]:
+        if set(slots) & done:
+            continue
+        found = _diff(block, slots, deploy)
+        if not found.prunable and len(slots) == 1:  # tied slots change together (mid == in, ...)
+            for partner in present:
+                if partner in done or partner == slots[0] or _width(block, partner) != _width(block, slots[0]):
+                    continue
+                joint = _diff(block, tuple(sorted((slots[0], partner), key=SLOTS.index)), deploy)
+                if joint.prunable:
+                    found = joint
+                    break
+        maps.append(found)
+        done |= set(found.slots)
+    if verify:
+        maps = [_verified(block, m, deploy) if m.prunable and m.dims else m for m in maps]
+    declared = _declared(block, deploy)
+    if declared is not None:
+        maps = [SlotMap((slot,), tuple(TensorDim(k, d) for k, d in dims), True) for slot, dims in declared.items()]
+    return BlockMap(identity, tuple(maps))
+
+
+def _permutation(width: int, groups: int, generator: torch.Generator) -> torch.Tensor:
+    size = width // groups
+    return torch.cat([torch.randperm(size, generator=generator) + g * size for g in range(groups)])
+
+
+def _randomize(module: nn.Module, generator: torch.Generator) -> None:
+    """Random weights and BatchNorm statistics, so that no channel is interchangeable with another."""
+    with torch.no_grad():
+        for name, tensor in module.state_dict().items():
+            if tensor.is_floating_point():
+                fill = torch.rand(tensor.shape, generator=generator) + 0.5 if name.endswith("running_var") else torch.randn(tensor.shape, generator=generator) * 0.5
+                tensor.copy_(fill)
+
+
+def _random_module(block: ResolvedBlock, generator: torch.Generator) -> nn.Module:
+    """The block on the CPU with random state, without paying for its initializer (built on meta)."""
+    module = _build(block)
+    persistent = len(module.state_dict())
+    if persistent == sum(1 for _ in module.parameters()) + sum(1 for _ in module.buffers()):
+        module = module.to_empty(device="cpu")
+    else:  # a non-persistent buffer (an attention index table) must come from the constructor
+        module = _build(block, device="cpu")
+    _randomize(module, generator)
+    return module
+
+
+def _verified(block: ResolvedBlock, slot_map: SlotMap, deploy: bool) -> SlotMap:
+    """``slot_map`` if permuting its channels everywhere it maps them leaves the block's function unchanged.
+
+    What a shape difference cannot see (a channel shuffle, a strided split, channels grouped into
+    attention heads) breaks this; the slot then stays unpruned, with the reason.
+    """
+    from .surgery import _select
+
+    generator = torch.Generator().manual_seed(0)
+
+    def run(candidate: ResolvedBlock):
+        module = _random_module(candidate, generator)
+        if deploy:
+            from ..reparam import reparameterize
+
+            module = reparameterize(module, inplace=True)
+        module.eval()
+        x = torch.randn(1, candidate.in_channels, *candidate.input_size, generator=generator)
+        with torch.no_grad():
+            return module, x, module(x)
+
+    try:
+        module, x, reference = _run_small(block, run)
+    except Exception:
+        return slot_map  # the block cannot run alone on a 4-D input: the network-level test covers it
+    width = _width(block, slot_map.slots[0])
+    step = math.lcm(*(d.groups for d in slot_map.dims))
+    if width % step:
+        return dataclasses.replace(slot_map, prunable=False, reason=f"width {width} is not a multiple of its {step} groups")
+    perm = _permutation(width, step, generator)
+    state = {}
+    for key, tensor in module.state_dict().items():
+        for tensor_dim in slot_map.dims:
+            if tensor_dim.key == key:
+                tensor = _select(tensor, tensor_dim, perm, width)
+        state[key] = tensor
+    module.load_state_dict(state)
+    if "in" in slot_map.slots:
+        x = x[:, perm]
+    if "out" in slot_map.slots:
+        reference = reference[:, perm]
+    with torch.no_grad():
+        permuted = module(x)
+    scale = float(reference.abs().max()) + 1e-6
+    if permuted.shape != reference.shape or float((permuted - reference).abs().max()) > 1e-4 * scale:
+        return dataclasses.replace(
+            slot_map, prunable=False,
+            reason=f"permuting the {'/'.join(slot_map.slots)} channels changes the block's output (a shuffle, split or head layout the tensors do not show)",
+        )
+    return slot_map
+
+
+def _declared(block: ResolvedBlock, deploy: bool = False) -> dict | None:
+    """A block module's own ``width_dims()`` declaration, where it has one (the protocol override)."""
+    try:
+        module = _build(block, deploy=deploy)
+    except Exception:
+        return None
+    declare = getattr(module, "width_dims", None)
+    return declare() if callable(declare) else None
+
+
+def block_map(block: ResolvedBlock, deploy: bool = False, verify: bool = True) -> BlockMap:
+    """The slot -> tensor-dimension map of one resolved block (cached per block shape and form).
+
+    ``verify=False`` skips the numerical permutation check (structure only, meta device, fast).
+    """
+    return _block_map(_canonical(block), deploy, verify)
+
+
+# ---- a network ------------------------------------------------------------------------------
+def channel_groups(resolved: ResolvedNetwork, deploy: bool = False, verify: bool = True) -> list[ChannelGroup]:
+    """Every width of ``resolved`` as tied groups, in network order, with what constrains each.
+
+    ``deploy``: map the tensors of the re-parameterized (deploy) form instead of the train form.
+    ``verify``: check every block's maps numerically (see :func:`block_map`).
+    """
+    blocks = resolved.blocks
+    maps = [block_map(b, deploy, verify) for b in blocks]
+    parent: dict[tuple[int, str], tuple[int, str]] = {}
+
+    def find(node):
+        while parent.setdefault(node, node) != node:
+            node = parent[node]
+        return node
+
+    def union(a, b):
+        parent[find(a)] = find(b)
+
+    for i, block in enumerate(blocks):
+        for slot in SLOTS:
+            if _width(block, slot) is not None:
+                find((i, slot))
+        if i + 1 < len(blocks):
+            union((i, "out"), (i + 1, "in"))
+        if maps[i].identity:
+            union((i, "in"), (i, "out"))
+        for slot_map in maps[i].maps:
+            for other in slot_map.slots[1:]:
+                union((i, slot_map.slots[0]), (i, other))
+    members: dict[tuple[int, str], list[tuple[int, str]]] = {}
+    for node in sorted(parent, key=lambda n: (n[0], SLOTS.index(n[1]))):
+        members.setdefault(find(node), []).append(node)
+
+    groups = []
+    for nodes in members.values():
+        first = nodes[0]
+        if first == (0, "in") or any(n == (0, "in") for n in nodes):
+            continue  # the image channels
+        name = f"{blocks[first[0]].path}.{first[1]}"
+        width = _width(blocks[first[0]], first[1])
+        reasons, dims, step = [], [], 1
+        if any(n == (len(blocks) - 1, "out") for n in nodes):
+            reasons.append("the class logits")
+        seen_maps = set()
+        for i, slot in nodes:
+            slot_map = maps[i].of(slot)
+            if slot_map is None or (i, slot_map.slots) in seen_maps:
+                continue
+            seen_maps.add((i, slot_map.slots))
+            if not slot_map.prunable:
+                reasons.append(f"{blocks[i].path} ({type(getattr(blocks[i].spec, 'block', blocks[i].spec)).__name__}): {slot_map.reason}")
+                continue
+            for tensor_dim in slot_map.dims:
+                dims.append((i, tensor_dim))
+                step = math.lcm(step, tensor_dim.groups)
+        if not dims and not reasons:
+            reasons.append("no tensor holds these channels")
+        if step > 1 and width % step:
+            reasons.append(f"width {width} is not a multiple of the group count {step}")
+        groups.append(
+            ChannelGroup(name=name, members=tuple(nodes), width=width, step=step, prunable=not reasons,
+                         reason="; ".join(reasons[:2]), dims=tuple(dims))
+        )
+    return groups
