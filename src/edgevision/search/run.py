@@ -153,6 +153,15 @@ def run(
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
+    storage = storage or _default_storage(out_dir)
+    if storage is not None:
+        from .study import check_storage
+
+        check_storage(storage)  # a corrupt database fails now, before any training
+    if ray_address is not None:
+        from .executor import check_ray_address
+
+        check_ray_address(ray_address)  # seconds, not Ray's minute of retries
     if estimator is None:
         from .accuracy import ShortTraining
 
@@ -195,7 +204,7 @@ def run(
             trials=trials,
             data=data,
             resolution=resolution,
-            storage=storage or _default_storage(out_dir),
+            storage=storage,
             seed=seed,
             executor=executor,
             time_budget_s=time_budget_s,

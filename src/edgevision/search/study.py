@@ -29,6 +29,23 @@ __all__ = ["StudyRun", "open_study", "optimize", "describe_network"]
 CONSTRAINT_ATTR = "constraint"
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def check_storage(storage: str) -> None:
+    """Open ``storage`` once; a file that is not an Optuna database raises :class:`SearchError` (and is left untouched)."""
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        optuna.storages.RDBStorage(storage).get_all_studies()
+    except (SQLAlchemyError, RuntimeError, ValueError) as error:
+        raise SearchError(f"cannot open the study database {storage} ({_first_line(error)}); it is corrupt or not an Optuna study: move it away or give another --out") from None
+
+
 def open_study(storage: str, study_name: str, sampler, config: dict[str, Any]):
     """Create or resume ``study_name`` in ``storage``; refuse a database that is not a study or a different config."""
     import optuna
@@ -40,8 +57,7 @@ def open_study(storage: str, study_name: str, sampler, config: dict[str, Any]):
             storage=storage, study_name=study_name, sampler=sampler, directions=["maximize", "minimize"], load_if_exists=True
         )
     except (SQLAlchemyError, RuntimeError, ValueError) as error:
-        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise SearchError(f"cannot open the study database {storage} ({first}); it is corrupt or not an Optuna study: move it away or give another --out") from None
+        raise SearchError(f"cannot open the study database {storage} ({_first_line(error)}); it is corrupt or not an Optuna study: move it away or give another --out") from None
     stored = study.user_attrs.get("config")
     if stored is None:
         study.set_user_attr("config", config)
