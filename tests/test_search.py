@@ -38,6 +38,17 @@ def latency(tmp_path):
     table.close()
 
 
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> str:
+    """200 random 16x16 grey images in 10 classes: supernet training and proxies without loading MNIST."""
+    import numpy as np
+
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, images=rng.integers(0, 255, (200, 16, 16), dtype=np.uint8), labels=np.arange(200) % 10)
+    return f"npz:{path}"
+
+
 def tiny_supernet() -> NetworkSpec:
     first = ChoiceBlockSpec(
         name="s0.b0",
@@ -156,9 +167,9 @@ def test_blocks_strategy_compares_one_front_per_block_kind(latency):
 
 
 @pytest.mark.parametrize("strategy", ["dnas", "proxyless"])
-def test_supernet_strategies_learn_an_architecture_distribution(strategy, latency):
+def test_supernet_strategies_learn_an_architecture_distribution(strategy, latency, tiny_data):
     result = run(
-        tiny_supernet(), strategy, latency_ms=1.0, table=latency, estimator=lambda spec: 0.5, data="default",
+        tiny_supernet(), strategy, latency_ms=1.0, table=latency, estimator=lambda spec: 0.5, data=tiny_data,
         trials=2, resolution=16, supernet_epochs=2, steps_per_epoch=2, measure=False,
     )
     architecture = result.details["architecture"]
@@ -192,25 +203,25 @@ def test_resume_after_an_interrupted_study_keeps_finished_trials(tmp_path, laten
         return fake_accuracy(spec)
 
     options = dict(latency_ms=0.3, table=latency, data=None, measure=False, storage=storage)
-    run(TINY_SPACE, "random", estimator=counting, trials=3, **options)
-    assert len(calls) == 3
+    run(TINY_SPACE, "random", estimator=counting, trials=2, **options)
+    assert len(calls) == 2
     import optuna
 
     study = optuna.load_study(study_name="tiny-random", storage=storage)
     stale = study.ask()  # what kill -9 in the middle of a trial leaves behind: a RUNNING trial
     stale.suggest_categorical("stem.width", [8])
-    result = run(TINY_SPACE, "random", estimator=counting, trials=5, **options)
-    assert len(calls) == 5  # the three finished trials were not trained again
+    result = run(TINY_SPACE, "random", estimator=counting, trials=3, **options)
+    assert len(calls) == 3  # the two finished trials were not trained again
     assert result.details["study_runs"][0]["retried_stale"] == 1
-    assert sum(c.accuracy is not None for c in result.candidates) >= 5
+    assert sum(c.accuracy is not None for c in result.candidates) >= 3
     with pytest.raises(SearchError, match="other settings"):
-        run(TINY_SPACE, "random", estimator=counting, trials=5, **{**options, "latency_ms": 0.4})
+        run(TINY_SPACE, "random", estimator=counting, trials=3, **{**options, "latency_ms": 0.4})
 
 
-def test_proxies_are_finite_and_correlations_are_rank_based():
+def test_proxies_are_finite_and_correlations_are_rank_based(tiny_data):
     from edgevision.search import ProxyScore, proxy_correlations, proxy_scores
 
-    score = proxy_scores(TINY_SPACE.sample(0), resolution=16, batch=8)
+    score = proxy_scores(TINY_SPACE.sample(0), data=tiny_data, resolution=16, batch=8)
     assert set(score.scores) == {"synflow", "naswot", "grad_norm", "params", "macs"}
     assert all(math.isfinite(v) for v in score.scores.values())
     fake = [ProxyScore(str(i), {"params": float(i), "macs": float(-i)}) for i in range(5)]

@@ -121,17 +121,13 @@ def optimize(
         study.enqueue_trial(stale.params, user_attrs={"retry_of": stale.number})
         run.retried_stale += 1
     trained_ids = {
-        t.user_attrs["network"]: t.values[0]
+        t.user_attrs["record"]["network"]: t.values[0]
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.user_attrs.get("trained")
+        if t.user_attrs.get("record", {}).get("trained")
     }
-
-    def trained_count() -> int:
-        return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.user_attrs.get("trained"))
-
-    done = trained_count()
+    done = len(trained_ids)
     asks, max_asks = 0, max(50, trials * 50)
-    pending: dict[Any, tuple[Any, str, int]] = {}  # handle -> (trial, spec json, attempts)
+    pending: dict[Any, tuple[Any, dict, int]] = {}  # handle -> (trial, its record, attempts)
 
     def time_left() -> bool:
         return time_budget_s is None or time.perf_counter() - started < time_budget_s
@@ -143,43 +139,42 @@ def optimize(
             spec = decide(space, lambda name, options: trial.suggest_categorical(name, list(options)))
             predicted = latency.network_ms(spec)
             params, macs = describe_network(spec)
-            for key, value in {"network": spec.name, "spec": spec.to_json(), "predicted_ms": predicted, "params": params, "macs": macs, "source": source}.items():
-                trial.set_user_attr(key, value)
-            trial.set_user_attr(CONSTRAINT_ATTR, [predicted - budget_ms])
+            # one attribute per trial (every set_user_attr is a database commit)
+            record = {"network": spec.name, "spec": spec.to_json(), "predicted_ms": predicted, "params": params, "macs": macs, "source": source}
+            record[CONSTRAINT_ATTR] = [predicted - budget_ms]
             if predicted > budget_ms:
-                trial.set_user_attr("trained", False)
+                trial.set_user_attr("record", {**record, "trained": False})
                 study.tell(trial, [0.0, predicted])
                 run.over_budget += 1
             elif spec.name in trained_ids:
-                trial.set_user_attr("trained", False)
-                trial.set_user_attr("duplicate", True)
+                trial.set_user_attr("record", {**record, "trained": False, "duplicate": True})
                 study.tell(trial, [trained_ids[spec.name], predicted])
                 run.reused += 1
             else:
-                pending[executor.submit(_evaluate, estimator, spec.to_json())] = (trial, spec.to_json(), 1)
+                pending[executor.submit(_evaluate, estimator, spec.to_json())] = (trial, record, 1)
         if not pending:
             break
         for handle in executor.wait(list(pending)):
-            trial, spec_json, attempts = pending.pop(handle)
+            trial, record, attempts = pending.pop(handle)
             try:
                 accuracy = executor.result(handle)
             except WorkerDied as error:
-                trial.set_user_attr("worker_retries", attempts)
-                trial.set_user_attr("last_worker_error", str(error)[:300])
+                record = {**record, "worker_retries": attempts, "last_worker_error": str(error)[:300]}
+                trial.set_user_attr("record", record)  # recorded on the trial whether or not the retry succeeds
                 run.worker_retries += 1
                 if attempts <= max_worker_retries:
-                    pending[executor.submit(_evaluate, estimator, spec_json)] = (trial, spec_json, attempts + 1)
+                    pending[executor.submit(_evaluate, estimator, record["spec"])] = (trial, record, attempts + 1)
                 else:
                     study.tell(trial, state=TrialState.FAIL)
-                    run.failed.append(trial.user_attrs.get("network", "?"))
+                    run.failed.append(record["network"])
                 continue
-            trial.set_user_attr("trained", True)
-            study.tell(trial, [accuracy, trial.user_attrs["predicted_ms"]])
-            trained_ids[trial.user_attrs["network"]] = accuracy
+            trial.set_user_attr("record", {**record, "trained": True})
+            study.tell(trial, [accuracy, record["predicted_ms"]])
+            trained_ids[record["network"]] = accuracy
             run.trained += 1
             done += 1
             if progress is not None:
-                progress(f"trial {trial.number}: {trial.user_attrs['network']} {trial.user_attrs['predicted_ms']:.2f} ms, accuracy {accuracy:.3f}")
+                progress(f"trial {trial.number}: {record['network']} {record['predicted_ms']:.2f} ms, accuracy {accuracy:.3f}")
     return run
 
 
@@ -189,7 +184,7 @@ def candidates_from_study(study, source: str | None = None) -> list[Candidate]:
 
     out = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        attrs = trial.user_attrs
+        attrs = {**trial.user_attrs.get("record", {}), **{k: v for k, v in trial.user_attrs.items() if k != "record"}}
         if source is not None and attrs.get("source") != source:
             continue
         trained = attrs.get("trained") or attrs.get("duplicate")
@@ -210,4 +205,4 @@ def candidates_from_study(study, source: str | None = None) -> list[Candidate]:
 
 def constraints(trial) -> list[float]:
     """Optuna ``constraints_func``: feasible when predicted latency <= budget."""
-    return trial.user_attrs.get(CONSTRAINT_ATTR, [0.0])
+    return trial.user_attrs.get("record", {}).get(CONSTRAINT_ATTR, [0.0])

@@ -129,6 +129,7 @@ def _train_supernet(context, mode: str, epochs: int, steps_per_epoch: int | None
     net = _Supernet(context, mode)
     data = net.data
     weight_split, arch_split = _splits(data, 0.8, context.seed)
+    batch_size = max(1, min(batch_size, len(arch_split)))  # small datasets: at least one architecture batch per epoch
     preprocess = BatchPreprocessor(context.resolution, net.spec.in_channels, data.mean, data.std, crop_padding=4, flip=data.flip_safe, seed=context.seed)
     weights_optimizer = torch.optim.SGD(net.model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)  # FBNet Sec. 4.1
     arch_optimizer = torch.optim.Adam(net.theta.parameters(), lr=0.01, weight_decay=5e-4)
@@ -167,7 +168,7 @@ def _train_supernet(context, mode: str, epochs: int, steps_per_epoch: int | None
                 loss.backward()
                 arch_optimizer.step()
                 arch_losses.append(loss.item())
-                expected.append(float(latency) / 1000.0)
+                expected.append(float(latency.detach()) / 1000.0)
             row.update(arch_loss=sum(arch_losses) / max(1, len(arch_losses)), latency_ms=sum(expected) / max(1, len(expected)))
         history.append(row)
         if context.progress is not None:
