@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # torch==2.13.0 in requirements.lock is the CPU wheel on our machines; a looser pin pulls CUDA wheels.
 
-.PHONY: run test setup clean bench-runtimes bench-analysis bench-lut bench-training
+.PHONY: run test setup clean bench-runtimes bench-analysis bench-lut bench-training bench-search test-search-ray
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,3 +37,9 @@ bench-training: $(STAMP)  # 4 zoo models on the embedded MNIST, tricks on/off ->
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
+
+bench-search: $(STAMP)  # every search strategy, same wall clock, vs random; zoo at the same latency; proxies -> benchmarks/results/search.md (resumable, ~2 h)
+	$(BIN)/python benchmarks/bench_search.py
+
+test-search-ray: $(STAMP)  # the one Ray test (starting Ray takes 10-30 s, so it is outside `make test`)
+	EDGEVISION_RAY_TESTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_search.py -k ray

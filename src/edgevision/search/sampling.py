@@ -57,7 +57,7 @@ def run_blocks(context, kinds: tuple[str, ...] | None = None) -> list[Candidate]
         restricted = space.replace(name=f"{space.name}-{kind}", stages=tuple(s.replace(block_kinds=(kind,)) for s in space.stages))
         config = {"space": restricted.to_json(), "strategy": "blocks", "budget_ms": context.budget_ms, "setting": context.setting_key}
         study = open_study(context.storage, f"{restricted.name}-blocks", optuna.samplers.RandomSampler(seed=context.seed), config)
-        context.record(optimize(study, restricted, **context.optimize_options(source=f"blocks:{kind}")))
+        context.record(optimize(study, restricted, **context.optimize_options(source=f"blocks:{kind}", share=1 / len(kinds))))
         found = candidates_from_study(study)
         front = pareto_front(found, context.budget_ms)
         per_kind[kind] = {
