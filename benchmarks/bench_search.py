@@ -96,6 +96,8 @@ def main() -> int:
             space, strategy, latency_ms=args.latency_ms, table=latency, estimator=estimator, resolution=args.resolution,
             trials=10_000 if strategy not in ("dnas", "proxyless") else 6, time_budget_s=args.budget_s, out=out / strategy,
             zoo_file=out / "zoo.json", supernet_epochs=2 if args.quick else 8, steps_per_epoch=5 if args.quick else None,
+            # NSGA-II needs generations within the wall clock: a population of a fraction of the networks it can train
+            options={"population_size": 4 if args.quick else 10} if strategy == "evolution" else None,
         )
         best = result.best
         errors = [abs(c.predicted_ms - c.measured_ms) / c.measured_ms for c in result.front if c.measured_ms]

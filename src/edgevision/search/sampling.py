@@ -35,8 +35,12 @@ def run_random(context) -> list[Candidate]:
 def run_evolution(context, population_size: int | None = None) -> list[Candidate]:
     import optuna
 
+    import warnings
+
     population = population_size or max(4, min(50, context.trials // 4))
-    sampler = optuna.samplers.NSGAIISampler(population_size=population, seed=context.seed, constraints_func=constraints)
+    with warnings.catch_warnings():  # Optuna 5 deprecates constraints_func for Trial.set_constraint (one more commit per trial)
+        warnings.simplefilter("ignore", FutureWarning)
+        sampler = optuna.samplers.NSGAIISampler(population_size=population, seed=context.seed, constraints_func=constraints)
     study = _study(context, "evolution", sampler)
     context.details["population_size"] = population
     context.record(optimize(study, context.space, **context.optimize_options(source="evolution")))
