@@ -179,7 +179,13 @@ def run(
     else:
         lut = table if isinstance(table, LatencyTable) else LatencyTable(table)
         owned_table = None if isinstance(table, LatencyTable) else lut
-        latency = LatencyModel(lut, MeasurementSetting(runtime=runtime, threads=threads), build_missing=build_missing, block_budget_s=block_budget_s)
+        def block_progress(done: int, total: int, block) -> None:
+            if progress is not None:
+                progress(f"measuring missing block {done}/{total} into {lut.path}: {block.spec.kind} {block.in_channels}->{block.out_channels} at {block.input_size[0]} px")
+
+        latency = LatencyModel(
+            lut, MeasurementSetting(runtime=runtime, threads=threads), build_missing=build_missing, block_budget_s=block_budget_s, progress=block_progress
+        )
     executor = None
     try:
         fastest, fastest_ms = fastest_network(space, latency)
