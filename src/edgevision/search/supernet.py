@@ -180,8 +180,12 @@ def _train_supernet(context, mode: str, epochs: int, steps_per_epoch: int | None
     return net
 
 
-def _derive(context, net: _Supernet, samples: int, source: str) -> list[Candidate]:
-    """Argmax + ``samples`` draws from the learned distribution; the ones within budget trained from scratch."""
+def _derive(context, net: _Supernet, samples: int, source: str, deadline: float | None = None) -> list[Candidate]:
+    """Argmax + ``samples`` draws from the learned distribution; the ones within budget trained from scratch.
+
+    Past ``deadline`` (``time.perf_counter()`` value) no further network is trained, the argmax always is:
+    the wall-clock budget bounds the whole strategy, so strategies compare at equal cost.
+    """
     rng = random.Random(context.seed)
     probabilities = net.distribution()
     picks = [tuple(max(range(len(p)), key=p.__getitem__) for p in probabilities)]
@@ -199,6 +203,8 @@ def _derive(context, net: _Supernet, samples: int, source: str) -> list[Candidat
         predicted = context.latency.network_ms(network)
         params, macs = describe_network(network)
         within = predicted <= context.budget_ms
+        if rank > 0 and deadline is not None and time.perf_counter() > deadline:
+            break
         accuracy = float(context.estimator(network)) if within else None
         candidates.append(
             Candidate(network, predicted, accuracy, params, macs, source=source, extra={"path": list(indices), "argmax": rank == 0})
@@ -210,7 +216,9 @@ def _derive(context, net: _Supernet, samples: int, source: str) -> list[Candidat
 
 def _run(context, mode: str, epochs: int | None, samples: int | None, steps_per_epoch: int | None) -> list[Candidate]:
     epochs = epochs or context.epochs_supernet
+    started = time.perf_counter()
     time_limit = None if context.time_budget_s is None else 0.6 * context.time_budget_s  # the rest trains the derived networks
+    deadline = None if context.time_budget_s is None else started + context.time_budget_s
     net = _train_supernet(context, mode, epochs, steps_per_epoch or context.steps_per_epoch, time_limit)
     context.details.update(
         supernet=net.spec.name,
@@ -218,7 +226,7 @@ def _run(context, mode: str, epochs: int | None, samples: int | None, steps_per_
         architecture={name: [round(p, 4) for p in probs] for name, probs in zip(net.priced.names, net.distribution())},
         candidates={spec.name: [c.kind for c in spec.candidates] for spec in net.choice_specs},
     )
-    return _derive(context, net, samples if samples is not None else max(1, context.trials - 1), mode)
+    return _derive(context, net, samples if samples is not None else max(1, context.trials - 1), mode, deadline)
 
 
 def run_dnas(context, epochs: int | None = None, samples: int | None = None, steps_per_epoch: int | None = None) -> list[Candidate]:
