@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # torch==2.13.0 in requirements.lock is the CPU wheel on our machines; a looser pin pulls CUDA wheels.
 
-.PHONY: run test setup clean bench-runtimes bench-analysis bench-lut bench-training test-durability bench-roofline bench-features bench-quant bench-compress
+.PHONY: run test setup clean bench-runtimes bench-analysis bench-lut bench-training test-durability bench-roofline bench-features bench-quant bench-compress bench-search test-search-ray
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,3 +52,9 @@ clean:
 
 test-durability: $(STAMP)  # kill -9 of bench and lut build at >= 10 random moments each (~2-4 min); see tests/test_durability.py
 	EDGEVISION_DURABILITY=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_durability.py
+
+bench-search: $(STAMP)  # every search strategy, same wall clock, vs random; zoo at the same latency; proxies -> benchmarks/results/search.md (resumable, ~2 h)
+	$(BIN)/python benchmarks/bench_search.py
+
+test-search-ray: $(STAMP)  # the one Ray test (starting Ray takes 10-30 s, so it is outside `make test`)
+	EDGEVISION_RAY_TESTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_search.py -k ray

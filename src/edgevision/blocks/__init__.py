@@ -1,6 +1,7 @@
 """Blocks: one file per family, each holding its frozen spec beside its module."""
 
 from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock
+from .choice import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .densenet import *  # noqa: F401,F403
 from .depthwise_separable import *  # noqa: F401,F403

@@ -27,7 +27,7 @@ from .key import MeasurementSetting, block_key
 from .space import SearchSpace
 from .table import BlockLatency, LatencyTable
 
-__all__ = ["BuildReport", "BlockMeasure", "build", "distinct_blocks", "measure_block_latency", "resolve_networks", "BLOCK_PLAN"]
+__all__ = ["BuildReport", "BlockMeasure", "build", "measure_missing", "distinct_blocks", "measure_block_latency", "resolve_networks", "BLOCK_PLAN"]
 
 #: default protocol for one block: a block runs in microseconds to a few ms, so a second is plenty
 BLOCK_PLAN = MeasurementPlan(time_budget_s=1.0, target_precision=0.02, min_runs=10)
@@ -109,6 +109,44 @@ def measure_block_latency(
     )
 
 
+def measure_missing(
+    lut: LatencyTable,
+    blocks: dict[str, ResolvedBlock],
+    setting: MeasurementSetting,
+    *,
+    measure_block: BlockMeasure | None = None,
+    time_budget_s: float | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    progress: Callable[[int, int, ResolvedBlock], None] | None = None,
+) -> int:
+    """Measure the blocks of ``blocks`` (key -> block) that ``lut`` lacks, each committed at once; returns how many.
+
+    What ``build`` does for whole networks, and what architecture search calls for the few blocks a
+    sampled network adds (an incremental build on demand).
+    """
+    from ..latency import get_runtime
+
+    if measure_block is None:
+        runtime_class = get_runtime(setting.runtime)
+        runtime_class.check_available()
+        plan = BLOCK_PLAN if time_budget_s is None else replace(BLOCK_PLAN, time_budget_s=time_budget_s)
+
+        def measure_block(block: ResolvedBlock, setting: MeasurementSetting) -> BlockLatency:
+            return measure_block_latency(block, setting, plan=plan, clock=clock)
+
+        versions = runtime_class(setting.threads).versions()
+    else:
+        versions = {"measure_block": getattr(measure_block, "__qualname__", "custom")}
+    lut.check_runtime_versions(setting.runtime, versions)
+    present = lut.keys()
+    missing = [(key, block) for key, block in blocks.items() if key not in present]
+    for done, (key, block) in enumerate(missing, start=1):
+        lut.put(key, measure_block(block, setting))  # committed now: Ctrl-C after this keeps it
+        if progress is not None:
+            progress(done, len(missing), block)
+    return len(missing)
+
+
 def build(
     space_or_models: Networks,
     runtime: str = "ort",
@@ -133,47 +171,26 @@ def build(
     ``time_budget_s`` caps each block's measurement (default 1 s, :data:`BLOCK_PLAN`).
     ``progress(done, total, block)`` is called after each block measured.
     """
-    from ..latency import get_runtime
-
     setting = MeasurementSetting(runtime=runtime, threads=threads, batch=batch, model_form=model_form)
     networks = resolve_networks(space_or_models, count=count, seed=seed, input_size=input_size)
     blocks = distinct_blocks(networks, setting)
-    if measure_block is None:
-        runtime_class = get_runtime(runtime)
-        runtime_class.check_available()
-        plan = BLOCK_PLAN if time_budget_s is None else replace(BLOCK_PLAN, time_budget_s=time_budget_s)
-
-        def measure_block(block: ResolvedBlock, setting: MeasurementSetting) -> BlockLatency:
-            return measure_block_latency(block, setting, plan=plan, clock=clock)
-
-        versions = runtime_class(threads).versions()
-    else:
-        versions = {"measure_block": getattr(measure_block, "__qualname__", "custom")}
     from ..locking import exclusive_lock
 
     owned = not isinstance(table, LatencyTable)
     path = Path(table.path if not owned else table)
     with exclusive_lock(path.with_name(f".{path.name}.lock"), f"latency table {str(path)!r}"):
         lut = LatencyTable(table, allow_other_machine=allow_other_machine, drop_invalid=True) if owned else table
-        return _measure_missing(lut, owned, blocks, networks, setting, runtime, versions, measure_block, progress)
-
-
-def _measure_missing(lut, owned, blocks, networks, setting, runtime, versions, measure_block, progress) -> BuildReport:
-    try:
-        lut.check_runtime_versions(runtime, versions)
-        present = lut.keys()
-        missing = [(key, block) for key, block in blocks.items() if key not in present]
-        for done, (key, block) in enumerate(missing, start=1):
-            lut.put(key, measure_block(block, setting))  # committed now: Ctrl-C after this keeps it
-            if progress is not None:
-                progress(done, len(missing), block)
-        return BuildReport(
-            table=lut.path,
-            networks=len(networks),
-            distinct_blocks=len(blocks),
-            measured=len(missing),
-            already_present=len(blocks) - len(missing),
-        )
-    finally:
-        if owned:
-            lut.close()
+        try:
+            measured = measure_missing(
+                lut, blocks, setting, measure_block=measure_block, time_budget_s=time_budget_s, clock=clock, progress=progress
+            )
+            return BuildReport(
+                table=lut.path,
+                networks=len(networks),
+                distinct_blocks=len(blocks),
+                measured=measured,
+                already_present=len(blocks) - measured,
+            )
+        finally:
+            if owned:
+                lut.close()

@@ -122,29 +122,78 @@ class SearchSpace(Spec):
     def sample(self, rng: random.Random | int) -> NetworkSpec:
         """One network drawn uniformly from each choice (``rng``: a ``random.Random`` or a seed)."""
         rng = random.Random(rng) if isinstance(rng, int) else rng
-        stem_width = rng.choice(self.stem_widths)
+        return self.decide(lambda name, options: rng.choice(options))
+
+    def decide(self, choose: Callable[[str, tuple], object]) -> NetworkSpec:
+        """The network that ``choose(parameter name, options) -> option`` picks, choice by choice.
+
+        One walk for every way of choosing: ``sample`` picks at random, an Optuna trial picks with
+        ``trial.suggest_categorical`` (architecture search). Names are stable (``s2.kind``, ``s2.b1.kernel``)
+        and a name always comes with the same options; per-block choices exist only up to the chosen depth.
+        """
+        stem_width = choose("stem.width", self.stem_widths)
         stages = []
         channels = stem_width
-        for choices in self.stages:
-            make, uses_kernel, uses_expansion = SPACE_BLOCK_KINDS[rng.choice(choices.block_kinds)]
-            width = rng.choice(choices.widths)
-            depth = rng.choice(choices.depths)
+        for stage_index, choices in enumerate(self.stages):
+            make, uses_kernel, uses_expansion = SPACE_BLOCK_KINDS[choose(f"s{stage_index}.kind", choices.block_kinds)]
+            width = choose(f"s{stage_index}.width", choices.widths)
+            depth = choose(f"s{stage_index}.depth", choices.depths)
             blocks = []
             for index in range(depth):
-                kernel = rng.choice(choices.kernel_sizes) if uses_kernel else 3
-                expansion = rng.choice(choices.expansion_ratios) if uses_expansion else 1.0
+                kernel = choose(f"s{stage_index}.b{index}.kernel", choices.kernel_sizes) if uses_kernel else 3
+                expansion = choose(f"s{stage_index}.b{index}.expansion", choices.expansion_ratios) if uses_expansion else 1.0
                 stride = choices.stride if index == 0 else 1
                 blocks.append(make(width, stride, kernel, expansion, channels))
                 channels = width
             stages.append(StageSpec(blocks=tuple(blocks)))
+        return self._network(stem_width, tuple(stages))
+
+    def _network(self, stem_width: int, stages: tuple[BlockSpec | StageSpec, ...]) -> NetworkSpec:
         spec = NetworkSpec(
             name=self.name,
             stem=(ConvNormActSpec(out_channels=stem_width, kernel_size=3, stride=2),),
-            stages=tuple(stages),
+            stages=stages,
             head=ClassifierHeadSpec(num_classes=self.num_classes),
             input_size=self.input_size,
         )
         return dataclasses.replace(spec, name=f"{self.name}-{network_id(spec)}")
+
+    def supernet(self, widths: tuple[int, ...] | None = None, stem_width: int | None = None) -> NetworkSpec:
+        """This space as a layer-wise supernet (FBNet, Wu et al. 2019, Sec. 3.2): a network spec of choice blocks.
+
+        Widths are fixed per stage (``widths``, default each stage's widest choice; FBNet fixes them too,
+        Table 1). Every block position up to the stage's deepest choice is a ``ChoiceBlockSpec`` over
+        block kind x kernel x expansion; positions beyond the shallowest depth also offer skip
+        (``IdentitySpec``), so depth is searched as in FBNet. Mixing kinds inside a stage is allowed
+        in the supernet (a superset of what ``sample`` draws).
+        """
+        from ..blocks.choice import ChoiceBlockSpec, IdentitySpec
+
+        widths = tuple(max(stage.widths) for stage in self.stages) if widths is None else tuple(widths)
+        stem_width = max(self.stem_widths) if stem_width is None else stem_width
+        if len(widths) != len(self.stages):
+            raise ValueError(f"SearchSpace.supernet needs one width per stage ({len(self.stages)}), got {widths}")
+        stages = []
+        channels = stem_width
+        for stage_index, (choices, width) in enumerate(zip(self.stages, widths)):
+            if width not in choices.widths:
+                raise ValueError(f"SearchSpace.supernet width {width} for stage {stage_index} is not among its choices {choices.widths}")
+            blocks = []
+            for index in range(max(choices.depths)):
+                stride = choices.stride if index == 0 else 1
+                candidates: list[BlockSpec] = []
+                for kind in choices.block_kinds:
+                    make, uses_kernel, uses_expansion = SPACE_BLOCK_KINDS[kind]
+                    for kernel in choices.kernel_sizes if uses_kernel else (3,):
+                        for expansion in choices.expansion_ratios if uses_expansion else (1.0,):
+                            candidates.append(make(width, stride, kernel, expansion, channels))
+                if index >= min(choices.depths):
+                    candidates.append(IdentitySpec())
+                blocks.append(ChoiceBlockSpec(candidates=tuple(dict.fromkeys(candidates)), name=f"s{stage_index}.b{index}"))
+                channels = width
+            stages.append(StageSpec(blocks=tuple(blocks)))
+        spec = self._network(stem_width, tuple(stages))
+        return dataclasses.replace(spec, name=f"{self.name}-supernet")
 
     def sample_many(self, count: int, seed: int = 0) -> list[NetworkSpec]:
         """``count`` distinct networks, reproducible from ``seed``."""

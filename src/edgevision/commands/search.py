@@ -1,0 +1,92 @@
+"""``edgevision search``: hardware-aware architecture search on this machine's latency tables (issue 16)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import UsageError, stderr_console
+
+__all__ = ["register", "run"]
+
+STRATEGY_CHOICES = ("random", "evolution", "dnas", "proxyless", "blocks", "repnas")
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "search",
+        help="search a space for the most accurate networks within a latency budget on this machine",
+        description="Search --space with --strategy for networks whose predicted latency on --runtime (from the block "
+        "latency table, missing blocks measured on demand) is within --latency-ms; accuracy from short training on "
+        "--data at --resolution px. Writes DIR/pareto.json, best.safetensors, report.md, report.html, front.png. "
+        "Resumable: re-run with the same --out after an interruption.",
+    )
+    parser.add_argument("--space", default="mobile", metavar="NAME", help="search space (default mobile)")
+    parser.add_argument("--strategy", default="random", metavar="NAME", help=f"one of {', '.join(STRATEGY_CHOICES)} (default random)")
+    parser.add_argument("--runtime", default="ort", metavar="NAME", help="runtime the latency is for (default ort)")
+    parser.add_argument("--threads", type=int, default=2, metavar="N", help="intra-op threads for latency (default 2)")
+    parser.add_argument("--latency-ms", type=float, required=True, metavar="X", help="latency budget per image, batch 1 (ms)")
+    parser.add_argument("--trials", type=int, default=20, metavar="N", help="networks to train (sampling) or to derive (supernet strategies); default 20")
+    parser.add_argument("--epochs", type=int, default=1, metavar="E", help="short-training epochs per network (default 1)")
+    parser.add_argument("--supernet-epochs", type=int, default=None, metavar="E", help="supernet epochs for dnas/proxyless (default 4 x --epochs)")
+    parser.add_argument("--data", default="default", metavar="D", help="dataset: default (embedded MNIST), cifar10:DIR, imagefolder:DIR, npz:FILE")
+    parser.add_argument("--resolution", type=int, default=32, metavar="R", help="training resolution in px (default 32); latency is at the space's input size")
+    parser.add_argument("--time-budget", type=float, default=None, metavar="S", help="stop starting new trials after S seconds")
+    parser.add_argument("--table", default="lut.sqlite", metavar="FILE", help="block latency table (default lut.sqlite; created and filled on demand)")
+    parser.add_argument("--no-build", action="store_true", help="never measure missing blocks; fail naming `edgevision lut build` instead")
+    parser.add_argument("--storage", default=None, metavar="URL", help="Optuna storage (default sqlite:///DIR/study.sqlite; any SQLAlchemy URL)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N", help="train N trials in parallel on a local Ray")
+    parser.add_argument("--ray-address", default=None, metavar="HOST:PORT", help="join this Ray cluster instead")
+    parser.add_argument("--zoo", default=None, metavar="FILE", help="zoo points to overlay (JSON list of network, measured_ms, accuracy)")
+    parser.add_argument("--no-measure", action="store_true", help="do not measure the shipped networks (predicted latency only)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed (default 0)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (also holds the resumable study)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import search
+    from ..datasets import DataError
+    from ..latency import MeasurementError
+    from ..lut import LutError, SPACES
+
+    if args.strategy not in STRATEGY_CHOICES:
+        raise UsageError(f"unknown strategy {args.strategy!r}; choose one of {', '.join(STRATEGY_CHOICES)}")
+    if args.space not in SPACES:
+        raise UsageError(f"unknown search space {args.space!r}; choose one of {', '.join(SPACES)}")
+    for name in ("trials", "epochs", "resolution", "threads"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    console = stderr_console()
+    try:
+        result = search.run(
+            args.space,
+            args.strategy,
+            latency_ms=args.latency_ms,
+            runtime=args.runtime,
+            threads=args.threads,
+            table=args.table,
+            data=args.data,
+            epochs=args.epochs,
+            supernet_epochs=args.supernet_epochs,
+            resolution=args.resolution,
+            trials=args.trials,
+            time_budget_s=args.time_budget,
+            storage=args.storage,
+            out=args.out,
+            seed=args.seed,
+            workers=args.workers,
+            ray_address=args.ray_address,
+            measure=not args.no_measure,
+            build_missing=not args.no_build,
+            zoo_file=args.zoo,
+            progress=lambda line: console.print(line, highlight=False),
+        )
+    except (search.SearchError, LutError, DataError, MeasurementError) as error:
+        raise UsageError(str(error).splitlines()[0]) from None
+    best = result.best
+    print(f"{result.strategy} on {result.space}: {len(result.front)} networks on the front within {result.budget_ms:g} ms; hypervolume {result.hypervolume:.4f}")
+    if best is not None:
+        measured = "" if best.measured_ms is None else f", measured {best.measured_ms:.3f} ms"
+        print(f"best: {best.name} accuracy {best.accuracy:.4f}, predicted {best.predicted_ms:.3f} ms{measured}")
+    print(f"wrote {args.out}/pareto.json, best.safetensors, report.md, report.html, front.png")
+    return 0

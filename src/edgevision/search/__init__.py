@@ -1,0 +1,40 @@
+"""Hardware-aware architecture search on this machine's latency tables (issue 16).
+
+``edgevision.search.run(space, strategy=..., latency_ms=...)`` searches a :class:`~edgevision.lut.SearchSpace`
+or a supernet spec (a network spec with :class:`~edgevision.blocks.ChoiceBlockSpec` layers) with one of
+:data:`STRATEGIES`: ``random`` (uniform, the baseline), ``evolution`` (NSGA-II, Deb et al. 2002, via Optuna),
+``dnas`` (FBNet, Wu et al. 2019), ``proxyless`` (ProxylessNAS, Cai et al. 2019) and ``blocks`` (per-kind
+Pareto fronts of random networks). Latency comes from the block tables (``edgevision.lut``), accuracy from
+short Bag-of-Tricks training on the embedded data or zero-cost proxies. See docs/search.md.
+"""
+
+from .accuracy import PROXIES, ProxyScore, ShortTraining, grad_norm, naswot, proxy_correlations, proxy_scores, synflow
+from .latency import LatencyModel, SupernetLatency
+from .result import Candidate, SearchError, SearchResult, hypervolume, pareto_front
+from .run import STRATEGIES, SearchContext, measure_network, run
+from .space import as_supernet, decide, fastest_network
+
+__all__ = [
+    "PROXIES",
+    "STRATEGIES",
+    "Candidate",
+    "LatencyModel",
+    "ProxyScore",
+    "SearchContext",
+    "SearchError",
+    "SearchResult",
+    "ShortTraining",
+    "SupernetLatency",
+    "as_supernet",
+    "decide",
+    "fastest_network",
+    "grad_norm",
+    "hypervolume",
+    "measure_network",
+    "naswot",
+    "pareto_front",
+    "proxy_correlations",
+    "proxy_scores",
+    "run",
+    "synflow",
+]

@@ -1,0 +1,254 @@
+"""``run(space, strategy=...)``: one entry point for every search strategy, and what a search ships.
+
+Every strategy gets a :class:`SearchContext` (space, latency budget, latency model, accuracy
+estimator, trial and time budgets, storage, executor) and returns evaluated :class:`Candidate` s.
+``run`` then takes the Pareto front within the budget, measures each front network for real on
+the target runtime (predicted vs measured), picks the most accurate as ``best`` and, given ``out``,
+writes ``pareto.json``, ``best.safetensors``, ``report.md``, ``report.html`` and the plot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..lut.key import MeasurementSetting
+from ..lut.table import LatencyTable
+from ..network import NetworkSpec
+from .latency import LatencyModel
+from .result import Candidate, SearchError, SearchResult, pareto_front
+from .space import Space, fastest_network, load_space, with_classes
+
+__all__ = ["STRATEGIES", "SearchContext", "run", "measure_network"]
+
+
+def _strategies() -> dict[str, Callable]:
+    from .repnas import run_repnas
+    from .sampling import run_blocks, run_evolution, run_random
+    from .supernet import run_dnas, run_proxyless
+
+    return {"random": run_random, "evolution": run_evolution, "dnas": run_dnas, "proxyless": run_proxyless, "blocks": run_blocks, "repnas": run_repnas}
+
+
+#: strategy names, in the order the CLI lists them
+STRATEGIES = ("random", "evolution", "dnas", "proxyless", "blocks", "repnas")
+
+
+@dataclass
+class SearchContext:
+    """What a strategy needs; strategies add what they learned to ``details``."""
+
+    space: Space
+    budget_ms: float
+    latency: LatencyModel
+    estimator: Callable[[NetworkSpec], float]
+    trials: int
+    data: str | None
+    resolution: int
+    storage: str | None
+    seed: int
+    executor: Any
+    time_budget_s: float | None = None
+    epochs_supernet: int = 4
+    steps_per_epoch: int | None = None
+    progress: Callable[[str], None] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def setting_key(self) -> dict:
+        return self.latency.setting.to_dict()
+
+    def splits(self):
+        from .accuracy import _data
+
+        if self.data is None:
+            raise SearchError("this strategy trains a supernet and needs data (data='default' for the embedded MNIST)")
+        return _data(self.data)
+
+    def optimize_options(self, source: str, share: float = 1.0) -> dict:
+        return {
+            "budget_ms": self.budget_ms,
+            "latency": self.latency,
+            "estimator": self.estimator,
+            "trials": self.trials,
+            "time_budget_s": None if self.time_budget_s is None else self.time_budget_s * share,
+            "executor": self.executor,
+            "source": source,
+            "progress": self.progress,
+        }
+
+    def record(self, study_run) -> None:
+        runs = self.details.setdefault("study_runs", [])
+        runs.append(dataclasses.asdict(study_run))
+
+
+def measure_network(spec: NetworkSpec, runtime: str = "ort", threads: int = 2, time_budget_s: float = 3.0) -> float:
+    """Median latency (ms) of ``spec``'s deploy form at its input size, batch 1, measured here."""
+    from ..builder import build
+    from ..latency import measure
+
+    model = build(spec).eval()
+    result = measure(model, (1, spec.in_channels, spec.input_size, spec.input_size), runtime=runtime, threads=threads, deploy=True, time_budget_s=time_budget_s)
+    return result.median_ms
+
+
+def _default_storage(out: Path | None) -> str | None:
+    return None if out is None else f"sqlite:///{(out / 'study.sqlite').resolve()}"
+
+
+def run(
+    space: Space | str,
+    strategy: str = "random",
+    *,
+    latency_ms: float,
+    runtime: str = "ort",
+    threads: int = 2,
+    table: str | os.PathLike | LatencyTable | LatencyModel = "lut.sqlite",
+    estimator: Callable[[NetworkSpec], float] | None = None,
+    data: str | None = "default",
+    epochs: int = 1,
+    resolution: int = 32,
+    trials: int = 20,
+    time_budget_s: float | None = None,
+    storage: str | None = None,
+    out: str | os.PathLike | None = None,
+    seed: int = 0,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    measure: bool | Callable[[NetworkSpec], float] = True,
+    build_missing: bool = True,
+    block_budget_s: float = 0.5,
+    zoo_file: str | os.PathLike | None = None,
+    supernet_epochs: int | None = None,
+    steps_per_epoch: int | None = None,
+    progress: Callable[[str], None] | None = None,
+    options: dict[str, Any] | None = None,
+) -> SearchResult:
+    """Search ``space`` with ``strategy`` for networks within ``latency_ms`` on ``runtime``; see docs/search.md.
+
+    ``estimator``: ``callable(NetworkSpec) -> accuracy``; default :class:`ShortTraining` (``epochs``
+    of the Bag of Tricks recipe on ``data`` at ``resolution`` px). ``trials``: networks trained
+    (sampling strategies) or architectures derived (supernet strategies). ``storage``: an Optuna
+    storage URL (default ``sqlite:///OUT/study.sqlite``; resumable). ``workers``/``ray_address``:
+    evaluate trials on Ray. ``measure``: measure shipped networks (True), skip (False) or a function.
+    ``supernet_epochs`` (default 4 x ``epochs``) and ``steps_per_epoch`` size the supernet training of
+    ``dnas``/``proxyless``/``repnas``; ``options`` go to the strategy (e.g. ``population_size``).
+    """
+    if strategy not in STRATEGIES:
+        raise SearchError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if not (latency_ms > 0):
+        raise SearchError(f"the latency budget must be a positive number of ms, got {latency_ms!r}")
+    if trials < 1:
+        raise SearchError(f"trials must be >= 1, got {trials}")
+    try:
+        space = load_space(space)
+    except ValueError as error:
+        raise SearchError(str(error)) from None
+    started = time.perf_counter()
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    storage = storage or _default_storage(out_dir)
+    if storage is not None:
+        from .study import check_storage
+
+        check_storage(storage)  # a corrupt database fails now, before any training
+    if ray_address is not None:
+        from .executor import check_ray_address
+
+        check_ray_address(ray_address)  # seconds, not Ray's minute of retries
+    if estimator is None:
+        from .accuracy import ShortTraining
+
+        if data is None:
+            raise SearchError("the default accuracy estimator trains on data; give data='default' or an estimator")
+        estimator = ShortTraining(data=data, epochs=epochs, resolution=resolution, seed=seed, threads=1 if (workers or ray_address) else None)
+    if data is not None:
+        from .accuracy import _data
+
+        space = with_classes(space, _data(data).num_classes)
+
+    owned_table = None
+    if isinstance(table, LatencyModel):
+        latency = table
+    else:
+        lut = table if isinstance(table, LatencyTable) else LatencyTable(table)
+        owned_table = None if isinstance(table, LatencyTable) else lut
+        def block_progress(done: int, total: int, block) -> None:
+            if progress is not None:
+                progress(f"measuring missing block {done}/{total} into {lut.path}: {block.spec.kind} {block.in_channels}->{block.out_channels} at {block.input_size[0]} px")
+
+        latency = LatencyModel(
+            lut, MeasurementSetting(runtime=runtime, threads=threads), build_missing=build_missing, block_budget_s=block_budget_s, progress=block_progress
+        )
+    executor = None
+    try:
+        fastest, fastest_ms = fastest_network(space, latency)
+        if latency_ms < fastest_ms:
+            raise SearchError(
+                f"latency budget {latency_ms:g} ms is below the fastest network of space {space.name!r}: {fastest.name} "
+                f"predicts {fastest_ms:.3f} ms on {latency.setting.runtime}; raise --latency-ms to at least {fastest_ms:.3f}"
+            )
+        if workers or ray_address:
+            from .executor import RayExecutor
+
+            executor = RayExecutor(address=ray_address, slots=workers)
+        else:
+            from .executor import SerialExecutor
+
+            executor = SerialExecutor()
+        context = SearchContext(
+            space=space,
+            budget_ms=latency_ms,
+            latency=latency,
+            estimator=estimator,
+            trials=trials,
+            data=data,
+            resolution=resolution,
+            storage=storage,
+            seed=seed,
+            executor=executor,
+            time_budget_s=time_budget_s,
+            epochs_supernet=supernet_epochs or max(2, 4 * epochs),
+            steps_per_epoch=steps_per_epoch,
+            progress=progress,
+        )
+        candidates = _strategies()[strategy](context, **(options or {}))
+        front = pareto_front(candidates, latency_ms)
+        measurer = measure if callable(measure) else (lambda spec: measure_network(spec, latency.setting.runtime, latency.setting.threads))
+        if measure:
+            for candidate in front:
+                candidate.measured_ms = float(measurer(candidate.spec))
+        context.details["measured_on_demand_blocks"] = latency.measured_on_demand
+        result = SearchResult(
+            strategy=strategy,
+            space=space.name,
+            budget_ms=latency_ms,
+            runtime=latency.setting.runtime,
+            candidates=candidates,
+            front=front,
+            best=front[-1] if front else None,
+            wall_seconds=time.perf_counter() - started,
+            fastest=(fastest.name, fastest_ms),
+            details=context.details,
+        )
+        if out_dir is not None:
+            from .report import write_outputs
+
+            write_outputs(result, out_dir, estimator, zoo_file)
+        return result
+    finally:
+        if executor is not None:
+            executor.close()
+        if owned_table is not None:
+            owned_table.close()
+
+
+def load_result(path: str | os.PathLike) -> dict:
+    """A ``pareto.json`` as a dict (specs still JSON)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
