@@ -15,6 +15,7 @@ from .registry import create_model, get_spec, list_models, register_model
 from .reparam import is_deploy_form, reparameterize
 from .resolve import ResolvedNetwork, resolve, resolve_block
 from .spec import Spec
+from .weights import WeightImportError, load_pretrained
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,7 @@ __all__ = [
     "ResolvedNetwork",
     "Spec",
     "StageSpec",
+    "WeightImportError",
     "analyze",
     "build",
     "count_macs",
@@ -39,6 +41,7 @@ __all__ = [
     "is_deploy_form",
     "list_models",
     "load",
+    "load_pretrained",
     "measure",
     "register_model",
     "reparameterize",

@@ -79,8 +79,14 @@ def get_spec(name: str) -> NetworkSpec:
     return spec
 
 
-def create_model(name: str, num_classes: int = 1000, in_chans: int = 3):
-    """Build a registered model in train form."""
+def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, pretrained=None, pretrained_source: str | None = None):
+    """Build a registered model in train form.
+
+    ``pretrained``: a timm / torchvision / official weights file to import (``edgevision.weights``);
+    ``pretrained_source`` names its layout (``"timm"``, ``"torchvision"``, ``"official"``), inferred
+    from the tensor names when omitted. The classifier is re-initialised when ``num_classes`` differs
+    from the file's; the stem is adapted when ``in_chans`` is not 3.
+    """
     from .builder import build
 
     spec = get_spec(name)
@@ -88,4 +94,9 @@ def create_model(name: str, num_classes: int = 1000, in_chans: int = 3):
         spec = spec.with_classes(num_classes)
     if in_chans != spec.in_channels:
         spec = spec.with_input_channels(in_chans)
-    return build(spec)
+    model = build(spec)
+    if pretrained is not None:
+        from .weights import load_pretrained
+
+        load_pretrained(model, pretrained, source=pretrained_source)
+    return model
