@@ -45,3 +45,12 @@ CASES += [
     Case("mobilenetv3_small_075", TIMM, "mobilenetv3_small_075"),
     Case("mobilenetv3_small_100", TIMM, "mobilenetv3_small_100"),
 ]
+CASES += [
+    Case("mnasnet_100", TV, "mnasnet1_0"),
+    Case("mnasnet_100", TIMM, "mnasnet_100"),
+    Case("mnasnet_a1", TIMM, "semnasnet_100"),
+]
+CASES += [
+    Case("densenet121", TV, "densenet121"),
+    Case("densenet121", TIMM, "densenet121"),
+]

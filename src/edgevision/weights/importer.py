@@ -128,8 +128,7 @@ def _choose(family: str, name: str, keymaps: dict[str, KeyMap], source: str | No
         raise WeightImportError(f"{name} ({family} family) has no key map for any source yet; see docs/pretrained.md for the covered models")
     scores = {}
     for candidate, keymap in keymaps.items():
-        wanted = [keymap.source_key(key, index) for key in ours]
-        scores[candidate] = sum(1 for k in wanted if k is None or k in theirs) / max(len(wanted), 1)
+        scores[candidate] = sum(1 for key in ours if _found(keymap, key, index, theirs)) / max(len(ours), 1)
     best = max(scores, key=scores.get)
     if scores[best] < 0.5:
         raise WeightImportError(
@@ -137,6 +136,14 @@ def _choose(family: str, name: str, keymaps: dict[str, KeyMap], source: str | No
             "give the source explicitly, or check that the file is a checkpoint of this architecture"
         )
     return best
+
+
+def _found(keymap: KeyMap, key: str, index: BlockIndex, theirs: dict) -> bool:
+    try:
+        their_key = keymap.source_key(key, index)
+    except KeyError:  # no rule: this map is not for this model
+        return False
+    return their_key is None or their_key in theirs
 
 
 def map_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str | None = None, file: str = "<state dict>"):

@@ -31,7 +31,12 @@ def timm_efficientnet_rules(head_conv: tuple = ()) -> tuple:
         *linear(rf"{_B}\.se\.expand", f"{_T}.se.conv_expand"),
         *_when(conv_bn(rf"{_B}\.project", f"{_T}.conv_pwl", f"{_T}.bn3"), _EXPANDS),
         *_when(conv_bn(rf"{_B}\.project", f"{_T}.conv_pw", f"{_T}.bn2"), _NO_EXPANSION),
+        *conv_bn(rf"{_B}\.pointwise", f"{_T}.conv_pw", f"{_T}.bn2"),  # our depthwise-separable block
         *conv_bn(_B, f"{_T}.conv", f"{_T}.bn1"),
         *linear(r"head\.hidden\.0", "conv_head"),
         *linear(r"head\.classifier", "classifier"),
     )
+
+
+#: the last stage, a single 1x1 ConvNormAct, is timm's ``conv_head/bn2`` (MobileNetV2, MnasNet, FBNet)
+LAST_STAGE_IS_HEAD = _when(conv_bn(r"stages\.(\d+)\.0", "conv_head", "bn2"), ("!stages.{1+1}", "!stages.{1}.0.project"))

@@ -8,7 +8,7 @@ the last 1x1 conv as ``conv_head/bn2``.
 
 from ..keymap import KeyMap
 from ._rules import conv_bn, linear
-from .efficientnet_timm import timm_efficientnet_rules
+from .efficientnet_timm import LAST_STAGE_IS_HEAD, timm_efficientnet_rules
 
 _B = r"stages\.(\d+)\.(\d+)"
 _TV_UP = {"mobilenetv2_100": "mobilenet_v2"}
@@ -28,7 +28,7 @@ TORCHVISION = KeyMap(
 )
 TIMM = KeyMap(
     "timm",
-    timm_efficientnet_rules(head_conv=conv_bn(r"stages\.7\.0", "conv_head", "bn2")),
+    timm_efficientnet_rules(head_conv=LAST_STAGE_IS_HEAD),
     upstream={"mobilenetv2_050": "mobilenetv2_050", "mobilenetv2_100": "mobilenetv2_100", "mobilenetv2_140": "mobilenetv2_140"},
 )
 KEYMAPS = {"mobilenetv2": {"torchvision": TORCHVISION, "timm": TIMM}}
