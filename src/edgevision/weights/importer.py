@@ -26,7 +26,7 @@ from torch import nn
 from .io import WeightImportError, read_state_dict
 from .keymap import BlockIndex, KeyMap
 
-__all__ = ["ImportReport", "load_pretrained", "keymaps_for", "SOURCES", "adapt_input_conv", "map_state_dict"]
+__all__ = ["ImportReport", "load_pretrained", "keymaps_for", "SOURCES", "adapt_input_conv", "map_state_dict", "to_source_layout"]
 
 SOURCES = ("timm", "torchvision", "official")
 _SHOWN = 4  # how many offending keys an error names
@@ -221,6 +221,26 @@ def map_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str
         source_ignored=ignored, classifier_reinitialised=bool(reinitialised), stem_adapted=bool(adapted), notes=notes,
     )
     return mapped, report
+
+
+def to_source_layout(model: nn.Module, source: str) -> dict[str, torch.Tensor]:
+    """``model``'s state dict under ``source``'s names (the inverse of the import; e.g. to hand weights back to timm).
+
+    Tensors the source does not store (a key map's ``None``) are left out; shapes are ours (a Linear
+    the source keeps as a 1x1 conv stays 2-D).
+    """
+    family, spec = _family(model)
+    keymaps = keymaps_for(family)
+    if source not in keymaps:
+        raise WeightImportError(f"{spec.name} ({family} family) has no {source} key map; it has: {', '.join(sorted(keymaps)) or 'none'}")
+    ours = model.state_dict()
+    index = BlockIndex(ours)
+    out = {}
+    for key, tensor in ours.items():
+        their_key = keymaps[source].source_key(key, index)
+        if their_key is not None:
+            out[their_key] = tensor.detach().clone()
+    return out
 
 
 def load_pretrained(model: nn.Module, path: str | os.PathLike, source: str | None = None) -> ImportReport:

@@ -64,11 +64,15 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # UnpicklingError for pickles that carry code; also truncated / foreign files
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        if "weights_only" in str(error) or "Unsupported global" in str(error) or "GLOBAL" in str(error):
+        text = str(error)
+        if "Unsupported global" in text:  # the pickle names a class or function to import and call
             raise WeightImportError(
                 f"{str(file)!r} needs code unpickling to load, which is refused (only tensors and plain containers are read); "
                 "re-save it as model.state_dict() or convert it to .safetensors"
             ) from None
-        raise WeightImportError(f"{str(file)!r} is not a readable PyTorch weights file ({type(error).__name__}: {first[:160]})") from None
+        detail = next((line.strip() for line in text.splitlines() if line.strip().startswith("Unsupported")), type(error).__name__)
+        raise WeightImportError(
+            f"{str(file)!r} is not a readable PyTorch weights file ({detail[:120]}; only plain tensor pickles are read); "
+            "re-save it as model.state_dict() or convert it to .safetensors"
+        ) from None
     return _unwrap(state, file)
