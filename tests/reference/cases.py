@@ -54,3 +54,8 @@ CASES += [
     Case("densenet121", TV, "densenet121"),
     Case("densenet121", TIMM, "densenet121"),
 ]
+CASES += [
+    Case("googlenet", TV, "googlenet"),
+    Case("inception_v3", TV, "inception_v3", size=96),
+    Case("inception_v3", TIMM, "inception_v3", size=96),
+]

@@ -8,6 +8,7 @@ language (no ``eval``):
   ``layer1`` is our ``stages.0``);
 * ``{flat(1,2)+1}``: the running index of block ``(stage=group 1, block=group 2)`` over all our
   stages, plus an offset (torchvision's MobileNets number blocks ``features.N`` across stages);
+* ``{abc:2-1}``: the same number as a letter, 0 -> ``a`` (GoogLeNet's ``inception4a``);
 * a template of ``None`` keeps our own initialisation (a buffer the source does not store).
 
 A rule may carry a third item, conditions on our own layout: templates of our module paths that
@@ -28,7 +29,7 @@ from functools import cached_property
 
 __all__ = ["KeyMap", "BlockIndex"]
 
-_FIELD = re.compile(r"\{(?:flat\((\d+),(\d+)\)|(\d+))([+-]\d+)?\}")
+_FIELD = re.compile(r"\{(abc:)?(?:flat\((\d+),(\d+)\)|(\d+))([+-]\d+)?\}")
 _BLOCK = re.compile(r"^stages\.(\d+)\.(\d+)\.")
 
 
@@ -88,11 +89,15 @@ class KeyMap:
 
 
 def _substitute(field_: re.Match, match: re.Match, index: BlockIndex) -> str:
-    offset = int(field_[4] or 0)
-    if field_[3] is not None:
-        value = match[int(field_[3])]
-        return str(int(value) + offset) if field_[4] else value
-    return str(index.flat(int(match[int(field_[1])]), int(match[int(field_[2])])) + offset)
+    offset = int(field_[5] or 0)
+    if field_[4] is not None:
+        value = match[int(field_[4])]
+        if not field_[1] and not field_[5]:
+            return value
+        number = int(value) + offset
+    else:
+        number = index.flat(int(match[int(field_[2])]), int(match[int(field_[3])])) + offset
+    return "abcdefghijklmnopqrstuvwxyz"[number] if field_[1] else str(number)
 
 
 def _holds(condition: str, match: re.Match, index: BlockIndex) -> bool:

@@ -6,11 +6,11 @@ One module per family; each exports ``KEYMAPS`` (family -> source -> :class:`Key
 from __future__ import annotations
 
 from ..keymap import KeyMap
-from . import densenet, mnasnet, mobilenetv2, mobilenetv3, resnet
+from . import densenet, inception, mnasnet, mobilenetv2, mobilenetv3, resnet
 
 __all__ = ["KEYMAPS"]
 
 KEYMAPS: dict[str, dict[str, KeyMap]] = {}
-for _module in (resnet, mobilenetv2, mobilenetv3, mnasnet, densenet):
+for _module in (resnet, mobilenetv2, mobilenetv3, mnasnet, densenet, inception):
     for _family, _by_source in _module.KEYMAPS.items():
         KEYMAPS.setdefault(_family, {}).update(_by_source)
