@@ -59,3 +59,4 @@ CASES += [
     Case("inception_v3", TV, "inception_v3", size=96),
     Case("inception_v3", TIMM, "inception_v3", size=96),
 ]
+CASES += [Case(name, TV, name, size=32) for name in ("vgg11", "vgg11_bn", "vgg16", "vgg16_bn")]

@@ -55,11 +55,11 @@ class ImportReport:
         return "\n".join(lines + [f"note: {note}" for note in self.notes])
 
 
-def keymaps_for(family: str) -> dict[str, KeyMap]:
-    """The key maps a family has, by source."""
+def keymaps_for(family: str, model: str | None = None) -> dict[str, KeyMap]:
+    """The key maps a model has, by source: its family's, overridden by maps for the model alone (VGG)."""
     from .maps import KEYMAPS
 
-    return KEYMAPS.get(family, {})
+    return {**KEYMAPS.get(family, {}), **KEYMAPS.get(model or "", {})}
 
 
 def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
@@ -95,13 +95,12 @@ def _state_shapes(spec) -> dict[str, torch.Size]:
 
 
 def _family(model: nn.Module) -> tuple[str, object]:
-    from ..reparam import is_deploy_form
     from ..registry import UnknownModelError, model_family
 
     spec = getattr(model, "spec", None)
     if spec is None:
         raise WeightImportError(f"a {type(model).__name__} has no edgevision spec; build the model with ev.create_model(name)")
-    if is_deploy_form(model):
+    if set(model.state_dict()) != set(_state_shapes(spec)):  # re-parameterized: BN folded, branches merged
         raise WeightImportError(
             f"{spec.name} is in deploy form; checkpoints hold the train form: import into ev.create_model({spec.name!r}), then call ev.reparameterize"
         )
@@ -151,7 +150,7 @@ def map_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str
     family, spec = _family(model)
     ours = {key: tensor for key, tensor in model.state_dict().items()}
     index = BlockIndex(ours)
-    keymaps = keymaps_for(family)
+    keymaps = keymaps_for(family, spec.name)
     source = _choose(family, spec.name, keymaps, source, list(ours), state, index)
     keymap = keymaps[source]
 
@@ -230,7 +229,7 @@ def to_source_layout(model: nn.Module, source: str) -> dict[str, torch.Tensor]:
     the source keeps as a 1x1 conv stays 2-D).
     """
     family, spec = _family(model)
-    keymaps = keymaps_for(family)
+    keymaps = keymaps_for(family, spec.name)
     if source not in keymaps:
         raise WeightImportError(f"{spec.name} ({family} family) has no {source} key map; it has: {', '.join(sorted(keymaps)) or 'none'}")
     ours = model.state_dict()
