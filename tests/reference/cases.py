@@ -60,3 +60,5 @@ CASES += [
     Case("inception_v3", TIMM, "inception_v3", size=96),
 ]
 CASES += [Case(name, TV, name, size=32) for name in ("vgg11", "vgg11_bn", "vgg16", "vgg16_bn")]
+CASES += [Case(f"mobileone_s{i}", TIMM, f"mobileone_s{i}") for i in range(5)]
+CASES += [Case(name, TIMM, name) for name in ("repvgg_a0", "repvgg_a1", "repvgg_b0")]
