@@ -63,3 +63,4 @@ CASES += [Case(name, TV, name, size=32) for name in ("vgg11", "vgg11_bn", "vgg16
 CASES += [Case(f"mobileone_s{i}", TIMM, f"mobileone_s{i}") for i in range(5)]
 CASES += [Case(name, TIMM, name) for name in ("repvgg_a0", "repvgg_a1", "repvgg_b0")]
 CASES += [Case(name, TIMM, name) for name in ("ghostnet_050", "ghostnet_100", "ghostnet_130")]
+CASES += [Case(name, TIMM, name) for name in ("edgenext_xx_small", "edgenext_x_small", "edgenext_small")]

@@ -7,11 +7,11 @@ in place of a family holds maps for that model alone (VGG's layer numbering depe
 from __future__ import annotations
 
 from ..keymap import KeyMap
-from . import byobnet, densenet, ghostnet, inception, mnasnet, mobilenetv2, mobilenetv3, resnet, vgg
+from . import byobnet, densenet, edgenext, ghostnet, inception, mnasnet, mobilenetv2, mobilenetv3, resnet, vgg
 
 __all__ = ["KEYMAPS"]
 
 KEYMAPS: dict[str, dict[str, KeyMap]] = {}
-for _module in (resnet, mobilenetv2, mobilenetv3, mnasnet, densenet, inception, vgg, byobnet, ghostnet):
+for _module in (resnet, mobilenetv2, mobilenetv3, mnasnet, densenet, inception, vgg, byobnet, ghostnet, edgenext):
     for _family, _by_source in _module.KEYMAPS.items():
         KEYMAPS.setdefault(_family, {}).update(_by_source)
