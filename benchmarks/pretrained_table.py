@@ -72,6 +72,8 @@ def main(results_dir: str = "build/reference", out: str = "docs/pretrained.md") 
         "Differences: max |ours - theirs| / max |theirs| over the logits of 2 random images, eval mode, float64, with the",
         "reference built with random weights *and* random BatchNorm statistics and affines; train form / after",
         "`ev.reparameterize`. The bar is 1e-4. Each import was done from a `.safetensors` and from a `.pth` file (identical tensors).",
+        "\"not run\" beside a key map: the case is in tests/reference/cases.py but has no result in the run this page was",
+        "generated from (regenerate after a full `make test-reference`: `make pretrained-table`).",
         "",
         "| model | sources (upstream name) | measured: train / deploy | params |",
         "|---|---|---|---|",
