@@ -58,3 +58,28 @@ bench-search: $(STAMP)  # every search strategy, same wall clock, vs random; zoo
 
 test-search-ray: $(STAMP)  # the one Ray test (starting Ray takes 10-30 s, so it is outside `make test`)
 	EDGEVISION_RAY_TESTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_search.py -k ray
+
+# Reference suite (tests/reference): our imports of timm / torchvision state dicts give their logits.
+# A venv of its own, so the package and the main suite never see timm or torchvision. torchvision's
+# compiled extension is built against a CUDA torch and cannot load next to the CPU wheel; the model
+# definitions do not need it, so this venv alone removes it (and the meta registrations that load it).
+REF_VENV  := .venv-ref
+REF_BIN   := $(REF_VENV)/bin
+REF_STAMP := $(REF_VENV)/.installed
+
+$(REF_STAMP): pyproject.toml requirements.lock
+	test -x $(REF_BIN)/python || $(PYTHON) -m venv $(REF_VENV)
+	$(REF_BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(REF_BIN)/pip install --quiet --disable-pip-version-check --no-deps timm==1.0.31 torchvision==0.28.0
+	$(REF_BIN)/pip install --quiet --disable-pip-version-check huggingface_hub==2.4.0 pyyaml==6.0.4
+	site=$$($(REF_BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"); \
+	  rm -f $$site/torchvision/_C.so && : > $$site/torchvision/_meta_registrations.py
+	$(REF_BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(REF_STAMP)
+
+.PHONY: test-reference pretrained-table
+test-reference: $(REF_STAMP)  # ~10 min on 2 cores; writes build/reference/*.json
+	EDGEVISION_REFERENCE_TESTS=1 $(REF_BIN)/python -m pytest -p no:cacheprovider tests/reference
+
+pretrained-table:  # build/reference/*.json (from test-reference) -> docs/pretrained.md
+	$(BIN)/python benchmarks/pretrained_table.py build/reference docs/pretrained.md

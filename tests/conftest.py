@@ -6,6 +6,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/helpers.py
 
+# tests/reference/ imports timm and torchvision: only `make test-reference` (.venv-ref) runs it
+if os.environ.get("EDGEVISION_REFERENCE_TESTS") != "1":
+    collect_ignore = ["reference"]
+
 # Under pytest-xdist each worker gets one intra-op thread: two workers with two OpenMP threads each
 # oversubscribe a 2-core machine, and spinning OpenMP threads then slow everything several-fold.
 _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))

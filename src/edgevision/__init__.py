@@ -17,6 +17,7 @@ from .registry import create_model, get_spec, list_models, register_model
 from .reparam import is_deploy_form, reparameterize
 from .resolve import ResolvedNetwork, resolve, resolve_block
 from .spec import Spec
+from .weights import WeightImportError, load_pretrained
 from . import prune  # noqa: E402  (ev.prune.shrink: after the modules it builds on)
 
 __version__ = "0.1.0"
@@ -31,6 +32,7 @@ __all__ = [
     "ResolvedNetwork",
     "Spec",
     "StageSpec",
+    "WeightImportError",
     "analyze",
     "build",
     "count_macs",
@@ -44,6 +46,7 @@ __all__ = [
     "is_deploy_form",
     "list_models",
     "load",
+    "load_pretrained",
     "measure",
     "quantize",
     "register_model",

@@ -85,12 +85,19 @@ def create_model(
     name: str,
     num_classes: int = 1000,
     in_chans: int = 3,
+    pretrained=None,
+    pretrained_source: str | None = None,
     *,
     features_only: bool = False,
     out_indices: int | tuple[int, ...] | None = None,
     output_stride: int | None = None,
 ):
     """Build a registered model in train form.
+
+    ``pretrained``: a timm / torchvision / official weights file to import (``edgevision.weights``);
+    ``pretrained_source`` names its layout (``"timm"``, ``"torchvision"``, ``"official"``), inferred
+    from the tensor names when omitted. The classifier is re-initialised when ``num_classes`` differs
+    from the file's; the stem is adapted when ``in_chans`` is not 3.
 
     ``features_only=True``: a backbone returning the pyramid levels ``out_indices`` (None: all; an int
     n: the last n), cut after the last one (``model.feature_info`` describes them). ``output_stride``
@@ -109,5 +116,22 @@ def create_model(
     if output_stride != spec.output_stride:
         spec = spec.with_output_stride(output_stride)
     if features_only:
-        spec = features_spec(spec, out_indices)
-    return build(spec)
+        backbone = features_spec(spec, out_indices)
+        if pretrained is None:
+            return build(backbone)
+        # the file holds the whole classifier network: import into it, then keep the backbone's tensors
+        # (its module paths are a prefix of the full network's: stem.*, stages.*)
+        model = build(backbone)
+        loaded = model.load_state_dict(_pretrained(build(spec), pretrained, pretrained_source).state_dict(), strict=False)
+        if loaded.missing_keys:  # only the classifier may be left out, never a backbone tensor
+            raise AssertionError(f"backbone tensors missing from the imported network: {loaded.missing_keys[:5]}")
+        return model
+    model = build(spec)
+    return model if pretrained is None else _pretrained(model, pretrained, pretrained_source)
+
+
+def _pretrained(model, path, source):
+    from .weights import load_pretrained
+
+    load_pretrained(model, path, source=source)
+    return model

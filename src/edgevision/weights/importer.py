@@ -1,0 +1,266 @@
+"""Import a timm / torchvision / authors' checkpoint into an edgevision network, tensor by tensor.
+
+For every tensor of our train-form state dict the family's :class:`~edgevision.weights.keymap.KeyMap`
+names the source tensor; each is shape-checked and every source tensor must be used exactly once
+(BatchNorm ``num_batches_tracked`` counters are taken when present and never required: they do not
+affect inference). Then
+
+* a classifier whose class count differs from the file's is left at our initialisation (noted),
+* a stem convolution whose input channels differ is adapted as timm's ``adapt_input_conv`` does
+  (Wightman, timm ``models/_manipulate.py``): summed over RGB for 1 channel, otherwise RGB
+  repeated to ``in_chans`` and scaled by ``3 / in_chans`` so activations keep their magnitude.
+
+Nothing is loaded unless everything matches: missing, unexpected and mis-shaped tensors are listed
+(the first few of each) in one :class:`WeightImportError`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from .io import WeightImportError, read_state_dict
+from .keymap import BlockIndex, KeyMap
+
+__all__ = ["ImportReport", "load_pretrained", "keymaps_for", "SOURCES", "adapt_input_conv", "map_state_dict", "to_source_layout"]
+
+SOURCES = ("timm", "torchvision", "official")
+_SHOWN = 4  # how many offending keys an error names
+
+
+@dataclass
+class ImportReport:
+    """What :func:`load_pretrained` did; ``to_dict`` is the ``--json`` summary of ``edgevision weights import``."""
+
+    model: str
+    family: str
+    source: str
+    file: str
+    tensors_mapped: int
+    source_tensors: int
+    source_ignored: int = 0
+    classifier_reinitialised: bool = False
+    stem_adapted: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        lines = [f"{self.model}: {self.tensors_mapped} tensors from {self.source} file {self.file} ({self.source_tensors} in the file)"]
+        return "\n".join(lines + [f"note: {note}" for note in self.notes])
+
+
+def keymaps_for(family: str, model: str | None = None) -> dict[str, KeyMap]:
+    """The key maps a model has, by source: its family's, overridden by maps for the model alone (VGG)."""
+    from .maps import KEYMAPS
+
+    return {**KEYMAPS.get(family, {}), **KEYMAPS.get(model or "", {})}
+
+
+def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """An RGB stem kernel ``(O, 3, kH, kW)`` -> ``(O, in_chans, kH, kW)``, as timm's ``adapt_input_conv``."""
+    dtype, kernel = weight.dtype, weight.float()
+    if kernel.shape[1] != 3:
+        raise WeightImportError(f"cannot adapt a stem kernel with {kernel.shape[1]} input channels; only RGB (3) kernels are adapted")
+    if in_chans == 1:
+        kernel = kernel.sum(dim=1, keepdim=True)
+    else:
+        kernel = kernel.repeat(1, math.ceil(in_chans / 3), 1, 1)[:, :in_chans] * (3.0 / in_chans)
+    return kernel.to(dtype)
+
+
+def _shape_sensitive_keys(spec, shapes: dict[str, torch.Size], **change) -> set[str]:
+    """Our keys whose shape changes with the class count (``num_classes=``) or input channels (``in_chans=``)."""
+    if "num_classes" in change:
+        other = spec.with_classes(spec.head.num_classes + 1)
+    else:
+        other = spec.with_input_channels(spec.in_channels + 1)
+    return {key for key, shape in _state_shapes(other).items() if key in shapes and shapes[key] != shape}
+
+
+def _state_shapes(spec) -> dict[str, torch.Size]:
+    from ..builder import build
+
+    try:  # meta tensors: the layout without allocating (or initialising) the weights
+        with torch.device("meta"):
+            model = build(spec)
+    except Exception:  # a block that computes with real tensors at construction time
+        model = build(spec)
+    return {key: tensor.shape for key, tensor in model.state_dict().items()}
+
+
+def _family(model: nn.Module) -> tuple[str, object]:
+    from ..registry import UnknownModelError, model_family
+
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        raise WeightImportError(f"a {type(model).__name__} has no edgevision spec; build the model with ev.create_model(name)")
+    if set(model.state_dict()) != set(_state_shapes(spec)):  # re-parameterized: BN folded, branches merged
+        raise WeightImportError(
+            f"{spec.name} is in deploy form; checkpoints hold the train form: import into ev.create_model({spec.name!r}), then call ev.reparameterize"
+        )
+    try:
+        return model_family(spec.name), spec
+    except UnknownModelError:
+        raise WeightImportError(f"model {spec.name!r} is not a registered zoo model, so no key map knows its layout") from None
+
+
+def _listing(keys: list[str]) -> str:
+    more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
+    return ", ".join(keys[:_SHOWN]) + more
+
+
+def _choose(family: str, name: str, keymaps: dict[str, KeyMap], source: str | None, ours: list[str], theirs: dict, index: BlockIndex) -> str:
+    if source is not None:
+        if source not in SOURCES:
+            raise WeightImportError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+        if source not in keymaps:
+            have = ", ".join(sorted(keymaps)) or "none yet"
+            raise WeightImportError(f"{name} ({family} family) has no {source} key map; sources it loads from: {have} (docs/pretrained.md)")
+        return source
+    if not keymaps:
+        raise WeightImportError(f"{name} ({family} family) has no key map for any source yet; see docs/pretrained.md for the covered models")
+    scores = {}
+    for candidate, keymap in keymaps.items():
+        scores[candidate] = sum(1 for key in ours if _found(keymap, key, index, theirs)) / max(len(ours), 1)
+    best = max(scores, key=scores.get)
+    if scores[best] < 0.5:
+        raise WeightImportError(
+            f"the file's tensor names match none of {name}'s key maps ({', '.join(f'{s} {100 * v:.0f}%' for s, v in scores.items())}); "
+            "give the source explicitly, or check that the file is a checkpoint of this architecture"
+        )
+    return best
+
+
+def _found(keymap: KeyMap, key: str, index: BlockIndex, theirs: dict) -> bool:
+    try:
+        their_key = keymap.source_key(key, index)
+    except KeyError:  # no rule: this map is not for this model
+        return False
+    return their_key is None or their_key in theirs
+
+
+def map_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str | None = None, file: str = "<state dict>"):
+    """Rename and check a foreign state dict for ``model``: ``(our tensors, report)``; nothing is loaded."""
+    family, spec = _family(model)
+    ours = {key: tensor for key, tensor in model.state_dict().items()}
+    index = BlockIndex(ours)
+    keymaps = keymaps_for(family, spec.name)
+    source = _choose(family, spec.name, keymaps, source, list(ours), state, index)
+    keymap = keymaps[source]
+
+    shapes = {key: tensor.shape for key, tensor in ours.items()}
+    classifier = _shape_sensitive_keys(spec, shapes, num_classes=True)
+    stem = _shape_sensitive_keys(spec, shapes, in_chans=True)
+
+    mapped: dict[str, torch.Tensor] = {}
+    used: set[str] = set()
+    unmapped, missing, wrong = [], [], []
+    reinitialised, adapted = [], []
+    for key, tensor in ours.items():
+        try:
+            their_key = keymap.source_key(key, index)
+        except KeyError:
+            unmapped.append(key)
+            continue
+        if their_key is None:
+            continue
+        if their_key not in state:
+            if not key.endswith("num_batches_tracked"):
+                missing.append(f"{their_key} (for {key})")
+            continue
+        if their_key in used:
+            wrong.append(f"{their_key} used twice (again for {key})")
+            continue
+        used.add(their_key)
+        value = state[their_key]
+        if value.shape != tensor.shape and _trailing_ones_only(value.shape, tensor.shape):
+            value = value.reshape(tensor.shape)  # a 1x1 conv (O, I, 1, 1) stored as a Linear (O, I): same numbers
+        if value.shape != tensor.shape:
+            if key in classifier:
+                reinitialised.append(key)
+                continue
+            if key in stem and value.dim() == 4 and value.shape[0] == tensor.shape[0] and value.shape[2:] == tensor.shape[2:]:
+                value = adapt_input_conv(value, tensor.shape[1])
+                adapted.append(key)
+            else:
+                wrong.append(f"{their_key} {tuple(value.shape)} for {key} {tuple(tensor.shape)}")
+                continue
+        mapped[key] = value.to(tensor.dtype)
+    unexpected = sorted(
+        key for key in state if key not in used and not keymap.ignored(key) and not key.endswith("num_batches_tracked")
+    )
+    problems = []
+    if unmapped:
+        problems.append(f"{len(unmapped)} of our tensors have no rule in the {source} key map ({_listing(unmapped)})")
+    if missing:
+        problems.append(f"{len(missing)} missing from the file ({_listing(missing)})")
+    if wrong:
+        problems.append(f"{len(wrong)} mis-shaped ({_listing(wrong)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected in the file ({_listing(unexpected)})")
+    if problems:
+        upstream = keymap.upstream.get(spec.name)
+        hint = f"is it {source}'s {upstream!r}?" if upstream else "is it a checkpoint of this architecture?"
+        raise WeightImportError(f"{file} does not fit {spec.name} as a {source} checkpoint: {'; '.join(problems)}; {hint} (docs/pretrained.md)")
+
+    notes = [keymap.note] if keymap.note else []
+    if reinitialised:
+        notes.append(f"classifier re-initialised for {spec.head.num_classes} classes ({', '.join(reinitialised)}); fine-tune it")
+    if adapted:
+        notes.append(f"stem adapted from 3 to {spec.in_channels} input channels as timm's adapt_input_conv ({', '.join(adapted)})")
+    ignored = sum(1 for key in state if key not in used and (keymap.ignored(key) or key.endswith("num_batches_tracked")))
+    report = ImportReport(
+        model=spec.name, family=family, source=source, file=file, tensors_mapped=len(mapped), source_tensors=len(state),
+        source_ignored=ignored, classifier_reinitialised=bool(reinitialised), stem_adapted=bool(adapted), notes=notes,
+    )
+    return mapped, report
+
+
+def to_source_layout(model: nn.Module, source: str) -> dict[str, torch.Tensor]:
+    """``model``'s state dict under ``source``'s names (the inverse of the import; e.g. to hand weights back to timm).
+
+    Tensors the source does not store (a key map's ``None``) are left out; shapes are ours (a Linear
+    the source keeps as a 1x1 conv stays 2-D).
+    """
+    family, spec = _family(model)
+    keymaps = keymaps_for(family, spec.name)
+    if source not in keymaps:
+        raise WeightImportError(f"{spec.name} ({family} family) has no {source} key map; it has: {', '.join(sorted(keymaps)) or 'none'}")
+    ours = model.state_dict()
+    index = BlockIndex(ours)
+    out = {}
+    for key, tensor in ours.items():
+        their_key = keymaps[source].source_key(key, index)
+        if their_key is not None:
+            out[their_key] = tensor.detach().clone()
+    return out
+
+
+def load_pretrained(model: nn.Module, path: str | os.PathLike, source: str | None = None) -> ImportReport:
+    """Load a timm / torchvision / official checkpoint file into ``model`` (train form) in place.
+
+    ``source`` is ``"timm"``, ``"torchvision"`` or ``"official"``; ``None`` picks the family's key map
+    whose names the file holds. Raises :class:`WeightImportError` (nothing loaded) on any mismatch.
+    """
+    state = read_state_dict(path)
+    mapped, report = map_state_dict(model, state, source, file=str(path))
+    # strict=False: the keys left out keep our initialisation on purpose (a re-initialised classifier,
+    # BatchNorm counters the file lacks, buffers a key map marks as ours)
+    model.load_state_dict(mapped, strict=False)
+    return report
+
+
+def _trailing_ones_only(a: torch.Size, b: torch.Size) -> bool:
+    def strip(shape):
+        shape = list(shape)
+        while len(shape) > 1 and shape[-1] == 1:
+            shape.pop()
+        return shape
+
+    return a != b and strip(a) == strip(b)

@@ -1,0 +1,106 @@
+"""Declarative key maps: our state-dict key -> the key a foreign checkpoint stores the same tensor under.
+
+A :class:`KeyMap` is plain data: ordered ``(our regex, their template)`` rules, the first rule whose
+regex matches the whole of our key wins. Templates substitute match groups with a tiny, closed
+language (no ``eval``):
+
+* ``{1}`` group 1 as matched; ``{1+1}`` / ``{2-1}`` group 1 plus/minus an integer (torchvision's
+  ``layer1`` is our ``stages.0``);
+* ``{flat(1,2)+1}``: the running index of block ``(stage=group 1, block=group 2)`` over all our
+  stages, plus an offset (torchvision's MobileNets number blocks ``features.N`` across stages);
+* ``{abc:2-1}``: the same number as a letter, 0 -> ``a`` (GoogLeNet's ``inception4a``);
+* a template of ``None`` keeps our own initialisation (a buffer the source does not store).
+
+A rule may carry a third item, conditions on our own layout: templates of our module paths that
+must exist (``"stages.{1}.{2}.se"``) or, prefixed ``!``, must not; torchvision's MobileNetV3 numbers
+the layers inside a block, so where the projection sits depends on whether the block has an
+expansion and a squeeze-excite.
+
+``ignore`` lists regexes of source keys that carry no information of ours (derived buffers such as
+LeViT's ``attention_bias_idxs``). Every other source tensor must be used exactly once; the
+importer (:mod:`edgevision.weights.importer`) checks that and every shape.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+
+__all__ = ["KeyMap", "BlockIndex"]
+
+_FIELD = re.compile(r"\{(abc:)?(?:flat\((\d+),(\d+)\)|(\d+))([+-]\d+)?\}")
+_BLOCK = re.compile(r"^stages\.(\d+)\.(\d+)\.")
+
+
+class BlockIndex:
+    """Running block index over our stages and our module paths, from the keys of our state dict."""
+
+    def __init__(self, keys) -> None:
+        keys = list(keys)
+        self.modules = {key.rsplit(".", i)[0] for key in keys for i in range(1, key.count(".") + 1)}
+        depth: dict[int, int] = {}
+        for key in keys:
+            match = _BLOCK.match(key)
+            if match:
+                stage, block = int(match[1]), int(match[2])
+                depth[stage] = max(depth.get(stage, 0), block + 1)
+        self._start, total = {}, 0
+        for stage in range(max(depth, default=-1) + 1):
+            self._start[stage] = total
+            total += depth.get(stage, 0)
+
+    def flat(self, stage: int, block: int) -> int:
+        return self._start[stage] + block
+
+
+@dataclass(frozen=True)
+class KeyMap:
+    """How one family's tensors are named by one source (``timm``, ``torchvision``, ``official``)."""
+
+    source: str
+    rules: tuple[tuple, ...]  # (our regex, their template or None[, conditions])
+    ignore: tuple[str, ...] = ()
+    note: str = ""
+    #: the upstream model names this map was verified against (documentation, docs/pretrained.md)
+    upstream: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def _compiled(self):
+        return tuple((re.compile(rule[0]), rule[1], tuple(rule[2]) if len(rule) > 2 else ()) for rule in self.rules)
+
+    @cached_property
+    def _ignored(self):
+        return tuple(re.compile(pattern) for pattern in self.ignore)
+
+    def ignored(self, their_key: str) -> bool:
+        return any(pattern.fullmatch(their_key) for pattern in self._ignored)
+
+    def source_key(self, our_key: str, index: BlockIndex) -> str | None:
+        """Their key for ``our_key``; ``None`` when the source does not store it. KeyError when no rule matches."""
+        for pattern, template, conditions in self._compiled:
+            match = pattern.fullmatch(our_key)
+            if match is None or not all(_holds(condition, match, index) for condition in conditions):
+                continue
+            if template is None:
+                return None
+            return _FIELD.sub(lambda field_: _substitute(field_, match, index), template)
+        raise KeyError(our_key)
+
+
+def _substitute(field_: re.Match, match: re.Match, index: BlockIndex) -> str:
+    offset = int(field_[5] or 0)
+    if field_[4] is not None:
+        value = match[int(field_[4])]
+        if not field_[1] and not field_[5]:
+            return value
+        number = int(value) + offset
+    else:
+        number = index.flat(int(match[int(field_[2])]), int(match[int(field_[3])])) + offset
+    return "abcdefghijklmnopqrstuvwxyz"[number] if field_[1] else str(number)
+
+
+def _holds(condition: str, match: re.Match, index: BlockIndex) -> bool:
+    wanted = not condition.startswith("!")
+    path = _FIELD.sub(lambda field_: _substitute(field_, match, index), condition.lstrip("!"))
+    return (path in index.modules) == wanted

@@ -1,0 +1,17 @@
+"""Per-family key maps, by family and source: ``KEYMAPS["resnet"]["torchvision"]``.
+
+One module per family; each exports ``KEYMAPS`` (family -> source -> :class:`KeyMap`); a model name
+in place of a family holds maps for that model alone (VGG's layer numbering depends on its depth).
+"""
+
+from __future__ import annotations
+
+from ..keymap import KeyMap
+from . import byobnet, densenet, edgenext, ghostnet, inception, mnasnet, mobilenetv2, mobilenetv3, resnet, vgg
+
+__all__ = ["KEYMAPS"]
+
+KEYMAPS: dict[str, dict[str, KeyMap]] = {}
+for _module in (resnet, mobilenetv2, mobilenetv3, mnasnet, densenet, inception, vgg, byobnet, ghostnet, edgenext):
+    for _family, _by_source in _module.KEYMAPS.items():
+        KEYMAPS.setdefault(_family, {}).update(_by_source)

@@ -1,0 +1,44 @@
+"""RepVGG (Ding et al. 2021) and MobileOne (Vasu et al. 2023) as timm builds them (``byobnet.py``).
+
+timm's re-parameterizable blocks: ``conv_kxk`` (RepVGG: one; MobileOne: ``conv_kxk.{i}``, its k
+over-parameterized branches), ``conv_1x1`` / ``conv_scale`` (the 1x1 "scale" branch), ``identity``
+(the BatchNorm-only branch); each ``ConvNormAct`` is ``conv`` + ``bn``. Stem and stages are
+numbered as ours (timm splits MobileOne's depthwise and pointwise halves into two blocks, as we
+do); the head is ``head.fc``. Both are imported in their train form; ``ev.reparameterize`` folds them.
+"""
+
+from ..keymap import KeyMap
+from ._rules import bn, linear
+
+_BLOCK = r"(stem|stages\.\d+)\.(\d+)"
+_T = "{1}.{2}"
+
+
+def _conv_bn(ours: str, theirs: str) -> tuple:
+    return (*linear(rf"{ours}\.conv", f"{theirs}.conv"), *bn(rf"{ours}\.norm", f"{theirs}.bn"))
+
+
+def _stem_too(rules: tuple) -> tuple:
+    # timm's stem is a single block without the stage index: our stem.0.* is timm's stem.*
+    return tuple((ours, theirs.replace("{1}.{2}", "{1}") if ours.startswith("(stem") else theirs)
+                 for ours, theirs in rules)
+
+
+def _rules(kxk: str, scale: str) -> tuple:
+    stem = r"(stem)\.0"
+    block = r"(stages\.\d+)\.(\d+)"
+    return (
+        *_conv_bn(rf"{stem}\.branches\.(\d+)", kxk.replace("{1}.{2}", "{1}").replace("{i}", "{2}")),
+        *_conv_bn(rf"{stem}\.scale", scale.replace("{1}.{2}", "{1}")),
+        *_conv_bn(rf"{block}\.branches\.(\d+)", kxk.replace("{i}", "{3}")),
+        *_conv_bn(rf"{block}\.scale", scale),
+        *bn(rf"{block}\.identity", "{1}.{2}.identity"),
+        *linear(rf"{block}\.se\.reduce", "{1}.{2}.attn.fc1"),
+        *linear(rf"{block}\.se\.expand", "{1}.{2}.attn.fc2"),
+        *linear(r"head\.classifier", "head.fc"),
+    )
+
+
+REPVGG = KeyMap("timm", _rules("{1}.{2}.conv_kxk", "{1}.{2}.conv_1x1"), upstream={n: n for n in ("repvgg_a0", "repvgg_a1", "repvgg_b0")})
+MOBILEONE = KeyMap("timm", _rules("{1}.{2}.conv_kxk.{i}", "{1}.{2}.conv_scale"), upstream={f"mobileone_s{i}": f"mobileone_s{i}" for i in range(5)})
+KEYMAPS = {"repvgg": {"timm": REPVGG}, "mobileone": {"timm": MOBILEONE}}

@@ -1,0 +1,66 @@
+"""The reference counterparts of zoo models: (our name, library, their name, input size, source).
+
+``source`` is the key map the import is asked to use (``None``: inferred from the file).
+Input sizes are the smallest that every stage of both networks accepts, to keep the suite fast.
+"""
+
+from typing import NamedTuple
+
+
+class Case(NamedTuple):
+    ours: str
+    library: str  # "torchvision" or "timm"
+    theirs: str
+    size: int = 64
+    source: str | None = None  # default: the library's name
+
+    @property
+    def id(self) -> str:
+        return f"{self.ours}<-{self.library}:{self.theirs}"
+
+
+TV, TIMM = "torchvision", "timm"
+
+CASES = [
+    # ResNet family: torchvision and timm share names
+    Case("resnet18", TV, "resnet18"),
+    Case("resnet34", TV, "resnet34"),
+    Case("resnet50", TV, "resnet50"),
+    Case("resnet101", TV, "resnet101"),
+    Case("resnext50_32x4d", TV, "resnext50_32x4d"),
+    Case("wide_resnet50_2", TV, "wide_resnet50_2"),
+    Case("resnet18", TIMM, "resnet18"),
+    Case("resnet50", TIMM, "resnet50"),
+    # MobileNetV2
+    Case("mobilenetv2_100", TV, "mobilenet_v2"),
+    Case("mobilenetv2_050", TIMM, "mobilenetv2_050"),
+    Case("mobilenetv2_100", TIMM, "mobilenetv2_100"),
+    Case("mobilenetv2_140", TIMM, "mobilenetv2_140"),
+]
+CASES += [
+    Case("mobilenetv3_large_100", TV, "mobilenet_v3_large"),
+    Case("mobilenetv3_small_100", TV, "mobilenet_v3_small"),
+    Case("mobilenetv3_large_075", TIMM, "mobilenetv3_large_075"),
+    Case("mobilenetv3_large_100", TIMM, "mobilenetv3_large_100"),
+    Case("mobilenetv3_small_075", TIMM, "mobilenetv3_small_075"),
+    Case("mobilenetv3_small_100", TIMM, "mobilenetv3_small_100"),
+]
+CASES += [
+    Case("mnasnet_100", TV, "mnasnet1_0"),
+    Case("mnasnet_100", TIMM, "mnasnet_100"),
+    Case("mnasnet_a1", TIMM, "semnasnet_100"),
+]
+CASES += [
+    Case("densenet121", TV, "densenet121"),
+    Case("densenet121", TIMM, "densenet121"),
+]
+CASES += [
+    Case("googlenet", TV, "googlenet"),
+    Case("inception_v3", TV, "inception_v3", size=96),
+    Case("inception_v3", TIMM, "inception_v3", size=96),
+]
+CASES += [Case(name, TV, name, size=32) for name in ("vgg11", "vgg11_bn", "vgg16", "vgg16_bn")]
+CASES += [Case(f"mobileone_s{i}", TIMM, f"mobileone_s{i}") for i in range(5)]
+CASES += [Case(name, TIMM, name) for name in ("repvgg_a0", "repvgg_a1", "repvgg_b0")]
+CASES += [Case(name, TIMM, name) for name in ("ghostnet_050", "ghostnet_100", "ghostnet_130")]
+CASES += [Case(name, TIMM, name) for name in ("edgenext_xx_small", "edgenext_x_small", "edgenext_small")]

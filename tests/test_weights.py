@@ -1,0 +1,192 @@
+"""Weight import (edgevision.weights): key maps, safe reading, errors, classifier / stem adaptation, CLI.
+
+No timm or torchvision here: foreign checkpoints are synthesised from our own models renamed with a
+key map's inverse (``to_source_layout``); tests/reference/ checks the maps against the real libraries.
+"""
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import edgevision as ev
+from edgevision.cli import main
+from edgevision.registry import model_family
+from edgevision.weights import KeyMap, WeightImportError, adapt_input_conv, keymaps_for, map_state_dict, to_source_layout
+from edgevision.weights.keymap import BlockIndex
+
+
+def _random(model):
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point():
+                tensor.copy_(torch.rand_like(tensor) + 0.5 if "running_var" in name else torch.randn_like(tensor) * 0.1)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def resnet18_torchvision(tmp_path_factory):
+    """A torchvision-named resnet18 state dict (from our model), as .safetensors and as a wrapped .pth."""
+    folder = tmp_path_factory.mktemp("weights")
+    model = _random(ev.create_model("resnet18"))
+    state = to_source_layout(model, "torchvision")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "r18.safetensors"))
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}}, folder / "r18.pth")
+    return model, state, folder
+
+
+def test_keymap_templates_and_conditions():
+    keys = ["stages.0.0.a.weight", "stages.0.1.a.weight", "stages.1.0.a.weight", "stages.1.0.se.w"]
+    index = BlockIndex(keys)
+    keymap = KeyMap("timm", (
+        (r"stages\.(\d+)\.(\d+)\.a\.weight", "blocks.{flat(1,2)+1}.x", ("stages.{1}.{2}.se",)),
+        (r"stages\.(\d+)\.(\d+)\.a\.weight", "layer{1+1}.{2}.y"),
+        (r"stages\.1\.0\.se\.w", None),
+    ))
+    assert [keymap.source_key(k, index) for k in keys] == ["layer1.0.y", "layer1.1.y", "blocks.3.x", None]
+    with pytest.raises(KeyError):
+        keymap.source_key("head.fc.weight", index)
+
+
+def test_import_reproduces_the_model_from_safetensors_and_wrapped_pth(resnet18_torchvision):
+    model, _, folder = resnet18_torchvision
+    x = torch.randn(1, 3, 32, 32)
+    for name in ("r18.safetensors", "r18.pth"):
+        fresh = ev.create_model("resnet18")
+        report = ev.load_pretrained(fresh, folder / name)  # source inferred from the names
+        assert report.source == "torchvision" and report.tensors_mapped == len(model.state_dict())
+        assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in model.state_dict().items())
+        assert torch.allclose(fresh.eval()(x), model(x))
+
+
+def test_create_model_pretrained_and_mobilenetv3_conditional_layout(tmp_path):
+    # torchvision numbers MobileNetV3 layers inside a block by which ones exist: the conditional rules
+    source = _random(ev.create_model("mobilenetv3_small_100"))
+    state = to_source_layout(source, "torchvision")
+    assert "features.1.block.1.fc1.weight" in state and "features.1.block.2.0.weight" in state  # SE, no expansion
+    assert "features.4.block.3.0.weight" in state  # expansion + SE: projection is the 4th layer
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "mbv3.safetensors"))
+    model = ev.create_model("mobilenetv3_small_100", pretrained=tmp_path / "mbv3.safetensors", pretrained_source="torchvision")
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.allclose(model.eval()(x), source(x))
+
+
+def test_every_listed_counterpart_has_a_complete_injective_map():
+    """Each model a key map names as verified maps every tensor, to distinct source keys."""
+    checked = 0
+    for name in ("resnet50", "mobilenetv2_140", "mobilenetv3_large_100", "mnasnet_a1", "densenet121"):
+        with torch.device("meta"):
+            keys = list(ev.create_model(name).state_dict())
+        for source, keymap in keymaps_for(model_family(name)).items():
+            if name not in keymap.upstream:
+                continue
+            index = BlockIndex(keys)
+            theirs = [keymap.source_key(k, index) for k in keys]
+            stored = [k for k in theirs if k is not None]
+            assert len(stored) == len(set(stored)), f"{name} {source}: two tensors map to one source key"
+            checked += 1
+    assert checked >= 8
+
+
+def test_mismatches_are_listed_and_nothing_is_loaded(resnet18_torchvision, tmp_path):
+    _, state, _ = resnet18_torchvision
+    broken = dict(state)
+    del broken["layer1.0.conv1.weight"]
+    broken["extra.weight"] = torch.zeros(3)
+    broken["layer4.1.bn2.bias"] = torch.zeros(7)
+    save_file({k: v.contiguous() for k, v in broken.items()}, str(tmp_path / "broken.safetensors"))
+    model = ev.create_model("resnet18")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(WeightImportError) as error:
+        ev.load_pretrained(model, tmp_path / "broken.safetensors", source="torchvision")
+    message = str(error.value)
+    assert "1 missing from the file (layer1.0.conv1.weight" in message
+    assert "1 unexpected in the file (extra.weight)" in message
+    assert "layer4.1.bn2.bias (7,) for stages.3.1.conv2.norm.bias (512,)" in message
+    assert "\n" not in message
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    with pytest.raises(WeightImportError, match="no official key map; sources it loads from: timm, torchvision"):
+        ev.load_pretrained(model, tmp_path / "broken.safetensors", source="official")
+    with pytest.raises(WeightImportError, match="deploy form"):
+        ev.load_pretrained(ev.reparameterize(model), tmp_path / "broken.safetensors")
+
+
+def test_other_classes_reinitialise_the_classifier_and_other_channels_adapt_the_stem(resnet18_torchvision):
+    source, state, folder = resnet18_torchvision
+    model = ev.create_model("resnet18", num_classes=10, in_chans=1)
+    initial_fc = model.state_dict()["head.classifier.weight"].clone()
+    report = ev.load_pretrained(model, folder / "r18.safetensors")
+    assert report.classifier_reinitialised and report.stem_adapted and len(report.notes) == 2
+    assert torch.equal(model.state_dict()["head.classifier.weight"], initial_fc)
+    assert torch.allclose(model.state_dict()["stem.0.conv.weight"], state["conv1.weight"].sum(1, keepdim=True))
+    assert torch.equal(model.state_dict()["stages.2.0.conv1.conv.weight"], state["layer3.0.conv1.weight"])
+    rgb = state["conv1.weight"]
+    five = adapt_input_conv(rgb, 5)  # RGB repeated (R G B R G), scaled by 3/5: the mean response is kept
+    assert five.shape == (64, 5, 7, 7) and torch.allclose(five[:, 3], rgb[:, 0] * 0.6) and torch.allclose(five[:, :3], rgb * 0.6)
+
+
+class _Payload:
+    """A pickle that would create a file if unpickled (as a real exploit would run code)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_pickle_that_carries_code_is_refused_and_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+    file = tmp_path / "evil.pth"
+    with open(file, "wb") as handle:
+        pickle.dump({"conv1.weight": _Payload(marker)}, handle, protocol=2)  # torch.save's protocol
+    assert not marker.exists()
+    with pytest.raises(WeightImportError, match="needs code unpickling to load, which is refused"):
+        ev.load_pretrained(ev.create_model("resnet18"), file)
+    with open(file, "wb") as handle:
+        pickle.dump({"conv1.weight": _Payload(marker)}, handle, protocol=4)
+    with pytest.raises(WeightImportError, match="only plain tensor pickles are read"):
+        ev.load_pretrained(ev.create_model("resnet18"), file)
+    assert not marker.exists()
+    (tmp_path / "notes.bin").write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightImportError, match="not a readable PyTorch weights file"):  # garbage bytes
+        ev.load_pretrained(ev.create_model("resnet18"), tmp_path / "notes.bin")
+    torch.save({"lr": 0.1, "epoch": 3}, tmp_path / "optim.pt")
+    with pytest.raises(WeightImportError, match="does not hold a state dict"):
+        ev.load_pretrained(ev.create_model("resnet18"), tmp_path / "optim.pt")
+
+
+def test_cli_import_writes_a_loadable_checkpoint_and_a_summary(resnet18_torchvision, tmp_path, capsys):
+    source, _, folder = resnet18_torchvision
+    out, summary = tmp_path / "r18.safetensors", tmp_path / "r18.json"
+    code = main(["weights", "import", str(folder / "r18.pth"), "--model", "resnet18", "--from", "torchvision",
+                 "--out", str(out), "--json", str(summary)])
+    assert code == 0
+    data = json.loads(summary.read_text())
+    assert data["model"] == "resnet18" and data["source"] == "torchvision" and data["tensors_mapped"] == 122
+    assert data["classifier_reinitialised"] is False
+    loaded = ev.load(out)
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.allclose(loaded(x), source(x))
+
+
+@pytest.mark.parametrize("arguments, expected", [
+    (["missing.pth", "--model", "resnet18"], "does not exist"),
+    (["{r18}", "--model", "resnet34"], "does not fit resnet34 as a torchvision checkpoint"),
+    (["{r18}", "--model", "resnet18", "--from", "official"], "no official key map"),
+    (["{r18}", "--model", "resnet_18"], "unknown model 'resnet_18'"),
+    (["{r18}", "--model", "resnet18", "--from", "caffe"], "invalid choice"),
+])
+def test_cli_errors_exit_2_with_one_line_and_write_nothing(arguments, expected, resnet18_torchvision, tmp_path, capsys):
+    _, _, folder = resnet18_torchvision
+    out = tmp_path / "out.safetensors"
+    argv = ["weights", "import", *[a.replace("{r18}", str(folder / "r18.pth")) for a in arguments], "--out", str(out)]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert expected in error and error.count("\n") == 1
+    assert not out.exists() and not list(tmp_path.iterdir())
