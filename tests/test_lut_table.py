@@ -130,7 +130,14 @@ def test_interrupted_build_keeps_what_it_measured(tmp_path):
     assert report.already_present == 5 and resumed.calls == report.distinct_blocks - 5
 
 
-def test_build_with_the_real_protocol_on_a_fake_clock(tmp_path):
+def test_build_with_the_real_protocol_on_a_fake_clock(tmp_path, monkeypatch):
+    import contextlib
+
+    import edgevision.latency.contention as contention
+
+    # the fake clock makes every call 1 ms whatever the machine does, so the contention watch (real /proc,
+    # a real reference network) has nothing to say here; under pytest-xdist it would see the other worker
+    monkeypatch.setattr(contention, "watch", lambda threads, reference=True: contextlib.nullcontext([]))
     ticks = itertools.count()
     clock = lambda: next(ticks) * 0.001  # every timed call takes exactly 1 ms  # noqa: E731
     report = build(tiny_network("one", False), "eager", 1, tmp_path / "lut.sqlite", clock=clock)
