@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT.parent / "src"))
 
 import edgevision as ev  # noqa: E402
 from edgevision.atomic import atomic_write_text  # noqa: E402
+from edgevision.results import ResultStore  # noqa: E402
 from edgevision.machine import machine_info  # noqa: E402
 from edgevision.prune import groups_of, shrink, widths_for_ratio  # noqa: E402
 
@@ -184,11 +185,8 @@ def _append(row: dict) -> None:
 
 
 def _rows() -> list[dict]:
-    if not JSONL.exists():
-        return []
     latest = {}
-    for line in JSONL.read_text().splitlines():
-        row = json.loads(line)
+    for row in ResultStore(JSONL, schema=None).rows:  # a line torn by a kill is moved aside
         latest[(row["model"], row["key"], row["part"])] = row
     return list(latest.values())
 

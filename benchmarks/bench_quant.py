@@ -37,15 +37,10 @@ QUICK_SPEED_MODELS = ("mobilenetv2_050", "mobilenetv3_small_075")
 
 
 def _rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a torn last line from a kill: that row reruns
-            pass
-    return rows
+    """The rows of a resumable JSONL file; a line torn by a kill is moved aside (that row runs again)."""
+    from edgevision.results import ResultStore
+
+    return ResultStore(path, schema=None).rows
 
 
 def _append(path: Path, row: dict) -> None:

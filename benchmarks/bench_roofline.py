@@ -49,15 +49,10 @@ def _costs(name: str, peaks) -> dict:
 
 
 def _load(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:  # a line cut by kill -9
-            continue
-    return rows
+    """The rows of a resumable JSONL file; a line torn by kill -9 is moved aside (that row runs again)."""
+    from edgevision.results import ResultStore
+
+    return ResultStore(path, schema=None).rows
 
 
 def _append(path: Path, row: dict) -> None:
