@@ -50,20 +50,13 @@ def _append(path: Path, row: dict) -> None:
         os.fsync(handle.fileno())
 
 
-def _efficient_models() -> list[str]:
-    try:  # the selection may move into the library (edgevision.bench); the command keeps a copy today
-        from edgevision.bench import efficient_models  # type: ignore[attr-defined]
-    except ImportError:
-        from edgevision.commands.bench import efficient_models
-    return efficient_models()
-
-
 def speed(args, out: Path, fingerprint: str) -> list[dict]:
+    from edgevision.bench import efficient_models
     from edgevision.deploy.compare import FORMS, compare_forms
     from edgevision.deploy.openvino import openvino_available
 
     forms = FORMS if openvino_available() else tuple(f for f in FORMS if not f.startswith("openvino"))
-    models = QUICK_SPEED_MODELS if args.quick else _efficient_models()
+    models = QUICK_SPEED_MODELS if args.quick else efficient_models()
     store = out / "quant_speed.jsonl"
     key = {"fingerprint": fingerprint, "resolution": args.resolution, "threads": args.threads, "budget_s": args.budget, "quick": args.quick}
     rows = [row for row in _rows(store) if all(row.get(k) == v for k, v in key.items())]
