@@ -124,6 +124,8 @@ def _check_metadata(path: Path, metadata: dict[str, Any], spec: dict[str, Any]) 
     def bad(field: str, allowed: str, value: Any) -> CheckpointError:
         return CheckpointError(f"{str(path)!r}: metadata {field} must be {allowed}, got {value!r:.80}; the file is damaged or was edited")
 
+    if "task" in metadata and not isinstance(metadata["task"], str):
+        raise bad("task", "a string", metadata["task"])
     if "dataset" in metadata and not (isinstance(metadata["dataset"], str) or metadata["dataset"] is None):
         raise bad("dataset", "a string", metadata["dataset"])
     if "class_names" in metadata:
@@ -161,12 +163,31 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return {**metadata, "spec": spec, "form": header["edgevision.form"]}
 
 
+def _build(spec) -> nn.Module:
+    """The train-form module of a stored spec: a classifier network, or a task model (``TaskModelSpec.build``)."""
+    from .builder import build
+    from .task_spec import TaskModelSpec
+
+    return spec.build() if isinstance(spec, TaskModelSpec) else build(spec)
+
+
+def parse_spec(text: str):
+    """A checkpoint's spec JSON -> a ``NetworkSpec`` or a ``TaskModelSpec`` (other kinds are refused)."""
+    from . import models  # noqa: F401  (registers every spec kind a checkpoint may name)
+    from .network import NetworkSpec
+    from .spec import Spec
+    from .task_spec import TaskModelSpec
+
+    spec = Spec.from_json(text)
+    if not isinstance(spec, (NetworkSpec, TaskModelSpec)):
+        raise ValueError(f"the stored spec is a {type(spec).__name__}, not a network or task model")
+    return spec
+
+
 def _meta_state(spec) -> dict[str, torch.Tensor]:
     """The train-form state dict of ``spec``'s network on the meta device: shapes and dtypes, no memory."""
-    from .builder import build
-
     with torch.device("meta"):
-        return build(spec).state_dict()
+        return _build(spec).state_dict()
 
 
 def estimated_bytes(spec) -> int:
@@ -214,14 +235,12 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Modu
     """Rebuild the network a checkpoint describes and load its weights (in eval mode)."""
     from safetensors.torch import load_file
 
-    from .builder import build
-    from .network import NetworkSpec
     from .reparam import reparameterize
 
     file = Path(path)
     header = _header(file)
     try:
-        spec = NetworkSpec.from_json(header["edgevision.spec"])
+        spec = parse_spec(header["edgevision.spec"])
     except (ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"{str(file)!r}: its spec does not parse: {' '.join(str(error).split())[:300]}") from None
     form = header.get("edgevision.form")
@@ -231,7 +250,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Modu
     if form == "train":  # compare names, shapes and dtypes before building anything for real
         _check_tensors(file, expected, _stored_tensors(file), f"the train form of its spec {spec.name!r}")
     try:
-        model = build(spec)
+        model = _build(spec)
     except (ValueError, TypeError) as error:  # a spec that validates field by field but not as a whole
         raise CheckpointError(f"{str(file)!r}: its spec does not build: {' '.join(str(error).split())[:300]}") from None
     if form == "deploy":

@@ -16,6 +16,7 @@ __all__ = ["register_model", "list_models", "get_spec", "create_model", "Unknown
 
 _SPECS: dict[str, Callable[[], NetworkSpec]] = {}
 _FAMILY: dict[str, str] = {}
+_TASK: dict[str, str] = {}  # name -> one of task_spec.TASK_NAMES
 
 
 class UnknownModelError(KeyError, ValueError):
@@ -23,14 +24,23 @@ class UnknownModelError(KeyError, ValueError):
         return str(self.args[0])
 
 
-def register_model(name: str, family: str) -> Callable[[Callable[[], NetworkSpec]], Callable[[], NetworkSpec]]:
-    """Decorator: ``@register_model("mobilenetv2_100", family="mobilenetv2")`` on a spec factory."""
+def register_model(name: str, family: str, task: str = "classification") -> Callable[[Callable[[], NetworkSpec]], Callable[[], NetworkSpec]]:
+    """Decorator: ``@register_model("mobilenetv2_100", family="mobilenetv2")`` on a spec factory.
+
+    Models of other tasks pass ``task=`` (``"segmentation"``, ...) and their factory returns a
+    :class:`~edgevision.task_spec.TaskModelSpec`.
+    """
+    from .task_spec import TASK_NAMES
+
+    if task not in TASK_NAMES:
+        raise ValueError(f"unknown task {task!r} for model {name!r}; one of {', '.join(TASK_NAMES)}")
 
     def decorator(factory: Callable[[], NetworkSpec]) -> Callable[[], NetworkSpec]:
         if name in _SPECS:
             raise ValueError(f"model {name!r} is registered twice")
         _SPECS[name] = factory
         _FAMILY[name] = family
+        _TASK[name] = task
         return factory
 
     return decorator
@@ -40,11 +50,24 @@ def _ensure_loaded() -> None:
     from . import models  # noqa: F401  (importing the package registers every family)
 
 
-def list_models(pattern: str | list[str] | tuple[str, ...] = "*") -> list[str]:
-    """Registered model names matching a pattern (or any of several), sorted."""
+def list_models(pattern: str | list[str] | tuple[str, ...] = "*", task: str | None = "classification") -> list[str]:
+    """Registered model names matching a pattern (or any of several), sorted.
+
+    ``task``: only models of that task (default: the classifiers, the zoo); ``None``: every task.
+    """
     _ensure_loaded()
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
-    return sorted(name for name in _SPECS if any(fnmatch.fnmatchcase(name, p) for p in patterns))
+    return sorted(
+        name for name in _SPECS
+        if (task is None or _TASK[name] == task) and any(fnmatch.fnmatchcase(name, p) for p in patterns)
+    )
+
+
+def model_task(name: str) -> str:
+    """The task a registered model is for (``"classification"``, ``"segmentation"``, ...)."""
+    _ensure_loaded()
+    _check_name(name)
+    return _TASK[name]
 
 
 def model_family(name: str) -> str:
@@ -72,7 +95,8 @@ def _check_name(name: str) -> None:
 
 
 def get_spec(name: str) -> NetworkSpec:
-    """The registered network spec of a model (the published configuration)."""
+    """The registered network spec of a model (the published configuration); a
+    :class:`~edgevision.task_spec.TaskModelSpec` for models of other tasks."""
     _ensure_loaded()
     _check_name(name)
     spec = _SPECS[name]()
@@ -83,8 +107,8 @@ def get_spec(name: str) -> NetworkSpec:
 
 def create_model(
     name: str,
-    num_classes: int = 1000,
-    in_chans: int = 3,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
     pretrained=None,
     pretrained_source: str | None = None,
     *,
@@ -102,11 +126,20 @@ def create_model(
     ``features_only=True``: a backbone returning the pyramid levels ``out_indices`` (None: all; an int
     n: the last n), cut after the last one (``model.feature_info`` describes them). ``output_stride``
     (32, 16 or 8) turns the strides beyond it into dilation.
+
+    ``num_classes`` / ``in_chans`` None: 1000 and 3 for classifiers, as in timm.
+    Models of other tasks (``TaskModelSpec``) take ``num_classes``, ``in_chans`` (where their spec
+    supports it) and ``pretrained``.
     """
     from .builder import build
     from .features import features_spec
+    from .task_spec import TaskModelSpec
 
     spec = get_spec(name)
+    if isinstance(spec, TaskModelSpec):
+        return _create_task_model(spec, num_classes, in_chans, pretrained, pretrained_source, features_only, out_indices, output_stride)
+    num_classes = 1000 if num_classes is None else num_classes  # ImageNet's, as timm (CIFAR specs too: see wide_resnet.py)
+    in_chans = 3 if in_chans is None else in_chans
     if out_indices is not None and not features_only:
         raise ValueError("out_indices needs features_only=True (a classifier returns logits, not feature maps)")
     if num_classes != spec.head.num_classes and not features_only:
@@ -127,6 +160,19 @@ def create_model(
             raise AssertionError(f"backbone tensors missing from the imported network: {loaded.missing_keys[:5]}")
         return model
     model = build(spec)
+    return model if pretrained is None else _pretrained(model, pretrained, pretrained_source)
+
+
+def _create_task_model(spec, num_classes, in_chans, pretrained, pretrained_source, features_only, out_indices, output_stride):
+    if features_only or out_indices is not None or output_stride is not None:
+        raise ValueError(f"{spec.name} is a {spec.task} model; features_only/out_indices/output_stride apply to classifier backbones (its spec chooses its own)")
+    if num_classes is not None and num_classes != getattr(spec, "num_classes", num_classes):
+        spec = spec.with_classes(num_classes)
+    if in_chans is not None and in_chans != spec.in_channels:
+        if not hasattr(spec, "with_input_channels"):
+            raise ValueError(f"{spec.name} takes {spec.in_channels} input channels, not {in_chans}")
+        spec = spec.with_input_channels(in_chans)
+    model = spec.build()
     return model if pretrained is None else _pretrained(model, pretrained, pretrained_source)
 
 

@@ -7,7 +7,10 @@ import argparse
 import json
 from pathlib import Path
 
+from ..task_spec import TASK_NAMES
 from ._common import UsageError, check_input_memory, int_in, nonempty, output_dir, output_file, positive_int
+
+from .tasks import add_task_arguments, task_command
 
 __all__ = ["register", "run"]
 
@@ -20,6 +23,7 @@ def register(commands) -> None:
         "(or --data), with the preprocessing stored in the checkpoint.",
     )
     parser.add_argument("checkpoint", help="a .safetensors checkpoint written by edgevision")
+    parser.add_argument("--task", choices=TASK_NAMES, default=None, help="what the checkpoint predicts (default: as recorded in it, else classification)")
     parser.add_argument("--data", type=nonempty, default=None, help="dataset (default: the one it was trained on); same forms as train --data")
     parser.add_argument("--corruptions", action="store_true", help="accuracy under 5 corruptions x 5 severities, and their mean")
     parser.add_argument("--calibration", action="store_true", help="expected calibration error and a reliability diagram PNG")
@@ -27,6 +31,7 @@ def register(commands) -> None:
     parser.add_argument("--out", type=output_dir, default=None, metavar="DIR", help="where the reliability diagram goes (default: beside the checkpoint)")
     parser.add_argument("--json", type=output_file, default=None, metavar="FILE", help="also write every number as JSON")
     parser.add_argument("--batch-size", type=int_in(1, 65536, "a batch size"), default=256)
+    add_task_arguments(parser, "eval")
     parser.set_defaults(handler=run)
 
 
@@ -62,6 +67,14 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         metadata = read_metadata(args.checkpoint)
+    except CheckpointError as error:
+        raise UsageError(str(error)) from None
+    task = args.task or metadata.get("task") or "classification"
+    if task not in TASK_NAMES:
+        raise UsageError(f"{args.checkpoint!r} records task {task!r}, which this version does not know; pass --task ({', '.join(TASK_NAMES)})")
+    if task != "classification":
+        return task_command(task).evaluate(args, metadata)
+    try:
         model = load(args.checkpoint)
     except CheckpointError as error:
         raise UsageError(str(error)) from None

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..task_spec import TASK_NAMES
 from ._common import UsageError, check_input_memory, fraction, int_in, nonempty, nonnegative_float, nonnegative_int, output_dir, positive_float, positive_int, seed
+from .tasks import add_task_arguments, task_command
 
 __all__ = ["register", "run"]
 
@@ -23,9 +25,11 @@ def register(commands) -> None:
         "Writes a self-describing checkpoint (spec + safetensors weights + metadata) and per-epoch metrics.",
     )
     parser.add_argument("model", help="registered model name, or a .safetensors checkpoint to fine-tune")
+    parser.add_argument("--task", choices=TASK_NAMES, default="classification", help="what the model predicts (default classification); "
+                        "the other tasks' options are listed in their groups below")
     parser.add_argument("--data", type=nonempty, default="default", help="default | cifar10:DIR | cifar100:DIR | imagefolder:DIR | npz:FILE (default: default)")
     parser.add_argument("--epochs", type=positive_int, default=None, metavar="N", help="epochs (default: the recipe's, 10)")
-    parser.add_argument("--resolution", type=positive_int, default=32, metavar="R", help="training resolution R x R (default 32)")
+    parser.add_argument("--resolution", type=positive_int, default=None, metavar="R", help="training resolution R x R (default 32; dense tasks: their own)")
     parser.add_argument("--recipe", default="tricks", choices=("basic", "tricks"), help="recipe preset (default tricks)")
     parser.add_argument("--out", type=output_dir, default=None, metavar="DIR", help="run folder (default runs/MODEL-RECIPE-sSEED)")
     parser.add_argument("--batch-size", type=positive_int, default=None, metavar="B", help="global batch size; the lr scales linearly (default 64)")
@@ -40,6 +44,7 @@ def register(commands) -> None:
     parser.add_argument("--on-corrupt", choices=("skip", "fail"), default="skip", help="image folders: skip (and report) or stop at a corrupt image")
     parser.add_argument("--deploy", action="store_true", help="also save the re-parameterized deploy form")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_task_arguments(parser, "train")
     parser.set_defaults(handler=run)
 
 
@@ -102,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
     from ..training.ddp import shutdown
     from ._common import stderr_console
 
+    if args.task != "classification":
+        return task_command(args.task).train(args)
+    if args.resolution is None:
+        args.resolution = 32
     if args.resolution < 8:
         raise UsageError(f"--resolution must be >= 8 (networks downsample 32x; 32 is the smallest sensible), got {args.resolution}")
     recipe = _recipe(args)
@@ -134,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         if not context.is_main:
             return 0
         metadata = {
+            "task": "classification",
             "dataset": data.name,
             "class_names": list(data.class_names),
             "multi_label": data.multi_label,

@@ -1,0 +1,1 @@
+"""Depth models: spec tables and registered builders (``register_model(..., task='depth')``); none yet."""

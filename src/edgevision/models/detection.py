@@ -1,0 +1,1 @@
+"""Detection models: spec tables and registered builders (``register_model(..., task='detection')``); none yet."""
