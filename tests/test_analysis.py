@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -203,17 +204,31 @@ def test_device_peaks_are_measured_once_and_cached_per_machine(tmp_path, monkeyp
 
     calls = []
     levels = (roofline.MemoryLevel("L1", 2**15, 3e11), roofline.MemoryLevel("DRAM", float("inf"), 1e10))
-    monkeypatch.setattr(roofline, "_measure", lambda threads, dtype, t: calls.append(threads) or (2e10, levels))
+    monkeypatch.setattr(roofline, "_measure", lambda threads, dtype, t: calls.append(threads) or ((2e10, "torch.mm 2048"), levels))
     first = device_peaks(threads=1)
     second = device_peaks(threads=1)
     assert calls == [1] and first == second and first.flops_per_second == 2e10
     assert first.bytes_per_second == 1e10 and first.levels == levels  # DRAM = the outermost level, inf survives JSON
     cached = json.loads((tmp_path / "device_peaks.json").read_text())
-    assert list(cached) == [f"{ev.machine.machine_info().fingerprint}/threads=1/float32/carm-v2"]
+    assert list(cached) == [f"{ev.machine.machine_info().fingerprint}/threads=1/float32/carm-v3"]
     slower = (roofline.MemoryLevel("L1", 2**15, 1e11), roofline.MemoryLevel("DRAM", float("inf"), 2e10))
-    monkeypatch.setattr(roofline, "_measure", lambda threads, dtype, t: calls.append(threads) or (1e10, slower))
+    monkeypatch.setattr(roofline, "_measure", lambda threads, dtype, t: calls.append(threads) or ((1e10, "torch.mm 1024"), slower))
     again = device_peaks(threads=1, refresh=True)  # a busier re-probe: slower compute and L1, faster DRAM
     assert calls == [1, 1] and again.flops_per_second == 2e10 and [lv.bytes_per_second for lv in again.levels] == [3e11, 2e10]
+    assert again.flops_probe == "torch.mm 2048"  # the probe that reached the kept (higher) peak
+
+
+def test_compute_peak_is_the_highest_of_torch_and_onnxruntime_kernels(monkeypatch):
+    """The peak must reach what every runtime's kernels reach, or ORT beats the "bound" (roofline.md, carm-v2)."""
+    import edgevision.analysis.roofline as roofline
+
+    probes = roofline._onnxruntime_peak_flops(threads=1, min_run_time=0.0, repeats=1)
+    assert [name.split()[1] for _, name in probes] == ["MatMul", "Conv", "Conv", "Conv"]
+    assert all(rate > 0 and math.isfinite(rate) for rate, _ in probes)
+    monkeypatch.setattr(roofline, "_torch_peak_flops", lambda *a: (1.0, "torch.mm 512"))
+    monkeypatch.setattr(roofline, "_onnxruntime_peak_flops", lambda *a: [(3.0, "onnxruntime Conv a"), (2.0, "onnxruntime MatMul b")])
+    assert roofline._peak_flops(1, torch.float32, 0.0, 1) == (3.0, "onnxruntime Conv a")
+    assert roofline._peak_flops(1, torch.int8, 0.0, 1) == (1.0, "torch.mm 512")  # ORT's probes are fp32 kernels
 
 
 def test_report_exports_json_and_dataframe():

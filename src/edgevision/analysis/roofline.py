@@ -43,8 +43,9 @@ from ..machine import machine_info
 
 __all__ = ["CacheLevel", "DevicePeaks", "MemoryLevel", "cache_levels", "cache_path", "device_peaks"]
 
-#: bump when the cached measurement changes meaning (v2: per-level bandwidths, max over repeats)
-_CACHE_VERSION = "carm-v2"
+#: bump when the cached measurement changes meaning (v2: per-level bandwidths, max over repeats;
+#: v3: the compute peak is the highest of torch's GEMM and ONNX Runtime's own GEMM and convolution)
+_CACHE_VERSION = "carm-v3"
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class DevicePeaks:
     levels: tuple[MemoryLevel, ...] = field(default=())  # inner to outer; () = flat roofline (DRAM only)
     # other processes were busy while probing: the rates may be low (the bound too high); refresh on a quiet machine
     contended: bool = False
+    # the kernel that reached ``flops_per_second`` ("torch.mm 2048", "onnxruntime Conv 3x3 ...")
+    flops_probe: str = ""
 
     def __post_init__(self) -> None:
         if not (self.flops_per_second > 0 and self.bytes_per_second > 0):
@@ -199,8 +202,73 @@ def _best_seconds(statement: str, globals_: dict, threads: int, min_run_time: fl
     return min(measurement.times)
 
 
-def _peak_flops(threads: int, dtype: torch.dtype, min_run_time: float, repeats: int) -> float:
-    best = 0.0
+def _peak_flops(threads: int, dtype: torch.dtype, min_run_time: float, repeats: int) -> tuple[float, str]:
+    """(highest FLOP/s, the kernel that reached it) over torch's GEMM and, for fp32, ONNX Runtime's own kernels.
+
+    A bound is only a bound on a runtime if the peak is at least what that runtime's kernels reach:
+    torch's GEMM alone left ORT's convolutions (MLAS, NCHWc) beating the "bound" of compute-bound
+    classics (benchmarks/results/roofline.md, 9/85 violations on ORT with the carm-v2 peaks).
+    """
+    best, probe = _torch_peak_flops(threads, dtype, min_run_time, repeats)
+    if dtype == torch.float32:
+        for rate, name in _onnxruntime_peak_flops(threads, min_run_time, repeats):
+            if rate > best:
+                best, probe = rate, name
+    return best, probe
+
+
+def _onnxruntime_peak_flops(threads: int, min_run_time: float, repeats: int) -> list[tuple[float, str]]:
+    """FLOP/s of ONNX Runtime's fp32 GEMM and dense 3x3 / 1x1 convolutions at ``threads``; [] without onnxruntime."""
+    try:
+        import numpy as np
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return []
+    import time
+
+    rng = np.random.default_rng(0)
+    # (name, op, input shape, weight shape, attributes, FLOPs); convolutions sized like a ResNet/Inception stage
+    cases = [("MatMul 1024", "MatMul", (1024, 1024), (1024, 1024), {}, 2 * 1024**3)]
+    for channels, size, kernel in ((128, 56, 3), (256, 28, 3), (512, 28, 1)):
+        flops = 2 * channels * channels * kernel * kernel * size * size
+        cases.append((f"Conv {kernel}x{kernel} {channels}->{channels} at {size}x{size}", "Conv", (1, channels, size, size),
+                      (channels, channels, kernel, kernel), {"pads": [kernel // 2] * 4}, flops))
+    results = []
+    for name, op, input_shape, weight_shape, attributes, flops in cases:
+        weight = numpy_helper.from_array(rng.standard_normal(weight_shape).astype(np.float32), "w")
+        node = helper.make_node(op, ["x", "w"], ["y"], **attributes)
+        graph = helper.make_graph([node], "peak", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(input_shape))],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=[weight])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = min(model.ir_version, 9)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        except Exception:  # an ORT build without this kernel: torch's GEMM stands
+            continue
+        feed = {"x": rng.standard_normal(input_shape).astype(np.float32)}
+        session.run(None, feed)  # warm-up: layout transforms, thread pool
+        fastest = math.inf
+        for _ in range(repeats):
+            runs, start = 0, time.perf_counter()
+            while True:  # best single run inside a min_run_time window, as torch.utils.benchmark's min of blocks
+                begin = time.perf_counter()
+                session.run(None, feed)
+                fastest = min(fastest, time.perf_counter() - begin)
+                runs += 1
+                if runs >= 3 and time.perf_counter() - start >= min_run_time:
+                    break
+        results.append((flops / fastest, f"onnxruntime {name}"))
+    return results
+
+
+def _torch_peak_flops(threads: int, dtype: torch.dtype, min_run_time: float, repeats: int) -> tuple[float, str]:
+    best, probe = 0.0, ""
     for size in (512, 1024, 2048):
         if dtype == torch.int8:  # int8 x int8 -> int32 GEMM, where this torch build has one on CPU
             a = torch.randint(-64, 64, (size, size), dtype=torch.int8)
@@ -211,8 +279,9 @@ def _peak_flops(threads: int, dtype: torch.dtype, min_run_time: float, repeats: 
             statement = "torch.mm(a, b)"
         for _ in range(repeats):
             seconds = _best_seconds(statement, {"torch": torch, "a": a, "b": b}, threads, min_run_time)
-            best = max(best, 2 * size**3 / seconds)
-    return best
+            if 2 * size**3 / seconds > best:
+                best, probe = 2 * size**3 / seconds, f"{statement.split('(')[0]} {size}"
+    return best, probe
 
 
 def _sweep_sizes(largest_bytes: float, memory_bytes: int) -> list[int]:
@@ -266,8 +335,8 @@ def _monotone_levels(measured: list[tuple[str, float, float]]) -> tuple[MemoryLe
     return tuple(reversed(result))
 
 
-def _measure(threads: int, dtype: torch.dtype, min_run_time: float, repeats: int = 2) -> tuple[float, tuple[MemoryLevel, ...]]:
-    """(peak FLOP/s for ``dtype``, memory levels with their bandwidths), each the best of ``repeats``."""
+def _measure(threads: int, dtype: torch.dtype, min_run_time: float, repeats: int = 2) -> tuple[tuple[float, str], tuple[MemoryLevel, ...]]:
+    """((peak FLOP/s for ``dtype``, its kernel), memory levels with their bandwidths), each the best of ``repeats``."""
     return _peak_flops(threads, dtype, min_run_time, repeats), _measure_levels(threads, min_run_time, repeats)
 
 
@@ -279,6 +348,7 @@ def _highest(new: DevicePeaks, old: DevicePeaks) -> DevicePeaks:
     return replace(
         new,
         flops_per_second=max(new.flops_per_second, old.flops_per_second),
+        flops_probe=new.flops_probe if new.flops_per_second >= old.flops_per_second else old.flops_probe,
         bytes_per_second=max(new.bytes_per_second, old.bytes_per_second),
         levels=levels,
         contended=new.contended and old.contended,
@@ -313,9 +383,9 @@ def device_peaks(
     from ..latency.contention import watch
 
     with watch(threads, reference=False) as load:
-        flops, levels = _measure(threads, dtype, min_run_time)
+        (flops, probe), levels = _measure(threads, dtype, min_run_time)
     dram = levels[-1].bytes_per_second if levels else 0.0
-    peaks = DevicePeaks(flops, dram, threads, dtype_name, fingerprint, levels=levels, contended=bool(load and load[0].contended))
+    peaks = DevicePeaks(flops, dram, threads, dtype_name, fingerprint, levels=levels, contended=bool(load and load[0].contended), flops_probe=probe)
     if earlier is not None:
         peaks = _highest(peaks, earlier)
     cache[key] = peaks.to_dict()

@@ -122,7 +122,9 @@ def _print(report, model, args: argparse.Namespace, measured: dict[str, float] |
     if report.peaks:
         peaks = report.peaks
         console.print(
-            f"roofline: {peaks.flops_per_second / 1e9:.1f} GFLOP/s peak, {peaks.bytes_per_second / 1e9:.1f} GB/s DRAM, "
+            f"roofline: {peaks.flops_per_second / 1e9:.1f} GFLOP/s peak"
+            + (f" ({peaks.flops_probe})" if peaks.flops_probe else "")
+            + f", {peaks.bytes_per_second / 1e9:.1f} GB/s DRAM, "
             f"ridge {peaks.ridge_intensity:.1f} FLOP/B, {peaks.threads} thread(s)"
             + "".join(f"; {lv.name} {lv.bytes_per_second / 1e9:.0f} GB/s" for lv in peaks.levels[:-1])
         )
