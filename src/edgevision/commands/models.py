@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..task_spec import TASK_NAMES
 from ._common import UsageError, human, int_in, stderr_console
 
 __all__ = ["register", "run"]
@@ -23,6 +24,8 @@ def register(commands) -> None:
     output.add_argument("--json", action="store_true", help="print JSON (one object per model) instead of a table")
     output.add_argument("--markdown", action="store_true", help="print a Markdown table with the published figures beside ours")
     parser.add_argument("--resolution", type=int_in(1, 65536, "a resolution"), default=None, metavar="PX", help="input H = W for the MAC count (default: each model's native resolution)")
+    parser.add_argument("--task", choices=TASK_NAMES + ("all",), default="classification",
+                        help="which task's models (default classification, the zoo; all: every task)")
     parser.set_defaults(handler=run)
 
 
@@ -32,7 +35,7 @@ def _model_rows(names: list[str], resolution: int | None) -> list[dict]:
 
     from ..counting import count_macs, count_params
     from ..published import published
-    from ..registry import create_model, get_spec, model_family
+    from ..registry import create_model, get_spec, model_family, model_task
     from ..reparam import reparameterize
 
     rows = []
@@ -50,6 +53,7 @@ def _model_rows(names: list[str], resolution: int | None) -> list[dict]:
                 {
                     "name": name,
                     "family": model_family(name),
+                    "task": model_task(name),
                     "params_train": count_params(model),
                     "params_deploy": count_params(deployed),
                     "macs": macs,
@@ -73,11 +77,12 @@ def run(args: argparse.Namespace) -> int:
     if args.resolution is not None and args.resolution < 32:
         raise UsageError(f"--resolution must be >= 32 (the networks downsample 32x), got {args.resolution}")
     patterns = args.patterns or ["*"]
-    names = list_models(patterns)
+    names = list_models(patterns, task=None if args.task == "all" else args.task)
     if not names:
         close = list(dict.fromkeys(m for p in patterns for m in suggest(p)))
         hint = f"; did you mean {', '.join(close)}?" if close else "; run `edgevision models` to see all names"
-        raise UsageError(f"no registered model matches {' '.join(repr(p) for p in patterns)}{hint}")
+        among = "" if args.task in ("classification", "all") else f" among the {args.task} models (--task all lists every task)"
+        raise UsageError(f"no registered model matches {' '.join(repr(p) for p in patterns)}{among}{hint}")
     rows = _model_rows(names, args.resolution)
     if args.json:
         print(json.dumps(rows, indent=2))
