@@ -121,7 +121,9 @@ def _choose(family: str, name: str, keymaps: dict[str, KeyMap], source: str | No
             raise WeightImportError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
         if source not in keymaps:
             have = ", ".join(sorted(keymaps)) or "none yet"
-            raise WeightImportError(f"{name} ({family} family) has no {source} key map; sources it loads from: {have} (docs/pretrained.md)")
+            raise WeightImportError(
+                f"{name} ({family} family) has no {source} key map; sources it loads from: {have}{_variant_hint(name, source)} (docs/pretrained.md)"
+            )
         return source
     if not keymaps:
         raise WeightImportError(f"{name} ({family} family) has no key map for any source yet; see docs/pretrained.md for the covered models")
@@ -135,6 +137,16 @@ def _choose(family: str, name: str, keymaps: dict[str, KeyMap], source: str | No
             "give the source explicitly, or check that the file is a checkpoint of this architecture"
         )
     return best
+
+
+def _variant_hint(name: str, source: str) -> str:
+    """Where a library's layout differs from our release-layout model: the variant that loads it."""
+    from ..models.compat import COMPAT_VARIANTS
+
+    variant = COMPAT_VARIANTS.get(name)
+    if variant is None or source not in keymaps_for("", variant):
+        return ""
+    return f"; {source}'s layout of this network is the zoo model {variant!r}: ev.create_model({variant!r}, pretrained=FILE)"
 
 
 def _found(keymap: KeyMap, key: str, index: BlockIndex, theirs: dict) -> bool:
