@@ -72,3 +72,4 @@ CASES += [  # compatible variants (models/compat.py): the library's layout besid
     Case("skresnext50_32x4d_timm", TIMM, "skresnext50_32x4d", size=32),
     Case("seresnet50_timm", TIMM, "seresnet50", size=32),
 ]
+CASES += [Case(name, TIMM, name, size=32) for name in ("vgg11", "vgg16_bn")]  # timm's conv-form classifier

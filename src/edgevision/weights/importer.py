@@ -191,7 +191,9 @@ def map_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str
             continue
         used.add(their_key)
         value = state[their_key]
-        if value.shape != tensor.shape and _trailing_ones_only(value.shape, tensor.shape):
+        if value.shape != tensor.shape and (
+            _trailing_ones_only(value.shape, tensor.shape) or (keymap.reshapes(key) and value.numel() == tensor.numel())
+        ):
             value = value.reshape(tensor.shape)  # a 1x1 conv (O, I, 1, 1) stored as a Linear (O, I): same numbers
         if value.shape != tensor.shape:
             if key in classifier:
