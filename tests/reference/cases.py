@@ -73,3 +73,4 @@ CASES += [  # compatible variants (models/compat.py): the library's layout besid
     Case("seresnet50_timm", TIMM, "seresnet50", size=32),
 ]
 CASES += [Case(name, TIMM, name, size=32) for name in ("vgg11", "vgg16_bn")]  # timm's conv-form classifier
+CASES += [Case("xception_timm", TIMM, "legacy_xception", size=96)]

@@ -35,3 +35,12 @@ def seresnet50_timm() -> NetworkSpec:
     """timm ``seresnet50``: the "v1.5" layout, stride on the 3x3 conv (the Caffe release strides the
     first 1x1; 4.1 vs 3.87 GMACs) and a padded stem max pool; same tensors and shapes."""
     return resnet("seresnet50_timm", "bottleneck", RESNET50_DEPTHS, se_reduction=SE_REDUCTION)
+
+
+@_variant("xception", "xception_timm", family="xception")
+def xception_timm() -> NetworkSpec:
+    """timm ``legacy_xception`` (the Keras weights ported to PyTorch): BatchNorm eps 1e-5 where Keras
+    uses 1e-3; same tensors and shapes."""
+    from .xception import xception_network
+
+    return xception_network("xception_timm", norm_eps=1e-5)
