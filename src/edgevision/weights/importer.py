@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from ..tensor_listing import mismatch_listing
 from .io import WeightImportError, read_state_dict
 from .keymap import BlockIndex, KeyMap
 
@@ -108,11 +109,6 @@ def _family(model: nn.Module) -> tuple[str, object]:
         return model_family(spec.name), spec
     except UnknownModelError:
         raise WeightImportError(f"model {spec.name!r} is not a registered zoo model, so no key map knows its layout") from None
-
-
-def _listing(keys: list[str]) -> str:
-    more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
-    return ", ".join(keys[:_SHOWN]) + more
 
 
 def _choose(family: str, name: str, keymaps: dict[str, KeyMap], source: str | None, ours: list[str], theirs: dict, index: BlockIndex) -> str:
@@ -209,19 +205,14 @@ def map_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str
     unexpected = sorted(
         key for key in state if key not in used and not keymap.ignored(key) and not key.endswith("num_batches_tracked")
     )
-    problems = []
-    if unmapped:
-        problems.append(f"{len(unmapped)} of our tensors have no rule in the {source} key map ({_listing(unmapped)})")
-    if missing:
-        problems.append(f"{len(missing)} missing from the file ({_listing(missing)})")
-    if wrong:
-        problems.append(f"{len(wrong)} mis-shaped ({_listing(wrong)})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected in the file ({_listing(unexpected)})")
+    problems = mismatch_listing([
+        (f"of our tensors have no rule in the {source} key map", unmapped), ("missing from the file", missing),
+        ("mis-shaped", wrong), ("unexpected in the file", unexpected),
+    ], shown=_SHOWN)
     if problems:
         upstream = keymap.upstream.get(spec.name)
         hint = f"is it {source}'s {upstream!r}?" if upstream else "is it a checkpoint of this architecture?"
-        raise WeightImportError(f"{file} does not fit {spec.name} as a {source} checkpoint: {'; '.join(problems)}; {hint} (docs/pretrained.md)")
+        raise WeightImportError(f"{file} does not fit {spec.name} as a {source} checkpoint: {problems}; {hint} (docs/pretrained.md)")
 
     notes = [keymap.note] if keymap.note else []
     if reinitialised:
