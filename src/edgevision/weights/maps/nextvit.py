@@ -5,8 +5,10 @@ timm wraps each stage's blocks in ``stages.{s}.blocks.{b}``; its ``PatchEmbed`` 
 average pool, ``patch_embed.1``); the NCB's grouped conv is ``mhca.group_conv3x3`` + ``mhca.norm``,
 the E-MHSA's pooled-key BatchNorm is ``e_mhsa.norm`` and the NTB's projection ``projection.conv/norm``.
 The final BatchNorm is top-level ``norm``, the classifier ``head.fc``.
-timm stores no deploy layout for Next-ViT (its ``NextViT`` folds BatchNorm only at run time, in
-place), so the train layout is the one checkpoints hold.
+timm's pretrained Next-ViT checkpoints hold this train layout. timm's ``reparameterize()`` folds each
+pre-norm into the following linear layer (``merge_pre_bn``) and replaces the norm by Identity; a state
+dict saved after that (timm's deploy layout) lacks the norms and is not mapped: import the train
+layout and call ``ev.reparameterize``.
 """
 
 from ..keymap import KeyMap
