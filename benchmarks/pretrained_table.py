@@ -22,11 +22,11 @@ from edgevision.registry import model_family  # noqa: E402
 from edgevision.weights import keymaps_for  # noqa: E402
 
 #: zoo models with a counterpart in timm 1.0.31 / torchvision 0.28 (same architecture, possibly a
-#: different layout), whether or not we map it yet: the denominator of the coverage figure
+#: different layout), whether or not we map it yet: the denominator of the coverage figure. HorNet is
+#: in neither library (timm 1.0.31 has no hornet_*), so it is not counted.
 COUNTERPARTS = {
     "densenet121", "edgenext_small", "edgenext_x_small", "edgenext_xx_small", "efficientformer_l1", "efficientformer_l3",
-    "efficientformer_l7", "fbnetc_100", "ghostnet_050", "ghostnet_100", "ghostnet_130", "googlenet", "hornet_small_7x7",
-    "hornet_tiny_7x7", "inception_resnet_v2", "inception_v3", "inception_v4", "levit_128", "levit_128s", "levit_192",
+    "efficientformer_l7", "fbnetc_100", "ghostnet_050", "ghostnet_100", "ghostnet_130", "googlenet", "inception_resnet_v2", "inception_v3", "inception_v4", "levit_128", "levit_128s", "levit_192",
     "levit_256", "mnasnet_100", "mnasnet_a1", "mobilenetv2_050", "mobilenetv2_100", "mobilenetv2_140",
     "mobilenetv3_large_075", "mobilenetv3_large_100", "mobilenetv3_small_075", "mobilenetv3_small_100", "mobileone_s0",
     "mobileone_s1", "mobileone_s2", "mobileone_s3", "mobileone_s4", "nextvit_base", "nextvit_small", "repghostnet_050",
@@ -47,17 +47,25 @@ def main(results_dir: str = "build/reference", out: str = "docs/pretrained.md") 
     for file in sorted(Path(results_dir).glob("*.json")):
         record = json.loads(file.read_text())
         results.setdefault(record["model"], []).append(record)
+    from edgevision.models.compat import COMPAT_VARIANTS
+
     rows, mapped, verified = [], 0, 0
     for name in ev.list_models():
         sources = _sources(name)
         if not sources and name not in COUNTERPARTS:
             continue
-        mapped += bool(sources)
         measured = results.get(name, [])
-        verified += bool(measured)
+        if name in COUNTERPARTS:  # covered by its own map or by its library-compatible variant's
+            variant = COMPAT_VARIANTS.get(name)
+            mapped += bool(sources) or bool(variant and _sources(variant))
+            verified += bool(measured) or bool(variant and results.get(variant))
+            if not sources and variant and _sources(variant):
+                sources = {"(see variant)": f"{variant}"}
         cells = "; ".join(f"{r['library']} `{r['upstream']}`: {r['train']:.1e} / {r['deploy']:.1e}" for r in measured) or "not run"
         params = measured[0]["our_params"] if measured else ev.count_params(ev.create_model(name))
         listed = ", ".join(f"{s} (`{u}`)" for s, u in sources.items()) or "**none yet**"
+        if "(see variant)" in sources:
+            listed = f"timm/torchvision layout: `{sources['(see variant)']}`"
         rows.append(f"| {name} | {listed} | {cells} | {params:,} |")
     total = len(COUNTERPARTS)
     header = [
@@ -67,7 +75,8 @@ def main(results_dir: str = "build/reference", out: str = "docs/pretrained.md") 
         "`build/reference/*.json`); do not edit by hand. How to import: see the end of this page.",
         "",
         f"**Coverage: {mapped} of the {total} zoo models that have a timm 1.0.31 or torchvision 0.28 counterpart have a key map "
-        f"({100 * mapped / total:.0f}%); {verified} of them were verified to the logit in the run this page was generated from.**",
+        f"({100 * mapped / total:.0f}%), directly or through their library-compatible variant (`_timm`/`_tv`, docs/zoo.md); "
+        f"{verified} of them were verified to the logit in the run this page was generated from.**",
         "",
         "Differences: max |ours - theirs| / max |theirs| over the logits of 2 random images, eval mode, float64, with the",
         "reference built with random weights *and* random BatchNorm statistics and affines; train form / after",
@@ -115,12 +124,14 @@ edgevision weights import resnet50-tv.pth --model resnet50 --from torchvision --
 
 ## Not covered yet
 
-Key maps still to write (the models are in the table above with "none yet"): LeViT, EfficientFormer, HorNet, Next-ViT,
-RepGhostNet (timm stores it in deploy layout), Xception (timm `legacy_xception`), SK-ResNeXt, Inception v4 and
-Inception-ResNet v2 (timm's BatchNorm eps/scale differ from the authors' layout we follow), and the variants whose
-structure follows the authors' release where timm/torchvision differ (ShuffleNet V2 first-unit widths and FC bias,
-FBNet-C conv bias, SE-ResNet-50 stride placement): they need a compatible variant registered beside ours. The
-authors' own release layouts are mapped for GhostNet only (huawei-noah's module names are timm's).
+Key maps still to write (the models are in the table above with "none yet"): LeViT, EfficientFormer, RepGhostNet,
+Inception v4 and Inception-ResNet v2 (a `_timm` variant is needed: timm's BatchNorm has a scale where the TF-slim
+release has none), ShuffleNet V2 (`_tv` variant: torchvision's first-unit branch widths and FC bias) and FBNet-C
+(`_timm` variant: timm's convs have no bias before BatchNorm). HorNet has no timm 1.0.31 / torchvision 0.28 counterpart.
+Compatible variants registered so far (`src/edgevision/models/compat.py`): `seresnet50_timm` (stride on the 3x3),
+`skresnext50_32x4d_timm` (padded stem pool), `xception_timm` (BatchNorm eps 1e-5); the release-layout models refuse
+those libraries' files with a message naming the variant. The authors' own release layouts are mapped for GhostNet
+only (huawei-noah's module names are timm's).
 """
 
 if __name__ == "__main__":

@@ -190,3 +190,10 @@ def test_cli_errors_exit_2_with_one_line_and_write_nothing(arguments, expected, 
     error = capsys.readouterr().err
     assert expected in error and error.count("\n") == 1
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_library_layout_of_a_release_model_points_to_its_compatible_variant():
+    """timm's SE-ResNet-50 has our tensor names and shapes but strides elsewhere: refused, variant named."""
+    with pytest.raises(WeightImportError, match=r"seresnet50_timm"):
+        ev.weights.map_state_dict(ev.create_model("seresnet50"), {}, source="timm")
+    assert "timm" in ev.weights.keymaps_for("senet", "seresnet50_timm")

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .tensor_listing import mismatch_listing
+
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "save", "load", "read_metadata", "load_state_dict_file"]
 
 CHECKPOINT_FORMAT = "edgevision.checkpoint/1"
@@ -220,15 +222,9 @@ def _check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[st
         for name in sorted(set(expected) & set(found))
         if found[name].shape != expected[name].shape or found[name].dtype != expected[name].dtype
     ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-    if wrong:
-        problems.append(f"{len(wrong)} with wrong shape/dtype (e.g. {'; '.join(wrong[:3])})")
+    problems = mismatch_listing([("missing", missing), ("unexpected", unexpected), ("with wrong shape/dtype", wrong)])
     if problems:
-        raise CheckpointError(f"{str(path)!r}: tensors do not match {what}: {', '.join(problems)}; the file is damaged or was edited")
+        raise CheckpointError(f"{str(path)!r}: tensors do not match {what}: {problems}; the file is damaged or was edited")
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:

@@ -64,3 +64,14 @@ CASES += [Case(f"mobileone_s{i}", TIMM, f"mobileone_s{i}") for i in range(5)]
 CASES += [Case(name, TIMM, name) for name in ("repvgg_a0", "repvgg_a1", "repvgg_b0")]
 CASES += [Case(name, TIMM, name) for name in ("ghostnet_050", "ghostnet_100", "ghostnet_130")]
 CASES += [Case(name, TIMM, name) for name in ("edgenext_xx_small", "edgenext_x_small", "edgenext_small")]
+# weights2: timm-only families (one case per family at the smallest input both accept)
+CASES += [
+    Case("nextvit_small", TIMM, "nextvit_small", size=32),
+]
+CASES += [  # compatible variants (models/compat.py): the library's layout beside the release's
+    Case("skresnext50_32x4d_timm", TIMM, "skresnext50_32x4d", size=32),
+    Case("seresnet50_timm", TIMM, "seresnet50", size=32),
+]
+CASES += [Case(name, TIMM, name, size=32) for name in ("vgg11", "vgg16_bn")]  # timm's conv-form classifier
+CASES += [Case("xception_timm", TIMM, "legacy_xception", size=96)]
+CASES += [Case("levit_128s", TIMM, "levit_128s", size=224)]  # attention biases are tied to the 14x14 grid of 224 px

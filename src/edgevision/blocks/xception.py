@@ -17,7 +17,7 @@ ended in one. BatchNorm eps is Keras's 1e-3. Deploy form: every BN folds into it
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -25,14 +25,13 @@ from torch import nn
 
 from ..initialization import init_last_norm
 from ..layers import ConvNormAct
-from ..spec import check
+from ..spec import OMIT_DEFAULT, check
 from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, keeps_shape
 from .conv import pooled_size
 
 __all__ = ["SeparableConvNorm", "XceptionBlock", "XceptionBlockSpec"]
 
 KERAS_BATCHNORM_EPS = 1e-3
-keras_batchnorm = functools.partial(nn.BatchNorm2d, eps=KERAS_BATCHNORM_EPS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +45,8 @@ class XceptionBlockSpec(BlockSpec):
     stride: int = 1  # 2: end with a 3x3 / 2 max pool and project the shortcut
     residual: bool = True
     first_activation: bool = True  # ReLU before the first separable conv (residual blocks)
+    #: BatchNorm eps: Keras's 1e-3 (the release); timm's legacy_xception port uses PyTorch's 1e-5
+    norm_eps: float = field(default=KERAS_BATCHNORM_EPS, metadata={OMIT_DEFAULT: True})
 
     @property
     def out_channels(self) -> int:
@@ -74,17 +75,19 @@ class XceptionBlockSpec(BlockSpec):
 
     def build(self, block: ResolvedBlock) -> nn.Module:
         return XceptionBlock(
-            block.in_channels, self.channels, self.stride, self.residual, self.first_activation, block.identity_shortcut
+            block.in_channels, self.channels, self.stride, self.residual, self.first_activation, block.identity_shortcut,
+            norm_eps=self.norm_eps,
         )
 
 
 class SeparableConvNorm(nn.Module):
     """3x3 depthwise -> 1x1 pointwise (no norm or activation between) -> BN."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, norm_eps: float = KERAS_BATCHNORM_EPS) -> None:
         super().__init__()
         self.depthwise = nn.Conv2d(in_channels, in_channels, kernel_size, padding=kernel_size // 2, groups=in_channels, bias=False)
-        self.pointwise = ConvNormAct(in_channels, out_channels, 1, norm=keras_batchnorm, act=None)
+        norm = functools.partial(nn.BatchNorm2d, eps=norm_eps)
+        self.pointwise = ConvNormAct(in_channels, out_channels, 1, norm=norm, act=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pointwise(self.depthwise(x))  # (B, C, H, W) -> (B, C', H, W)
@@ -99,6 +102,7 @@ class XceptionBlock(nn.Module):
         residual: bool = True,
         first_activation: bool = True,
         identity_shortcut: bool | None = None,
+        norm_eps: float = KERAS_BATCHNORM_EPS,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -106,7 +110,7 @@ class XceptionBlock(nn.Module):
         for index, out_channels in enumerate(channels):
             if residual and (index > 0 or first_activation):
                 layers.append(nn.ReLU())  # pre-activation inside residual blocks (not in place: x feeds the shortcut)
-            layers.append(SeparableConvNorm(width, out_channels))
+            layers.append(SeparableConvNorm(width, out_channels, norm_eps=norm_eps))
             if not residual:
                 layers.append(nn.ReLU())  # exit flow: post-activation
             width = out_channels
@@ -120,7 +124,8 @@ class XceptionBlock(nn.Module):
         if identity_shortcut:
             self.shortcut = nn.Identity()
         elif residual:
-            self.shortcut = ConvNormAct(in_channels, width, 1, stride, norm=keras_batchnorm, act=None)  # 1x1 projection
+            norm = functools.partial(nn.BatchNorm2d, eps=norm_eps)
+            self.shortcut = ConvNormAct(in_channels, width, 1, stride, norm=norm, act=None)  # 1x1 projection
 
     def init_weights(self, zero_init_last: bool = False) -> tuple[nn.Parameter, ...]:
         if not self.residual:

@@ -36,3 +36,4 @@ from . import (  # noqa: F401
     wide_resnet,
     xception,
 )
+from . import compat  # noqa: F401,E402  (issue 12: timm/torchvision-compatible variants; after the families it builds on)

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from ..tensor_listing import mismatch_listing
 from .io import WeightImportError, read_state_dict
 from .keymap import BlockIndex, KeyMap
 
@@ -110,18 +111,15 @@ def _family(model: nn.Module) -> tuple[str, object]:
         raise WeightImportError(f"model {spec.name!r} is not a registered zoo model, so no key map knows its layout") from None
 
 
-def _listing(keys: list[str]) -> str:
-    more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
-    return ", ".join(keys[:_SHOWN]) + more
-
-
 def _choose(family: str, name: str, keymaps: dict[str, KeyMap], source: str | None, ours: list[str], theirs: dict, index: BlockIndex) -> str:
     if source is not None:
         if source not in SOURCES:
             raise WeightImportError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
         if source not in keymaps:
             have = ", ".join(sorted(keymaps)) or "none yet"
-            raise WeightImportError(f"{name} ({family} family) has no {source} key map; sources it loads from: {have} (docs/pretrained.md)")
+            raise WeightImportError(
+                f"{name} ({family} family) has no {source} key map; sources it loads from: {have}{_variant_hint(name, source)} (docs/pretrained.md)"
+            )
         return source
     if not keymaps:
         raise WeightImportError(f"{name} ({family} family) has no key map for any source yet; see docs/pretrained.md for the covered models")
@@ -135,6 +133,16 @@ def _choose(family: str, name: str, keymaps: dict[str, KeyMap], source: str | No
             "give the source explicitly, or check that the file is a checkpoint of this architecture"
         )
     return best
+
+
+def _variant_hint(name: str, source: str) -> str:
+    """Where a library's layout differs from our release-layout model: the variant that loads it."""
+    from ..models.compat import COMPAT_VARIANTS
+
+    variant = COMPAT_VARIANTS.get(name)
+    if variant is None or source not in keymaps_for("", variant):
+        return ""
+    return f"; {source}'s layout of this network is the zoo model {variant!r}: ev.create_model({variant!r}, pretrained=FILE)"
 
 
 def _found(keymap: KeyMap, key: str, index: BlockIndex, theirs: dict) -> bool:
@@ -179,7 +187,9 @@ def map_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str
             continue
         used.add(their_key)
         value = state[their_key]
-        if value.shape != tensor.shape and _trailing_ones_only(value.shape, tensor.shape):
+        if value.shape != tensor.shape and (
+            _trailing_ones_only(value.shape, tensor.shape) or (keymap.reshapes(key) and value.numel() == tensor.numel())
+        ):
             value = value.reshape(tensor.shape)  # a 1x1 conv (O, I, 1, 1) stored as a Linear (O, I): same numbers
         if value.shape != tensor.shape:
             if key in classifier:
@@ -195,19 +205,14 @@ def map_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str
     unexpected = sorted(
         key for key in state if key not in used and not keymap.ignored(key) and not key.endswith("num_batches_tracked")
     )
-    problems = []
-    if unmapped:
-        problems.append(f"{len(unmapped)} of our tensors have no rule in the {source} key map ({_listing(unmapped)})")
-    if missing:
-        problems.append(f"{len(missing)} missing from the file ({_listing(missing)})")
-    if wrong:
-        problems.append(f"{len(wrong)} mis-shaped ({_listing(wrong)})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected in the file ({_listing(unexpected)})")
+    problems = mismatch_listing([
+        (f"of our tensors have no rule in the {source} key map", unmapped), ("missing from the file", missing),
+        ("mis-shaped", wrong), ("unexpected in the file", unexpected),
+    ], shown=_SHOWN)
     if problems:
         upstream = keymap.upstream.get(spec.name)
         hint = f"is it {source}'s {upstream!r}?" if upstream else "is it a checkpoint of this architecture?"
-        raise WeightImportError(f"{file} does not fit {spec.name} as a {source} checkpoint: {'; '.join(problems)}; {hint} (docs/pretrained.md)")
+        raise WeightImportError(f"{file} does not fit {spec.name} as a {source} checkpoint: {problems}; {hint} (docs/pretrained.md)")
 
     notes = [keymap.note] if keymap.note else []
     if reinitialised:

@@ -16,6 +16,11 @@ must exist (``"stages.{1}.{2}.se"``) or, prefixed ``!``, must not; torchvision's
 the layers inside a block, so where the projection sits depends on whether the block has an
 expansion and a squeeze-excite.
 
+``reshape`` lists regexes of our keys whose source tensor holds the same numbers in another shape
+(timm's VGG keeps the first classifier layer as a 7x7 conv, ``(O, C, 7, 7)``, over the 7x7 map that
+our Linear ``(O, C * 49)`` reads flattened in the same C, H, W order); it is reshaped when the element
+counts agree.
+
 ``ignore`` lists regexes of source keys that carry no information of ours (derived buffers such as
 LeViT's ``attention_bias_idxs``). Every other source tensor must be used exactly once; the
 importer (:mod:`edgevision.weights.importer`) checks that and every shape.
@@ -62,6 +67,7 @@ class KeyMap:
     rules: tuple[tuple, ...]  # (our regex, their template or None[, conditions])
     ignore: tuple[str, ...] = ()
     note: str = ""
+    reshape: tuple[str, ...] = ()
     #: the upstream model names this map was verified against (documentation, docs/pretrained.md)
     upstream: dict[str, str] = field(default_factory=dict)
 
@@ -72,6 +78,9 @@ class KeyMap:
     @cached_property
     def _ignored(self):
         return tuple(re.compile(pattern) for pattern in self.ignore)
+
+    def reshapes(self, our_key: str) -> bool:
+        return any(re.fullmatch(pattern, our_key) for pattern in self.reshape)
 
     def ignored(self, their_key: str) -> bool:
         return any(pattern.fullmatch(their_key) for pattern in self._ignored)

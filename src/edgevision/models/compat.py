@@ -1,0 +1,46 @@
+"""timm / torchvision-compatible variants of families whose zoo model follows the authors' release.
+
+Where the paper's network (the authors' release, which our zoo model follows and counts against)
+and the timm / torchvision re-implementation differ in structure, the same weights cannot serve
+both, so the library's layout is registered beside it under the suffix ``_timm`` or
+``_tv``. Each variant loads that library's checkpoint with equal logits (tests/reference) and
+is documented in docs/zoo.md; the differences are listed per model below.
+"""
+
+from __future__ import annotations
+
+from ..network import NetworkSpec
+from ..registry import register_model
+from .resnet import RESNET50_DEPTHS, resnet
+from .senet import SE_REDUCTION
+
+#: our release-layout model -> its library-compatible variant (named in import errors)
+COMPAT_VARIANTS: dict[str, str] = {}
+
+
+def _variant(ours: str, name: str, family: str):
+    COMPAT_VARIANTS[ours] = name
+    return register_model(name, family=family)
+
+
+@_variant("skresnext50_32x4d", "skresnext50_32x4d_timm", family="sknet")
+def skresnext50_32x4d_timm() -> NetworkSpec:
+    """timm ``skresnext50_32x4d``: the stem max pool is padded (torchvision's 3x3/2, pad 1) instead of
+    the Caffe release's unpadded, rounded-up pool; the weights are the same tensors."""
+    return resnet("skresnext50_32x4d_timm", "selective_kernel", RESNET50_DEPTHS, groups=32, width_per_group=4)
+
+
+@_variant("seresnet50", "seresnet50_timm", family="senet")
+def seresnet50_timm() -> NetworkSpec:
+    """timm ``seresnet50``: the "v1.5" layout, stride on the 3x3 conv (the Caffe release strides the
+    first 1x1; 4.1 vs 3.87 GMACs) and a padded stem max pool; same tensors and shapes."""
+    return resnet("seresnet50_timm", "bottleneck", RESNET50_DEPTHS, se_reduction=SE_REDUCTION)
+
+
+@_variant("xception", "xception_timm", family="xception")
+def xception_timm() -> NetworkSpec:
+    """timm ``legacy_xception`` (the Keras weights ported to PyTorch): BatchNorm eps 1e-5 where Keras
+    uses 1e-3; same tensors and shapes."""
+    from .xception import xception_network
+
+    return xception_network("xception_timm", norm_eps=1e-5)

@@ -1,0 +1,30 @@
+"""Next-ViT (Li et al. 2022) as timm builds it (``models/nextvit.py``, train layout).
+
+timm wraps each stage's blocks in ``stages.{s}.blocks.{b}``; its ``PatchEmbed`` keeps ``pool``
+(parameter-free) beside ``conv``/``norm`` where ours is a Sequential (``patch_embed.0`` or, after an
+average pool, ``patch_embed.1``); the NCB's grouped conv is ``mhca.group_conv3x3`` + ``mhca.norm``,
+the E-MHSA's pooled-key BatchNorm is ``e_mhsa.norm`` and the NTB's projection ``projection.conv/norm``.
+The final BatchNorm is top-level ``norm``, the classifier ``head.fc``.
+timm's pretrained Next-ViT checkpoints hold this train layout. timm's ``reparameterize()`` folds each
+pre-norm into the following linear layer (``merge_pre_bn``) and replaces the norm by Identity; a state
+dict saved after that (timm's deploy layout) lacks the norms and is not mapped: import the train
+layout and call ``ev.reparameterize``.
+"""
+
+from ..keymap import KeyMap
+from ._rules import bn, linear
+
+_B = r"stages\.(\d+)\.(\d+)"
+_T = "stages.{1}.blocks.{2}"
+RULES = (
+    (r"(stem\..*)", "{1}"),
+    (rf"{_B}\.patch_embed\.\d\.(conv|norm)\.(.*)", f"{_T}.patch_embed.{{3}}.{{4}}"),
+    *linear(rf"{_B}\.mhca\.group_conv\.conv", f"{_T}.mhca.group_conv3x3"),
+    *bn(rf"{_B}\.mhca\.group_conv\.norm", f"{_T}.mhca.norm"),
+    *bn(rf"{_B}\.e_mhsa\.pool_norm", f"{_T}.e_mhsa.norm"),
+    (rf"{_B}\.projection\.0\.(conv|norm)\.(.*)", f"{_T}.projection.{{3}}.{{4}}"),
+    (rf"{_B}\.(.*)", f"{_T}.{{3}}"),
+    *bn(r"head\.norm", "norm"),
+    *linear(r"head\.classifier", "head.fc"),
+)
+KEYMAPS = {"nextvit": {"timm": KeyMap("timm", RULES, upstream={"nextvit_small": "nextvit_small", "nextvit_base": "nextvit_base"})}}
