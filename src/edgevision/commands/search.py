@@ -38,9 +38,20 @@ def register(commands) -> None:
     parser.add_argument("--ray-address", default=None, metavar="HOST:PORT", help="join this Ray cluster instead")
     parser.add_argument("--zoo", default=None, metavar="FILE", help="zoo points to overlay (JSON list of network, measured_ms, accuracy)")
     parser.add_argument("--no-measure", action="store_true", help="do not measure the shipped networks (predicted latency only)")
+    parser.add_argument("--branch-budget", type=float, default=None, metavar="F", help="repnas: share of all DBB branches the searched network keeps (default 0.5)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed (default 0)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (also holds the resumable study)")
     parser.set_defaults(handler=run)
+
+
+def _strategy_options(args: argparse.Namespace) -> dict | None:
+    if args.branch_budget is None:
+        return None
+    if args.strategy != "repnas":
+        raise UsageError("--branch-budget is for --strategy repnas")
+    if not 0 < args.branch_budget <= 1:
+        raise UsageError(f"--branch-budget must be in (0, 1], got {args.branch_budget:g}")
+    return {"branch_budget": args.branch_budget}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             build_missing=not args.no_build,
             zoo_file=args.zoo,
             progress=lambda line: console.print(line, highlight=False),
+            options=_strategy_options(args),
         )
     except (search.SearchError, LutError, DataError, MeasurementError) as error:
         raise UsageError(str(error).splitlines()[0]) from None
