@@ -274,3 +274,33 @@ def test_cli_refuses_a_corrupt_study_database_and_leaves_it(tmp_path, capsys):
 def test_random_search_on_local_ray(latency):
     result = run(TINY_SPACE, "random", latency_ms=0.3, table=latency, estimator=fake_accuracy, data=None, trials=4, workers=2, measure=False)
     assert sum(c.accuracy is not None for c in result.candidates) >= 4
+
+
+# ---- --predictor: the fitted correction prices networks, the table sum is reported next to it ----------
+def test_predictor_correction_prices_the_search_and_the_table_sum_is_kept(tmp_path, latency):
+    import json
+
+    from edgevision.lut import LatencyPredictor, SumCorrection
+
+    corrected = LatencyModel(latency.table, SETTING, measure_block=fake_block_ms)
+    corrected.predictor = LatencyPredictor(latency.table, SETTING, correction=SumCorrection((2.0, 0.0, 0.0, 0.05), 0.0))
+    budget = 0.5
+    result = run(TINY_SPACE, "random", latency_ms=budget, table=corrected, estimator=fake_accuracy, data=None, trials=4, measure=False, out=tmp_path / "o")
+    for candidate in result.candidates:
+        assert candidate.table_sum_ms == pytest.approx(latency.network_ms(candidate.spec))  # the plain sum, from the same table
+        assert candidate.predicted_ms == pytest.approx(2.0 * candidate.table_sum_ms + 0.05)
+    assert all(c.predicted_ms <= budget for c in result.candidates if c.accuracy is not None)  # the budget is on the prediction
+    data = json.loads((tmp_path / "o" / "pareto.json").read_text())
+    assert data["latency_model"].startswith("predictor") and all(row["table_sum_ms"] is not None for row in data["pareto"])
+    assert "table sum ms" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_cli_predictor_for_another_setting_is_one_line_exit_2(tmp_path, capsys):
+    from edgevision.lut import LatencyPredictor, SumCorrection
+
+    table = LatencyTable(tmp_path / "t.sqlite")
+    LatencyPredictor(table, MeasurementSetting(runtime="ort", threads=1), correction=SumCorrection((1.0, 0.0, 0.0, 0.0), 0.0)).save(tmp_path / "p.json")
+    table.close()
+    code = main(["search", "--latency-ms", "5", "--out", str(tmp_path / "o"), "--table", str(tmp_path / "t.sqlite"), "--predictor", str(tmp_path / "p.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and "was fitted for" in err and len(err.strip().splitlines()) == 1

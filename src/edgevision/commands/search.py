@@ -32,6 +32,7 @@ def register(commands) -> None:
     parser.add_argument("--resolution", type=int, default=32, metavar="R", help="training resolution in px (default 32); latency is at the space's input size")
     parser.add_argument("--time-budget", type=float, default=None, metavar="S", help="stop starting new trials after S seconds")
     parser.add_argument("--table", default="lut.sqlite", metavar="FILE", help="block latency table (default lut.sqlite; created and filled on demand)")
+    parser.add_argument("--predictor", default=None, metavar="FILE", help="price networks with this fitted predictor (predictor.json of `edgevision lut validate`) instead of the table sum; both are reported")
     parser.add_argument("--no-build", action="store_true", help="never measure missing blocks; fail naming `edgevision lut build` instead")
     parser.add_argument("--storage", default=None, metavar="URL", help="Optuna storage (default sqlite:///DIR/study.sqlite; any SQLAlchemy URL)")
     parser.add_argument("--workers", type=int, default=None, metavar="N", help="train N trials in parallel on a local Ray")
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             runtime=args.runtime,
             threads=args.threads,
             table=args.table,
+            predictor=args.predictor,
             data=args.data,
             epochs=args.epochs,
             supernet_epochs=args.supernet_epochs,
@@ -99,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.strategy} on {result.space}: {len(result.front)} networks on the front within {result.budget_ms:g} ms; hypervolume {result.hypervolume:.4f}")
     if best is not None:
         measured = "" if best.measured_ms is None else f", measured {best.measured_ms:.3f} ms"
-        print(f"best: {best.name} accuracy {best.accuracy:.4f}, predicted {best.predicted_ms:.3f} ms{measured}")
+        table_sum = "" if best.table_sum_ms is None else f" (table sum {best.table_sum_ms:.3f} ms)"
+        print(f"best: {best.name} accuracy {best.accuracy:.4f}, predicted {best.predicted_ms:.3f} ms{table_sum}{measured}")
     print(f"wrote {args.out}/pareto.json, best.safetensors, report.md, report.html, front.png")
     return 0

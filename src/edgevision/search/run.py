@@ -97,6 +97,20 @@ def measure_network(spec: NetworkSpec, runtime: str = "ort", threads: int = 2, t
     return result.median_ms
 
 
+def _load_predictor(path, table: LatencyTable, setting: MeasurementSetting):
+    """The fitted predictor at ``path`` for ``setting`` (None: the plain table sum)."""
+    if path is None:
+        return None
+    from ..lut.predictor import LatencyPredictor
+
+    loaded = LatencyPredictor.load(path, table)  # LutError names a damaged file or another machine's table
+    if loaded.setting != setting:
+        raise SearchError(f"predictor {path} was fitted for {loaded.setting.to_dict()}, not {setting.to_dict()}; pass matching --runtime/--threads")
+    if loaded.correction is None:
+        raise SearchError(f"predictor {path} has no fitted correction; write it with `edgevision lut validate`")
+    return loaded
+
+
 def _default_storage(out: Path | None) -> str | None:
     return None if out is None else f"sqlite:///{(out / 'study.sqlite').resolve()}"
 
@@ -109,6 +123,7 @@ def run(
     runtime: str = "ort",
     threads: int = 2,
     table: str | os.PathLike | LatencyTable | LatencyModel = "lut.sqlite",
+    predictor: str | os.PathLike | None = None,
     estimator: Callable[[NetworkSpec], float] | None = None,
     data: str | None = "default",
     epochs: int = 1,
@@ -136,6 +151,8 @@ def run(
     (sampling strategies) or architectures derived (supernet strategies). ``storage``: an Optuna
     storage URL (default ``sqlite:///OUT/study.sqlite``; resumable). ``workers``/``ray_address``:
     evaluate trials on Ray. ``measure``: measure shipped networks (True), skip (False) or a function.
+    ``predictor``: a ``predictor.json`` from ``edgevision lut validate``; its fitted correction of the
+    table sum then prices every network (budget, objectives, front) and ``table_sum_ms`` keeps the plain sum.
     ``supernet_epochs`` (default 4 x ``epochs``) and ``steps_per_epoch`` size the supernet training of
     ``dnas``/``proxyless``/``repnas``; ``options`` go to the strategy (e.g. ``population_size``).
     """
@@ -183,8 +200,9 @@ def run(
             if progress is not None:
                 progress(f"measuring missing block {done}/{total} into {lut.path}: {block.spec.kind} {block.in_channels}->{block.out_channels} at {block.input_size[0]} px")
 
+        setting = MeasurementSetting(runtime=runtime, threads=threads)
         latency = LatencyModel(
-            lut, MeasurementSetting(runtime=runtime, threads=threads), build_missing=build_missing, block_budget_s=block_budget_s, progress=block_progress
+            lut, setting, predictor=_load_predictor(predictor, lut, setting), build_missing=build_missing, block_budget_s=block_budget_s, progress=block_progress
         )
     executor = None
     try:
@@ -219,6 +237,9 @@ def run(
             progress=progress,
         )
         candidates = _strategies()[strategy](context, **(options or {}))
+        if latency.corrected:  # report both: the prediction the search used and the table sum it corrects
+            for candidate in candidates:
+                candidate.table_sum_ms = latency.table_sum_ms(candidate.spec)
         front = pareto_front(candidates, latency_ms)
         measurer = measure if callable(measure) else (lambda spec: measure_network(spec, latency.setting.runtime, latency.setting.threads))
         if measure:
@@ -235,6 +256,7 @@ def run(
             best=front[-1] if front else None,
             wall_seconds=time.perf_counter() - started,
             fastest=(fastest.name, fastest_ms),
+            latency_model=f"predictor {predictor or '(fitted correction)'}" if latency.corrected else "table sum",
             details=context.details,
         )
         if out_dir is not None:
