@@ -304,3 +304,44 @@ def test_cli_predictor_for_another_setting_is_one_line_exit_2(tmp_path, capsys):
     code = main(["search", "--latency-ms", "5", "--out", str(tmp_path / "o"), "--table", str(tmp_path / "t.sqlite"), "--predictor", str(tmp_path / "p.json")])
     err = capsys.readouterr().err
     assert code == 2 and "was fitted for" in err and len(err.strip().splitlines()) == 1
+
+
+# ---- weight sharing: one supernet, sub-networks inherit its weights ---------------------------------
+def test_inherited_subnetwork_computes_exactly_the_supernets_path():
+    import itertools
+
+    from edgevision.search.sharing import inherit, path_of
+
+    supernet = tiny_supernet()
+    torch.manual_seed(0)
+    model = ev.build(supernet).eval()
+    for module in model.modules():  # trained-looking BN statistics, so a wrong copy shows
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(2, 3, 32, 32)
+    layers = [m for m in model.modules() if isinstance(m, ev.blocks.ChoiceBlock)]
+    for indices in itertools.product(range(2), range(3)):
+        network = choose(supernet, indices)
+        assert path_of(supernet, network) == list(indices)
+        for layer, index in zip(layers, indices):
+            layer.active = index
+        inherited = inherit(supernet, model, indices).eval()
+        assert inherited.spec == network
+        with torch.no_grad():
+            assert torch.equal(inherited(x), model(x))
+    with pytest.raises(ValueError, match="not a candidate"):
+        path_of(supernet, choose(supernet, [0, 0]).replace(stages=(StageSpec(blocks=(InvertedResidualSpec(out_channels=16, stride=2, kernel_size=7),)),)))
+
+
+def test_random_search_with_shared_weights_trains_one_supernet(latency, tiny_data):
+    calls = []
+    result = run(
+        tiny_supernet(), "random", latency_ms=1.0, table=latency, accuracy="supernet", data=tiny_data, trials=3,
+        resolution=16, supernet_epochs=1, steps_per_epoch=2, measure=False, progress=calls.append,
+    )
+    assert sum("supernet (weight sharing) epoch" in line for line in calls) == 1  # trained once, not per trial
+    trained = [c for c in result.candidates if c.accuracy is not None]
+    assert len({c.name for c in trained}) >= 3 and all(0.0 <= c.accuracy <= 1.0 for c in trained)
+    with pytest.raises(SearchError, match="random or evolution"):
+        run(tiny_supernet(), "dnas", latency_ms=1.0, table=latency, accuracy="supernet", data=tiny_data, trials=1)

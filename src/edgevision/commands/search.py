@@ -28,6 +28,7 @@ def register(commands) -> None:
     parser.add_argument("--trials", type=int, default=20, metavar="N", help="networks to train (sampling) or to derive (supernet strategies); default 20")
     parser.add_argument("--epochs", type=int, default=1, metavar="E", help="short-training epochs per network (default 1)")
     parser.add_argument("--supernet-epochs", type=int, default=None, metavar="E", help="supernet epochs for dnas/proxyless (default 4 x --epochs)")
+    parser.add_argument("--accuracy", default="train", metavar="HOW", help="train: short-train every network (default); supernet: train the space's supernet once and score paths with inherited weights (random, evolution)")
     parser.add_argument("--data", default="default", metavar="D", help="dataset: default (embedded MNIST), cifar10:DIR, imagefolder:DIR, npz:FILE")
     parser.add_argument("--resolution", type=int, default=32, metavar="R", help="training resolution in px (default 32); latency is at the space's input size")
     parser.add_argument("--time-budget", type=float, default=None, metavar="S", help="stop starting new trials after S seconds")
@@ -63,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.strategy not in STRATEGY_CHOICES:
         raise UsageError(f"unknown strategy {args.strategy!r}; choose one of {', '.join(STRATEGY_CHOICES)}")
+    if args.accuracy not in ("train", "supernet"):
+        raise UsageError(f"unknown --accuracy {args.accuracy!r}; choose train or supernet")
     if args.space not in SPACES:
         raise UsageError(f"unknown search space {args.space!r}; choose one of {', '.join(SPACES)}")
     for name in ("trials", "epochs", "resolution", "threads"):
@@ -79,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
             table=args.table,
             predictor=args.predictor,
             data=args.data,
+            accuracy=args.accuracy,
             epochs=args.epochs,
             supernet_epochs=args.supernet_epochs,
             resolution=args.resolution,

@@ -35,6 +35,9 @@ def _strategies() -> dict[str, Callable]:
     return {"random": run_random, "evolution": run_evolution, "dnas": run_dnas, "proxyless": run_proxyless, "blocks": run_blocks, "repnas": run_repnas}
 
 
+#: how sampling strategies estimate accuracy: short training of each network, or weights inherited from one supernet
+ACCURACY_ESTIMATES = ("train", "supernet")
+
 #: strategy names, in the order the CLI lists them
 STRATEGIES = ("random", "evolution", "dnas", "proxyless", "blocks", "repnas")
 
@@ -125,6 +128,7 @@ def run(
     table: str | os.PathLike | LatencyTable | LatencyModel = "lut.sqlite",
     predictor: str | os.PathLike | None = None,
     estimator: Callable[[NetworkSpec], float] | None = None,
+    accuracy: str = "train",
     data: str | None = "default",
     epochs: int = 1,
     resolution: int = 32,
@@ -147,7 +151,9 @@ def run(
     """Search ``space`` with ``strategy`` for networks within ``latency_ms`` on ``runtime``; see docs/search.md.
 
     ``estimator``: ``callable(NetworkSpec) -> accuracy``; default :class:`ShortTraining` (``epochs``
-    of the Bag of Tricks recipe on ``data`` at ``resolution`` px). ``trials``: networks trained
+    of the Bag of Tricks recipe on ``data`` at ``resolution`` px). ``accuracy="supernet"`` (random and
+    evolution): train the space's supernet once (SPOS) and score each sampled path with the weights
+    it inherits (:class:`~edgevision.search.sharing.SharedWeights`); the search then runs over the supernet's paths. ``trials``: networks trained
     (sampling strategies) or architectures derived (supernet strategies). ``storage``: an Optuna
     storage URL (default ``sqlite:///OUT/study.sqlite``; resumable). ``workers``/``ray_address``:
     evaluate trials on Ray. ``measure``: measure shipped networks (True), skip (False) or a function.
@@ -162,6 +168,10 @@ def run(
         raise SearchError(f"the latency budget must be a positive number of ms, got {latency_ms!r}")
     if trials < 1:
         raise SearchError(f"trials must be >= 1, got {trials}")
+    if accuracy not in ACCURACY_ESTIMATES:
+        raise SearchError(f"unknown accuracy estimate {accuracy!r}; choose one of {', '.join(ACCURACY_ESTIMATES)}")
+    if accuracy == "supernet" and (strategy not in ("random", "evolution") or estimator is not None or data is None):
+        raise SearchError("accuracy='supernet' (weight sharing) needs data and the random or evolution strategy, and replaces the estimator; dnas/proxyless train their own supernet")
     try:
         space = load_space(space)
     except ValueError as error:
@@ -179,7 +189,7 @@ def run(
         from .executor import check_ray_address
 
         check_ray_address(ray_address)  # seconds, not Ray's minute of retries
-    if estimator is None:
+    if estimator is None and accuracy == "train":
         from .accuracy import ShortTraining
 
         if data is None:
@@ -211,6 +221,15 @@ def run(
             raise SearchError(
                 f"latency budget {latency_ms:g} ms is below the fastest network of space {space.name!r}: {fastest.name} "
                 f"predicts {fastest_ms:.3f} ms on {latency.setting.runtime}; raise --latency-ms to at least {fastest_ms:.3f}"
+            )
+        if accuracy == "supernet":
+            from .accuracy import _data
+            from .sharing import SharedWeights
+            from .space import as_supernet
+
+            space = as_supernet(space)  # paths of the supernet: what the shared weights can score
+            estimator = SharedWeights.trained(
+                space, _data(data), resolution, supernet_epochs or max(2, 4 * epochs), steps_per_epoch=steps_per_epoch, seed=seed, progress=progress
             )
         if workers or ray_address:
             from .executor import RayExecutor
