@@ -345,3 +345,25 @@ def test_random_search_with_shared_weights_trains_one_supernet(latency, tiny_dat
     assert len({c.name for c in trained}) >= 3 and all(0.0 <= c.accuracy <= 1.0 for c in trained)
     with pytest.raises(SearchError, match="random or evolution"):
         run(tiny_supernet(), "dnas", latency_ms=1.0, table=latency, accuracy="supernet", data=tiny_data, trials=1)
+
+
+class DiesOnce:
+    """An estimator whose worker process dies (os._exit) on its first call: what an OOM kill looks like to Ray."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __call__(self, spec: NetworkSpec) -> float:
+        if not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os._exit(1)
+        return fake_accuracy(spec)
+
+
+@pytest.mark.skipif(os.environ.get("EDGEVISION_RAY_TESTS") != "1", reason="starts Ray (~10-30 s); make test-search-ray")
+def test_a_trial_whose_ray_worker_dies_is_retried_and_recorded(latency, tmp_path):
+    result = run(TINY_SPACE, "random", latency_ms=0.3, table=latency, estimator=DiesOnce(str(tmp_path / "died")), data=None, trials=2, workers=1, measure=False)
+    assert (tmp_path / "died").exists()
+    assert sum(c.accuracy is not None for c in result.candidates) >= 2
+    assert result.details["study_runs"][0]["worker_retries"] == 1
+    assert [c.extra["worker_retries"] for c in result.candidates if "worker_retries" in c.extra] == [1]
