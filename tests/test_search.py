@@ -253,6 +253,9 @@ def test_outputs_pareto_json_and_best_checkpoint(tmp_path, latency):
         (["--space", "huge"], "unknown search space 'huge'"),
         (["--ray-address", "127.0.0.1:1"], "no Ray cluster answers at 127.0.0.1:1"),
         (["--no-build"], "edgevision lut build"),
+        (["--branch-budget", "0.5"], "--branch-budget is for --strategy repnas"),
+        (["--strategy", "repnas", "--branch-budget", "1.5"], "--branch-budget must be in (0, 1]"),
+        (["--accuracy", "oracle"], "unknown --accuracy 'oracle'"),
     ],
 )
 def test_cli_errors_are_one_line_exit_2(argv, message, tmp_path, capsys):
