@@ -83,3 +83,10 @@ test-reference: $(REF_STAMP)  # ~10 min on 2 cores; writes build/reference/*.jso
 
 pretrained-table:  # build/reference/*.json (from test-reference) -> docs/pretrained.md
 	$(BIN)/python benchmarks/pretrained_table.py build/reference docs/pretrained.md
+
+.PHONY: bench-search-quick test-search-durability
+bench-search-quick: $(STAMP)  # bench-search on a small space, 60 s per strategy: an end-to-end smoke test (~15 min), not a result
+	$(BIN)/python benchmarks/bench_search.py --quick
+
+test-search-durability: $(STAMP)  # kill -9 of a search at >= 10 random moments; the Optuna SQLite study resumes (~3-5 min)
+	EDGEVISION_DURABILITY=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_search_durability.py

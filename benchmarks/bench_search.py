@@ -66,7 +66,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small space, 60 s per strategy, no proxies")
     parser.add_argument("--space", default="mobile")
-    parser.add_argument("--strategies", nargs="+", default=["random", "evolution", "dnas", "proxyless", "blocks"])
+    parser.add_argument(
+        "--strategies", nargs="+", default=["random", "evolution", "dnas", "proxyless", "blocks", "repnas", "evolution:supernet"],
+        help="strategies; NAME:supernet scores with weights inherited from one supernet (random, evolution) instead of short training",
+    )
     parser.add_argument("--latency-ms", type=float, default=4.0)
     parser.add_argument("--budget-s", type=float, default=1200.0, help="wall-clock seconds per strategy")
     parser.add_argument("--epochs", type=int, default=2, help="short-training epochs per network")
@@ -90,11 +93,13 @@ def main() -> int:
     zoo = zoo_points(args.zoo, estimator, space.input_size, args.runtime, args.threads, out / "zoo.json") if args.zoo else []
 
     rows = []
-    for strategy in args.strategies:
+    for label in args.strategies:
+        strategy, _, accuracy = label.partition(":")
         started = time.perf_counter()
         result = run(
-            space, strategy, latency_ms=args.latency_ms, table=latency, estimator=estimator, resolution=args.resolution,
-            trials=10_000 if strategy not in ("dnas", "proxyless") else 6, time_budget_s=args.budget_s, out=out / strategy,
+            space, strategy, latency_ms=args.latency_ms, table=latency, estimator=None if accuracy == "supernet" else estimator,
+            accuracy=accuracy or "train", resolution=args.resolution,
+            trials={"dnas": 6, "proxyless": 6, "repnas": 3}.get(strategy, 10_000), time_budget_s=args.budget_s, out=out / label.replace(":", "-"),
             zoo_file=out / "zoo.json", supernet_epochs=2 if args.quick else 8, steps_per_epoch=5 if args.quick else None,
             # NSGA-II needs generations within the wall clock: a population of a fraction of the networks it can train
             options={"population_size": 4 if args.quick else 10} if strategy == "evolution" else None,
@@ -108,7 +113,7 @@ def main() -> int:
             dominated.append((point["network"], None if top is None else top.accuracy - point["accuracy"]))
         rows.append(
             {
-                "strategy": strategy,
+                "strategy": label,
                 "hypervolume": result.hypervolume,
                 "trained": sum(c.accuracy is not None for c in result.candidates),
                 "wall_s": time.perf_counter() - started,
@@ -122,7 +127,7 @@ def main() -> int:
                 "block_kinds": result.details.get("block_kinds"),
             }
         )
-        print(f"{strategy}: hypervolume {result.hypervolume:.4f}, {rows[-1]['trained']} trained", flush=True)
+        print(f"{label}: hypervolume {result.hypervolume:.4f}, {rows[-1]['trained']} trained", flush=True)
 
     correlations = None
     if args.proxies:

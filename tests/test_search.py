@@ -253,6 +253,9 @@ def test_outputs_pareto_json_and_best_checkpoint(tmp_path, latency):
         (["--space", "huge"], "unknown search space 'huge'"),
         (["--ray-address", "127.0.0.1:1"], "no Ray cluster answers at 127.0.0.1:1"),
         (["--no-build"], "edgevision lut build"),
+        (["--branch-budget", "0.5"], "--branch-budget is for --strategy repnas"),
+        (["--strategy", "repnas", "--branch-budget", "1.5"], "--branch-budget must be in (0, 1]"),
+        (["--accuracy", "oracle"], "unknown --accuracy 'oracle'"),
     ],
 )
 def test_cli_errors_are_one_line_exit_2(argv, message, tmp_path, capsys):
@@ -274,3 +277,96 @@ def test_cli_refuses_a_corrupt_study_database_and_leaves_it(tmp_path, capsys):
 def test_random_search_on_local_ray(latency):
     result = run(TINY_SPACE, "random", latency_ms=0.3, table=latency, estimator=fake_accuracy, data=None, trials=4, workers=2, measure=False)
     assert sum(c.accuracy is not None for c in result.candidates) >= 4
+
+
+# ---- --predictor: the fitted correction prices networks, the table sum is reported next to it ----------
+def test_predictor_correction_prices_the_search_and_the_table_sum_is_kept(tmp_path, latency):
+    import json
+
+    from edgevision.lut import LatencyPredictor, SumCorrection
+
+    corrected = LatencyModel(latency.table, SETTING, measure_block=fake_block_ms)
+    corrected.predictor = LatencyPredictor(latency.table, SETTING, correction=SumCorrection((2.0, 0.0, 0.0, 0.05), 0.0))
+    budget = 0.5
+    result = run(TINY_SPACE, "random", latency_ms=budget, table=corrected, estimator=fake_accuracy, data=None, trials=4, measure=False, out=tmp_path / "o")
+    for candidate in result.candidates:
+        assert candidate.table_sum_ms == pytest.approx(latency.network_ms(candidate.spec))  # the plain sum, from the same table
+        assert candidate.predicted_ms == pytest.approx(2.0 * candidate.table_sum_ms + 0.05)
+    assert all(c.predicted_ms <= budget for c in result.candidates if c.accuracy is not None)  # the budget is on the prediction
+    data = json.loads((tmp_path / "o" / "pareto.json").read_text())
+    assert data["latency_model"].startswith("predictor") and all(row["table_sum_ms"] is not None for row in data["pareto"])
+    assert "table sum ms" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_cli_predictor_for_another_setting_is_one_line_exit_2(tmp_path, capsys):
+    from edgevision.lut import LatencyPredictor, SumCorrection
+
+    table = LatencyTable(tmp_path / "t.sqlite")
+    LatencyPredictor(table, MeasurementSetting(runtime="ort", threads=1), correction=SumCorrection((1.0, 0.0, 0.0, 0.0), 0.0)).save(tmp_path / "p.json")
+    table.close()
+    code = main(["search", "--latency-ms", "5", "--out", str(tmp_path / "o"), "--table", str(tmp_path / "t.sqlite"), "--predictor", str(tmp_path / "p.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and "was fitted for" in err and len(err.strip().splitlines()) == 1
+
+
+# ---- weight sharing: one supernet, sub-networks inherit its weights ---------------------------------
+def test_inherited_subnetwork_computes_exactly_the_supernets_path():
+    import itertools
+
+    from edgevision.search.sharing import inherit, path_of
+
+    supernet = tiny_supernet()
+    torch.manual_seed(0)
+    model = ev.build(supernet).eval()
+    for module in model.modules():  # trained-looking BN statistics, so a wrong copy shows
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(2, 3, 32, 32)
+    layers = [m for m in model.modules() if isinstance(m, ev.blocks.ChoiceBlock)]
+    for indices in itertools.product(range(2), range(3)):
+        network = choose(supernet, indices)
+        assert path_of(supernet, network) == list(indices)
+        for layer, index in zip(layers, indices):
+            layer.active = index
+        inherited = inherit(supernet, model, indices).eval()
+        assert inherited.spec == network
+        with torch.no_grad():
+            assert torch.equal(inherited(x), model(x))
+    with pytest.raises(ValueError, match="not a candidate"):
+        path_of(supernet, choose(supernet, [0, 0]).replace(stages=(StageSpec(blocks=(InvertedResidualSpec(out_channels=16, stride=2, kernel_size=7),)),)))
+
+
+def test_random_search_with_shared_weights_trains_one_supernet(latency, tiny_data):
+    calls = []
+    result = run(
+        tiny_supernet(), "random", latency_ms=1.0, table=latency, accuracy="supernet", data=tiny_data, trials=3,
+        resolution=16, supernet_epochs=1, steps_per_epoch=2, measure=False, progress=calls.append,
+    )
+    assert sum("supernet (weight sharing) epoch" in line for line in calls) == 1  # trained once, not per trial
+    trained = [c for c in result.candidates if c.accuracy is not None]
+    assert len({c.name for c in trained}) >= 3 and all(0.0 <= c.accuracy <= 1.0 for c in trained)
+    with pytest.raises(SearchError, match="random or evolution"):
+        run(tiny_supernet(), "dnas", latency_ms=1.0, table=latency, accuracy="supernet", data=tiny_data, trials=1)
+
+
+class DiesOnce:
+    """An estimator whose worker process dies (os._exit) on its first call: what an OOM kill looks like to Ray."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __call__(self, spec: NetworkSpec) -> float:
+        if not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os._exit(1)
+        return fake_accuracy(spec)
+
+
+@pytest.mark.skipif(os.environ.get("EDGEVISION_RAY_TESTS") != "1", reason="starts Ray (~10-30 s); make test-search-ray")
+def test_a_trial_whose_ray_worker_dies_is_retried_and_recorded(latency, tmp_path):
+    result = run(TINY_SPACE, "random", latency_ms=0.3, table=latency, estimator=DiesOnce(str(tmp_path / "died")), data=None, trials=2, workers=1, measure=False)
+    assert (tmp_path / "died").exists()
+    assert sum(c.accuracy is not None for c in result.candidates) >= 2
+    assert result.details["study_runs"][0]["worker_retries"] == 1
+    assert [c.extra["worker_retries"] for c in result.candidates if "worker_retries" in c.extra] == [1]

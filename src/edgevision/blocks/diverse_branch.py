@@ -25,8 +25,8 @@ DBBs, the 1x1 shortcut and the 7x7 stem stay conv-BN, as the authors' ``convnet_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, ClassVar
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,11 +35,12 @@ from torch import nn
 from ..initialization import init_last_norm
 from ..layers import ConvNormAct, conv_from_kernel, fold_batchnorm, get_activation, identity_kernel, pad_kernel, same_padding
 from ..layers.fusion import FusedKernel
-from ..spec import check, check_choice, check_positive
+from ..spec import OMIT_DEFAULT, check, check_choice, check_positive
 from .base import WIDTH_SCALING, BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation, check_groups_divide
 from .resnet import ResNetBasicBlock, ResNetBasicSpec
 
 __all__ = [
+    "DBB_BRANCHES",
     "DiverseBranchConvSpec",
     "DiverseBranchResNetBasicSpec",
     "DiverseBranchConv",
@@ -49,13 +50,20 @@ __all__ = [
 ]
 
 
+#: the four DBB branches, in forward order: k x k conv, 1x1 conv, 1x1 -> k x k sequence, (1x1 ->) average pool.
+#: A depthwise DBB has no "1x1" branch (the authors' layout); naming it there is allowed and builds nothing.
+DBB_BRANCHES = ("kxk", "1x1", "1x1_kxk", "avg")
+
+
 @dataclass(frozen=True, kw_only=True)
 class DiverseBranchConvSpec(BlockSpec):
     """A k x k conv-BN-act trained as a DBB; the same fields as ``ConvNormActSpec`` (padding "same" only).
 
     ``internal_expansion`` sets the width of the 1x1 -> k x k branch as a multiple of the input
     width; None is the authors' default: 1 (identity-initialized 1x1) for ordinary and grouped
-    convs, 2 for depthwise ones (``groups >= out_channels``).
+    convs, 2 for depthwise ones (``groups >= out_channels``). ``branches`` keeps a subset of
+    :data:`DBB_BRANCHES` (RepNAS, Zhang et al. 2021, searches it per layer: the "optimal DBB");
+    every subset still fuses to one k x k conv. Left out of the JSON while it holds all four.
     """
 
     kind: ClassVar[str] = "diverse_branch_conv"
@@ -67,10 +75,13 @@ class DiverseBranchConvSpec(BlockSpec):
     activation: str = "relu"
     width_scaling: str = "scaled"
     internal_expansion: int | None = None
+    branches: tuple[str, ...] = field(default=DBB_BRANCHES, metadata={OMIT_DEFAULT: True})
 
     def validate(self) -> None:
         super().validate()
         check_positive(self, "groups", "internal_expansion")
+        canonical = tuple(b for b in DBB_BRANCHES if b in self.branches)
+        check(self, "branches", len(self.branches) >= 1 and canonical == tuple(self.branches), f"a non-empty subset of {DBB_BRANCHES} in that order")
         odd_and_spatial = self.kernel_size > 1 and self.kernel_size % 2 == 1
         check(self, "kernel_size", odd_and_spatial, "an odd kernel size >= 3 (a 1x1 conv has no branches to add)")
         check(self, "out_channels", self.out_channels % self.groups == 0, f"divisible by groups={self.groups}")
@@ -89,6 +100,8 @@ class DiverseBranchConvSpec(BlockSpec):
                 f"DiverseBranchConvSpec with groups={self.groups} is depthwise and must keep its width "
                 f"(resolved {in_channels} -> {widths.out_channels}); use groups < out_channels to change the width"
             )
+        if self.groups >= widths.out_channels and self.branches == ("1x1",):
+            raise ValueError("DiverseBranchConvSpec.branches ('1x1',) is empty for a depthwise DBB (it has no 1x1 branch); keep kxk, 1x1_kxk or avg")
 
     def build(self, block: ResolvedBlock) -> nn.Module:
         return DiverseBranchConv(
@@ -99,6 +112,7 @@ class DiverseBranchConvSpec(BlockSpec):
             groups=self.groups,
             internal_channels=block.mid_channels,
             act=get_activation(self.activation),
+            branches=self.branches,
         )
 
 
@@ -176,10 +190,14 @@ class DiverseBranchConv(nn.Module):
         groups: int = 1,
         internal_channels: int | None = None,
         act: Callable[[], nn.Module] | None = nn.ReLU,
+        branches: Sequence[str] = DBB_BRANCHES,
     ) -> None:
         super().__init__()
         if kernel_size < 3 or kernel_size % 2 == 0:
             raise ValueError(f"DiverseBranchConv needs an odd kernel_size >= 3, got {kernel_size}")
+        unknown = sorted(set(branches) - set(DBB_BRANCHES))
+        if unknown or not branches:
+            raise ValueError(f"DiverseBranchConv branches must be a non-empty subset of {DBB_BRANCHES}, got {tuple(branches)}")
         depthwise = groups >= out_channels  # the authors' test: no 1x1 branch, average of the input itself
         if depthwise and in_channels != out_channels:
             raise ValueError(
@@ -190,66 +208,95 @@ class DiverseBranchConv(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.groups = kernel_size, stride, groups
         pad = kernel_size // 2
+        keep = set(branches)
         # branch 1: the original k x k conv-BN
-        self.kxk = ConvNormAct(in_channels, out_channels, kernel_size, stride, groups=groups, act=None)
+        self.kxk = ConvNormAct(in_channels, out_channels, kernel_size, stride, groups=groups, act=None) if "kxk" in keep else None
         # branch 2: 1x1 conv-BN at the same stride
-        self.conv1x1 = None if depthwise else ConvNormAct(in_channels, out_channels, 1, stride, groups=groups, act=None)
+        self.conv1x1 = None if depthwise or "1x1" not in keep else ConvNormAct(in_channels, out_channels, 1, stride, groups=groups, act=None)
         # branch 3: 1x1 (identity-initialized when it keeps the width) -> BN, padded -> k x k conv-BN, unpadded
-        if internal_channels == in_channels:
-            self.seq_expand: nn.Conv2d = IdentityInitConv1x1(in_channels, groups)
-        else:
-            self.seq_expand = nn.Conv2d(in_channels, internal_channels, 1, groups=groups, bias=False)
-        self.seq_expand_norm = nn.BatchNorm2d(internal_channels)
-        self.seq_kxk = ConvNormAct(internal_channels, out_channels, kernel_size, stride, groups=groups, act=None, padding=0)
+        self.seq_expand = self.seq_expand_norm = self.seq_kxk = None
+        if "1x1_kxk" in keep:
+            if internal_channels == in_channels:
+                self.seq_expand: nn.Conv2d | None = IdentityInitConv1x1(in_channels, groups)
+            else:
+                self.seq_expand = nn.Conv2d(in_channels, internal_channels, 1, groups=groups, bias=False)
+            self.seq_expand_norm = nn.BatchNorm2d(internal_channels)
+            self.seq_kxk = ConvNormAct(internal_channels, out_channels, kernel_size, stride, groups=groups, act=None, padding=0)
         # branch 4: [1x1 conv -> BN, padded] -> k x k average pool -> BN
-        self.avg_conv = None if depthwise else nn.Conv2d(in_channels, out_channels, 1, groups=groups, bias=False)
-        self.avg_conv_norm = None if depthwise else nn.BatchNorm2d(out_channels)
-        self.avg_pool = nn.AvgPool2d(kernel_size, stride, padding=pad if depthwise else 0)
-        self.avg_norm = nn.BatchNorm2d(out_channels)
+        self.avg_conv = self.avg_conv_norm = self.avg_pool = self.avg_norm = None
+        if "avg" in keep:
+            self.avg_conv = None if depthwise else nn.Conv2d(in_channels, out_channels, 1, groups=groups, bias=False)
+            self.avg_conv_norm = None if depthwise else nn.BatchNorm2d(out_channels)
+            self.avg_pool = nn.AvgPool2d(kernel_size, stride, padding=pad if depthwise else 0)
+            self.avg_norm = nn.BatchNorm2d(out_channels)
+        self.branches = tuple(b for b in DBB_BRANCHES if b in keep and not (b == "1x1" and depthwise))
+        if not self.branches:
+            raise ValueError(f"a depthwise DiverseBranchConv (groups={groups}) has no 1x1 branch; keep kxk, 1x1_kxk or avg")
+        # per-branch output scales (len(self.branches),) a branch search (RepNAS) sets; None: every branch counts 1
+        self.branch_gates: torch.Tensor | None = None
         self.fused: nn.Conv2d | None = None  # the deploy-form conv, set by reparameterize()
         self.act = act() if act is not None else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused is not None:  # deploy form: (B, C, H, W) -> (B, C', H/s, W/s)
             return self.act(self.fused(x))
+        outputs = self.branch_outputs(x)  # each (B, C, H, W) -> (B, C', H/s, W/s)
+        gates = self.branch_gates
+        if gates is None:
+            return self.act(sum(outputs))
+        return self.act(sum(g * o for g, o in zip(gates, outputs)))
+
+    def branch_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each kept branch's output in :attr:`branches` order (train form)."""
         pad = self.kernel_size // 2
-        out = self.kxk(x)  # (B, C, H, W) -> (B, C', H/s, W/s)
+        outputs = []
+        if self.kxk is not None:
+            outputs.append(self.kxk(x))
         if self.conv1x1 is not None:
-            out = out + self.conv1x1(x)
-        seq = pad_with_bias_value(self.seq_expand_norm(self.seq_expand(x)), self.seq_expand_norm, pad)  # (B, M, H+2p, W+2p)
-        out = out + self.seq_kxk(seq)
-        avg = x
-        if self.avg_conv is not None:
-            avg = pad_with_bias_value(self.avg_conv_norm(self.avg_conv(x)), self.avg_conv_norm, pad)  # (B, C', H+2p, W+2p)
-        out = out + self.avg_norm(self.avg_pool(avg))
-        return self.act(out)
+            outputs.append(self.conv1x1(x))
+        if self.seq_kxk is not None:
+            seq = pad_with_bias_value(self.seq_expand_norm(self.seq_expand(x)), self.seq_expand_norm, pad)  # (B, M, H+2p, W+2p)
+            outputs.append(self.seq_kxk(seq))
+        if self.avg_norm is not None:
+            avg = x
+            if self.avg_conv is not None:
+                avg = pad_with_bias_value(self.avg_conv_norm(self.avg_conv(x)), self.avg_conv_norm, pad)  # (B, C', H+2p, W+2p)
+            outputs.append(self.avg_norm(self.avg_pool(avg)))
+        return outputs
 
     def output_norms(self) -> list[nn.Module]:
         """The last BatchNorm of each branch (train form; empty once fused)."""
         if self.fused is not None:
             return []
-        one_by_one = [] if self.conv1x1 is None else [self.conv1x1.norm]
-        return [self.kxk.norm, *one_by_one, self.seq_kxk.norm, self.avg_norm]
+        branches = (self.kxk, self.conv1x1, self.seq_kxk)
+        return [b.norm for b in branches if b is not None] + ([self.avg_norm] if self.avg_norm is not None else [])
 
     @torch.no_grad()
     def fused_kernel(self) -> FusedKernel:
         """Weight (C', C/g, k, k) and bias (C',) of the single conv equal to the four branches (eval mode)."""
         k = self.kernel_size
-        weight, bias = self.kxk.fused_kernel()
+        parts: list[FusedKernel] = []  # one (weight, bias) per kept branch, in ``branches`` order
+        if self.kxk is not None:
+            parts.append(self.kxk.fused_kernel())
         if self.conv1x1 is not None:
             w, b = self.conv1x1.fused_kernel()
-            weight, bias = weight + pad_kernel(w, k), bias + b
-        expand = self.seq_expand.kernel() if isinstance(self.seq_expand, IdentityInitConv1x1) else self.seq_expand.weight
-        w, b = compose_1x1_kxk(fold_batchnorm(expand, None, self.seq_expand_norm), self.seq_kxk.fused_kernel(), self.groups)
-        weight, bias = weight + w, bias + b
+            parts.append((pad_kernel(w, k), b))
+        if self.seq_kxk is not None:
+            expand = self.seq_expand.kernel() if isinstance(self.seq_expand, IdentityInitConv1x1) else self.seq_expand.weight
+            parts.append(compose_1x1_kxk(fold_batchnorm(expand, None, self.seq_expand_norm), self.seq_kxk.fused_kernel(), self.groups))
         # average branch: a k x k window mean of a 1x1 conv (+BN) is that 1x1 kernel spread as 1/k^2 over
         # the window, its bias unchanged (Transforms III and V); depthwise: the mean of each input channel
-        if self.avg_conv is not None:
-            w, b = fold_batchnorm(self.avg_conv.weight, None, self.avg_conv_norm)  # (C', C/g, 1, 1)
-        else:
-            w, b = identity_kernel(self.out_channels, self.groups, 1, like=weight), torch.zeros_like(bias)
-        w, b = fold_batchnorm(w.expand(-1, -1, k, k) / k**2, b, self.avg_norm)
-        return weight + w, bias + b
+        if self.avg_norm is not None:
+            if self.avg_conv is not None:
+                w, b = fold_batchnorm(self.avg_conv.weight, None, self.avg_conv_norm)  # (C', C/g, 1, 1)
+            else:
+                like = next(self.parameters())
+                w, b = identity_kernel(self.out_channels, self.groups, 1, like=like), like.new_zeros(self.out_channels)
+            parts.append(fold_batchnorm(w.expand(-1, -1, k, k) / k**2, b, self.avg_norm))
+        gates = [1.0] * len(parts) if self.branch_gates is None else [float(g) for g in self.branch_gates]
+        weight = sum(g * w for g, (w, _) in zip(gates, parts))
+        bias = sum(g * b for g, (_, b) in zip(gates, parts))
+        return weight, bias  # the branches are linear, so gates scale their kernels
 
     @torch.no_grad()
     def reparameterize(self) -> None:
@@ -259,6 +306,7 @@ class DiverseBranchConv(nn.Module):
         self.fused = conv_from_kernel(weight, bias, self.stride, same_padding(self.kernel_size), self.groups)
         self.kxk = self.conv1x1 = self.seq_expand = self.seq_expand_norm = self.seq_kxk = None
         self.avg_conv = self.avg_conv_norm = self.avg_pool = self.avg_norm = None
+        self.branch_gates = None  # folded into the kernel
 
     def extra_repr(self) -> str:
         form = "deploy" if self.fused is not None else "train"

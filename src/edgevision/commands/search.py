@@ -28,19 +28,32 @@ def register(commands) -> None:
     parser.add_argument("--trials", type=int, default=20, metavar="N", help="networks to train (sampling) or to derive (supernet strategies); default 20")
     parser.add_argument("--epochs", type=int, default=1, metavar="E", help="short-training epochs per network (default 1)")
     parser.add_argument("--supernet-epochs", type=int, default=None, metavar="E", help="supernet epochs for dnas/proxyless (default 4 x --epochs)")
+    parser.add_argument("--accuracy", default="train", metavar="HOW", help="train: short-train every network (default); supernet: train the space's supernet once and score paths with inherited weights (random, evolution)")
     parser.add_argument("--data", default="default", metavar="D", help="dataset: default (embedded MNIST), cifar10:DIR, imagefolder:DIR, npz:FILE")
     parser.add_argument("--resolution", type=int, default=32, metavar="R", help="training resolution in px (default 32); latency is at the space's input size")
     parser.add_argument("--time-budget", type=float, default=None, metavar="S", help="stop starting new trials after S seconds")
     parser.add_argument("--table", default="lut.sqlite", metavar="FILE", help="block latency table (default lut.sqlite; created and filled on demand)")
+    parser.add_argument("--predictor", default=None, metavar="FILE", help="price networks with this fitted predictor (predictor.json of `edgevision lut validate`) instead of the table sum; both are reported")
     parser.add_argument("--no-build", action="store_true", help="never measure missing blocks; fail naming `edgevision lut build` instead")
     parser.add_argument("--storage", default=None, metavar="URL", help="Optuna storage (default sqlite:///DIR/study.sqlite; any SQLAlchemy URL)")
     parser.add_argument("--workers", type=int, default=None, metavar="N", help="train N trials in parallel on a local Ray")
     parser.add_argument("--ray-address", default=None, metavar="HOST:PORT", help="join this Ray cluster instead")
     parser.add_argument("--zoo", default=None, metavar="FILE", help="zoo points to overlay (JSON list of network, measured_ms, accuracy)")
     parser.add_argument("--no-measure", action="store_true", help="do not measure the shipped networks (predicted latency only)")
+    parser.add_argument("--branch-budget", type=float, default=None, metavar="F", help="repnas: share of all DBB branches the searched network keeps (default 0.5)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed (default 0)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (also holds the resumable study)")
     parser.set_defaults(handler=run)
+
+
+def _strategy_options(args: argparse.Namespace) -> dict | None:
+    if args.branch_budget is None:
+        return None
+    if args.strategy != "repnas":
+        raise UsageError("--branch-budget is for --strategy repnas")
+    if not 0 < args.branch_budget <= 1:
+        raise UsageError(f"--branch-budget must be in (0, 1], got {args.branch_budget:g}")
+    return {"branch_budget": args.branch_budget}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.strategy not in STRATEGY_CHOICES:
         raise UsageError(f"unknown strategy {args.strategy!r}; choose one of {', '.join(STRATEGY_CHOICES)}")
+    if args.accuracy not in ("train", "supernet"):
+        raise UsageError(f"unknown --accuracy {args.accuracy!r}; choose train or supernet")
     if args.space not in SPACES:
         raise UsageError(f"unknown search space {args.space!r}; choose one of {', '.join(SPACES)}")
     for name in ("trials", "epochs", "resolution", "threads"):
@@ -65,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
             runtime=args.runtime,
             threads=args.threads,
             table=args.table,
+            predictor=args.predictor,
             data=args.data,
+            accuracy=args.accuracy,
             epochs=args.epochs,
             supernet_epochs=args.supernet_epochs,
             resolution=args.resolution,
@@ -80,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             build_missing=not args.no_build,
             zoo_file=args.zoo,
             progress=lambda line: console.print(line, highlight=False),
+            options=_strategy_options(args),
         )
     except (search.SearchError, LutError, DataError, MeasurementError) as error:
         raise UsageError(str(error).splitlines()[0]) from None
@@ -87,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.strategy} on {result.space}: {len(result.front)} networks on the front within {result.budget_ms:g} ms; hypervolume {result.hypervolume:.4f}")
     if best is not None:
         measured = "" if best.measured_ms is None else f", measured {best.measured_ms:.3f} ms"
-        print(f"best: {best.name} accuracy {best.accuracy:.4f}, predicted {best.predicted_ms:.3f} ms{measured}")
+        table_sum = "" if best.table_sum_ms is None else f" (table sum {best.table_sum_ms:.3f} ms)"
+        print(f"best: {best.name} accuracy {best.accuracy:.4f}, predicted {best.predicted_ms:.3f} ms{table_sum}{measured}")
     print(f"wrote {args.out}/pareto.json, best.safetensors, report.md, report.html, front.png")
     return 0

@@ -3,18 +3,22 @@
 ``edgevision.search.run(space, strategy=..., latency_ms=...)`` searches a :class:`~edgevision.lut.SearchSpace`
 or a supernet spec (a network spec with :class:`~edgevision.blocks.ChoiceBlockSpec` layers) with one of
 :data:`STRATEGIES`: ``random`` (uniform, the baseline), ``evolution`` (NSGA-II, Deb et al. 2002, via Optuna),
-``dnas`` (FBNet, Wu et al. 2019), ``proxyless`` (ProxylessNAS, Cai et al. 2019) and ``blocks`` (per-kind
-Pareto fronts of random networks). Latency comes from the block tables (``edgevision.lut``), accuracy from
-short Bag-of-Tricks training on the embedded data or zero-cost proxies. See docs/search.md.
+``dnas`` (FBNet, Wu et al. 2019), ``proxyless`` (ProxylessNAS, Cai et al. 2019), ``blocks`` (per-kind
+Pareto fronts of random networks) and ``repnas`` (RepNAS, Zhang et al. 2021: which branches each diverse
+branch block keeps, fused to one conv). Latency comes from the block tables (``edgevision.lut``), or their
+fitted predictor; accuracy from short Bag-of-Tricks training on the embedded data, weights inherited from
+one trained supernet (SPOS, Guo et al. 2020) or zero-cost proxies. See docs/search.md.
 """
 
 from .accuracy import PROXIES, ProxyScore, ShortTraining, grad_norm, naswot, proxy_correlations, proxy_scores, synflow
 from .latency import LatencyModel, SupernetLatency
 from .result import Candidate, SearchError, SearchResult, hypervolume, pareto_front
-from .run import STRATEGIES, SearchContext, measure_network, run
+from .run import ACCURACY_ESTIMATES, STRATEGIES, SearchContext, measure_network, run
+from .sharing import SharedWeights
 from .space import as_supernet, decide, fastest_network
 
 __all__ = [
+    "ACCURACY_ESTIMATES",
     "PROXIES",
     "STRATEGIES",
     "Candidate",
@@ -23,6 +27,7 @@ __all__ = [
     "SearchContext",
     "SearchError",
     "SearchResult",
+    "SharedWeights",
     "ShortTraining",
     "SupernetLatency",
     "as_supernet",

@@ -112,6 +112,16 @@ class LatencyModel:
             return sum(self.block_ms(block) for block in resolved)
         return self.predictor.predict(resolved).latency_ms
 
+    def table_sum_ms(self, network: NetworkSpec | ResolvedNetwork) -> float:
+        """The plain sum of the network's table entries, whether or not a correction is fitted."""
+        resolved = network if isinstance(network, ResolvedNetwork) else resolve(network)
+        self.ensure(list(resolved))
+        return sum(self.block_ms(block) for block in resolved)
+
+    @property
+    def corrected(self) -> bool:
+        return self.predictor.correction is not None
+
     def supernet_latency(self, supernet: NetworkSpec | ResolvedNetwork) -> SupernetLatency:
         """Every candidate of every choice block priced with its own block key."""
         resolved = supernet if isinstance(supernet, ResolvedNetwork) else resolve(supernet)

@@ -60,12 +60,12 @@ def _rows(result: SearchResult) -> list[list[str]]:
     for c in result.front:
         error = "" if c.measured_ms is None else f"{100 * (c.predicted_ms - c.measured_ms) / c.measured_ms:+.1f}%"
         rows.append(
-            [c.name, f"{c.predicted_ms:.3f}", "-" if c.measured_ms is None else f"{c.measured_ms:.3f}", error, f"{c.accuracy:.4f}", f"{c.params / 1e6:.3f}", f"{c.macs / 1e6:.1f}"]
+            [c.name, f"{c.predicted_ms:.3f}", "-" if c.table_sum_ms is None else f"{c.table_sum_ms:.3f}", "-" if c.measured_ms is None else f"{c.measured_ms:.3f}", error, f"{c.accuracy:.4f}", f"{c.params / 1e6:.3f}", f"{c.macs / 1e6:.1f}"]
         )
     return rows
 
 
-HEADER = ["network", "predicted ms", "measured ms", "pred. error", "accuracy", "params (M)", "MACs (M)"]
+HEADER = ["network", "predicted ms", "table sum ms", "measured ms", "pred. error", "accuracy", "params (M)", "MACs (M)"]
 
 
 def write_outputs(result: SearchResult, out: Path, estimator: Callable | None = None, zoo_file: str | os.PathLike | None = None) -> None:
@@ -90,6 +90,7 @@ def write_outputs(result: SearchResult, out: Path, estimator: Callable | None = 
         f"# Search: {result.space}, {result.strategy}, budget {result.budget_ms:g} ms on {result.runtime}",
         "",
         f"- trained networks: {data['trained']} of {data['evaluated']} evaluated; wall time {result.wall_seconds:.0f} s",
+        f"- latency model: {result.latency_model}",
         f"- fastest network of the space: {data['fastest_network']['network']} ({data['fastest_network']['predicted_ms']:.3f} ms predicted)" if result.fastest else "",
         f"- hypervolume (accuracy x latency below the budget, normalised): {result.hypervolume:.4f}",
         f"- best: {result.best.name if result.best else 'none within budget'}",

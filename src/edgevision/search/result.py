@@ -26,6 +26,7 @@ class Candidate:
     params: int = 0
     macs: int = 0  # at the latency resolution (the spec's input size)
     measured_ms: float | None = None  # filled for the networks the search ships
+    table_sum_ms: float | None = None  # the plain sum of table entries, when predicted_ms is a predictor's corrected sum
     trial: int | None = None
     source: str = ""  # strategy (and block kind for `blocks`)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -39,6 +40,7 @@ class Candidate:
             "network": self.name,
             "predicted_ms": self.predicted_ms,
             "measured_ms": self.measured_ms,
+            "table_sum_ms": self.table_sum_ms,
             "accuracy": self.accuracy,
             "params": self.params,
             "macs": self.macs,
@@ -88,6 +90,7 @@ class SearchResult:
     best: Candidate | None
     wall_seconds: float
     fastest: tuple[str, float] | None = None  # the space's fastest network and its predicted ms
+    latency_model: str = "table sum"  # or "predictor FILE" (the fitted correction of `lut validate`)
     details: dict[str, Any] = field(default_factory=dict)  # strategy-specific (architecture weights, per-kind fronts, retries)
 
     @property
@@ -100,6 +103,7 @@ class SearchResult:
             "space": self.space,
             "runtime": self.runtime,
             "latency_budget_ms": self.budget_ms,
+            "latency_model": self.latency_model,
             "wall_seconds": self.wall_seconds,
             "evaluated": len(self.candidates),
             "trained": sum(c.accuracy is not None for c in self.candidates),

@@ -35,6 +35,9 @@ def _strategies() -> dict[str, Callable]:
     return {"random": run_random, "evolution": run_evolution, "dnas": run_dnas, "proxyless": run_proxyless, "blocks": run_blocks, "repnas": run_repnas}
 
 
+#: how sampling strategies estimate accuracy: short training of each network, or weights inherited from one supernet
+ACCURACY_ESTIMATES = ("train", "supernet")
+
 #: strategy names, in the order the CLI lists them
 STRATEGIES = ("random", "evolution", "dnas", "proxyless", "blocks", "repnas")
 
@@ -97,6 +100,20 @@ def measure_network(spec: NetworkSpec, runtime: str = "ort", threads: int = 2, t
     return result.median_ms
 
 
+def _load_predictor(path, table: LatencyTable, setting: MeasurementSetting):
+    """The fitted predictor at ``path`` for ``setting`` (None: the plain table sum)."""
+    if path is None:
+        return None
+    from ..lut.predictor import LatencyPredictor
+
+    loaded = LatencyPredictor.load(path, table)  # LutError names a damaged file or another machine's table
+    if loaded.setting != setting:
+        raise SearchError(f"predictor {path} was fitted for {loaded.setting.to_dict()}, not {setting.to_dict()}; pass matching --runtime/--threads")
+    if loaded.correction is None:
+        raise SearchError(f"predictor {path} has no fitted correction; write it with `edgevision lut validate`")
+    return loaded
+
+
 def _default_storage(out: Path | None) -> str | None:
     return None if out is None else f"sqlite:///{(out / 'study.sqlite').resolve()}"
 
@@ -109,7 +126,9 @@ def run(
     runtime: str = "ort",
     threads: int = 2,
     table: str | os.PathLike | LatencyTable | LatencyModel = "lut.sqlite",
+    predictor: str | os.PathLike | None = None,
     estimator: Callable[[NetworkSpec], float] | None = None,
+    accuracy: str = "train",
     data: str | None = "default",
     epochs: int = 1,
     resolution: int = 32,
@@ -132,10 +151,14 @@ def run(
     """Search ``space`` with ``strategy`` for networks within ``latency_ms`` on ``runtime``; see docs/search.md.
 
     ``estimator``: ``callable(NetworkSpec) -> accuracy``; default :class:`ShortTraining` (``epochs``
-    of the Bag of Tricks recipe on ``data`` at ``resolution`` px). ``trials``: networks trained
+    of the Bag of Tricks recipe on ``data`` at ``resolution`` px). ``accuracy="supernet"`` (random and
+    evolution): train the space's supernet once (SPOS) and score each sampled path with the weights
+    it inherits (:class:`~edgevision.search.sharing.SharedWeights`); the search then runs over the supernet's paths. ``trials``: networks trained
     (sampling strategies) or architectures derived (supernet strategies). ``storage``: an Optuna
     storage URL (default ``sqlite:///OUT/study.sqlite``; resumable). ``workers``/``ray_address``:
     evaluate trials on Ray. ``measure``: measure shipped networks (True), skip (False) or a function.
+    ``predictor``: a ``predictor.json`` from ``edgevision lut validate``; its fitted correction of the
+    table sum then prices every network (budget, objectives, front) and ``table_sum_ms`` keeps the plain sum.
     ``supernet_epochs`` (default 4 x ``epochs``) and ``steps_per_epoch`` size the supernet training of
     ``dnas``/``proxyless``/``repnas``; ``options`` go to the strategy (e.g. ``population_size``).
     """
@@ -145,6 +168,10 @@ def run(
         raise SearchError(f"the latency budget must be a positive number of ms, got {latency_ms!r}")
     if trials < 1:
         raise SearchError(f"trials must be >= 1, got {trials}")
+    if accuracy not in ACCURACY_ESTIMATES:
+        raise SearchError(f"unknown accuracy estimate {accuracy!r}; choose one of {', '.join(ACCURACY_ESTIMATES)}")
+    if accuracy == "supernet" and (strategy not in ("random", "evolution") or estimator is not None or data is None):
+        raise SearchError("accuracy='supernet' (weight sharing) needs data and the random or evolution strategy, and replaces the estimator; dnas/proxyless train their own supernet")
     try:
         space = load_space(space)
     except ValueError as error:
@@ -162,7 +189,7 @@ def run(
         from .executor import check_ray_address
 
         check_ray_address(ray_address)  # seconds, not Ray's minute of retries
-    if estimator is None:
+    if estimator is None and accuracy == "train":
         from .accuracy import ShortTraining
 
         if data is None:
@@ -183,8 +210,9 @@ def run(
             if progress is not None:
                 progress(f"measuring missing block {done}/{total} into {lut.path}: {block.spec.kind} {block.in_channels}->{block.out_channels} at {block.input_size[0]} px")
 
+        setting = MeasurementSetting(runtime=runtime, threads=threads)
         latency = LatencyModel(
-            lut, MeasurementSetting(runtime=runtime, threads=threads), build_missing=build_missing, block_budget_s=block_budget_s, progress=block_progress
+            lut, setting, predictor=_load_predictor(predictor, lut, setting), build_missing=build_missing, block_budget_s=block_budget_s, progress=block_progress
         )
     executor = None
     try:
@@ -193,6 +221,15 @@ def run(
             raise SearchError(
                 f"latency budget {latency_ms:g} ms is below the fastest network of space {space.name!r}: {fastest.name} "
                 f"predicts {fastest_ms:.3f} ms on {latency.setting.runtime}; raise --latency-ms to at least {fastest_ms:.3f}"
+            )
+        if accuracy == "supernet":
+            from .accuracy import _data
+            from .sharing import SharedWeights
+            from .space import as_supernet
+
+            space = as_supernet(space)  # paths of the supernet: what the shared weights can score
+            estimator = SharedWeights.trained(
+                space, _data(data), resolution, supernet_epochs or max(2, 4 * epochs), steps_per_epoch=steps_per_epoch, seed=seed, progress=progress
             )
         if workers or ray_address:
             from .executor import RayExecutor
@@ -219,6 +256,9 @@ def run(
             progress=progress,
         )
         candidates = _strategies()[strategy](context, **(options or {}))
+        if latency.corrected:  # report both: the prediction the search used and the table sum it corrects
+            for candidate in candidates:
+                candidate.table_sum_ms = latency.table_sum_ms(candidate.spec)
         front = pareto_front(candidates, latency_ms)
         measurer = measure if callable(measure) else (lambda spec: measure_network(spec, latency.setting.runtime, latency.setting.threads))
         if measure:
@@ -235,6 +275,7 @@ def run(
             best=front[-1] if front else None,
             wall_seconds=time.perf_counter() - started,
             fastest=(fastest.name, fastest_ms),
+            latency_model=f"predictor {predictor or '(fitted correction)'}" if latency.corrected else "table sum",
             details=context.details,
         )
         if out_dir is not None:
