@@ -26,12 +26,12 @@ def _lraspp(name: str, backbone: str, **fields) -> LRASPPSpec:
 
 @register_model("lraspp_mobilenet_v3_large", family="lraspp", task="segmentation")
 def lraspp_mobilenet_v3_large() -> LRASPPSpec:
-    return _lraspp("lraspp_mobilenet_v3_large", "mobilenetv3_large_100", dilation_style="torchvision")
+    return _lraspp("lraspp_mobilenet_v3_large", "mobilenetv3_large_100", dilation_style="torchvision", backbone_norm_eps=1e-3)
 
 
 @register_model("lraspp_mobilenet_v3_small", family="lraspp", task="segmentation")
 def lraspp_mobilenet_v3_small() -> LRASPPSpec:
-    return _lraspp("lraspp_mobilenet_v3_small", "mobilenetv3_small_100", dilation_style="torchvision")
+    return _lraspp("lraspp_mobilenet_v3_small", "mobilenetv3_small_100", dilation_style="torchvision", backbone_norm_eps=1e-3)
 
 
 @register_model("deeplabv3_mobilenet_v3_large", family="deeplabv3", task="segmentation")
@@ -39,7 +39,7 @@ def deeplabv3_mobilenet_v3_large() -> DeepLabV3Spec:
     net = get_spec("mobilenetv3_large_100")
     return DeepLabV3Spec(
         name="deeplabv3_mobilenet_v3_large", backbone=net, tap=f"stages.{len(net.stages) - 1}.0",
-        aux_tap=block_path_at(net, 8, first=True), dilation_style="torchvision",
+        aux_tap=block_path_at(net, 8, first=True), dilation_style="torchvision", backbone_norm_eps=1e-3,
     )
 
 

@@ -69,10 +69,14 @@ class SegmentationSpec(TaskModelSpec):
     input_size: int = 520  # torchvision's evaluation size for its VOC-category models
     output_stride: int = 16
     dilation_style: str = "deeplab"
+    # BatchNorm eps of the backbone's norms (None: the builder's 1e-5); torchvision's MobileNetV3 uses 1e-3,
+    # which its segmentation weights were trained with (a 1e-3 relative change per layer otherwise)
+    backbone_norm_eps: float | None = None
 
     def validate(self) -> None:
         check(self, "name", bool(self.name), "a non-empty string")
         check_positive(self, "num_classes", "in_channels", "input_size")
+        check(self, "backbone_norm_eps", self.backbone_norm_eps is None or self.backbone_norm_eps > 0, "None or > 0")
         check_choice(self, "output_stride", (8, 16, 32))
         check_choice(self, "dilation_style", DILATION_STYLES)
 
@@ -204,6 +208,10 @@ class SegmentationModel(nn.Module):
         self._tap_indices = tuple(by_path[tap] for tap in spec.taps())
         if spec.dilation_style == "torchvision":
             _dilate_converted_blocks(self)
+        if spec.backbone_norm_eps is not None:
+            for norm in (*self.stem.modules(), *self.stages.modules()):
+                if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+                    norm.eps = spec.backbone_norm_eps
         channels = tuple(self.resolved.blocks[index].out_channels for index in self._tap_indices)
         self.head, aux = spec.build_head(channels)
         if aux is not None:
