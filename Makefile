@@ -83,3 +83,6 @@ test-reference: $(REF_STAMP)  # ~10 min on 2 cores; writes build/reference/*.jso
 
 pretrained-table:  # build/reference/*.json (from test-reference) -> docs/pretrained.md
 	$(BIN)/python benchmarks/pretrained_table.py build/reference docs/pretrained.md
+
+bench-dense-seg: $(STAMP)  # segmentation models: params/MACs vs published, ORT fp32 at 520, mIoU on the embedded scenes -> benchmarks/results/dense_segmentation.md (resumable, ~40 min)
+	$(BIN)/python benchmarks/bench_dense_seg.py

@@ -30,6 +30,8 @@ def test_torchvision_parameter_counts():
     assert _params("lraspp_mobilenet_v3_large") == 3_221_538
     assert _params("deeplabv3_mobilenet_v3_large") == 11_029_328
     assert _params("lraspp_mobilenet_v3_large", num_classes=5) == 3_221_538 - (21 - 5) * ((40 + 1) + (128 + 1))  # low + high classifier per class
+    # Mobile DeepLabv3 (Sandler et al. 2018, Table 7: OS 16, no atrous branches): 2.11M params
+    assert round(_params("deeplabv3_mobilenet_v2") / 1e6, 2) == 2.11
     assert set(ev.list_models(task="segmentation")) >= {"lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v2", "unet_mobilenet_v2"}
     assert "lraspp_mobilenet_v3_large" not in ev.list_models()
 

@@ -75,10 +75,10 @@ class ASPP(nn.Module):
 class DeepLabV3Head(nn.Module):
     """ASPP -> 3x3 conv-BN-ReLU -> 1x1 classifier (torchvision's ``DeepLabHead``)."""
 
-    def __init__(self, in_channels: int, num_classes: int, atrous_rates: Sequence[int], channels: int = 256) -> None:
+    def __init__(self, in_channels: int, num_classes: int, atrous_rates: Sequence[int], channels: int = 256, head_conv: bool = True) -> None:
         super().__init__()
         self.aspp = ASPP(in_channels, atrous_rates, channels)
-        self.conv = ConvNormAct(channels, channels, 3, act=nn.ReLU)
+        self.conv = ConvNormAct(channels, channels, 3, act=nn.ReLU) if head_conv else nn.Identity()
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ too (torchvision's ``mobilenet_v3_large(dilated=True)``), which its segmentation
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -148,7 +148,9 @@ class DeepLabV3Spec(SegmentationSpec):
     aux_tap: str | None = None  # an FCN head on this block's output, for the training loss only
     atrous_rates: tuple[int, ...] = (12, 24, 36)  # at output stride 16 (torchvision; Chen et al. use 6, 12, 18 at 16)
     channels: int = 256
-    aux_weight: float = field(default=0.5)  # torchvision's reference training weighs the aux loss 0.5
+    # the 3x3 conv-BN-ReLU after ASPP (torchvision's DeepLabHead); the Mobile DeepLabv3 of Sandler et al.
+    # (2.11M params with MobileNetV2, Table 7) classifies the ASPP output directly
+    head_conv: bool = True
 
     def validate(self) -> None:
         super().validate()
@@ -161,7 +163,7 @@ class DeepLabV3Spec(SegmentationSpec):
     def build_head(self, channels):
         from .heads import DeepLabV3Head, FCNHead
 
-        head = DeepLabV3Head(channels[-1], self.num_classes, self.atrous_rates, self.channels)
+        head = DeepLabV3Head(channels[-1], self.num_classes, self.atrous_rates, self.channels, head_conv=self.head_conv)
         return head, (FCNHead(channels[0], self.num_classes) if self.aux_tap is not None else None)
 
     def decode(self, head, features):
