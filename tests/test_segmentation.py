@@ -242,3 +242,20 @@ def test_cli_bad_input_is_one_line_exit_2(capsys, tmp_path, argv, message):
     assert main(argv + ["--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_int8_quantization_reports_miou_drop(tmp_path):
+    from edgevision.segmentation.deploy import quantize_segmentation
+
+    _mask_folder(tmp_path / "data", "train", 2)
+    _mask_folder(tmp_path / "data", "val", 2)
+    train_set, val_set = load_mask_folder(tmp_path / "data", "train"), load_mask_folder(tmp_path / "data", "val")
+    from edgevision.segmentation import LRASPPSpec
+
+    torch.manual_seed(0)  # a small LR-ASPP (taps at 1/4 and 1/8) keeps the export + PTQ quick
+    backbone = ev.get_spec("mobilenetv3_small_100")
+    model = LRASPPSpec(name="tiny_lraspp", backbone=backbone, low_tap="stages.0.0", high_tap="stages.1.1", num_classes=3, input_size=32).build()
+    result = quantize_segmentation(model, train_set, val_set, tmp_path / "m.int8.onnx", resolution=32, max_drop=100.0)
+    assert (tmp_path / "m.int8.onnx").is_file() and result.calibration_images == 2
+    assert 0 <= result.int8_miou <= 1 and result.accepted == (result.drop_points <= 100.0)
+    assert result.drop_points == pytest.approx(100 * (result.fp32_miou - result.int8_miou))
