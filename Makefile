@@ -90,3 +90,5 @@ bench-search-quick: $(STAMP)  # bench-search on a small space, 60 s per strategy
 
 test-search-durability: $(STAMP)  # kill -9 of a search at >= 10 random moments; the Optuna SQLite study resumes (~3-5 min)
 	EDGEVISION_DURABILITY=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_search_durability.py
+bench-dense-seg: $(STAMP)  # segmentation models: params/MACs vs published, ORT fp32 at 520, mIoU on the embedded scenes -> benchmarks/results/dense_segmentation.md (resumable, ~40 min)
+	$(BIN)/python benchmarks/bench_dense_seg.py

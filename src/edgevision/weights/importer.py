@@ -78,14 +78,22 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
 def _shape_sensitive_keys(spec, shapes: dict[str, torch.Size], **change) -> set[str]:
     """Our keys whose shape changes with the class count (``num_classes=``) or input channels (``in_chans=``)."""
     if "num_classes" in change:
-        other = spec.with_classes(spec.head.num_classes + 1)
+        other = spec.with_classes(_num_classes(spec) + 1)
     else:
         other = spec.with_input_channels(spec.in_channels + 1)
     return {key for key, shape in _state_shapes(other).items() if key in shapes and shapes[key] != shape}
 
 
+def _num_classes(spec) -> int:
+    """A classifier's ``head.num_classes``; a task model's (``TaskModelSpec``) own ``num_classes``."""
+    return spec.num_classes if hasattr(spec, "num_classes") else spec.head.num_classes
+
+
 def _state_shapes(spec) -> dict[str, torch.Size]:
-    from ..builder import build
+    from ..builder import build as build_network
+
+    def build(spec):  # a task model (segmentation, ...) builds itself
+        return spec.build() if hasattr(spec, "task") else build_network(spec)
 
     try:  # meta tensors: the layout without allocating (or initialising) the weights
         with torch.device("meta"):
@@ -216,7 +224,7 @@ def map_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str
 
     notes = [keymap.note] if keymap.note else []
     if reinitialised:
-        notes.append(f"classifier re-initialised for {spec.head.num_classes} classes ({', '.join(reinitialised)}); fine-tune it")
+        notes.append(f"classifier re-initialised for {_num_classes(spec)} classes ({', '.join(reinitialised)}); fine-tune it")
     if adapted:
         notes.append(f"stem adapted from 3 to {spec.in_channels} input channels as timm's adapt_input_conv ({', '.join(adapted)})")
     ignored = sum(1 for key in state if key not in used and (keymap.ignored(key) or key.endswith("num_batches_tracked")))

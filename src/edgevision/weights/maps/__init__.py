@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..keymap import KeyMap
 from . import byobnet, densenet, edgenext, ghostnet, inception, mnasnet, mobilenetv2, mobilenetv3, resnet, vgg
+from . import segmentation  # the segmentation models' maps (their own block, kept apart from the classifier families)
 
 __all__ = ["KEYMAPS"]
 
@@ -22,3 +23,5 @@ from . import compat, levit, nextvit, vgg_timm, xception  # noqa: E402
 for _module in (nextvit, compat, vgg_timm, xception, levit):
     for _family, _by_source in _module.KEYMAPS.items():
         KEYMAPS.setdefault(_family, {}).update(_by_source)
+for _family, _by_source in segmentation.KEYMAPS.items():
+    KEYMAPS.setdefault(_family, {}).update(_by_source)
