@@ -464,3 +464,42 @@ class DepthSamples:
             top, left = (height - crop_h) // 2, (width - crop_w) // 2
             image, depth = image[:, top:top + crop_h, left:left + crop_w], depth[:, top:top + crop_h, left:left + crop_w]
         return (image - self.mean) / self.std, depth
+
+
+# ------------------------------------------------------------------------------------------------
+# --data sources
+
+#: procedural scenes: resolution they are rendered at, and the test set's size and seed family
+PROCEDURAL_SIZE = (120, 160)
+PROCEDURAL_TEST_SCENES = 16
+_TRAIN_FAMILY, _TEST_FAMILY = 0, 1
+
+
+def depth_pairs(source: str, split: str, scenes: int = 48, depth_scale: float = NYU_DEPTH_SCALE):
+    """(dataset name, sequence of (image [H, W, 3], depth [H, W] metres)) for a ``--data`` source and split.
+
+    ``procedural`` / ``procedural:N`` (N training scenes; the test split is 16 other seeded scenes),
+    ``nyu:DIR`` (``train.txt`` / ``test.txt`` or a scan), ``motorcycle`` (the one real test scene).
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    kind, _, argument = source.partition(":")
+    if kind in ("default", "procedural"):
+        count = scenes
+        if argument:
+            if not argument.isdigit() or int(argument) < 2:
+                raise DepthDataError(f"--data {source!r}: procedural:N needs a scene count N >= 2")
+            count = int(argument)
+        if split == "test":
+            return "procedural", ProceduralDepthScenes(PROCEDURAL_TEST_SCENES, *PROCEDURAL_SIZE, seed=_TEST_FAMILY)
+        return "procedural", ProceduralDepthScenes(count, *PROCEDURAL_SIZE, seed=_TRAIN_FAMILY)
+    if kind == "nyu":
+        if not argument:
+            raise DepthDataError("--data nyu: needs a folder, e.g. nyu:data/nyu_depth_v2")
+        return f"nyu:{argument}", NYUDepthFolder(argument, split, depth_scale)
+    if kind == "motorcycle":
+        if split == "train":
+            raise DepthDataError("--data motorcycle is one real evaluation scene (Middlebury 2014); train on procedural or nyu:DIR")
+        image, depth, _ = motorcycle_scene()
+        return "motorcycle", [(image, depth)]
+    raise DepthDataError(f"unknown depth --data {source!r}; use procedural[:N], nyu:DIR or motorcycle (evaluation)")
