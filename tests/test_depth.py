@@ -19,6 +19,7 @@ from edgevision.depth.data import DepthDataError, NYUDepthFolder, augment_pair, 
 from edgevision.depth.loss import berhu_loss
 from edgevision.depth.metrics import DepthMetricAccumulator, image_depth_metrics
 from edgevision.depth.training import train_depth
+from edgevision.models.depth import fcrn
 
 # tiny "photographs" keep the tests off the 2.6 s texture-bank read; the library default is the real bank
 TINY_BANK = [np.random.default_rng(i).random((16, 16, 3)).astype(np.float32) for i in range(3)]
@@ -177,12 +178,13 @@ def test_augmentation_keeps_image_and_depth_aligned():
 
 def test_train_resumes_and_cli_eval_writes_every_metric(tmp_path, capsys):
     scenes = [render_scene(i, 32, 32, TINY_BANK)[:2] for i in range(2)]
+    tiny = fcrn("fcrn_tiny", "mobilenetv3_small_075", (16, 8, 8, 8, 8))  # an unregistered spec: the checkpoint carries it
     torch.manual_seed(0)
-    model = ev.create_model("fcrn_mobilenetv2_100")
+    model = tiny.build()
     result = train_depth(model, scenes, scenes[:1], epochs=1, batch_size=2, lr=1e-3, crop=(32, 32), min_depth=1e-3, max_depth=10.0,
                          out_dir=tmp_path / "run", log=lambda _: None)
     assert (tmp_path / "run" / "train_state.pt").is_file() and result.final["epoch"] == 1
-    again = train_depth(ev.create_model("fcrn_mobilenetv2_100"), scenes, scenes[:1], epochs=1, batch_size=2, lr=1e-3, crop=(32, 32),
+    again = train_depth(tiny.build(), scenes, scenes[:1], epochs=1, batch_size=2, lr=1e-3, crop=(32, 32),
                         min_depth=1e-3, max_depth=10.0, out_dir=tmp_path / "run", log=lambda _: None)
     assert again.resumed_from_epoch == 1 and again.final == result.final
     write_nyu_layout(tmp_path / "nyu", scenes[:2], split="test")
