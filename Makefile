@@ -83,3 +83,6 @@ test-reference: $(REF_STAMP)  # ~10 min on 2 cores; writes build/reference/*.jso
 
 pretrained-table:  # build/reference/*.json (from test-reference) -> docs/pretrained.md
 	$(BIN)/python benchmarks/pretrained_table.py build/reference docs/pretrained.md
+
+bench-depth: $(STAMP)  # FCRN params vs paper, ORT fp32 latency at 228x304, depth metrics on procedural + motorcycle after a small training budget -> benchmarks/results/depth.md (resumable, ~40 min idle)
+	$(BIN)/python benchmarks/bench_depth.py
