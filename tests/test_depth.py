@@ -209,3 +209,12 @@ def test_cli_train_refuses_bad_depth_input(tmp_path, capsys):
     assert "not a depth model" in capsys.readouterr().err
     assert main(["train", "fcrn_mobilenetv2_100", "--task", "depth", "--max-depth", "0.0005"]) == 2
     assert "must be greater" in capsys.readouterr().err
+
+
+def test_depth_model_exports_with_dynamic_height_and_width(tmp_path):
+    from edgevision.export import export_onnx
+
+    torch.manual_seed(0)
+    model = fcrn("fcrn_tiny", "mobilenetv3_small_075", (16, 8, 8, 8, 8)).build().eval()
+    report = export_onnx(model, tmp_path / "depth.onnx", (3, 64, 64), dynamic_hw=True)
+    assert report.dynamic_hw and max(report.max_relative_error.values()) < 1e-4
