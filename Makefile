@@ -92,3 +92,5 @@ test-search-durability: $(STAMP)  # kill -9 of a search at >= 10 random moments;
 	EDGEVISION_DURABILITY=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_search_durability.py
 bench-dense-seg: $(STAMP)  # segmentation models: params/MACs vs published, ORT fp32 at 520, mIoU on the embedded scenes -> benchmarks/results/dense_segmentation.md (resumable, ~40 min)
 	$(BIN)/python benchmarks/bench_dense_seg.py
+bench-depth: $(STAMP)  # FCRN params vs paper, ORT fp32 latency at 228x304, depth metrics on procedural + motorcycle after a small training budget -> benchmarks/results/depth.md (resumable, ~40 min idle)
+	$(BIN)/python benchmarks/bench_depth.py
