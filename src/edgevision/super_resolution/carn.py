@@ -58,6 +58,11 @@ class SRModelSpec(TaskModelSpec):
               "distinct scales among 2, 3, 4, 8")
         check(self, "scale", self.scale in self.scales, f"one of the built scales {self.scales}")
 
+    @property
+    def min_input_size(self) -> int:
+        """Smallest LR side the network accepts."""
+        return 1
+
     def with_scale(self, scale: int) -> "SRModelSpec":
         """The same network at another scale: selects a built upsampler, or (single-scale) replaces it."""
         check_scale(scale)

@@ -145,6 +145,10 @@ class EFDNSpec(SRModelSpec):
         super().validate()
         check_positive(self, "channels")
 
+    @property
+    def min_input_size(self) -> int:
+        return 15  # ESA: a stride-2 conv3x3 then a 7x7 max-pool must fit
+
     def build(self) -> "EFDN":
         return EFDN(self)
 
