@@ -230,3 +230,11 @@ def test_train_and_eval_cli_report_psnr_beside_bicubic(tmp_path, capsys):
     assert main(["eval", str(out / "model.safetensors"), "--scale", "4"]) == 2
     err = capsys.readouterr().err
     assert "x2 model" in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2
+    # upscale: a 16-bit gray image through tiles, written as an 8-bit gray PNG twice the size
+    Image.fromarray((np.arange(30 * 20, dtype=np.uint16).reshape(20, 30) * 100)).save(tmp_path / "deep.png")
+    assert main(["upscale", str(out / "model.safetensors"), str(tmp_path / "deep.png"), str(tmp_path / "sr.png"), "--tile", "12", "--tile-overlap", "4"]) == 0
+    with Image.open(tmp_path / "sr.png") as written:
+        assert written.size == (60, 40) and written.mode == "L"
+    capsys.readouterr()
+    assert main(["upscale", str(out / "model.safetensors"), str(tmp_path / "deep.png"), str(tmp_path / "sr.png"), "--scale", "3"]) == 2
+    assert "x2 model, not x3" in capsys.readouterr().err
