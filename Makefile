@@ -83,3 +83,7 @@ test-reference: $(REF_STAMP)  # ~10 min on 2 cores; writes build/reference/*.jso
 
 pretrained-table:  # build/reference/*.json (from test-reference) -> docs/pretrained.md
 	$(BIN)/python benchmarks/pretrained_table.py build/reference docs/pretrained.md
+
+.PHONY: bench-sr
+bench-sr: $(STAMP)  # SR: params/mult-adds vs papers, PSNR/SSIM vs bicubic after 2000 steps, fp32 fps at x4 -> benchmarks/results/sr.md (~40 min idle)
+	$(BIN)/python benchmarks/bench_sr.py
