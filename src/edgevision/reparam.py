@@ -36,5 +36,6 @@ def reparameterize(model: nn.Module, inplace: bool = False) -> nn.Module:
 
 
 def is_deploy_form(model: nn.Module) -> bool:
-    """True when no BatchNorm is left (every one folded into a conv or linear)."""
-    return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    """True when no BatchNorm is left (every one folded into a conv or linear) and no module reports
+    unfused train-time branches (``has_train_branches``, for BatchNorm-free blocks such as EFDN's EDBB)."""
+    return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) or getattr(m, "has_train_branches", False) for m in model.modules())

@@ -1,1 +1,42 @@
-"""Super-resolution models: spec tables and registered builders (``register_model(..., task='super-resolution')``); none yet."""
+"""Super-resolution models: spec tables and registered builders (``register_model(..., task='super-resolution')``).
+
+Every model here holds its upsampler(s) and a default ``scale`` (4); ``spec.with_scale(s)`` (CLI
+``--scale``) picks another built upsampler, or replaces the single one. Counts: tests/test_super_resolution.py.
+"""
+
+from __future__ import annotations
+
+from ..registry import register_model
+from ..super_resolution.carn import CARNSpec
+from ..super_resolution.efdn import EFDNSpec
+
+_MULTI_SCALE = (2, 3, 4)
+
+
+@register_model("carn", family="carn", task="super-resolution")
+def carn() -> CARNSpec:
+    # Ahn et al. 2018 Table 2: multi-scale CARN, 1,592K params; 222.8G / 118.8G / 90.9G mult-adds at x2 / x3 / x4 (720p output)
+    return CARNSpec(name="carn", scale=4, scales=_MULTI_SCALE)
+
+
+@register_model("carn_m", family="carn", task="super-resolution")
+def carn_m() -> CARNSpec:
+    # Table 2: CARN-M, 412K params; 91.2G / 46.1G / 32.5G mult-adds at x2 / x3 / x4
+    return CARNSpec(name="carn_m", scale=4, scales=_MULTI_SCALE, efficient=True, recursive=True, groups=4)
+
+
+@register_model("ghostsr_carn", family="ghostsr", task="super-resolution")
+def ghostsr_carn() -> CARNSpec:
+    # Nie et al. 2021: CARN with half of every residual unit's 3x3 output channels made by learned shifts
+    return CARNSpec(name="ghostsr_carn", scale=4, scales=_MULTI_SCALE, ghost=True)
+
+
+@register_model("ghostsr_carn_m", family="ghostsr", task="super-resolution")
+def ghostsr_carn_m() -> CARNSpec:
+    return CARNSpec(name="ghostsr_carn_m", scale=4, scales=_MULTI_SCALE, efficient=True, recursive=True, groups=4, ghost=True)
+
+
+@register_model("efdn", family="efdn", task="super-resolution")
+def efdn() -> EFDNSpec:
+    # Wang 2022 (NTIRE 2022 efficient SR): x4 only, 276K params in the deploy form
+    return EFDNSpec(name="efdn", scale=4, scales=(4,))

@@ -1,21 +1,177 @@
-"""``train --task super-resolution`` / ``eval --task super-resolution``: placeholder until the task lands."""
+"""``train --task super-resolution`` / ``eval --task super-resolution``: L1 patch training of the SR zoo
+(CARN, CARN-M, GhostSR-CARN, EFDN) and the Y-channel PSNR/SSIM report beside bicubic."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-from .._common import UsageError
+from .._common import UsageError, int_in, nonnegative_int, positive_int, stderr_console
 
-__all__ = ["add_arguments", "train", "evaluate"]
+__all__ = ["add_arguments", "train", "evaluate", "load_sr_data"]
+
+TASK = "super-resolution"
 
 
 def add_arguments(group, command: str) -> None:
-    """This task's own options on ``edgevision {command}`` (none yet)."""
+    """This task's own options on ``edgevision {command}``."""
+    group.add_argument("--scale", type=int_in(2, 8, "an SR scale (2, 3, 4 or 8)"), default=None,
+                       help="SR factor (train: default the model's, 4; eval: must be the checkpoint's)")
+    group.add_argument("--tile", type=positive_int, default=None, metavar="PX",
+                       help="SR: run in LR tiles of PX pixels (bounded memory; default: whole images)")
+    group.add_argument("--tile-overlap", type=nonnegative_int, default=16, metavar="PX", help="SR: LR context around each tile (default 16)")
+    if command == "train":
+        group.add_argument("--patch-size", type=int_in(4, 1024, "an LR patch side"), default=None, metavar="PX",
+                           help="SR: LR training patch side (default 24; 96-pixel HR patches at x4)")
+        group.add_argument("--steps-per-epoch", type=positive_int, default=100, metavar="N", help="SR: optimizer steps per epoch (default 100)")
+        group.add_argument("--val-size", type=positive_int, default=256, metavar="PX",
+                           help="SR: HR centre crop of each bundled test photo for the end-of-run report (default 256)")
+
+
+def load_sr_data(text: str | None, scale: int, split: str):
+    """--data -> SR pairs: ``default`` (bundled photos: train = JPEGs, valid = PNGs) or a dataset folder (``folder:DIR`` or DIR)."""
+    from ...super_resolution.data import SRDataError, bundled_images, bundled_pairs, load_folder_pairs, make_pair
+
+    try:
+        if text in (None, "default"):
+            if split == "train":
+                return [make_pair(name, hr, scale) for name, hr in bundled_images("train")], "bundled-jpeg"
+            return bundled_pairs(scale), "bundled-png"
+        folder = text.split(":", 1)[1] if text.startswith("folder:") else text
+        return load_folder_pairs(folder, scale, split="train" if split == "train" else "valid"), f"folder:{folder}"
+    except SRDataError as error:
+        raise UsageError(str(error)) from None
+
+
+def _spec_for(args, scale_option):
+    from ...registry import get_spec, list_models
+    from ...task_spec import TaskModelSpec
+
+    name = args.model
+    if name.endswith(".safetensors"):
+        from ...checkpoint import CheckpointError, load
+
+        try:
+            model = load(name)
+        except CheckpointError as error:
+            raise UsageError(str(error)) from None
+        spec = model.spec
+        if getattr(spec, "task", None) != TASK:
+            raise UsageError(f"{name!r} holds a {getattr(spec, 'task', 'classification')} model, not a super-resolution one")
+        if scale_option is not None and scale_option != spec.scale:
+            raise UsageError(f"{name!r} is a x{spec.scale} model; fine-tune it at --scale {spec.scale} or train a registered model at x{scale_option}")
+        return spec, model
+    if name not in list_models(name, task=TASK):
+        known = ", ".join(list_models(task=TASK))
+        raise UsageError(f"{name!r} is not a registered super-resolution model; choose one of {known}")
+    spec = get_spec(name)
+    assert isinstance(spec, TaskModelSpec)
+    if scale_option is not None:
+        try:
+            spec = spec.with_scale(scale_option)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    return spec, None
+
+
+def _check_images(pairs, spec, tile, overlap) -> None:
+    from ...super_resolution.tiling import check_sr_input
+
+    for pair in pairs:
+        try:
+            check_sr_input(spec, pair.lr.shape[0], *pair.lr.shape[-2:], tile=tile, overlap=overlap)
+        except ValueError as error:
+            raise UsageError(f"{pair.name}: {error}") from None
+
+
+def _print_report(console, report) -> None:
+    console.print(f"x{report['scale']} on {report['images']} image(s): PSNR {report['psnr']:.2f} dB (bicubic {report['bicubic_psnr']:.2f}), "
+                  f"SSIM {report['ssim']:.4f} (bicubic {report['bicubic_ssim']:.4f}) — {report['metric']}")
 
 
 def train(args: argparse.Namespace) -> int:
-    raise UsageError("--task super-resolution is not available in this version; use --task classification")
+    import torch
+
+    from ...atomic import atomic_write_text
+    from ...checkpoint import read_metadata, save
+    from ...checkpoint import load as load_checkpoint
+    from ...reparam import reparameterize
+    from ...super_resolution.data import bundled_pairs
+    from ...super_resolution.engine import SRTrainConfig, evaluate_sr, train_sr
+
+    if args.optimizer == "sgd":
+        raise UsageError("--task super-resolution trains with Adam (the CARN/EFDN recipe); leave --optimizer out or give adamw")
+    spec, start_model = _spec_for(args, args.scale)
+    scale = spec.scale
+    torch.manual_seed(args.seed)
+    patch = args.patch_size or 24
+    if patch < spec.min_input_size:
+        raise UsageError(f"--patch-size {patch} is smaller than {spec.name}'s minimum input {spec.min_input_size}")
+    train_pairs, dataset = load_sr_data(args.data, scale, "train")
+    val_pairs = bundled_pairs(scale, max_side=args.val_size) if args.data in (None, "default") else load_sr_data(args.data, scale, "valid")[0]
+    _check_images(val_pairs, spec, args.tile, args.tile_overlap)
+    epochs = args.epochs or 10
+    config = SRTrainConfig(steps=epochs * args.steps_per_epoch, batch_size=args.batch_size or 16, patch_size=patch,
+                           lr=args.lr or 1e-3, seed=args.seed)
+    out = Path(args.out or f"runs/{spec.name}-x{scale}-s{args.seed}")
+    out.mkdir(parents=True, exist_ok=True)
+    last = out / "last.safetensors"
+    metadata = {"task": TASK, "dataset": dataset, "scale": scale, "preprocess": {"range": "[0, 1] RGB", "lr": "MATLAB bicubic, 8-bit"},
+                "recipe": {"loss": "l1", "optimizer": "adam", **{k: getattr(config, k) for k in ("steps", "batch_size", "patch_size", "lr", "seed")}}}
+    console = stderr_console()
+    start_step, optimizer_state = 0, None
+    model = start_model if start_model is not None else spec.build()
+    if last.is_file():  # resume after a kill: the last epoch's weights and optimizer state
+        previous = read_metadata(last)
+        if previous.get("spec") == json.loads(spec.to_json()) and previous.get("recipe") == metadata["recipe"]:
+            model = load_checkpoint(last)
+            start_step = int(previous.get("step", 0))
+            state_file = out / "optimizer.pt"
+            optimizer_state = torch.load(state_file, weights_only=True) if state_file.is_file() else None
+            console.print(f"resuming {last} at step {start_step}/{config.steps}")
+    for epoch_end in range(start_step + args.steps_per_epoch, config.steps + args.steps_per_epoch, args.steps_per_epoch):
+        stop = min(epoch_end, config.steps)
+        if stop <= start_step:
+            continue
+        result = train_sr(model, train_pairs, scale, config, start_step=start_step, stop_step=stop, optimizer_state=optimizer_state)
+        optimizer_state = result["optimizer"]
+        from ...atomic import atomic_path
+
+        with atomic_path(out / "optimizer.pt") as temporary:
+            torch.save(optimizer_state, temporary)
+        save(model, last, {**metadata, "step": stop})
+        if args.progress:
+            console.print(f"step {stop}/{config.steps}  L1 {result['final_loss']:.4f}")
+        start_step = stop
+    final = save(model, out / "model.safetensors", {**metadata, "step": config.steps})
+    report = evaluate_sr(model, val_pairs, scale, tile=args.tile, overlap=args.tile_overlap)
+    if args.deploy:
+        save(reparameterize(model), out / "deploy.safetensors", {**metadata, "step": config.steps})
+    atomic_write_text(out / "metrics.json", json.dumps({"model": spec.name, "checkpoint": str(final), **report}, indent=2))
+    _print_report(console, report)
+    print(str(final))
+    return 0
 
 
 def evaluate(args: argparse.Namespace, metadata: dict) -> int:
-    raise UsageError("--task super-resolution is not available in this version; use --task classification")
+    from ...atomic import atomic_write_text
+    from ...checkpoint import load
+    from ...super_resolution.engine import evaluate_sr
+
+    model = load(args.checkpoint)
+    spec = model.spec
+    if args.scale is not None and args.scale != spec.scale:
+        raise UsageError(f"{args.checkpoint!r} is a x{spec.scale} model (built for x{', x'.join(map(str, spec.scales))} with x{spec.scale} trained); "
+                         f"evaluate it at --scale {spec.scale}")
+    data = args.data or ("default" if str(metadata.get("dataset", "")).startswith("bundled") else metadata.get("dataset"))
+    pairs, dataset = load_sr_data(data, spec.scale, "valid")
+    _check_images(pairs, spec, args.tile, args.tile_overlap)
+    report = {"checkpoint": args.checkpoint, "model": spec.name, "dataset": dataset,
+              **evaluate_sr(model, pairs, spec.scale, tile=args.tile, overlap=args.tile_overlap)}
+    text = json.dumps(report, indent=2)
+    if args.json:
+        atomic_write_text(args.json, text)
+    _print_report(stderr_console(), report)
+    print(text)
+    return 0

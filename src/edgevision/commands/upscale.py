@@ -1,0 +1,66 @@
+"""``edgevision upscale CKPT IN OUT``: super-resolve an image file with a trained SR checkpoint, tiled for large images."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import UsageError, nonnegative_int, output_file, positive_int, stderr_console
+
+__all__ = ["register", "run"]
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "upscale",
+        help="super-resolve an image file with a trained SR checkpoint",
+        description="Super-resolve an image (8/16-bit, gray or RGB) with a checkpoint from `edgevision train MODEL --task "
+        "super-resolution`; large images go through LR tiles in bounded memory. Gray images run as RGB and are written gray; "
+        "the output is an 8-bit PNG.",
+    )
+    parser.add_argument("checkpoint", help="a super-resolution .safetensors checkpoint")
+    parser.add_argument("image", help="the LR image file")
+    parser.add_argument("output", type=output_file, help="where to write the SR image (.png)")
+    parser.add_argument("--scale", type=positive_int, default=None, help="check that the checkpoint is this scale (default: its own)")
+    parser.add_argument("--tile", type=positive_int, default=256, metavar="PX", help="LR tile side (default 256)")
+    parser.add_argument("--tile-overlap", type=nonnegative_int, default=16, metavar="PX", help="LR context around each tile (default 16)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from ..atomic import atomic_path
+    from ..checkpoint import CheckpointError, load
+    from ..super_resolution.data import SRDataError, load_image, to_rgb
+    from ..super_resolution.tiling import check_sr_input, super_resolve
+
+    if not args.output.lower().endswith(".png"):
+        raise UsageError(f"output {args.output!r} must be a .png file (lossless)")
+    try:
+        model = load(args.checkpoint)
+    except CheckpointError as error:
+        raise UsageError(str(error)) from None
+    spec = model.spec
+    if getattr(spec, "task", None) != "super-resolution":
+        raise UsageError(f"{args.checkpoint!r} holds a {getattr(spec, 'task', 'classification')} model; give a super-resolution checkpoint")
+    if args.scale is not None and args.scale != spec.scale:
+        raise UsageError(f"{args.checkpoint!r} is a x{spec.scale} model, not x{args.scale}; train one with --scale {args.scale}")
+    try:
+        image = load_image(args.image)
+    except SRDataError as error:
+        raise UsageError(str(error)) from None
+    gray = image.shape[0] == 1
+    lr = to_rgb(image) if spec.in_channels == 3 else image
+    try:
+        check_sr_input(spec, lr.shape[0], *lr.shape[-2:], tile=args.tile, overlap=args.tile_overlap)
+    except ValueError as error:
+        raise UsageError(f"{args.image}: {error}") from None
+    sr = super_resolve(model, lr, spec.scale, tile=args.tile, overlap=args.tile_overlap)  # [3, H*s, W*s]
+    if gray:
+        sr = sr.mean(0, keepdim=True)
+    array = (sr.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    with atomic_path(args.output) as temporary:
+        Image.fromarray(array[..., 0] if gray else array).save(temporary, format="PNG")
+    stderr_console().print(f"{args.image} {lr.shape[-1]}x{lr.shape[-2]} -> {args.output} {array.shape[1]}x{array.shape[0]} (x{spec.scale}, {spec.name})")
+    return 0
