@@ -330,7 +330,7 @@ def test_inherited_subnetwork_computes_exactly_the_supernets_path():
         for layer, index in zip(layers, indices):
             layer.active = index
         inherited = inherit(supernet, model, indices).eval()
-        assert inherited.spec == network
+        assert inherited.spec == network and inherit(supernet, model, indices, name="toy-path").spec.name == "toy-path"
         with torch.no_grad():
             assert torch.equal(inherited(x), model(x))
     with pytest.raises(ValueError, match="not a candidate"):
@@ -338,6 +338,8 @@ def test_inherited_subnetwork_computes_exactly_the_supernets_path():
 
 
 def test_random_search_with_shared_weights_trains_one_supernet(latency, tiny_data):
+    from edgevision.search.sharing import path_of
+
     calls = []
     result = run(
         tiny_supernet(), "random", latency_ms=1.0, table=latency, accuracy="supernet", data=tiny_data, trials=3,
@@ -346,6 +348,8 @@ def test_random_search_with_shared_weights_trains_one_supernet(latency, tiny_dat
     assert sum("supernet (weight sharing) epoch" in line for line in calls) == 1  # trained once, not per trial
     trained = [c for c in result.candidates if c.accuracy is not None]
     assert len({c.name for c in trained}) >= 3 and all(0.0 <= c.accuracy <= 1.0 for c in trained)
+    shipped = result.best.spec
+    assert shipped.name != tiny_supernet().name and path_of(tiny_supernet(), shipped)  # a named plain path of the supernet
     with pytest.raises(SearchError, match="random or evolution"):
         run(tiny_supernet(), "dnas", latency_ms=1.0, table=latency, accuracy="supernet", data=tiny_data, trials=1)
 

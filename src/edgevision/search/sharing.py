@@ -61,9 +61,9 @@ def path_of(supernet: NetworkSpec, network: NetworkSpec) -> list[int]:
     return indices
 
 
-def inherit(supernet: NetworkSpec, model: nn.Module, indices: Sequence[int]) -> nn.Module:
-    """The plain network of path ``indices``, built and given the supernet ``model``'s weights for that path."""
-    network = build(choose(supernet, indices))
+def inherit(supernet: NetworkSpec, model: nn.Module, indices: Sequence[int], name: str | None = None) -> nn.Module:
+    """The plain network of path ``indices`` (named ``name``), built and given the supernet ``model``'s weights for that path."""
+    network = build(choose(supernet, indices, name=name))
     picks = iter(indices)
     sources = [model.stem, *model.stages]
     targets = [network.stem, *network.stages]
@@ -156,7 +156,7 @@ class SharedWeights:
         """The sub-network with inherited weights and recalibrated BN statistics (no training of its own)."""
         from .supernet import _batches
 
-        network = inherit(self.supernet, self.model, path_of(self.supernet, spec))
+        network = inherit(self.supernet, self.model, path_of(self.supernet, spec), name=spec.name)
         preprocess = self._preprocess()
         norms = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         for norm in norms:  # SPOS Sec. 3.4: the shared statistics belong to no single path
