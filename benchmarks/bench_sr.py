@@ -51,6 +51,9 @@ def counts(names) -> list[dict]:
     return rows
 
 
+TRAINED: dict = {}  # name -> the model trained by accuracy(), reused for INT8
+
+
 def accuracy(names, scale, steps, val_size, seed, batch_size=16) -> list[dict]:
     import torch
 
@@ -68,6 +71,7 @@ def accuracy(names, scale, steps, val_size, seed, batch_size=16) -> list[dict]:
         result = train_sr(model, train_pairs, scale, config)
         report = evaluate_sr(model, val_pairs, scale)
         report.pop("per_image")
+        TRAINED[name] = model
         rows.append({"model": name, "steps": steps, "train_seconds": result["seconds"], **report})
         print(f"{name}: PSNR {report['psnr']:.2f} (bicubic {report['bicubic_psnr']:.2f})", flush=True)
     return rows
@@ -94,7 +98,32 @@ def latency(names, budget, runtimes, sizes=("256", "720p")) -> list[dict]:
     return rows
 
 
-def write_markdown(path: Path, count_rows, accuracy_rows, latency_rows, args) -> None:
+def int8(names, scale, budget, work: Path) -> list[dict]:
+    """INT8 (ORT static QDQ) of the trained models for 64x64 LR: PSNR drop on bundled-PNG crops, and fps vs fp32."""
+    from edgevision.latency import measure
+    from edgevision.super_resolution.data import bundled_images, bundled_pairs, make_pair
+    from edgevision.super_resolution.int8 import quantize_sr
+
+    calibration = [make_pair(n, hr, scale) for n, hr in bundled_images("train")]
+    evaluation = bundled_pairs(scale)
+    rows = []
+    for name in names:
+        model = TRAINED.get(name)
+        if model is None:
+            continue
+        try:
+            result = quantize_sr(model, calibration, evaluation, work / f"{name}.int8.onnx", size=64, max_drop_db=0.3)
+            fp32 = measure(result["fp32_path"], runtime="ort", time_budget_s=budget)
+            quantized = measure(result["path"], runtime="ort", time_budget_s=budget)
+            rows.append({"model": name, **{k: result[k] for k in ("fp32_psnr", "int8_psnr", "drop_db", "method", "accepted", "images")},
+                         "fp32_fps": 1e3 / fp32.median_ms, "int8_fps": 1e3 / quantized.median_ms})
+        except Exception as error:  # report, keep the rest
+            rows.append({"model": name, "error": f"{type(error).__name__}: {error}"[:200]})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def write_markdown(path: Path, count_rows, accuracy_rows, latency_rows, args, int8_rows=()) -> None:
     from edgevision.atomic import atomic_write_text
     from edgevision.machine import machine_info
 
@@ -128,6 +157,15 @@ def write_markdown(path: Path, count_rows, accuracy_rows, latency_rows, args) ->
             else:
                 flags = ", ".join(f for f in ("noisy" if row["noisy"] else "", "contended" if row["contended"] else "") if f)
                 lines.append(f"| {row['model']} | {row['input']} | {row['runtime']} | {row['median_ms']:.1f} | {row['fps']:.2f} | {flags} |")
+    if int8_rows:
+        lines += ["", "## INT8 (ONNX Runtime static QDQ, calibrated on bundled-JPEG LR crops) vs fp32, 64x64 LR at x4, budget 0.3 dB", "",
+                  "| model | fp32 PSNR | INT8 PSNR | drop dB | calibration | within budget | fp32 fps | INT8 fps |", "|---|---:|---:|---:|---|---|---:|---:|"]
+        for row in int8_rows:
+            if "error" in row:
+                lines.append(f"| {row['model']} | {row['error']} | | | | | | |")
+            else:
+                lines.append(f"| {row['model']} | {row['fp32_psnr']:.2f} | {row['int8_psnr']:.2f} | {row['drop_db']:.3f} | {row['method']} | "
+                             f"{'yes' if row['accepted'] else 'no'} | {row['fp32_fps']:.2f} | {row['int8_fps']:.2f} |")
     if args.quick:
         lines += ["", "_Quick mode: a smoke run (tiny budget, busy machine); timings and accuracy here are not results._"]
     atomic_write_text(path, "\n".join(lines) + "\n")
@@ -159,10 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     latency_rows = latency(timed, args.budget, args.runtimes.split(",") if not args.quick else ["ort"], sizes)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_markdown(out, count_rows, accuracy_rows, latency_rows, args)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as work:
+        int8_rows = int8(timed, args.scale, args.budget, Path(work))
+    write_markdown(out, count_rows, accuracy_rows, latency_rows, args, int8_rows)
     from edgevision.atomic import atomic_write_text
 
-    atomic_write_text(out.with_suffix(".json"), json.dumps({"counts": count_rows, "accuracy": accuracy_rows, "latency": latency_rows}, indent=2, default=str))
+    atomic_write_text(out.with_suffix(".json"), json.dumps({"counts": count_rows, "accuracy": accuracy_rows, "latency": latency_rows, "int8": int8_rows}, indent=2, default=str))
     print(f"wrote {out}")
     return 0
 
