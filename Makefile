@@ -85,5 +85,5 @@ pretrained-table:  # build/reference/*.json (from test-reference) -> docs/pretra
 	$(BIN)/python benchmarks/pretrained_table.py build/reference docs/pretrained.md
 
 .PHONY: bench-sr
-bench-sr: $(STAMP)  # SR: params/mult-adds vs papers, PSNR/SSIM vs bicubic after 2000 steps, fp32 fps at x4 -> benchmarks/results/sr.md (~50 min idle)
+bench-sr: $(STAMP)  # SR: params/mult-adds vs papers, PSNR/SSIM vs bicubic after 2000 steps, fp32 fps at x4 -> benchmarks/results/sr.md (~55 min idle)
 	$(BIN)/python benchmarks/bench_sr.py

@@ -1,8 +1,8 @@
 """Super-resolution benchmark (issue 18): counts vs the papers, PSNR/SSIM vs bicubic after a fixed
 training budget, fp32 latency as fps -> benchmarks/results/sr.md (+ sr.json).
 
-    make bench-sr                                   # full: ~50 min on an idle 2-core machine
-    python benchmarks/bench_sr.py --quick           # ~3 min: carn_m, 5 steps, small crops (smoke run)
+    make bench-sr                                   # full: ~55 min on an idle 2-core machine (incl. INT8)
+    python benchmarks/bench_sr.py --quick           # smoke run: carn_m, 5 steps, small crops (~6 min on a busy machine)
 
 Accuracy: each model is trained with L1 / Adam on random patches of the bundled JPEG photos (scikit-image +
 scikit-learn) for ``--steps`` steps from scratch, then evaluated on the bundled PNG photos (HR centre crops
