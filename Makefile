@@ -95,5 +95,5 @@ bench-dense-seg: $(STAMP)  # segmentation models: params/MACs vs published, ORT 
 bench-depth: $(STAMP)  # FCRN params vs paper, ORT fp32 latency at 228x304, depth metrics on procedural + motorcycle after a small training budget -> benchmarks/results/depth.md (resumable, ~40 min idle)
 	$(BIN)/python benchmarks/bench_depth.py
 .PHONY: bench-sr
-bench-sr: $(STAMP)  # SR: params/mult-adds vs papers, PSNR/SSIM vs bicubic after 2000 steps, fp32 fps at x4 -> benchmarks/results/sr.md (~40 min idle)
+bench-sr: $(STAMP)  # SR: params/mult-adds vs papers, PSNR/SSIM vs bicubic after 2000 steps, fp32 fps at x4 -> benchmarks/results/sr.md (~55 min idle)
 	$(BIN)/python benchmarks/bench_sr.py

@@ -1,8 +1,8 @@
 """Super-resolution benchmark (issue 18): counts vs the papers, PSNR/SSIM vs bicubic after a fixed
 training budget, fp32 latency as fps -> benchmarks/results/sr.md (+ sr.json).
 
-    make bench-sr                                   # full: ~40 min on an idle 2-core machine
-    python benchmarks/bench_sr.py --quick           # ~3 min: tiny budget, 2 models, small crops
+    make bench-sr                                   # full: ~55 min on an idle 2-core machine (incl. INT8)
+    python benchmarks/bench_sr.py --quick           # smoke run: carn_m, 5 steps, small crops (~6 min on a busy machine)
 
 Accuracy: each model is trained with L1 / Adam on random patches of the bundled JPEG photos (scikit-image +
 scikit-learn) for ``--steps`` steps from scratch, then evaluated on the bundled PNG photos (HR centre crops
@@ -45,12 +45,16 @@ def counts(names) -> list[dict]:
         model = spec.build()
         row = {"model": name, "params": count_params(model), "deploy_params": count_params(reparameterize(model)), "gmacs_720p": {}}
         for scale in spec.scales:
-            row["gmacs_720p"][scale] = sr_mult_adds(spec.with_scale(scale).build(), (720, 1280)) / 1e9
+            row["gmacs_720p"][scale] = sr_mult_adds(reparameterize(spec.with_scale(scale).build()), (720, 1280)) / 1e9  # deploy form
         rows.append(row)
+        print(row, flush=True)
     return rows
 
 
-def accuracy(names, scale, steps, val_size, seed) -> list[dict]:
+TRAINED: dict = {}  # name -> the model trained by accuracy(), reused for INT8
+
+
+def accuracy(names, scale, steps, val_size, seed, batch_size=16) -> list[dict]:
     import torch
 
     import edgevision as ev
@@ -63,16 +67,17 @@ def accuracy(names, scale, steps, val_size, seed) -> list[dict]:
     for name in names:
         torch.manual_seed(seed)
         model = ev.registry.get_spec(name).with_scale(scale).build()
-        config = SRTrainConfig(steps=steps, batch_size=16, patch_size=24, lr=1e-3, seed=seed)
+        config = SRTrainConfig(steps=steps, batch_size=batch_size, patch_size=24, lr=1e-3, seed=seed)
         result = train_sr(model, train_pairs, scale, config)
         report = evaluate_sr(model, val_pairs, scale)
         report.pop("per_image")
+        TRAINED[name] = model
         rows.append({"model": name, "steps": steps, "train_seconds": result["seconds"], **report})
         print(f"{name}: PSNR {report['psnr']:.2f} (bicubic {report['bicubic_psnr']:.2f})", flush=True)
     return rows
 
 
-def latency(names, budget, runtimes) -> list[dict]:
+def latency(names, budget, runtimes, sizes=("256", "720p")) -> list[dict]:
     from edgevision.latency import measure
 
     import edgevision as ev
@@ -80,7 +85,8 @@ def latency(names, budget, runtimes) -> list[dict]:
     rows = []
     for name in names:
         model = ev.registry.get_spec(name).with_scale(4).build().eval()
-        for label, shape in (("256x256 output (64x64 LR)", (3, 64, 64)), ("1280x720 output (320x180 LR)", (3, 180, 320))):
+        inputs = {"256": ("256x256 output (64x64 LR)", (3, 64, 64)), "720p": ("1280x720 output (320x180 LR)", (3, 180, 320))}
+        for label, shape in (inputs[size] for size in sizes):
             for runtime in runtimes:
                 try:
                     result = measure(model, shape, runtime=runtime, deploy=True, time_budget_s=budget)
@@ -92,7 +98,32 @@ def latency(names, budget, runtimes) -> list[dict]:
     return rows
 
 
-def write_markdown(path: Path, count_rows, accuracy_rows, latency_rows, args) -> None:
+def int8(names, scale, budget, work: Path) -> list[dict]:
+    """INT8 (ORT static QDQ) of the trained models for 64x64 LR: PSNR drop on bundled-PNG crops, and fps vs fp32."""
+    from edgevision.latency import measure
+    from edgevision.super_resolution.data import bundled_images, bundled_pairs, make_pair
+    from edgevision.super_resolution.int8 import quantize_sr
+
+    calibration = [make_pair(n, hr, scale) for n, hr in bundled_images("train")]
+    evaluation = bundled_pairs(scale)
+    rows = []
+    for name in names:
+        model = TRAINED.get(name)
+        if model is None:
+            continue
+        try:
+            result = quantize_sr(model, calibration, evaluation, work / f"{name}.int8.onnx", size=64, max_drop_db=0.3)
+            fp32 = measure(result["fp32_path"], runtime="ort", time_budget_s=budget)
+            quantized = measure(result["path"], runtime="ort", time_budget_s=budget)
+            rows.append({"model": name, **{k: result[k] for k in ("fp32_psnr", "int8_psnr", "drop_db", "method", "accepted", "images")},
+                         "fp32_fps": 1e3 / fp32.median_ms, "int8_fps": 1e3 / quantized.median_ms})
+        except Exception as error:  # report, keep the rest
+            rows.append({"model": name, "error": f"{type(error).__name__}: {error}"[:200]})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def write_markdown(path: Path, count_rows, accuracy_rows, latency_rows, args, int8_rows=()) -> None:
     from edgevision.atomic import atomic_write_text
     from edgevision.machine import machine_info
 
@@ -114,7 +145,7 @@ def write_markdown(path: Path, count_rows, accuracy_rows, latency_rows, args) ->
     if accuracy_rows:
         r0 = accuracy_rows[0]
         lines += ["", f"## PSNR / SSIM on the bundled PNG photos (x{r0['scale']}, {r0['images']} images, HR centre crops of {args.val_size} px; "
-                  f"{r0['metric']}) after {r0['steps']} training steps (batch 16, 24-px LR patches, L1, Adam 1e-3) on the bundled JPEGs", "",
+                  f"{r0['metric']}) after {r0['steps']} training steps (batch {args.batch_size}, 24-px LR patches, L1, Adam 1e-3) on the bundled JPEGs", "",
                   "| model | PSNR | SSIM | bicubic PSNR | bicubic SSIM | train s |", "|---|---:|---:|---:|---:|---:|"]
         for row in accuracy_rows:
             lines.append(f"| {row['model']} | {row['psnr']:.2f} | {row['ssim']:.4f} | {row['bicubic_psnr']:.2f} | {row['bicubic_ssim']:.4f} | {row['train_seconds']:.0f} |")
@@ -126,6 +157,15 @@ def write_markdown(path: Path, count_rows, accuracy_rows, latency_rows, args) ->
             else:
                 flags = ", ".join(f for f in ("noisy" if row["noisy"] else "", "contended" if row["contended"] else "") if f)
                 lines.append(f"| {row['model']} | {row['input']} | {row['runtime']} | {row['median_ms']:.1f} | {row['fps']:.2f} | {flags} |")
+    if int8_rows:
+        lines += ["", "## INT8 (ONNX Runtime static QDQ, calibrated on bundled-JPEG LR crops) vs fp32, 64x64 LR at x4, budget 0.3 dB", "",
+                  "| model | fp32 PSNR | INT8 PSNR | drop dB | calibration | within budget | fp32 fps | INT8 fps |", "|---|---:|---:|---:|---|---|---:|---:|"]
+        for row in int8_rows:
+            if "error" in row:
+                lines.append(f"| {row['model']} | {row['error']} | | | | | | |")
+            else:
+                lines.append(f"| {row['model']} | {row['fp32_psnr']:.2f} | {row['int8_psnr']:.2f} | {row['drop_db']:.3f} | {row['method']} | "
+                             f"{'yes' if row['accepted'] else 'no'} | {row['fp32_fps']:.2f} | {row['int8_fps']:.2f} |")
     if args.quick:
         lines += ["", "_Quick mode: a smoke run (tiny budget, busy machine); timings and accuracy here are not results._"]
     atomic_write_text(path, "\n".join(lines) + "\n")
@@ -133,7 +173,8 @@ def write_markdown(path: Path, count_rows, accuracy_rows, latency_rows, args) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2 models, 20 steps, 96-px crops, short timing budget")
+    parser.add_argument("--quick", action="store_true", help="smoke run: carn_m only, 5 steps of batch 4, 96-px crops, 1 s timing of the 256x256 case")
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--val-size", type=int, default=256)
@@ -144,21 +185,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = list(PAPER)
     timed = names
+    sizes = ("256", "720p")
     if args.quick:
-        args.steps, args.val_size, args.budget = 20, 96, 1.0
-        timed = ["carn_m", "efdn"]
-        accuracy_names = ["carn_m", "efdn"]
+        args.steps, args.val_size, args.budget, args.batch_size = 5, 96, 1.0, 4
+        timed = accuracy_names = ["carn_m"]
+        sizes = ("256",)
     else:
         accuracy_names = names
     count_rows = counts(names)
-    accuracy_rows = accuracy(accuracy_names, args.scale, args.steps, args.val_size, args.seed)
-    latency_rows = latency(timed, args.budget, args.runtimes.split(",") if not args.quick else ["ort"])
+    accuracy_rows = accuracy(accuracy_names, args.scale, args.steps, args.val_size, args.seed, args.batch_size)
+    latency_rows = latency(timed, args.budget, args.runtimes.split(",") if not args.quick else ["ort"], sizes)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_markdown(out, count_rows, accuracy_rows, latency_rows, args)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as work:
+        int8_rows = int8(timed, args.scale, args.budget, Path(work))
+    write_markdown(out, count_rows, accuracy_rows, latency_rows, args, int8_rows)
     from edgevision.atomic import atomic_write_text
 
-    atomic_write_text(out.with_suffix(".json"), json.dumps({"counts": count_rows, "accuracy": accuracy_rows, "latency": latency_rows}, indent=2, default=str))
+    atomic_write_text(out.with_suffix(".json"), json.dumps({"counts": count_rows, "accuracy": accuracy_rows, "latency": latency_rows, "int8": int8_rows}, indent=2, default=str))
     print(f"wrote {out}")
     return 0
 

@@ -238,3 +238,21 @@ def test_train_and_eval_cli_report_psnr_beside_bicubic(tmp_path, capsys):
     capsys.readouterr()
     assert main(["upscale", str(out / "model.safetensors"), str(tmp_path / "deep.png"), str(tmp_path / "sr.png"), "--scale", "3"]) == 2
     assert "x2 model, not x3" in capsys.readouterr().err
+
+
+def test_int8_is_accepted_only_within_the_psnr_budget(tmp_path):
+    from edgevision.deploy.quantize import count_qdq
+    from edgevision.super_resolution.data import bundled_pairs
+    from edgevision.super_resolution.int8 import quantize_sr
+
+    torch.manual_seed(0)
+    model = TINY.build().eval()
+    generator = torch.Generator().manual_seed(0)
+    calibration = [make_pair(f"c{i}", torch.rand(3, 32, 32, generator=generator), 2) for i in range(4)]
+    evaluation = bundled_pairs(2, limit=2, max_side=32)
+    result = quantize_sr(model, calibration, evaluation, tmp_path / "tiny.int8.onnx", size=16, max_drop_db=0.5)
+    assert count_qdq(tmp_path / "tiny.int8.onnx")[0] > 0 and result["images"] == 2
+    assert result["drop_db"] == pytest.approx(result["fp32_psnr"] - result["int8_psnr"])
+    assert result["accepted"] == (result["drop_db"] <= 0.5)
+    with pytest.raises(ValueError, match="no image has a 64x64 LR crop"):
+        quantize_sr(model, calibration, evaluation, tmp_path / "x.onnx", size=64)

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .._common import UsageError, int_in, nonnegative_int, positive_int, stderr_console
+from .._common import UsageError, int_in, nonnegative_float, nonnegative_int, positive_int, stderr_console
 
 __all__ = ["add_arguments", "train", "evaluate", "load_sr_data"]
 
@@ -21,6 +21,11 @@ def add_arguments(group, command: str) -> None:
     group.add_argument("--tile", type=positive_int, default=None, metavar="PX",
                        help="SR: run in LR tiles of PX pixels (bounded memory; default: whole images)")
     group.add_argument("--tile-overlap", type=nonnegative_int, default=16, metavar="PX", help="SR: LR context around each tile (default 16)")
+    if command == "eval":
+        group.add_argument("--max-drop-db", type=nonnegative_float, default=None, metavar="DB",
+                           help="SR: also quantize to INT8 (ONNX Runtime, static) and accept it if PSNR drops at most DB on LR crops")
+        group.add_argument("--int8-size", type=int_in(8, 1024, "an LR side"), default=64, metavar="PX",
+                           help="SR: LR input side of the fixed-size INT8 graph (default 64)")
     if command == "train":
         group.add_argument("--patch-size", type=int_in(4, 1024, "an LR patch side"), default=None, metavar="PX",
                            help="SR: LR training patch side (default 24; 96-pixel HR patches at x4)")
@@ -83,6 +88,10 @@ def _check_images(pairs, spec, tile, overlap) -> None:
             check_sr_input(spec, pair.lr.shape[0], *pair.lr.shape[-2:], tile=tile, overlap=overlap)
         except ValueError as error:
             raise UsageError(f"{pair.name}: {error}") from None
+        smallest = 11 + 2 * spec.scale  # SSIM's 11x11 window after the scale-pixel border crop
+        if min(pair.hr.shape[-2:]) < smallest:
+            raise UsageError(f"{pair.name}: an HR image of {pair.hr.shape[-2]}x{pair.hr.shape[-1]} is too small to score at x{spec.scale} "
+                             f"(PSNR/SSIM need at least {smallest} pixels a side after trimming); remove it from the folder")
 
 
 def _print_report(console, report) -> None:
@@ -154,6 +163,21 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int8(args, model, pairs) -> dict:
+    from ...super_resolution.int8 import quantize_sr
+
+    calibration, _ = load_sr_data("default", model.spec.scale, "train")
+    output = Path(args.checkpoint).with_suffix(f".int8-{args.int8_size}.onnx")
+    try:
+        result = quantize_sr(model, calibration, pairs, output, size=args.int8_size, max_drop_db=args.max_drop_db)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    stderr_console().print(f"INT8 ({result['method']}): PSNR {result['int8_psnr']:.2f} dB vs fp32 {result['fp32_psnr']:.2f} on {result['images']} "
+                           f"{args.int8_size}-px LR crops, drop {result['drop_db']:.3f} dB ({'within' if result['accepted'] else 'OVER'} "
+                           f"the {args.max_drop_db} dB budget) -> {output}")
+    return result
+
+
 def evaluate(args: argparse.Namespace, metadata: dict) -> int:
     from ...atomic import atomic_write_text
     from ...checkpoint import load
@@ -169,6 +193,8 @@ def evaluate(args: argparse.Namespace, metadata: dict) -> int:
     _check_images(pairs, spec, args.tile, args.tile_overlap)
     report = {"checkpoint": args.checkpoint, "model": spec.name, "dataset": dataset,
               **evaluate_sr(model, pairs, spec.scale, tile=args.tile, overlap=args.tile_overlap)}
+    if args.max_drop_db is not None:
+        report["int8"] = _int8(args, model, pairs)
     text = json.dumps(report, indent=2)
     if args.json:
         atomic_write_text(args.json, text)
