@@ -17,6 +17,7 @@ __all__ = [
     "stderr_console",
     # argparse ``type=`` validators: a bad value is refused at parse time, before any work
     "count",
+    "finite_float",
     "fraction",
     "int_in",
     "nonempty",
@@ -57,6 +58,11 @@ def positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive (a finite number > 0), got {text!r}")
     return value
+
+
+def finite_float(text: str) -> float:
+    """Any finite number (a threshold in dB, which may be negative): NaN and infinity are refused."""
+    return _number(text, float, "a finite number")
 
 
 def nonnegative_float(text: str) -> float:
