@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import UsageError, check_input_memory, finite_float, nonempty, nonnegative_float, nonnegative_int, output_dir, positive_float, positive_int, stderr_console, threads
+from ._common import UsageError, check_input_memory, finite_float, nonempty, nonnegative_int, output_dir, positive_float, positive_int, stderr_console, threads
 
 __all__ = ["register", "run"]
 
@@ -20,11 +20,11 @@ def register(commands) -> None:
     parser.add_argument("model", help="registered model name, or an .onnx file")
     parser.add_argument("--checkpoint", type=nonempty, default=None, metavar="F", help="trained weights (.safetensors from `edgevision train`); without it, random weights")
     parser.add_argument("--data", type=nonempty, default=None, metavar="D", help="calibration/verification data (default: the checkpoint's dataset, else the embedded MNIST)")
-    parser.add_argument("--max-drop", type=nonnegative_float, default=0.5, metavar="PT", help="allowed top-1 drop in points (default 0.5)")
+    parser.add_argument("--max-drop", type=finite_float, default=0.5, metavar="PT", help="allowed top-1 drop in points (default 0.5)")
     parser.add_argument("--runtimes", default="ort,openvino", metavar="LIST", help="comma-separated: ort, openvino, compile (default ort,openvino)")
     parser.add_argument("--precisions", default="fp32,int8", metavar="LIST", help="comma-separated: fp32, int8 (default both)")
     parser.add_argument("--input-size", type=positive_int, default=None, metavar="R", help="input resolution (default: the checkpoint's, else the model's)")
-    parser.add_argument("--calibration", type=positive_int, default=64, metavar="N", help="calibration images (default 64)")
+    parser.add_argument("--calibration", type=nonnegative_int, default=64, metavar="N", help="calibration images (default 64)")
     parser.add_argument("--search", type=nonnegative_int, default=256, metavar="N", help="images for the mixed-precision search (default 256)")
     parser.add_argument("--verification", type=positive_int, default=1000, metavar="N", help="held-out images to verify on (default 1000)")
     parser.add_argument("--method", default="minmax", choices=("minmax", "entropy", "percentile"), help="calibration method (default minmax)")

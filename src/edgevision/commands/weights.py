@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ..weights.io import SUFFIXES
 
     if not Path(args.file).is_file() or Path(args.file).suffix not in SUFFIXES:  # before building the model
-        what = "is not a file" if not Path(args.file).is_file() else "has an unknown suffix"
+        what = ("does not exist" if not Path(args.file).exists() else "is not a file") if not Path(args.file).is_file() else "has an unknown suffix"
         raise UsageError(f"weights file {args.file!r} {what}; give a {', '.join(SUFFIXES)} checkpoint")
     try:
         check_writable(args.out)
