@@ -695,6 +695,29 @@ def test_a_second_lut_build_on_the_same_table_is_refused(ws):
         assert_refused(["lut", "build", "mobilenetv2_050", "--table", table, "--runtime", "eager"], ws, mentions=f"pid {os.getpid()}")
 
 
+def test_a_second_writer_of_any_output_folder_is_refused_naming_the_first(ws):
+    """train (every task), lut validate, deploy, prune, sparsify and search hold their --out like bench does."""
+    from edgevision.locking import exclusive_lock
+
+    out = ws / "shared_out"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"a finished result")  # what the first writer already wrote stays as it is
+    writers = [
+        ["train", "mobilenetv2_050", "--epochs", "1", "--out", out],
+        ["train", "mobilenetv2_050", "--task", "segmentation", "--epochs", "1", "--out", out],
+        ["lut", "validate", "--out", out, "--train", "2", "--test", "2", "--runtime", "eager"],
+        ["deploy", "mobilenetv2_050", "--runtimes", "ort", "--precisions", "fp32", "--out", out],
+        ["prune", "mobilenetv2_050", "--target-ratio", "0.5", "--epochs", "0", "--out", out],
+        ["sparsify", "mobilenetv2_050", "--pattern", "2:4", "--epochs", "0", "--out", out],
+        ["search", "--latency-ms", "5", "--trials", "1", "--table", ws / "search.sqlite", "--out", out],
+    ]
+    with exclusive_lock(out / ".lock", "test"):
+        for argv in writers:
+            err = assert_refused(argv, ws, mentions=f"pid {os.getpid()}")
+            assert "is in use by" in err, (argv, err)
+    assert (out / "model.safetensors").read_bytes() == b"a finished result"
+
+
 def test_stale_lock_and_temporaries_of_a_killed_run_are_taken_over_and_removed(tmp_path):
     from edgevision.bench import BenchConfig, run_bench
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import UsageError, check_input_memory, finite_float, nonempty, nonnegative_int, output_dir, positive_float, positive_int, stderr_console, threads
+from ._common import UsageError, check_input_memory, output_lock, finite_float, nonempty, nonnegative_int, output_dir, positive_float, positive_int, stderr_console, threads
 
 __all__ = ["register", "run"]
 
@@ -46,6 +46,11 @@ def _list(text: str, option: str) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
+    with output_lock(args.out, "deploy output directory"):  # one writer at a time: a second run on this --out is refused naming the first
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..checkpoint import CheckpointError
     from ..datasets import DataError
     from ..deploy import CalibrationError, DeployError, QuantizeError, deploy

@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ._common import UsageError, check_input_memory, select_runtimes, nonempty, nonnegative_int, output_dir, positive_float, positive_int, seed
+from ._common import UsageError, check_input_memory, output_lock, select_runtimes, nonempty, nonnegative_int, output_dir, positive_float, positive_int, seed
 
 __all__ = ["register", "run"]
 
@@ -96,6 +96,11 @@ def _load_model(args: argparse.Namespace, num_classes: int, in_channels: int):
 
 
 def run(args: argparse.Namespace) -> int:
+    with output_lock(args.out, "prune output directory"):  # one writer at a time: a second run on this --out is refused naming the first
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
     import torch

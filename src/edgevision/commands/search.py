@@ -6,7 +6,7 @@ import argparse
 
 from pathlib import Path
 
-from ._common import UsageError, check_input_memory, select_runtimes, nonempty, output_dir, output_file, positive_float, positive_int, seed, stderr_console, threads
+from ._common import UsageError, check_input_memory, output_lock, select_runtimes, nonempty, output_dir, output_file, positive_float, positive_int, seed, stderr_console, threads
 
 __all__ = ["register", "run"]
 
@@ -46,6 +46,11 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with output_lock(args.out, "search output directory"):  # one writer at a time: a second run on this --out is refused naming the first
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from .. import search
     from ..datasets import DataError
     from ..latency import MeasurementError

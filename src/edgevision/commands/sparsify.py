@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ._common import UsageError, nonempty, nonnegative_int, output_dir, positive_int
+from ._common import UsageError, nonempty, output_lock, nonnegative_int, output_dir, positive_int
 
 __all__ = ["register", "run"]
 
@@ -31,6 +31,11 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with output_lock(args.out, "sparsify output directory"):  # one writer at a time: a second run on this --out is refused naming the first
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
     import torch
