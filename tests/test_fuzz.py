@@ -287,7 +287,7 @@ def newer_cases(root: Path):
 def test_bad_option_values_of_the_newer_commands_are_refused_in_one_line(ws):
     table = newer_cases(ws)
 
-    @settings(FUZZ, max_examples=400)
+    @settings(FUZZ, max_examples=300)
     @given(data=st.data())
     def check(data):
         base, option, values = data.draw(st.sampled_from(table))
