@@ -212,18 +212,26 @@ def cases(root: Path):
     ]
 
 
-def test_bad_option_values_are_refused_in_one_line(ws):
-    table = cases(ws)
+def fuzz_options(table, root: Path, examples: int) -> None:
+    """Draw (base, option, bad value) cases from ``table`` and check each is refused; a value drawn as
+    (task, value) also passes ``--task task`` (a dense task's common option)."""
 
-    @settings(FUZZ, max_examples=650)
+    @settings(FUZZ, max_examples=examples)
     @given(data=st.data())
     def check(data):
         base, option, values = data.draw(st.sampled_from(table))
         value = data.draw(values)
-        argv = [*base, value] if option is None else [*base, f"{option}={value}"]  # '=': a value may start with '-'
-        assert_refused(argv, ws)
+        extra = []
+        if isinstance(value, tuple):
+            extra, value = ["--task", value[0]], value[1]
+        argv = [*base, *extra, value] if option is None else [*base, *extra, f"{option}={value}"]  # '=': a value may start with '-'
+        assert_refused(argv, root)
 
     check()
+
+
+def test_bad_option_values_are_refused_in_one_line(ws):
+    fuzz_options(cases(ws), ws, 650)
 
 
 # ---- the commands added since the first fuzz pass: deploy, prune, sparsify, search, weights import, features, --task
@@ -285,20 +293,7 @@ def newer_cases(root: Path):
 
 
 def test_bad_option_values_of_the_newer_commands_are_refused_in_one_line(ws):
-    table = newer_cases(ws)
-
-    @settings(FUZZ, max_examples=300)
-    @given(data=st.data())
-    def check(data):
-        base, option, values = data.draw(st.sampled_from(table))
-        value = data.draw(values)
-        extra = []
-        if isinstance(value, tuple):  # (dense task, bad value of a common option)
-            extra, value = ["--task", value[0]], value[1]
-        argv = [*base, *extra, value] if option is None else [*base, *extra, f"{option}={value}"]
-        assert_refused(argv, ws)
-
-    check()
+    fuzz_options(newer_cases(ws), ws, 300)
 
 
 # ---- corrupt files ----------------------------------------------------------------------------------
