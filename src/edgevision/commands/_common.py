@@ -162,9 +162,17 @@ def output_lock(directory: str | os.PathLike, what: str, *, enabled: bool = True
         yield
         return
     path = Path(directory)
+    created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(path / ".lock", f"{what} {str(path)!r}"):
-        yield
+    try:
+        with exclusive_lock(path / ".lock", f"{what} {str(path)!r}"):
+            yield
+    except BaseException:
+        if created:  # a refused or failed run leaves no empty folder behind (only ever removes an empty one)
+            with contextlib.suppress(OSError):
+                (path / ".lock").unlink()
+                path.rmdir()
+        raise
 
 
 def check_input_memory(shape: tuple[int, ...], option: str) -> None:

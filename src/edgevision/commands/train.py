@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from pathlib import Path
 
 from ..task_spec import TASK_NAMES
@@ -170,6 +171,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.model}: {score} after {recipe.epochs} epochs, {result.train_seconds:.1f} s training, "
               f"{final['train_images_per_second_overall']:.0f} images/s; wrote {', '.join(written)} and metrics.jsonl/csv in {out}")
         return 0
+    except BaseException:
+        held.__exit__(*sys.exc_info())  # with the error: a refused run removes the folder it created (if still empty)
+        raise
     finally:
         held.close()
         shutdown()
