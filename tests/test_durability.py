@@ -137,3 +137,94 @@ def test_lut_build_survives_kill_9(tmp_path):
     check()
     print(f"lut build: {kills} kill -9, entries after each: {counts}")
     assert kills == KILLS
+
+
+# ---- train and deploy: no half-written result ever replaces a good one ---------------------------------
+def _kill_at_uniform_moments(argv: list[str], check, rng: random.Random, span_s: float) -> int:
+    """Start ``argv`` KILLS times and SIGKILL it at a uniform random moment of its ``span_s``-second run
+    (start-up, work or the final writes); ``check()`` after each."""
+    kills = 0
+    for _ in range(KILLS):
+        process = subprocess.Popen(argv, env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            process.wait(timeout=rng.uniform(0.2, span_s))
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+        check()
+    return kills
+
+
+def _run_timed(argv: list[str]) -> float:
+    start = time.monotonic()
+    done = subprocess.run(argv, env=_environment(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return time.monotonic() - start
+
+
+def test_train_killed_never_leaves_a_half_written_checkpoint(tmp_path):
+    """A run folder with a finished checkpoint, retrained (another seed) and killed at random moments: the
+    checkpoint always loads and is either the old one or a complete new one; metrics.csv always parses;
+    no temporary file outlives the next run; the final run completes and its lock is released."""
+    import csv
+    import hashlib
+
+    import edgevision as ev
+
+    import numpy as np
+
+    data = tmp_path / "small.npz"  # 256 images: a run takes seconds beyond start-up, so kills land in every phase
+    rng = np.random.default_rng(0)
+    np.savez(data, images=rng.integers(0, 255, (256, 3, 32, 32), dtype=np.uint8), labels=np.arange(256) % 4)
+    out = tmp_path / "run"
+    first = _command("train", "mobilenetv2_050", "--data", f"npz:{data}", "--epochs", "2", "--resolution", "32", "--recipe", "basic",
+                     "--no-progress", "--out", str(out))
+    span = _run_timed(first)
+    model = out / "model.safetensors"
+    digests = {hashlib.sha256(model.read_bytes()).hexdigest()}
+    again = [*first[:-2], "--seed", "1", "--out", str(out)]
+
+    def check():
+        loaded = ev.load(model)  # complete: the header, the spec and every tensor read back
+        assert loaded.spec.name == "mobilenetv2_050"
+        digests.add(hashlib.sha256(model.read_bytes()).hexdigest())
+        if (out / "metrics.csv").exists():
+            list(csv.DictReader((out / "metrics.csv").open()))
+        lines = (out / "metrics.jsonl").read_bytes().split(b"\n")
+        for line in lines[:-1]:  # every finished row is whole; only a row being written when killed may be torn
+            json.loads(line)
+
+    kills = _kill_at_uniform_moments(again, check, random.Random(11), span * 1.1)
+    _run_timed(again)
+    check()
+    assert not list(out.glob(".*.tmp")), list(out.glob(".*.tmp"))
+    assert (out / ".lock").read_text() == ""  # released by the clean run
+    print(f"train: {kills} kill -9, {len(digests)} distinct complete checkpoints seen, run {span:.1f} s")
+    assert kills >= KILLS // 2  # most runs were killed mid-way (a few may finish before their moment)
+
+
+def test_deploy_killed_resumes_and_never_leaves_a_half_written_result(tmp_path):
+    """deploy killed at random moments: deploy.json / model.onnx are absent or complete, never half; the rerun
+    (reusing OUT/.work) completes."""
+    import onnx
+
+    out = tmp_path / "deploy"
+    argv = _command("deploy", "mobilenetv2_050", "--runtimes", "ort", "--precisions", "fp32,int8", "--no-mixed", "--input-size", "32",
+                    "--calibration", "16", "--verification", "64", "--budget", "1", "--threads", "1", "--out", str(out))
+    probe = tmp_path / "probe"
+    span = _run_timed([*argv[:-1], str(probe)])
+
+    def check():
+        if (out / "deploy.json").exists():
+            data = json.loads((out / "deploy.json").read_text())
+            assert data["runtime"] and (out / "report.md").read_text().strip()
+        for path in out.glob("*.onnx"):
+            onnx.checker.check_model(str(path))
+
+    kills = _kill_at_uniform_moments(argv, check, random.Random(12), span * 1.1)
+    _run_timed(argv)
+    check()
+    assert (out / "deploy.json").is_file() and not list(out.glob(".*.tmp"))
+    print(f"deploy: {kills} kill -9, one run {span:.1f} s")
+    assert kills >= KILLS // 2

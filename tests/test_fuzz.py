@@ -212,18 +212,88 @@ def cases(root: Path):
     ]
 
 
-def test_bad_option_values_are_refused_in_one_line(ws):
-    table = cases(ws)
+def fuzz_options(table, root: Path, examples: int) -> None:
+    """Draw (base, option, bad value) cases from ``table`` and check each is refused; a value drawn as
+    (task, value) also passes ``--task task`` (a dense task's common option)."""
 
-    @settings(FUZZ, max_examples=650)
+    @settings(FUZZ, max_examples=examples)
     @given(data=st.data())
     def check(data):
         base, option, values = data.draw(st.sampled_from(table))
         value = data.draw(values)
-        argv = [*base, value] if option is None else [*base, f"{option}={value}"]  # '=': a value may start with '-'
-        assert_refused(argv, ws)
+        extra = []
+        if isinstance(value, tuple):
+            extra, value = ["--task", value[0]], value[1]
+        argv = [*base, *extra, value] if option is None else [*base, *extra, f"{option}={value}"]  # '=': a value may start with '-'
+        assert_refused(argv, root)
 
     check()
+
+
+def test_bad_option_values_are_refused_in_one_line(ws):
+    fuzz_options(cases(ws), ws, 650)
+
+
+# ---- the commands added since the first fuzz pass: deploy, prune, sparsify, search, weights import, features, --task
+def newer_cases(root: Path):
+    """(base argv, option, bad values) for the commands that landed after the first pass; the dense tasks only get
+    their common options (their own options belong to each task)."""
+    from edgevision.task_spec import TASK_NAMES
+
+    deploy = ["deploy", "mobilenetv2_050", "--runtimes", "ort", "--precisions", "fp32", "--out", str(root / "deploy_out")]
+    prune = ["prune", "mobilenetv2_050", "--target-ratio", "0.5", "--epochs", "0", "--out", str(root / "prune_out")]
+    prune_ms = ["prune", "mobilenetv2_050", "--epochs", "0", "--out", str(root / "prune_out")]
+    sparsify = ["sparsify", "mobilenetv2_050", "--pattern", "2:4", "--epochs", "0", "--out", str(root / "sparse_out")]
+    search = ["search", "--latency-ms", "5", "--trials", "1", "--table", str(root / "search.sqlite"), "--out", str(root / "search_out")]
+    weights = ["weights", "import", str(root / "ck.safetensors"), "--model", "mobilenetv2_050", "--out", str(root / "imported.safetensors")]
+    features = ["features", "mobilenetv2_050"]
+    names = st.sampled_from(["", " ", "no_such_model", "mobilenetv2_05", "\t", "../x"])
+    lists = st.sampled_from(["", ",", " , ", "tpu", "ort,tpu", "fp16", "int4"])
+    NONFINITE = st.sampled_from(["nan", "inf", "-inf", "1e999", "", "abc", "1,5"])
+    tasks = st.sampled_from([t for t in TASK_NAMES if t != "classification"])
+    table = [
+        (deploy, "--max-drop", NONNEGATIVE), (deploy, "--input-size", st.one_of(COUNT, MEMORY)), (deploy, "--calibration", COUNT),
+        (deploy, "--search", ints_outside(0, 2**31 - 1)), (deploy, "--verification", COUNT), (deploy, "--qat", ints_outside(0, 2**31 - 1)),
+        (deploy, "--min-sqnr", NONFINITE), (deploy, "--threads", ints_outside(1, 1024)), (deploy, "--budget", POSITIVE),
+        (deploy, "--out", out_dirs(root)), (deploy, "--runtimes", lists), (deploy, "--precisions", lists), (deploy, "--data", NONEMPTY),
+        (deploy, "--checkpoint", st.sampled_from(["", str(root / "missing.safetensors"), str(root / "adir"), str(root / "afile")])),
+        (deploy[:1], None, names),
+        (prune, "--target-ratio", floats_outside(0, 1, open_high=True)), (prune_ms, "--target-ms", POSITIVE),
+        (prune, "--epochs", ints_outside(0, 2**31 - 1)), (prune, "--step-steps", ints_outside(0, 2**31 - 1)),
+        (prune, "--step-fraction", floats_outside(0, 1, open_high=True)), (prune, "--resolution", st.one_of(COUNT, MEMORY, st.sampled_from(["1", "7"]))),
+        (prune, "--eval-images", COUNT), (prune, "--time-budget", POSITIVE), (prune, "--seed", ints_outside(0, 2**32 - 1)),
+        (prune, "--out", out_dirs(root)), (prune, "--data", NONEMPTY), (prune, "--runtime", st.sampled_from(["", "tpu", "all"])),
+        (prune, "--checkpoint", st.sampled_from(["", str(root / "missing.safetensors"), str(root / "adir"), str(root / "afile")])),
+        (prune[:1], None, names),
+        (sparsify, "--pattern", st.sampled_from(["", " ", "0:4", "4:4", "5:4", "2:0", "a:b", "nan", "inf", "0", "1", "-0.5", "1e999", "2:4:8"])),
+        (sparsify, "--epochs", ints_outside(0, 2**31 - 1)), (sparsify, "--resolution", st.one_of(COUNT, MEMORY, st.sampled_from(["1", "7"]))),
+        (sparsify, "--out", out_dirs(root)), (sparsify, "--data", NONEMPTY), (sparsify[:1], None, names),
+        (search, "--latency-ms", POSITIVE), (search, "--trials", COUNT), (search, "--epochs", COUNT), (search, "--supernet-epochs", COUNT),
+        (search, "--resolution", st.one_of(COUNT, MEMORY)), (search, "--time-budget", POSITIVE), (search, "--threads", ints_outside(1, 1024)),
+        (search, "--workers", ints_outside(1, 1024)), (search, "--seed", ints_outside(0, 2**32 - 1)), (search, "--out", out_dirs(root)),
+        (search, "--table", out_files(root)), (search, "--data", NONEMPTY), (search, "--space", names), (search, "--strategy", names),
+        (search, "--runtime", st.sampled_from(["", "tpu", "all"])), (search, "--storage", st.sampled_from(["", " ", "not a url"])),
+        (search, "--zoo", st.sampled_from(["", str(root / "missing.json"), str(root / "adir"), str(root / "afile"), str(root / "existing.json")])),
+        (weights, "--num-classes", COUNT), (weights, "--in-chans", ints_outside(1, 4096)), (weights, "--model", names),
+        (weights, "--out", st.one_of(out_files(root), st.sampled_from([str(root / "x.pt"), str(root / "adir" / "x.pth")]))),
+        (weights, "--json", out_files(root)), (weights, "--from", names),
+        (["weights", "import", "--model", "mobilenetv2_050", "--out", str(root / "imported.safetensors")], None,
+         st.sampled_from(["", " ", str(root / "missing.pth"), str(root / "adir"), str(root / "afile"), str(root / "fifo")])),
+        (features, "--resolution", ints_outside(1, 65536)), (features, "--output-stride", st.sampled_from(["", "4", "64", "0", "-8", "16.0"])),
+        (features[:1], None, names),
+    ]
+    for command, base in (("train", ["train", "mobilenetv2_050", "--epochs", "1", "--out", str(root / "task_out")]), ("eval", ["eval", str(root / "ck.safetensors")])):
+        table.append((base, "--task", st.sampled_from(["", "classify", "Segmentation", "detect", "sr"])))
+        options = ([("--epochs", COUNT), ("--batch-size", COUNT), ("--lr", POSITIVE), ("--seed", ints_outside(0, 2**32 - 1)), ("--out", out_dirs(root)),
+                    ("--resolution", st.one_of(COUNT, MEMORY)), ("--data", NONEMPTY), ("--workers", ints_outside(0, 256))] if command == "train" else
+                   [("--batch-size", ints_outside(1, 65536)), ("--out", out_dirs(root)), ("--json", out_files(root)), ("--data", NONEMPTY)])
+        for option, values in options:
+            table.append((base, option, st.tuples(tasks, values)))
+    return table
+
+
+def test_bad_option_values_of_the_newer_commands_are_refused_in_one_line(ws):
+    fuzz_options(newer_cases(ws), ws, 300)
 
 
 # ---- corrupt files ----------------------------------------------------------------------------------
@@ -618,6 +688,29 @@ def test_a_second_lut_build_on_the_same_table_is_refused(ws):
     table = ws / "busy.sqlite"
     with exclusive_lock(ws / ".busy.sqlite.lock", "test"):
         assert_refused(["lut", "build", "mobilenetv2_050", "--table", table, "--runtime", "eager"], ws, mentions=f"pid {os.getpid()}")
+
+
+def test_a_second_writer_of_any_output_folder_is_refused_naming_the_first(ws):
+    """train (every task), lut validate, deploy, prune, sparsify and search hold their --out like bench does."""
+    from edgevision.locking import exclusive_lock
+
+    out = ws / "shared_out"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"a finished result")  # what the first writer already wrote stays as it is
+    writers = [
+        ["train", "mobilenetv2_050", "--epochs", "1", "--out", out],
+        ["train", "mobilenetv2_050", "--task", "segmentation", "--epochs", "1", "--out", out],
+        ["lut", "validate", "--out", out, "--train", "2", "--test", "2", "--runtime", "eager"],
+        ["deploy", "mobilenetv2_050", "--runtimes", "ort", "--precisions", "fp32", "--out", out],
+        ["prune", "mobilenetv2_050", "--target-ratio", "0.5", "--epochs", "0", "--out", out],
+        ["sparsify", "mobilenetv2_050", "--pattern", "2:4", "--epochs", "0", "--out", out],
+        ["search", "--latency-ms", "5", "--trials", "1", "--table", ws / "search.sqlite", "--out", out],
+    ]
+    with exclusive_lock(out / ".lock", "test"):
+        for argv in writers:
+            err = assert_refused(argv, ws, mentions=f"pid {os.getpid()}")
+            assert "is in use by" in err, (argv, err)
+    assert (out / "model.safetensors").read_bytes() == b"a finished result"
 
 
 def test_stale_lock_and_temporaries_of_a_killed_run_are_taken_over_and_removed(tmp_path):

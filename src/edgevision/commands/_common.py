@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
+from pathlib import Path
+from typing import Iterator
 
 from ..console import human, stderr_console  # noqa: F401  (re-exported: every command uses them)
 
@@ -17,6 +20,7 @@ __all__ = [
     "stderr_console",
     # argparse ``type=`` validators: a bad value is refused at parse time, before any work
     "count",
+    "finite_float",
     "fraction",
     "int_in",
     "nonempty",
@@ -24,6 +28,7 @@ __all__ = [
     "nonnegative_int",
     "output_dir",
     "output_file",
+    "output_lock",
     "positive_float",
     "positive_int",
     "seed",
@@ -57,6 +62,11 @@ def positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive (a finite number > 0), got {text!r}")
     return value
+
+
+def finite_float(text: str) -> float:
+    """Any finite number (a threshold in dB, which may be negative): NaN and infinity are refused."""
+    return _number(text, float, "a finite number")
 
 
 def nonnegative_float(text: str) -> float:
@@ -139,6 +149,30 @@ def output_dir(text: str) -> str:
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"cannot create {text!r}: {ancestor!r} is not writable")
     return text
+
+
+@contextlib.contextmanager
+def output_lock(directory: str | os.PathLike, what: str, *, enabled: bool = True) -> Iterator[None]:
+    """Create ``directory`` and hold its ``.lock`` while a command writes there: a second writer (two trainings into
+    one run folder, two deploys into one --out) is refused at once with a line naming the first; a killed holder's
+    lock is released by the kernel. ``enabled=False`` (a non-zero DDP rank, which writes nothing) takes no lock."""
+    from ..locking import exclusive_lock
+
+    if not enabled:
+        yield
+        return
+    path = Path(directory)
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        with exclusive_lock(path / ".lock", f"{what} {str(path)!r}"):
+            yield
+    except BaseException:
+        if created:  # a refused or failed run leaves no empty folder behind (only ever removes an empty one)
+            with contextlib.suppress(OSError):
+                (path / ".lock").unlink()
+                path.rmdir()
+        raise
 
 
 def check_input_memory(shape: tuple[int, ...], option: str) -> None:

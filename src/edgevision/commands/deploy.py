@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import UsageError, stderr_console
+from ._common import UsageError, check_input_memory, output_lock, finite_float, nonempty, nonnegative_int, output_dir, positive_float, positive_int, stderr_console, threads
 
 __all__ = ["register", "run"]
 
@@ -18,23 +18,23 @@ def register(commands) -> None:
         "the verified ones interleaved and write the fastest to OUT with deploy.json and report.md.",
     )
     parser.add_argument("model", help="registered model name, or an .onnx file")
-    parser.add_argument("--checkpoint", default=None, metavar="F", help="trained weights (.safetensors from `edgevision train`); without it, random weights")
-    parser.add_argument("--data", default=None, metavar="D", help="calibration/verification data (default: the checkpoint's dataset, else the embedded MNIST)")
-    parser.add_argument("--max-drop", type=float, default=0.5, metavar="PT", help="allowed top-1 drop in points (default 0.5)")
+    parser.add_argument("--checkpoint", type=nonempty, default=None, metavar="F", help="trained weights (.safetensors from `edgevision train`); without it, random weights")
+    parser.add_argument("--data", type=nonempty, default=None, metavar="D", help="calibration/verification data (default: the checkpoint's dataset, else the embedded MNIST)")
+    parser.add_argument("--max-drop", type=finite_float, default=0.5, metavar="PT", help="allowed top-1 drop in points (default 0.5)")
     parser.add_argument("--runtimes", default="ort,openvino", metavar="LIST", help="comma-separated: ort, openvino, compile (default ort,openvino)")
     parser.add_argument("--precisions", default="fp32,int8", metavar="LIST", help="comma-separated: fp32, int8 (default both)")
-    parser.add_argument("--input-size", type=int, default=None, metavar="R", help="input resolution (default: the checkpoint's, else the model's)")
-    parser.add_argument("--calibration", type=int, default=64, metavar="N", help="calibration images (default 64)")
-    parser.add_argument("--search", type=int, default=256, metavar="N", help="images for the mixed-precision search (default 256)")
-    parser.add_argument("--verification", type=int, default=1000, metavar="N", help="held-out images to verify on (default 1000)")
+    parser.add_argument("--input-size", type=positive_int, default=None, metavar="R", help="input resolution (default: the checkpoint's, else the model's)")
+    parser.add_argument("--calibration", type=nonnegative_int, default=64, metavar="N", help="calibration images (default 64)")
+    parser.add_argument("--search", type=nonnegative_int, default=256, metavar="N", help="images for the mixed-precision search (default 256)")
+    parser.add_argument("--verification", type=positive_int, default=1000, metavar="N", help="held-out images to verify on (default 1000)")
     parser.add_argument("--method", default="minmax", choices=("minmax", "entropy", "percentile"), help="calibration method (default minmax)")
     parser.add_argument("--scheme", default="machine", choices=("machine", "u8s8_rr", "u8s8", "s8s8", "u8u8"), help="INT8 types (default: this CPU's)")
     parser.add_argument("--no-mixed", dest="mixed", action="store_false", help="skip the per-block mixed-precision search")
-    parser.add_argument("--qat", type=int, default=0, metavar="STEPS", help="with --checkpoint: also try quantization-aware fine-tuning for STEPS steps (default off)")
-    parser.add_argument("--min-sqnr", type=float, default=20.0, metavar="DB", help="without a checkpoint: INT8 output SQNR needed (default 20 dB)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N", help="intra-op threads (default: physical cores)")
-    parser.add_argument("--budget", type=float, default=10.0, metavar="S", help="measurement seconds per candidate, over all rounds (default 10)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="where model.onnx (or model.xml/.bin), deploy.json and report.md go")
+    parser.add_argument("--qat", type=nonnegative_int, default=0, metavar="STEPS", help="with --checkpoint: also try quantization-aware fine-tuning for STEPS steps (default off)")
+    parser.add_argument("--min-sqnr", type=finite_float, default=20.0, metavar="DB", help="without a checkpoint: INT8 output SQNR needed (default 20 dB)")
+    parser.add_argument("--threads", type=threads, default=None, metavar="N", help="intra-op threads (default: physical cores)")
+    parser.add_argument("--budget", type=positive_float, default=10.0, metavar="S", help="measurement seconds per candidate, over all rounds (default 10)")
+    parser.add_argument("--out", type=output_dir, required=True, metavar="DIR", help="where model.onnx (or model.xml/.bin), deploy.json and report.md go")
     parser.set_defaults(handler=run)
 
 
@@ -46,6 +46,11 @@ def _list(text: str, option: str) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
+    with output_lock(args.out, "deploy output directory"):  # one writer at a time: a second run on this --out is refused naming the first
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..checkpoint import CheckpointError
     from ..datasets import DataError
     from ..deploy import CalibrationError, DeployError, QuantizeError, deploy
@@ -58,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--{option.replace('_', '-')} must be >= 1, got {value}" + ("; the calibration set cannot be empty" if option == "calibration" else ""))
     if args.budget <= 0:
         raise UsageError(f"--budget must be positive seconds, got {args.budget}")
+    if args.input_size is not None:
+        check_input_memory((max(args.calibration, 1), 3, args.input_size, args.input_size), "--calibration x 3 x --input-size^2")
+    runtimes, precisions = _list(args.runtimes, "--runtimes"), _list(args.precisions, "--precisions")
     console = stderr_console()
     try:
         result = deploy(
@@ -66,8 +74,8 @@ def run(args: argparse.Namespace) -> int:
             checkpoint=args.checkpoint,
             data=args.data,
             max_drop=args.max_drop,
-            runtimes=_list(args.runtimes, "--runtimes"),
-            precisions=_list(args.precisions, "--precisions"),
+            runtimes=runtimes,
+            precisions=precisions,
             input_size=args.input_size,
             calibration=args.calibration,
             search=args.search,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import UsageError
+from ._common import UsageError, int_in
 
 __all__ = ["register", "run"]
 
@@ -19,7 +19,7 @@ def register(commands) -> None:
     )
     parser.add_argument("name", help="registered model name")
     parser.add_argument("--output-stride", type=int, default=None, choices=(8, 16, 32), help="turn the strides beyond it into dilation")
-    parser.add_argument("--resolution", type=int, default=None, metavar="PX", help="input H = W for the map sizes (default: the model's own)")
+    parser.add_argument("--resolution", type=int_in(1, 65536, "a resolution in px"), default=None, metavar="PX", help="input H = W for the map sizes (default: the model's own)")
     parser.add_argument("--json", action="store_true", help="print the levels as JSON (timm's keys num_chs, reduction, module, plus index and size)")
     parser.set_defaults(handler=run)
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 
-from ._common import UsageError, check_input_memory, nonempty, output_dir, output_file, positive_float, positive_int, seed, stderr_console, threads
+from ._common import UsageError, check_input_memory, nonempty, output_dir, output_file, output_lock, positive_float, positive_int, seed, stderr_console, threads
 
 __all__ = ["register", "run"]
 
@@ -183,7 +184,9 @@ def _validate(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot create --out directory {args.out!r}: {error.strerror}") from None
     table = args.table or str(out / f"lut-{setting.runtime}.sqlite")
     console = stderr_console()
+    held = contextlib.ExitStack()
     try:
+        held.enter_context(output_lock(out, "lut validate output directory"))  # two validations into one --out: the second is refused
         report = validate(
             space,
             table,
@@ -200,6 +203,8 @@ def _validate(args: argparse.Namespace) -> int:
         )
     except (LutError, MixedResultsError, ValueError, OSError) as error:
         raise UsageError(str(error)) from None
+    finally:
+        held.close()
     print(report.to_markdown())
     print(f"wrote {out / 'validation.json'}, {out / 'predictor.json'}, {out / 'scatter.png'}")
     return 0

@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ._common import UsageError
+from ._common import UsageError, check_input_memory, output_lock, select_runtimes, nonempty, nonnegative_int, output_dir, positive_float, positive_int, seed
 
 __all__ = ["register", "run"]
 
@@ -25,22 +25,22 @@ def register(commands) -> None:
         "distilling from the unpruned model). Without --checkpoint the dense model is trained first (--epochs).",
     )
     parser.add_argument("model", help="registered model name")
-    parser.add_argument("--checkpoint", default=None, metavar="F", help="trained weights of MODEL (.safetensors from `edgevision train`)")
+    parser.add_argument("--checkpoint", type=nonempty, default=None, metavar="F", help="trained weights of MODEL (.safetensors from `edgevision train`)")
     target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--target-ms", type=float, default=None, metavar="X", help="latency target in ms on --runtime")
-    target.add_argument("--target-ratio", type=float, default=None, metavar="R", help="keep this fraction of the measured latency, in (0, 1)")
+    target.add_argument("--target-ms", type=positive_float, default=None, metavar="X", help="latency target in ms on --runtime")
+    target.add_argument("--target-ratio", type=positive_float, default=None, metavar="R", help="keep this fraction of the measured latency, in (0, 1)")
     parser.add_argument("--runtime", default="ort", help="runtime the latency is measured on (default ort)")
     parser.add_argument("--criterion", default="l1", choices=("l1", "l2", "bn", "taylor", "random"), help="channel importance (default l1)")
-    parser.add_argument("--epochs", type=int, default=1, metavar="N", help="final fine-tune epochs (and dense training without --checkpoint)")
-    parser.add_argument("--step-steps", type=int, default=10, metavar="S", help="fine-tune steps after each pruning step (default 10)")
-    parser.add_argument("--step-fraction", type=float, default=0.125, help="each proposal removes this fraction of a group (default 0.125)")
+    parser.add_argument("--epochs", type=nonnegative_int, default=1, metavar="N", help="final fine-tune epochs (and dense training without --checkpoint)")
+    parser.add_argument("--step-steps", type=nonnegative_int, default=10, metavar="S", help="fine-tune steps after each pruning step (default 10)")
+    parser.add_argument("--step-fraction", type=positive_float, default=0.125, help="each proposal removes this fraction of a group (default 0.125)")
     parser.add_argument("--distill", action="store_true", help="distill from the unpruned model while fine-tuning (Hinton KD, T=4)")
-    parser.add_argument("--data", default="default", help="default | cifar10:DIR | cifar100:DIR | imagefolder:DIR | npz:FILE")
-    parser.add_argument("--resolution", type=int, default=32, metavar="R", help="input resolution R x R (default 32)")
-    parser.add_argument("--eval-images", type=int, default=256, help="held-out images that score each proposal (default 256)")
-    parser.add_argument("--time-budget", type=float, default=1.0, metavar="S", help="seconds per latency measurement (default 1)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--data", type=nonempty, default="default", help="default | cifar10:DIR | cifar100:DIR | imagefolder:DIR | npz:FILE")
+    parser.add_argument("--resolution", type=positive_int, default=32, metavar="R", help="input resolution R x R (default 32)")
+    parser.add_argument("--eval-images", type=positive_int, default=256, help="held-out images that score each proposal (default 256)")
+    parser.add_argument("--time-budget", type=positive_float, default=1.0, metavar="S", help="seconds per latency measurement (default 1)")
+    parser.add_argument("--seed", type=seed, default=0)
+    parser.add_argument("--out", type=output_dir, required=True, metavar="DIR", help="output folder")
     parser.set_defaults(handler=run)
 
 
@@ -56,23 +56,38 @@ def _checked(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} is a file; give a folder")
+    check_resolution(args.resolution)
+    if args.runtime == "all":
+        raise UsageError("--runtime takes one runtime (the one the latency target is for), not 'all'")
+    from ..latency.runtimes import RUNTIMES
+
+    select_runtimes(args.runtime, tuple(RUNTIMES))
+
+
+def check_resolution(resolution: int, batch: int = 64) -> None:
+    """What train refuses before building (shared by prune and sparsify): too small for a 32x downsampling, or past memory."""
+    if resolution < 8:
+        raise UsageError(f"--resolution must be >= 8 (networks downsample 32x; 32 is the smallest sensible), got {resolution}")
+    check_input_memory((batch, 3, resolution, resolution), "a training batch of 64 x 3 x --resolution^2")
 
 
 def _load_model(args: argparse.Namespace, num_classes: int, in_channels: int):
     from ..checkpoint import CheckpointError, load
     from ..registry import create_model
 
+    from ..registry import get_spec
+
     try:
-        fresh = create_model(args.model, num_classes=num_classes, in_chans=in_channels)
+        wanted = get_spec(args.model).name  # the name is checked before anything is built or loaded
     except KeyError as error:
         raise UsageError(str(error)) from None
     if args.checkpoint is None:
-        return fresh, False
+        return create_model(args.model, num_classes=num_classes, in_chans=in_channels), False
     try:
         model = load(args.checkpoint)
     except (CheckpointError, ValueError, OSError) as error:
         raise UsageError(f"--checkpoint {args.checkpoint}: {error}") from None
-    if model.spec.name != fresh.spec.name or model.resolved.blocks[-1].out_channels != num_classes:
+    if model.spec.name != wanted or model.resolved.blocks[-1].out_channels != num_classes:
         raise UsageError(
             f"--checkpoint {args.checkpoint} holds {model.spec.name} with {model.resolved.blocks[-1].out_channels} classes, "
             f"not {args.model} with the {num_classes} classes of the data; give MODEL's own checkpoint"
@@ -81,6 +96,11 @@ def _load_model(args: argparse.Namespace, num_classes: int, in_channels: int):
 
 
 def run(args: argparse.Namespace) -> int:
+    with output_lock(args.out, "prune output directory"):  # one writer at a time: a second run on this --out is refused naming the first
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
     import torch

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import UsageError, stderr_console
+from pathlib import Path
+
+from ._common import UsageError, check_input_memory, output_lock, select_runtimes, nonempty, output_dir, output_file, positive_float, positive_int, seed, stderr_console, threads
 
 __all__ = ["register", "run"]
 
@@ -23,26 +25,26 @@ def register(commands) -> None:
     parser.add_argument("--space", default="mobile", metavar="NAME", help="search space (default mobile)")
     parser.add_argument("--strategy", default="random", metavar="NAME", help=f"one of {', '.join(STRATEGY_CHOICES)} (default random)")
     parser.add_argument("--runtime", default="ort", metavar="NAME", help="runtime the latency is for (default ort)")
-    parser.add_argument("--threads", type=int, default=2, metavar="N", help="intra-op threads for latency (default 2)")
-    parser.add_argument("--latency-ms", type=float, required=True, metavar="X", help="latency budget per image, batch 1 (ms)")
-    parser.add_argument("--trials", type=int, default=20, metavar="N", help="networks to train (sampling) or to derive (supernet strategies); default 20")
-    parser.add_argument("--epochs", type=int, default=1, metavar="E", help="short-training epochs per network (default 1)")
-    parser.add_argument("--supernet-epochs", type=int, default=None, metavar="E", help="supernet epochs for dnas/proxyless (default 4 x --epochs)")
-    parser.add_argument("--accuracy", default="train", metavar="HOW", help="train: short-train every network (default); supernet: train the space's supernet once and score paths with inherited weights (random, evolution)")
-    parser.add_argument("--data", default="default", metavar="D", help="dataset: default (embedded MNIST), cifar10:DIR, imagefolder:DIR, npz:FILE")
-    parser.add_argument("--resolution", type=int, default=32, metavar="R", help="training resolution in px (default 32); latency is at the space's input size")
-    parser.add_argument("--time-budget", type=float, default=None, metavar="S", help="stop starting new trials after S seconds")
-    parser.add_argument("--table", default="lut.sqlite", metavar="FILE", help="block latency table (default lut.sqlite; created and filled on demand)")
-    parser.add_argument("--predictor", default=None, metavar="FILE", help="price networks with this fitted predictor (predictor.json of `edgevision lut validate`) instead of the table sum; both are reported")
+    parser.add_argument("--threads", type=threads, default=2, metavar="N", help="intra-op threads for latency (default 2)")
+    parser.add_argument("--latency-ms", type=positive_float, required=True, metavar="X", help="latency budget per image, batch 1 (ms)")
+    parser.add_argument("--trials", type=positive_int, default=20, metavar="N", help="networks to train (sampling) or to derive (supernet strategies); default 20")
+    parser.add_argument("--epochs", type=positive_int, default=1, metavar="E", help="short-training epochs per network (default 1)")
+    parser.add_argument("--supernet-epochs", type=positive_int, default=None, metavar="E", help="supernet epochs for dnas/proxyless (default 4 x --epochs)")
+    parser.add_argument("--accuracy", type=nonempty, default="train", metavar="HOW", help="train: short-train every network (default); supernet: train the space's supernet once and score paths with inherited weights (random, evolution)")
+    parser.add_argument("--data", type=nonempty, default="default", metavar="D", help="dataset: default (embedded MNIST), cifar10:DIR, imagefolder:DIR, npz:FILE")
+    parser.add_argument("--resolution", type=positive_int, default=32, metavar="R", help="training resolution in px (default 32); latency is at the space's input size")
+    parser.add_argument("--time-budget", type=positive_float, default=None, metavar="S", help="stop starting new trials after S seconds")
+    parser.add_argument("--table", type=output_file, default="lut.sqlite", metavar="FILE", help="block latency table (default lut.sqlite; created and filled on demand)")
+    parser.add_argument("--predictor", type=nonempty, default=None, metavar="FILE", help="price networks with this fitted predictor (predictor.json of `edgevision lut validate`) instead of the table sum; both are reported")
     parser.add_argument("--no-build", action="store_true", help="never measure missing blocks; fail naming `edgevision lut build` instead")
-    parser.add_argument("--storage", default=None, metavar="URL", help="Optuna storage (default sqlite:///DIR/study.sqlite; any SQLAlchemy URL)")
-    parser.add_argument("--workers", type=int, default=None, metavar="N", help="train N trials in parallel on a local Ray")
+    parser.add_argument("--storage", type=nonempty, default=None, metavar="URL", help="Optuna storage (default sqlite:///DIR/study.sqlite; any SQLAlchemy URL)")
+    parser.add_argument("--workers", type=threads, default=None, metavar="N", help="train N trials in parallel on a local Ray")
     parser.add_argument("--ray-address", default=None, metavar="HOST:PORT", help="join this Ray cluster instead")
-    parser.add_argument("--zoo", default=None, metavar="FILE", help="zoo points to overlay (JSON list of network, measured_ms, accuracy)")
+    parser.add_argument("--zoo", type=nonempty, default=None, metavar="FILE", help="zoo points to overlay (JSON list of network, measured_ms, accuracy)")
     parser.add_argument("--no-measure", action="store_true", help="do not measure the shipped networks (predicted latency only)")
     parser.add_argument("--branch-budget", type=float, default=None, metavar="F", help="repnas: share of all DBB branches the searched network keeps (default 0.5)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed (default 0)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (also holds the resumable study)")
+    parser.add_argument("--seed", type=seed, default=0, metavar="S", help="seed (default 0)")
+    parser.add_argument("--out", type=output_dir, required=True, metavar="DIR", help="output directory (also holds the resumable study)")
     parser.set_defaults(handler=run)
 
 
@@ -57,6 +59,11 @@ def _strategy_options(args: argparse.Namespace) -> dict | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with output_lock(args.out, "search output directory"):  # one writer at a time: a second run on this --out is refused naming the first
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from .. import search
     from ..datasets import DataError
     from ..latency import MeasurementError
@@ -71,6 +78,22 @@ def run(args: argparse.Namespace) -> int:
     for name in ("trials", "epochs", "resolution", "threads"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    check_input_memory((64, 3, args.resolution, args.resolution), "a training batch of 64 x 3 x --resolution^2")
+    if args.runtime == "all":
+        raise UsageError("--runtime takes one runtime (the one the latency budget is for), not 'all'")
+    from ..latency.runtimes import RUNTIMES
+
+    select_runtimes(args.runtime, tuple(RUNTIMES))
+    if args.zoo is not None:  # read now: a bad file found only when the report is written would cost the whole search
+        from ..search.report import read_zoo_points
+
+        try:
+            if not Path(args.zoo).is_file():
+                raise ValueError("not a file")
+            read_zoo_points(args.zoo)
+        except (OSError, ValueError, TypeError, AttributeError) as error:
+            raise UsageError(f"--zoo {args.zoo!r}: {type(error).__name__}: {str(error)[:120]}; give a JSON list of "
+                             '{"network", "measured_ms", "accuracy"} objects') from None
     console = stderr_console()
     try:
         result = search.run(

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ._common import UsageError
+from ._common import UsageError, nonempty, output_lock, nonnegative_int, output_dir, positive_int
 
 __all__ = ["register", "run"]
 
@@ -21,16 +21,21 @@ def register(commands) -> None:
     parser = commands.add_parser("sparsify", help="N:M (2:4, 4:8, 1:4) or unstructured sparsity with SR-STE fine-tuning",
                                  description="Sparsify the convolutions and linears of a model and fine-tune with SR-STE.")
     parser.add_argument("model", help="registered model name")
-    parser.add_argument("--checkpoint", default=None, metavar="F", help="trained weights of MODEL (.safetensors)")
+    parser.add_argument("--checkpoint", type=nonempty, default=None, metavar="F", help="trained weights of MODEL (.safetensors)")
     parser.add_argument("--pattern", required=True, help="N:M (e.g. 2:4) or a fraction of zeros (e.g. 0.5)")
-    parser.add_argument("--epochs", type=int, default=1, metavar="N", help="SR-STE fine-tune epochs (0: masks only)")
-    parser.add_argument("--data", default="default", help="default | cifar10:DIR | ... (as for train)")
-    parser.add_argument("--resolution", type=int, default=32, metavar="R")
-    parser.add_argument("--out", required=True, metavar="DIR")
+    parser.add_argument("--epochs", type=nonnegative_int, default=1, metavar="N", help="SR-STE fine-tune epochs (0: masks only)")
+    parser.add_argument("--data", type=nonempty, default="default", help="default | cifar10:DIR | ... (as for train)")
+    parser.add_argument("--resolution", type=positive_int, default=32, metavar="R")
+    parser.add_argument("--out", type=output_dir, required=True, metavar="DIR")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    with output_lock(args.out, "sparsify output directory"):  # one writer at a time: a second run on this --out is refused naming the first
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
     import torch
@@ -42,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import predict, topk_accuracy
     from ..prune.sparsity import finalize, parse_pattern, sparse_size_bytes, sparsify
     from ..training import get_recipe, train
-    from .prune import _load_model
+    from .prune import _load_model, check_resolution
 
     try:
         pattern = parse_pattern(args.pattern)
@@ -50,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     if args.epochs < 0:
         raise UsageError(f"--epochs must be >= 0, got {args.epochs}")
+    check_resolution(args.resolution)
     try:
         data = load_data(args.data, image_size=args.resolution)
     except DataError as error:

@@ -8,10 +8,12 @@ trains data-parallel on every process (``--batch-size`` is the global batch); ra
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 from pathlib import Path
 
 from ..task_spec import TASK_NAMES
-from ._common import UsageError, check_input_memory, fraction, int_in, nonempty, nonnegative_float, nonnegative_int, output_dir, positive_float, positive_int, seed
+from ._common import UsageError, check_input_memory, output_lock, fraction, int_in, nonempty, nonnegative_float, nonnegative_int, output_dir, positive_float, positive_int, seed
 from .tasks import add_task_arguments, task_command
 
 __all__ = ["register", "run"]
@@ -108,7 +110,10 @@ def run(args: argparse.Namespace) -> int:
     from ._common import stderr_console
 
     if args.task != "classification":
-        return task_command(args.task).train(args)
+        if args.out is None:
+            return task_command(args.task).train(args)
+        with output_lock(args.out, "run folder", enabled=_is_rank_zero()):  # two trainings into one folder: the second is refused
+            return task_command(args.task).train(args)
     if args.resolution is None:
         args.resolution = 32
     if args.resolution < 8:
@@ -120,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {str(out)!r} is a file; give a folder")
     context = init_from_environment()
     console = stderr_console()
+    held = contextlib.ExitStack()
     try:
+        held.enter_context(output_lock(out, "run folder", enabled=context.is_main))  # a second training into this folder is refused
         try:
             data = load_data(args.data, image_size=args.resolution, on_corrupt=args.on_corrupt)
         except DataError as error:
@@ -164,5 +171,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.model}: {score} after {recipe.epochs} epochs, {result.train_seconds:.1f} s training, "
               f"{final['train_images_per_second_overall']:.0f} images/s; wrote {', '.join(written)} and metrics.jsonl/csv in {out}")
         return 0
+    except BaseException:
+        held.__exit__(*sys.exc_info())  # with the error: a refused run removes the folder it created (if still empty)
+        raise
     finally:
+        held.close()
         shutdown()
+
+
+def _is_rank_zero() -> bool:
+    """Under torchrun only rank 0 writes the run folder (and so holds its lock)."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import UsageError
+from ._common import UsageError, int_in, nonempty, output_file
 
 __all__ = ["register", "run"]
 
@@ -25,14 +25,14 @@ def register(commands) -> None:
         "shape, and write a self-describing .safetensors checkpoint (load it with edgevision.load). "
         "Reads .safetensors, and .pth/.pt/.bin without unpickling code.",
     )
-    imp.add_argument("file", metavar="FILE", help="the checkpoint: .safetensors, .pth, .pt or .bin")
+    imp.add_argument("file", type=nonempty, metavar="FILE", help="the checkpoint: .safetensors, .pth, .pt or .bin")
     imp.add_argument("--model", required=True, metavar="NAME", help="zoo model name (see `edgevision models`, docs/pretrained.md)")
     imp.add_argument("--from", dest="source", choices=("timm", "torchvision", "official"), default=None,
                      help="the file's layout (default: inferred from its tensor names)")
-    imp.add_argument("--num-classes", type=int, default=1000, metavar="N", help="classes of the new model; != the file's re-initialises the classifier")
-    imp.add_argument("--in-chans", type=int, default=3, metavar="C", help="input channels; != 3 adapts the stem as timm does")
-    imp.add_argument("--out", required=True, metavar="FILE.safetensors", help="where to write the edgevision checkpoint")
-    imp.add_argument("--json", default=None, metavar="FILE.json", help="also write a JSON summary (model, source, tensors mapped, ...)")
+    imp.add_argument("--num-classes", type=int_in(1, 1_000_000, "a class count"), default=1000, metavar="N", help="classes of the new model; != the file's re-initialises the classifier")
+    imp.add_argument("--in-chans", type=int_in(1, 4096, "a channel count"), default=3, metavar="C", help="input channels; != 3 adapts the stem as timm does")
+    imp.add_argument("--out", type=output_file, required=True, metavar="FILE.safetensors", help="where to write the edgevision checkpoint")
+    imp.add_argument("--json", type=output_file, default=None, metavar="FILE.json", help="also write a JSON summary (model, source, tensors mapped, ...)")
     imp.set_defaults(handler=run)
     parser.set_defaults(handler=lambda args: (_ for _ in ()).throw(UsageError("give an action: `edgevision weights import FILE --model NAME --out OUT.safetensors`")))
 
@@ -49,6 +49,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--json {args.json!r} should end in .json")
     if args.num_classes < 1 or args.in_chans < 1:
         raise UsageError("--num-classes and --in-chans must be positive integers")
+    from pathlib import Path
+
+    from ..weights.io import SUFFIXES
+
+    if not Path(args.file).is_file() or Path(args.file).suffix not in SUFFIXES:  # before building the model
+        what = ("does not exist" if not Path(args.file).exists() else "is not a file") if not Path(args.file).is_file() else "has an unknown suffix"
+        raise UsageError(f"weights file {args.file!r} {what}; give a {', '.join(SUFFIXES)} checkpoint")
     try:
         check_writable(args.out)
         if args.json:
