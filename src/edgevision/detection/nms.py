@@ -27,14 +27,15 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     if boxes.numel() == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
     order = torch.sort(scores, descending=True, stable=True).indices  # stable: ties keep the earlier box
-    overlaps = box_iou(boxes[order], boxes[order])  # (N, N) in rank order
+    ranked = boxes[order]
     suppressed = torch.zeros(len(order), dtype=torch.bool, device=boxes.device)
     keep = []
     for rank in range(len(order)):
         if suppressed[rank]:
             continue
         keep.append(rank)
-        suppressed |= overlaps[rank] > iou_threshold
+        # one row of the IoU matrix at a time: O(N) memory (post-processing sees tens of thousands of boxes)
+        suppressed[rank + 1:] |= box_iou(ranked[rank: rank + 1], ranked[rank + 1:])[0] > iou_threshold
     return order[torch.tensor(keep, dtype=torch.long, device=boxes.device)]
 
 

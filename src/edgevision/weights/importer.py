@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from ..task_spec import TaskModelSpec
 from .io import WeightImportError, read_state_dict
 from .keymap import BlockIndex, KeyMap
 
@@ -77,20 +78,28 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
 def _shape_sensitive_keys(spec, shapes: dict[str, torch.Size], **change) -> set[str]:
     """Our keys whose shape changes with the class count (``num_classes=``) or input channels (``in_chans=``)."""
     if "num_classes" in change:
-        other = spec.with_classes(spec.head.num_classes + 1)
+        other = spec.with_classes(_class_count(spec) + 1)
     else:
         other = spec.with_input_channels(spec.in_channels + 1)
     return {key for key, shape in _state_shapes(other).items() if key in shapes and shapes[key] != shape}
 
 
+def _class_count(spec) -> int:
+    """A classifier's head classes, or a task model's ``num_classes`` (TaskModelSpec)."""
+    return spec.num_classes if isinstance(spec, TaskModelSpec) else spec.head.num_classes
+
+
 def _state_shapes(spec) -> dict[str, torch.Size]:
     from ..builder import build
 
+    def make():
+        return spec.build() if isinstance(spec, TaskModelSpec) else build(spec)
+
     try:  # meta tensors: the layout without allocating (or initialising) the weights
         with torch.device("meta"):
-            model = build(spec)
+            model = make()
     except Exception:  # a block that computes with real tensors at construction time
-        model = build(spec)
+        model = make()
     return {key: tensor.shape for key, tensor in model.state_dict().items()}
 
 
@@ -211,7 +220,7 @@ def map_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str
 
     notes = [keymap.note] if keymap.note else []
     if reinitialised:
-        notes.append(f"classifier re-initialised for {spec.head.num_classes} classes ({', '.join(reinitialised)}); fine-tune it")
+        notes.append(f"classifier re-initialised for {_class_count(spec)} classes ({', '.join(reinitialised)}); fine-tune it")
     if adapted:
         notes.append(f"stem adapted from 3 to {spec.in_channels} input channels as timm's adapt_input_conv ({', '.join(adapted)})")
     ignored = sum(1 for key in state if key not in used and (keymap.ignored(key) or key.endswith("num_batches_tracked")))

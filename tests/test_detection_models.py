@@ -1,0 +1,98 @@
+"""Registered detectors: published parameter counts, the detector contract (forward / loss /
+postprocess), a checkpoint round trip, and the deployed graph with NMS inside checked against PyTorch."""
+
+import numpy as np
+import pytest
+import torch
+
+import edgevision as ev
+from edgevision.checkpoint import load, save
+
+
+def _count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_ssdlite320_mobilenetv3_large_has_torchvisions_parameter_count():
+    assert "ssdlite320_mobilenetv3_large" in ev.list_models(task="detection")
+    with torch.device("meta"):
+        assert _count(ev.create_model("ssdlite320_mobilenetv3_large")) == 3_440_060  # torchvision, 91 logits
+
+
+def _targets():
+    return [{"boxes": torch.tensor([[4.0, 6.0, 40.0, 50.0], [30.0, 30.0, 60.0, 62.0]]), "labels": torch.tensor([0, 2])},
+            {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}]
+
+
+@pytest.mark.parametrize("name", ["ssdlite320_mobilenetv3_large", "ssdlite320_mobilenetv2"])
+def test_detector_contract(name, tmp_path):
+    torch.manual_seed(0)
+    model = ev.create_model(name, num_classes=3)
+    model.set_input_size(64)
+    images = torch.randn(2, 3, 64, 64)
+    outputs = model(images)
+    deltas, logits = outputs
+    assert deltas.shape == (2, len(model.priors(64)), 4) and logits.shape == (2, len(model.priors(64)), 4)
+    losses = model.loss(outputs, _targets())
+    assert set(losses) >= {"loss", "bbox_regression", "classification"} and losses["loss"] > 0
+    losses["loss"].backward()
+    assert all(p.grad is not None for p in model.head.parameters())
+    model.eval()
+    detections = model.postprocess(model(images), 64)
+    assert len(detections) == 2
+    for result in detections:
+        assert result["boxes"].shape[1] == 4 and len(result["boxes"]) == len(result["scores"]) == len(result["labels"])
+        assert result["labels"].min() >= 0 and result["labels"].max() < 3
+        assert (result["boxes"] >= 0).all() and (result["boxes"] <= 64).all()
+        assert (result["scores"][:-1] >= result["scores"][1:]).all()
+    path = save(model, tmp_path / "ssd.safetensors", metadata={"task": "detection"})
+    restored = load(path).eval()
+    torch.testing.assert_close(restored(images)[1], model(images)[1])
+
+
+def test_loss_prefers_the_right_answer():
+    """The SSD loss is lower for outputs that encode the targets than for random outputs."""
+    torch.manual_seed(0)
+    model = ev.create_model("ssdlite320_mobilenetv3_large", num_classes=3)
+    model.set_input_size(64)
+    target = _targets()[:1]
+    priors = model.priors(64)
+    from edgevision.detection.boxes import box_iou
+
+    best = box_iou(target[0]["boxes"], priors).argmax(dim=0)
+    perfect_deltas = model.coder.encode(target[0]["boxes"][best], priors)[None]
+    overlaps = box_iou(target[0]["boxes"], priors).max(dim=0).values
+    perfect_logits = torch.full((1, len(priors), 4), -10.0)
+    perfect_logits[0, :, 0] = 10.0
+    for prior in range(len(priors)):
+        if overlaps[prior] >= 0.5:
+            perfect_logits[0, prior, :] = -10.0
+            perfect_logits[0, prior, target[0]["labels"][best[prior]] + 1] = 10.0
+    for box in box_iou(target[0]["boxes"], priors).argmax(dim=1):
+        perfect_logits[0, box, :] = -10.0
+    good = model.loss((perfect_deltas, perfect_logits), target)["loss"]
+    bad = model.loss((torch.randn_like(perfect_deltas), torch.randn_like(perfect_logits)), target)["loss"]
+    assert good < 0.5 * bad
+
+
+def test_deployed_detector_with_nms_in_onnx_matches_pytorch(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = ev.create_model("ssdlite320_mobilenetv3_large", num_classes=3).eval()
+    deployed = model.deployable(64).eval()
+    images = torch.randn(2, 3, 64, 64)
+    path = tmp_path / "ssd.onnx"
+    torch.onnx.export(deployed, (images,), str(path), input_names=["images"], output_names=["batch_index", "boxes", "scores", "labels"],
+                      opset_version=17, dynamo=False,
+                      dynamic_axes={"images": {0: "batch"}, "batch_index": {0: "k"}, "boxes": {0: "k"}, "scores": {0: "k"}, "labels": {0: "k"}})
+    assert "NonMaxSuppression" in {node.op_type for node in onnx.load(str(path)).graph.node}
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"images": images.numpy()})
+    with torch.no_grad():
+        expected = [t.numpy() for t in deployed(images)]
+    assert len(expected[0]) > 0
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[3], expected[3])
+    np.testing.assert_allclose(got[1], expected[1], atol=1e-4)
+    np.testing.assert_allclose(got[2], expected[2], atol=1e-5)
