@@ -83,3 +83,6 @@ test-reference: $(REF_STAMP)  # ~10 min on 2 cores; writes build/reference/*.jso
 
 pretrained-table:  # build/reference/*.json (from test-reference) -> docs/pretrained.md
 	$(BIN)/python benchmarks/pretrained_table.py build/reference docs/pretrained.md
+
+bench-dense-det: $(STAMP)  # SSDLite detectors: params vs published, ORT fp32 latency with NMS in the graph, mAP on the embedded scenes -> benchmarks/results/dense_detection.md (~30-40 min idle)
+	PYTHONPATH=src $(BIN)/python benchmarks/bench_dense_det.py
