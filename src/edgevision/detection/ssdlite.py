@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers.make_divisible import make_divisible
 from ..task_spec import TaskModelSpec
 from .anchors import BoxCoder, ssd_anchor_counts, ssd_default_boxes
 from .boxes import box_iou, clip_boxes
@@ -60,11 +61,6 @@ _BACKBONE_TABLES = {
     "mobilenet_v3_large": (16, "hard_swish", _V3_LARGE_REDUCED, 480, 12),
     "mobilenet_v2": (32, "relu6", _v2_rows(), 1280, 13),
 }
-
-
-def _make_divisible(value: float, divisor: int = 8) -> int:
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
 
 
 def _activation(name: str | None) -> nn.Module | None:
@@ -109,7 +105,7 @@ class InvertedResidual(nn.Module):
         layers = [] if expanded == in_channels else [ConvNormAct(in_channels, expanded, 1, activation=activation)]
         layers.append(ConvNormAct(expanded, expanded, kernel, stride, groups=expanded, activation=activation))
         if use_se:
-            layers.append(SqueezeExcitation(expanded, _make_divisible(expanded // 4)))
+            layers.append(SqueezeExcitation(expanded, make_divisible(expanded // 4)))
         layers.append(ConvNormAct(expanded, out_channels, 1, activation=None))
         self.block = nn.Sequential(*layers)
         self.use_residual = stride == 1 and in_channels == out_channels
