@@ -97,3 +97,5 @@ bench-depth: $(STAMP)  # FCRN params vs paper, ORT fp32 latency at 228x304, dept
 .PHONY: bench-sr
 bench-sr: $(STAMP)  # SR: params/mult-adds vs papers, PSNR/SSIM vs bicubic after 2000 steps, fp32 fps at x4 -> benchmarks/results/sr.md (~55 min idle)
 	$(BIN)/python benchmarks/bench_sr.py
+bench-dense-det: $(STAMP)  # SSDLite detectors: params vs published, ORT fp32 latency with NMS in the graph, mAP on the embedded scenes -> benchmarks/results/dense_detection.md (~30-40 min idle)
+	PYTHONPATH=src $(BIN)/python benchmarks/bench_dense_det.py

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..tensor_listing import mismatch_listing
+from ..task_spec import TaskModelSpec
 from .io import WeightImportError, read_state_dict
 from .keymap import BlockIndex, KeyMap
 
@@ -86,20 +87,20 @@ def _shape_sensitive_keys(spec, shapes: dict[str, torch.Size], **change) -> set[
 
 def _num_classes(spec) -> int:
     """A classifier's ``head.num_classes``; a task model's (``TaskModelSpec``) own ``num_classes``."""
-    return spec.num_classes if hasattr(spec, "num_classes") else spec.head.num_classes
+    return spec.num_classes if isinstance(spec, TaskModelSpec) else spec.head.num_classes
 
 
 def _state_shapes(spec) -> dict[str, torch.Size]:
-    from ..builder import build as build_network
+    from ..builder import build
 
-    def build(spec):  # a task model (segmentation, ...) builds itself
-        return spec.build() if hasattr(spec, "task") else build_network(spec)
+    def make():  # a task model (segmentation, detection, ...) builds itself
+        return spec.build() if isinstance(spec, TaskModelSpec) else build(spec)
 
     try:  # meta tensors: the layout without allocating (or initialising) the weights
         with torch.device("meta"):
-            model = build(spec)
+            model = make()
     except Exception:  # a block that computes with real tensors at construction time
-        model = build(spec)
+        model = make()
     return {key: tensor.shape for key, tensor in model.state_dict().items()}
 
 

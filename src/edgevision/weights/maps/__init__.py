@@ -9,11 +9,12 @@ from __future__ import annotations
 from ..keymap import KeyMap
 from . import byobnet, densenet, edgenext, ghostnet, inception, mnasnet, mobilenetv2, mobilenetv3, resnet, vgg
 from . import segmentation  # the segmentation models' maps (their own block, kept apart from the classifier families)
+from . import ssdlite  # detection (det branch)
 
 __all__ = ["KEYMAPS"]
 
 KEYMAPS: dict[str, dict[str, KeyMap]] = {}
-for _module in (resnet, mobilenetv2, mobilenetv3, mnasnet, densenet, inception, vgg, byobnet, ghostnet, edgenext):
+for _module in (resnet, mobilenetv2, mobilenetv3, mnasnet, densenet, inception, vgg, byobnet, ghostnet, edgenext, ssdlite):
     for _family, _by_source in _module.KEYMAPS.items():
         KEYMAPS.setdefault(_family, {}).update(_by_source)
 
