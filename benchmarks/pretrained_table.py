@@ -124,10 +124,11 @@ edgevision weights import resnet50-tv.pth --model resnet50 --from torchvision --
 
 ## Not covered yet
 
-Key maps still to write (the models are in the table above with "none yet"): LeViT, EfficientFormer, RepGhostNet,
-Inception v4 and Inception-ResNet v2 (a `_timm` variant is needed: timm's BatchNorm has a scale where the TF-slim
-release has none), ShuffleNet V2 (`_tv` variant: torchvision's first-unit branch widths and FC bias) and FBNet-C
-(`_timm` variant: timm's convs have no bias before BatchNorm). HorNet has no timm 1.0.31 / torchvision 0.28 counterpart.
+Key maps still to write (the models are in the table above with "none yet"): Inception v4 and Inception-ResNet v2
+(a `_timm` variant is needed: timm's BatchNorm has a scale where the TF-slim release has none), ShuffleNet V2 (`_tv`
+variant: torchvision's first-unit branch widths and FC bias) and FBNet-C (`_timm` variant: timm's convs have no bias
+before BatchNorm). HorNet has no timm 1.0.31 / torchvision 0.28 counterpart. timm's deploy layouts (RepGhostNet's
+fused `cheap_operation`, Next-ViT's folded pre-norms) are not mapped: import the train layout, then `ev.reparameterize`.
 Compatible variants registered so far (`src/edgevision/models/compat.py`): `seresnet50_timm` (stride on the 3x3),
 `skresnext50_32x4d_timm` (padded stem pool), `xception_timm` (BatchNorm eps 1e-5); the release-layout models refuse
 those libraries' files with a message naming the variant. The authors' own release layouts are mapped for GhostNet

@@ -75,3 +75,5 @@ CASES += [  # compatible variants (models/compat.py): the library's layout besid
 CASES += [Case(name, TIMM, name, size=32) for name in ("vgg11", "vgg16_bn")]  # timm's conv-form classifier
 CASES += [Case("xception_timm", TIMM, "legacy_xception", size=96)]
 CASES += [Case("levit_128s", TIMM, "levit_128s", size=224)]  # attention biases are tied to the 14x14 grid of 224 px
+CASES += [Case("efficientformer_l1", TIMM, "efficientformer_l1", size=224)]  # attention biases tied to the 7x7 grid
+CASES += [Case("repghostnet_100", TIMM, "repghostnet_100")]

@@ -19,9 +19,9 @@ for _module in (resnet, mobilenetv2, mobilenetv3, mnasnet, densenet, inception, 
         KEYMAPS.setdefault(_family, {}).update(_by_source)
 
 # weights2: timm layouts of the hybrid, attention and classic-CNN families (issue 12, part 2)
-from . import compat, levit, nextvit, vgg_timm, xception  # noqa: E402
+from . import compat, efficientformer, levit, nextvit, repghostnet, vgg_timm, xception  # noqa: E402
 
-for _module in (nextvit, compat, vgg_timm, xception, levit):
+for _module in (nextvit, compat, vgg_timm, xception, levit, efficientformer, repghostnet):
     for _family, _by_source in _module.KEYMAPS.items():
         KEYMAPS.setdefault(_family, {}).update(_by_source)
 for _family, _by_source in segmentation.KEYMAPS.items():
