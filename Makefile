@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # torch==2.13.0 in requirements.lock is the CPU wheel on our machines; a looser pin pulls CUDA wheels.
 
-.PHONY: run test setup clean bench-runtimes bench-analysis bench-lut bench-training test-durability bench-roofline bench-features bench-quant bench-compress bench-search test-search-ray
+.PHONY: run test setup clean bench-runtimes bench-analysis bench-lut bench-training test-durability bench-roofline bench-features bench-quant bench-compress bench-search test-search-ray test-prune-durability
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -77,9 +77,12 @@ $(REF_STAMP): pyproject.toml requirements.lock
 	$(REF_BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(REF_STAMP)
 
-.PHONY: test-reference pretrained-table
+.PHONY: test-reference pretrained-table test-prune-durability
 test-reference: $(REF_STAMP)  # ~10 min on 2 cores; writes build/reference/*.json
 	EDGEVISION_REFERENCE_TESTS=1 $(REF_BIN)/python -m pytest -p no:cacheprovider tests/reference
 
 pretrained-table:  # build/reference/*.json (from test-reference) -> docs/pretrained.md
 	$(BIN)/python benchmarks/pretrained_table.py build/reference docs/pretrained.md
+
+test-prune-durability: $(STAMP)  # kill -9 of `edgevision prune` after its first NetAdapt step, then resume (~3 min CPU); see tests/test_prune_durability.py
+	EDGEVISION_DURABILITY=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_prune_durability.py
