@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # torch==2.13.0 in requirements.lock is the CPU wheel on our machines; a looser pin pulls CUDA wheels.
 
-.PHONY: run test setup clean bench-runtimes bench-analysis bench-lut bench-training test-durability bench-roofline bench-features bench-quant bench-compress bench-search test-search-ray
+.PHONY: run test setup clean bench-runtimes bench-analysis bench-lut bench-training test-durability bench-roofline bench-features bench-quant bench-compress bench-search test-search-ray test-prune-durability
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -77,7 +77,7 @@ $(REF_STAMP): pyproject.toml requirements.lock
 	$(REF_BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(REF_STAMP)
 
-.PHONY: test-reference pretrained-table
+.PHONY: test-reference pretrained-table test-prune-durability
 test-reference: $(REF_STAMP)  # ~10 min on 2 cores; writes build/reference/*.json
 	EDGEVISION_REFERENCE_TESTS=1 $(REF_BIN)/python -m pytest -p no:cacheprovider tests/reference
 
@@ -99,3 +99,5 @@ bench-sr: $(STAMP)  # SR: params/mult-adds vs papers, PSNR/SSIM vs bicubic after
 	$(BIN)/python benchmarks/bench_sr.py
 bench-dense-det: $(STAMP)  # SSDLite detectors: params vs published, ORT fp32 latency with NMS in the graph, mAP on the embedded scenes -> benchmarks/results/dense_detection.md (~30-40 min idle)
 	PYTHONPATH=src $(BIN)/python benchmarks/bench_dense_det.py
+test-prune-durability: $(STAMP)  # kill -9 of `edgevision prune` after its first NetAdapt step, then resume (~3 min CPU); see tests/test_prune_durability.py
+	EDGEVISION_DURABILITY=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_prune_durability.py

@@ -11,7 +11,7 @@ from helpers import max_relative_error, randomize_batchnorm, test_input_size
 
 import edgevision as ev
 from edgevision.prune import FixedWidthSpec, PruneError, groups_of, importance, shrink, widths_for_ratio
-from edgevision.prune.netadapt import netadapt, next_width
+from edgevision.prune.netadapt import NetAdaptProgress, netadapt, next_width
 from edgevision.prune.staircase import fast_widths, measure_staircase
 from edgevision.training.distill import DistillationLoss, kd_loss
 
@@ -151,6 +151,18 @@ def test_netadapt_reaches_the_target_and_names_the_floor():
         netadapt(model, _macs_ms, accuracy, target_ms=1e-3)
     with pytest.raises(PruneError, match=r"in \(0, 1\)"):
         netadapt(model, _macs_ms, accuracy, target_ratio=1.5)
+
+
+def test_netadapt_resumed_from_a_checkpoint_takes_the_same_steps():
+    model = _model("resnet18", 32, width=0.25)
+    accuracy = lambda network: 1.0 - 1e-8 * (ev.count_params(model) - ev.count_params(network))
+    saved = []
+    full = netadapt(model, _macs_ms, accuracy, target_ratio=0.3, step_fraction=0.5, max_steps=40, checkpoint=saved.append)
+    assert len(full.steps) >= 2 and len(saved) == len(full.steps) + 1  # the start, then one per accepted step
+    after_one = NetAdaptProgress.from_dict(saved[1].model, saved[1].to_dict())  # what edgevision prune writes and reads
+    resumed = netadapt(model, _macs_ms, accuracy, target_ratio=0.3, step_fraction=0.5, max_steps=40, resume=after_one)
+    assert [s.to_dict() for s in resumed.steps] == [s.to_dict() for s in full.steps]
+    assert ev.count_params(resumed.model) == ev.count_params(full.model)
 
 
 def test_staircase_keeps_the_right_edge_of_each_step():

@@ -87,7 +87,10 @@ class NetworkSpec(Spec):
     def with_classes(self, num_classes: int) -> "NetworkSpec":
         if not self.has_classifier:
             raise ValueError(f"{self.name} has no classifier head (head={type(self.head).__name__}), so it has no num_classes to change")
-        return dataclasses.replace(self, head=dataclasses.replace(self.head, num_classes=num_classes))
+        # a head that wraps another (a pruned FixedWidthSpec) knows how to pass the new count inside
+        retarget = getattr(self.head, "with_classes", None)
+        head = retarget(num_classes) if callable(retarget) else dataclasses.replace(self.head, num_classes=num_classes)
+        return dataclasses.replace(self, head=head)
 
     def with_head(self, head: BlockSpec | None) -> "NetworkSpec":
         """The same network with another head (None: backbone only)."""

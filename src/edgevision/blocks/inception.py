@@ -29,6 +29,7 @@ its ``residual_scale`` into the 1x1 up-projection, so deploy is ``act(x + up(con
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Callable, ClassVar
@@ -201,12 +202,51 @@ class InceptionModuleSpec(BlockSpec):
             )
         return sizes.pop()
 
+    def _single_conv_branch(self) -> bool:
+        """One branch ending in a conv, no split, no residual: out is that conv's width (prunable as ``out``)."""
+        return (
+            len(self.branches) == 1 and not self.branches[0].split and self.residual_scale is None
+            and any(isinstance(layer, InceptionConvSpec) for layer in self.branches[0].layers)
+        )
+
+    def inner_widths(self) -> dict[str, int]:
+        """Width-surgery protocol (``edgevision.prune``): the branch convs whose width stays inside the module.
+
+        ``"branches.<b>.layers.<l>"``: every conv of a branch but the one that feeds the concat (a
+        1x1 reduce before a 3x3 / 5x5, the first of a factorized pair); with a ``split`` the last
+        layer feeds the parallel convs, so it is internal too.
+        """
+        widths = {}
+        for b, branch in enumerate(self.branches):
+            convs = [l for l, layer in enumerate(branch.layers) if isinstance(layer, InceptionConvSpec)]
+            for l in convs if branch.split else convs[:-1]:
+                widths[f"branches.{b}.layers.{l}"] = branch.layers[l].out_channels
+        return widths
+
+    def with_inner_widths(self, widths: dict[str, int]) -> "InceptionModuleSpec":
+        branches = list(self.branches)
+        for name, width in widths.items():
+            _, b, _, l = name.split(".")
+            branch = branches[int(b)]
+            layers = list(branch.layers)
+            layers[int(l)] = dataclasses.replace(layers[int(l)], out_channels=width)
+            branches[int(b)] = dataclasses.replace(branch, layers=tuple(layers))
+        return dataclasses.replace(self, branches=tuple(branches))
+
     def has_identity_shortcut(self, block: ResolvedBlock) -> bool:
         return self.residual_scale is not None  # Inception-ResNet: act(x + scale * up(concat)), stride 1, width kept
 
     def build(self, block: ResolvedBlock) -> nn.Module:
         norm = functools.partial(nn.BatchNorm2d if self.norm_scale else BatchNormWithoutScale, eps=self.norm_eps)
-        branches = [InceptionBranch(branch, block.in_channels, norm) for branch in self.branches]
+        specs = self.branches
+        if self._single_conv_branch() and block.out_channels != self.widths(block.in_channels, ChannelScale(1.0, 1)).out_channels:
+            # a plain conv module (a stem) pruned to another out width: its last conv takes the resolved width
+            (branch,) = specs
+            last = max(l for l, layer in enumerate(branch.layers) if isinstance(layer, InceptionConvSpec))
+            layers = list(branch.layers)
+            layers[last] = dataclasses.replace(layers[last], out_channels=block.out_channels)
+            specs = (dataclasses.replace(branch, layers=tuple(layers)),)
+        branches = [InceptionBranch(branch, block.in_channels, norm) for branch in specs]
         up = None
         if self.residual_scale is not None:
             up = nn.Conv2d(block.mid_channels, block.in_channels, 1, bias=True)  # linear: no BN, no ReLU (Fig. 16-19)

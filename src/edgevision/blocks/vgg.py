@@ -14,6 +14,7 @@ adaptive pool makes the 25088-wide first FC accept any input size).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -77,17 +78,26 @@ class VGGHeadSpec(HeadSpec):
     hidden_features: int = 4096
     pool_size: int = 7
     dropout: float = 0.5
+    second_hidden_features: int | None = None  # None: the same as hidden_features (Table 1); a pruned head sets it
 
     def validate(self) -> None:
         super().validate()
-        check_positive(self, "hidden_features", "pool_size")
+        check_positive(self, "hidden_features", "pool_size", "second_hidden_features")
         check(self, "dropout", 0.0 <= self.dropout < 1.0, "in [0, 1)")
 
     def widths(self, in_channels: int, scale: ChannelScale) -> BlockWidths:
         return BlockWidths(out_channels=self.num_classes, mid_channels=self.hidden_features)
 
+    def inner_widths(self) -> dict[str, int]:
+        """Width-surgery protocol (``edgevision.prune``): the second FC width (the first is ``mid``)."""
+        return {"second_hidden": self.second_hidden_features or self.hidden_features}
+
+    def with_inner_widths(self, widths: dict[str, int]) -> "VGGHeadSpec":
+        return dataclasses.replace(self, second_hidden_features=widths.get("second_hidden", self.second_hidden_features))
+
     def build(self, block: ResolvedBlock) -> nn.Module:
-        return VGGHead(block.in_channels, self.num_classes, self.hidden_features, self.pool_size, self.dropout)
+        second = self.second_hidden_features or self.hidden_features
+        return VGGHead(block.in_channels, self.num_classes, block.mid_channels, self.pool_size, self.dropout, second)
 
 
 def adaptive_average_matrix(in_size: int, out_size: int, like: torch.Tensor) -> torch.Tensor:
@@ -109,17 +119,21 @@ class VGGHead(nn.Module):
     refuses adaptive pooling to a size that does not divide the input.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, hidden_features: int, pool_size: int, dropout: float) -> None:
+    def __init__(
+        self, in_channels: int, num_classes: int, hidden_features: int, pool_size: int, dropout: float,
+        second_hidden_features: int | None = None,
+    ) -> None:
         super().__init__()
+        second = second_hidden_features or hidden_features
         self.pool_size = pool_size
         self.classifier = nn.Sequential(
             nn.Linear(in_channels * pool_size * pool_size, hidden_features),
             nn.ReLU(),
             nn.Dropout(dropout),
-            nn.Linear(hidden_features, hidden_features),
+            nn.Linear(hidden_features, second),
             nn.ReLU(),
             nn.Dropout(dropout),
-            nn.Linear(hidden_features, num_classes),
+            nn.Linear(second, num_classes),
         )
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ ended in one. BatchNorm eps is Keras's 1e-3. Deploy form: every BN folds into it
 from __future__ import annotations
 
 import functools
+import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -73,9 +74,20 @@ class XceptionBlockSpec(BlockSpec):
     def has_identity_shortcut(self, block: ResolvedBlock) -> bool:
         return self.residual and keeps_shape(block)
 
+    def inner_widths(self) -> dict[str, int]:
+        """Width-surgery protocol (``edgevision.prune``): every separable conv's width but the last (the block's out)."""
+        return {f"channels.{k}": width for k, width in enumerate(self.channels[:-1])}
+
+    def with_inner_widths(self, widths: dict[str, int]) -> "XceptionBlockSpec":
+        channels = list(self.channels)
+        for name, width in widths.items():
+            channels[int(name.split(".")[1])] = width
+        return dataclasses.replace(self, channels=tuple(channels))
+
     def build(self, block: ResolvedBlock) -> nn.Module:
+        # the last width is the resolved out (a pruned block fixes it to fewer channels than the spec's)
         return XceptionBlock(
-            block.in_channels, self.channels, self.stride, self.residual, self.first_activation, block.identity_shortcut,
+            block.in_channels, self.channels[:-1] + (block.out_channels,), self.stride, self.residual, self.first_activation, block.identity_shortcut,
             norm_eps=self.norm_eps,
         )
 

@@ -3,6 +3,13 @@
 Writes ``DIR/model.safetensors`` (the pruned spec inside: ``ev.load`` rebuilds it) and
 ``DIR/prune.json``: params, MACs, measured median ms and accuracy before and after, the widths of
 every block and every step taken.
+
+Resumable after kill -9: the dense (trained) model, the measured start, and the network after every
+accepted NetAdapt step are written atomically under ``DIR/.prune-resume/``; running the same command
+again continues from the last of them (a run with other settings refuses the folder), and the folder
+is removed once ``model.safetensors`` and ``prune.json`` are written. A resumed run continues from
+the same weights and steps; the random streams of the fine-tunes after it are not those of an
+uninterrupted run.
 """
 
 from __future__ import annotations
@@ -95,6 +102,60 @@ def _load_model(args: argparse.Namespace, num_classes: int, in_channels: int):
     return model.train(), True
 
 
+RESUME_DIR = ".prune-resume"
+_NOT_SETTINGS = ("out", "handler", "command")
+
+
+def _fingerprint(args: argparse.Namespace) -> dict:
+    """The settings a resumed run must share with the one that wrote the folder."""
+    return {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_SETTINGS and not callable(v)}
+
+
+class _Resume:
+    """``DIR/.prune-resume``: state.json (settings, phase, measurements) + dense / current checkpoints."""
+
+    def __init__(self, out: Path, args: argparse.Namespace) -> None:
+        from ..atomic import sweep_stale_temporaries
+
+        self.folder = out / RESUME_DIR
+        self.settings = _fingerprint(args)
+        self.state: dict = {}
+        if (self.folder / "state.json").is_file():
+            sweep_stale_temporaries(self.folder)  # a write torn by the kill
+            try:
+                self.state = json.loads((self.folder / "state.json").read_text())
+            except (OSError, ValueError):
+                self.state = {}
+            if self.state and self.state.get("settings") != json.loads(json.dumps(self.settings)):
+                raise UsageError(
+                    f"--out {out} holds an unfinished prune run with other settings; rerun that command to resume it, "
+                    f"or delete {self.folder} (or use another --out) to start over"
+                )
+
+    def write(self, **fields) -> None:
+        from ..atomic import atomic_write_text
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.state = {**self.state, **fields, "settings": self.settings}
+        atomic_write_text(self.folder / "state.json", json.dumps(self.state, indent=1))
+
+    def save_model(self, name: str, model) -> None:
+        from ..checkpoint import save
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        save(model, self.folder / f"{name}.safetensors")
+
+    def load_model(self, name: str):
+        from ..checkpoint import load
+
+        return load(self.folder / f"{name}.safetensors").train()
+
+    def finish(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def run(args: argparse.Namespace) -> int:
     with output_lock(args.out, "prune output directory"):  # one writer at a time: a second run on this --out is refused naming the first
         return _run(args)
@@ -113,13 +174,15 @@ def _run(args: argparse.Namespace) -> int:
     from ..evaluation import predict, topk_accuracy
     from ..latency import measure
     from ..prune import PruneError
-    from ..prune.netadapt import netadapt
+    from ..prune.netadapt import NetAdaptProgress, netadapt
     from ..training import get_recipe, seed_everything, train
     from ..training.distill import DistillationLoss
     from ._common import stderr_console
 
     _checked(args)
     console = stderr_console()
+    out = Path(args.out)
+    resume = _Resume(out, args)
     try:
         data = load_data(args.data, image_size=args.resolution)
     except DataError as error:
@@ -147,21 +210,36 @@ def _run(args: argparse.Namespace) -> int:
     def latency(network) -> float:
         return measure(network.eval(), shape, runtime=args.runtime, deploy=True, time_budget_s=args.time_budget).median_ms
 
-    if not trained and args.epochs:
-        console.print(f"no --checkpoint: training the dense {args.model} for {args.epochs} epoch(s) first")
-        model = finetune(model, epochs=args.epochs)
-    elif not trained:
-        console.print(f"[yellow]no --checkpoint and --epochs 0: pruning an untrained {args.model} (accuracy is chance)[/]")
+    if "before" in resume.state:  # the dense phase finished in an earlier (killed) run
+        model = resume.load_model("dense")
+        before = resume.state["before"]
+        console.print(f"resuming the unfinished run in {resume.folder}")
+    else:
+        if not trained and args.epochs:
+            console.print(f"no --checkpoint: training the dense {args.model} for {args.epochs} epoch(s) first")
+            model = finetune(model, epochs=args.epochs)
+        elif not trained:
+            console.print(f"[yellow]no --checkpoint and --epochs 0: pruning an untrained {args.model} (accuracy is chance)[/]")
+        before = {"params": count_params(model), "macs": count_macs(model, args.resolution, data.in_channels),
+                  "median_ms": latency(model), "accuracy": accuracy(model, data.val)}
+        resume.save_model("dense", model)
+        resume.write(before=before)
     teacher = __import__("copy").deepcopy(model).eval() if args.distill else None
-    before = {"params": count_params(model), "macs": count_macs(model, args.resolution, data.in_channels),
-              "median_ms": latency(model), "accuracy": accuracy(model, data.val)}
     console.print(f"{args.model}: {before['median_ms']:.3f} ms on {args.runtime}, top-1 {before['accuracy']:.2%}; pruning")
+    progress = None
+    if "progress" in resume.state:
+        progress = NetAdaptProgress.from_dict(resume.load_model("current"), resume.state["progress"])
+
+    def checkpoint(now: NetAdaptProgress) -> None:  # the network first: state.json never names a step not on disk
+        resume.save_model("current", now.model)
+        resume.write(progress=now.to_dict())
+
     try:
         result = netadapt(
             model, latency, accuracy, target_ms=args.target_ms, target_ratio=args.target_ratio, criterion=args.criterion,
             batches=_taylor_batches(data, preprocess, make_loader) if args.criterion == "taylor" else None,
             finetune=lambda network: finetune(network, max_steps=args.step_steps, teacher=teacher),
-            step_fraction=args.step_fraction, log=console.print,
+            step_fraction=args.step_fraction, log=console.print, resume=progress, checkpoint=checkpoint,
         )
     except PruneError as error:
         raise UsageError(str(error)) from None
@@ -184,11 +262,11 @@ def _run(args: argparse.Namespace) -> int:
         "widths": {b.path: {"in": b.in_channels, "out": b.out_channels, "mid": b.mid_channels, "se": b.se_channels} for b in pruned.resolved.blocks},
         "steps": [step.to_dict() for step in result.steps],
     }
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save(pruned, out / "model.safetensors", {"dataset": data.name, "class_names": list(data.class_names), "prune": {k: report[k] for k in ("before", "after", "target_ms")},
                                              "preprocess": {"resolution": args.resolution, "mean": list(data.mean), "std": list(data.std)}})
     atomic_write_text(out / "prune.json", json.dumps(report, indent=2))
+    resume.finish()
     print(f"{args.model}: {before['median_ms']:.3f} -> {after['median_ms']:.3f} ms ({args.runtime}), params {before['params']} -> "
           f"{after['params']}, top-1 {before['accuracy']:.2%} -> {after['accuracy']:.2%} in {len(result.steps)} steps; wrote {out}/model.safetensors, prune.json")
     return 0

@@ -1,7 +1,11 @@
 """Which tensor dimensions each width of each block maps to, and which widths are tied together.
 
 The width-surgery protocol. A resolved block has up to four widths ("slots"): ``in``, ``out``,
-``mid`` (expanded / bottleneck / branch width) and ``se`` (squeeze-excite width). A block module
+``mid`` (expanded / bottleneck / branch width) and ``se`` (squeeze-excite width). A block *spec*
+whose layers hold literal widths of their own (an Inception branch's 1x1 reduce, an Xception
+block's separable convs) declares them with ``inner_widths() -> {name: width}`` and rewrites them
+with ``with_inner_widths({name: width}) -> spec``; each becomes an extra slot ``"inner.<name>"``,
+found, coupled (to nothing outside the block) and verified exactly like the four. A block module
 may declare its own map with a ``width_dims()`` method returning ``{slot: ((state key, dim), ...)}``;
 every other block is read by one generic walker that needs no per-kind code:
 
@@ -51,6 +55,7 @@ __all__ = [
 ]
 
 SLOTS = ("in", "out", "mid", "se")
+INNER = "inner."  # prefix of a spec-declared inner width slot: "inner.branches.1.layers.0"
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class TensorDim:
     key: str
     dim: int
     groups: int = 1  # > 1: a grouped conv's input dimension, C/groups channels per group
+    repeat: int = 1  # > 1: channel c owns indices [c * repeat, (c + 1) * repeat) (a flatten before a Linear)
 
 
 @dataclass(frozen=True)
@@ -93,13 +99,45 @@ class ChannelGroup:
 
 
 # ---- one block ------------------------------------------------------------------------------
+def _inner_spec(block: ResolvedBlock):
+    """The spec that declares inner widths (under a fixed-width wrapper), or None."""
+    spec = getattr(block.spec, "block", block.spec)
+    return spec if callable(getattr(spec, "inner_widths", None)) else None
+
+
+def inner_slots(block: ResolvedBlock) -> tuple[str, ...]:
+    spec = _inner_spec(block)
+    return tuple(INNER + name for name in spec.inner_widths()) if spec is not None else ()
+
+
+def slot_order(slot: str) -> int:
+    return SLOTS.index(slot) if slot in SLOTS else len(SLOTS)
+
+
+def with_inner(block_spec, widths: dict[str, int]):
+    """``block_spec`` (possibly fixed-width wrapped) with inner widths ``{name: width}`` rewritten."""
+    if not widths:
+        return block_spec
+    inner = getattr(block_spec, "block", None)
+    if inner is not None and callable(getattr(inner, "with_inner_widths", None)):
+        return dataclasses.replace(block_spec, block=inner.with_inner_widths(widths))
+    return block_spec.with_inner_widths(widths)
+
+
 def _width(block: ResolvedBlock, slot: str) -> int | None:
+    if slot.startswith(INNER):
+        spec = _inner_spec(block)
+        return None if spec is None else spec.inner_widths().get(slot[len(INNER):])
     return {"in": block.in_channels, "out": block.out_channels, "mid": block.mid_channels, "se": block.se_channels}[slot]
 
 
 def _scaled(block: ResolvedBlock, slots: tuple[str, ...], factor: int = 2) -> ResolvedBlock:
     names = {"in": "in_channels", "out": "out_channels", "mid": "mid_channels", "se": "se_channels"}
-    return dataclasses.replace(block, **{names[s]: _width(block, s) * factor for s in slots})
+    inner = {s[len(INNER):]: _width(block, s) * factor for s in slots if s.startswith(INNER)}
+    changes = {names[s]: _width(block, s) * factor for s in slots if s in names}
+    if inner:
+        changes["spec"] = with_inner(block.spec, inner)
+    return dataclasses.replace(block, **changes)
 
 
 def _build(block: ResolvedBlock, device: str = "meta", deploy: bool = False) -> nn.Module:
@@ -183,12 +221,26 @@ def _identity(block: ResolvedBlock) -> bool:
     return False
 
 
+def _inner_is_internal(block: ResolvedBlock, slots: tuple[str, ...]) -> bool:
+    """An inner width must leave the block's out/mid/se as they are (they are other slots)."""
+    from ..blocks.base import ChannelScale
+
+    spec, grown = _inner_spec(block), getattr(_scaled(block, slots).spec, "block", _scaled(block, slots).spec)
+    unit = ChannelScale(1.0, 1)
+    try:
+        return spec.widths(block.in_channels, unit) == grown.widths(block.in_channels, unit)
+    except ValueError:
+        return False
+
+
 def _diff(block: ResolvedBlock, slots: tuple[str, ...], deploy: bool = False) -> SlotMap:
     width = _width(block, slots[0])
     try:
         reference, grown = _build(block, deploy=deploy), _build(_scaled(block, slots), deploy=deploy)
     except Exception as error:
         return SlotMap(slots, (), False, f"the block does not build with another {'/'.join(slots)} width ({type(error).__name__})")
+    if any(slot.startswith(INNER) for slot in slots) and not _inner_is_internal(block, slots):
+        return SlotMap(slots, (), False, f"the inner width {'/'.join(slots)} changes the block's own widths (declare only internal ones)")
     before, after = _shapes(reference), _shapes(grown)
     if set(before) != set(after):
         return SlotMap(slots, (), False, f"changing the {'/'.join(slots)} width changes the block's structure")
@@ -206,6 +258,11 @@ def _diff(block: ResolvedBlock, slots: tuple[str, ...], deploy: bool = False) ->
                 continue
             if old_size == width and new_size == 2 * width:
                 dims.append(TensorDim(key, dim))
+                continue
+            if new_size == 2 * old_size and old_size % width == 0 and old_size > width and not groups > 1:
+                # flatten (B, C, h, w) -> (B, C*h*w) before a Linear (VGG's head): each channel owns h*w
+                # consecutive inputs; the permutation check below rejects any other layout
+                dims.append(TensorDim(key, dim, repeat=old_size // width))
                 continue
             if dim == 1 and groups > 1 and in_channels == width and grouped_after.get(key, (0, 0))[0] == groups:
                 dims.append(TensorDim(key, dim, groups))  # (C_out, C_in / g, k, k): kept per group
@@ -225,14 +282,15 @@ def _diff(block: ResolvedBlock, slots: tuple[str, ...], deploy: bool = False) ->
 def _block_map(block: ResolvedBlock, deploy: bool = False, verify: bool = True) -> BlockMap:
     identity = _identity(block)
     present = [s for s in SLOTS if _width(block, s) is not None]
+    inner = list(inner_slots(block))
     maps: list[SlotMap] = []
     done: set[str] = set()
     first = [("in", "out")] if identity and "in" in present else []
-    for slots in first + [(s,) for s in present]:
+    for slots in first + [(s,) for s in present + inner]:
         if set(slots) & done:
             continue
         found = _diff(block, slots, deploy)
-        if not found.prunable and len(slots) == 1:  # tied slots change together (mid == in, ...)
+        if not found.prunable and len(slots) == 1 and slots[0] in SLOTS:  # tied slots change together (mid == in, ...)
             for partner in present:
                 if partner in done or partner == slots[0] or _width(block, partner) != _width(block, slots[0]):
                     continue
@@ -246,7 +304,9 @@ def _block_map(block: ResolvedBlock, deploy: bool = False, verify: bool = True) 
         maps = [_verified(block, m, deploy) if m.prunable and m.dims else m for m in maps]
     declared = _declared(block, deploy)
     if declared is not None:
-        maps = [SlotMap((slot,), tuple(TensorDim(k, d) for k, d in dims), True) for slot, dims in declared.items()]
+        maps = [m for m in maps if m.slots[0].startswith(INNER)] + [
+            SlotMap((slot,), tuple(TensorDim(k, d) for k, d in dims), True) for slot, dims in declared.items()
+        ]
     return BlockMap(identity, tuple(maps))
 
 
@@ -366,7 +426,7 @@ def channel_groups(resolved: ResolvedNetwork, deploy: bool = False, verify: bool
         parent[find(a)] = find(b)
 
     for i, block in enumerate(blocks):
-        for slot in SLOTS:
+        for slot in SLOTS + inner_slots(block):
             if _width(block, slot) is not None:
                 find((i, slot))
         if i + 1 < len(blocks):
@@ -377,7 +437,7 @@ def channel_groups(resolved: ResolvedNetwork, deploy: bool = False, verify: bool
             for other in slot_map.slots[1:]:
                 union((i, slot_map.slots[0]), (i, other))
     members: dict[tuple[int, str], list[tuple[int, str]]] = {}
-    for node in sorted(parent, key=lambda n: (n[0], SLOTS.index(n[1]))):
+    for node in sorted(parent, key=lambda n: (n[0], slot_order(n[1]))):
         members.setdefault(find(node), []).append(node)
 
     groups = []

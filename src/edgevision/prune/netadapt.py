@@ -6,6 +6,10 @@ saves (a measurement, the latency-table predictor, or any function), scores the 
 accuracy lost per millisecond saved (short-term: on held-out batches, after an optional brief
 fine-tune), keeps the best one, fine-tunes briefly and repeats until the latency target is met.
 The result records every step, so a run is auditable and can be replayed with ``shrink``.
+
+Resumable: ``checkpoint(progress)`` is called once the start and floor latencies are known and after
+every accepted (fine-tuned) step; passing that :class:`NetAdaptProgress` back as ``resume`` continues
+from it without measuring or pruning again what was done (``edgevision prune`` writes it to disk).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from .groups import ChannelGroup
 from .importance import importance
 from .surgery import PruneError, groups_of, shrink
 
-__all__ = ["NetAdaptStep", "NetAdaptResult", "netadapt", "latency_floor", "next_width"]
+__all__ = ["NetAdaptProgress", "NetAdaptStep", "NetAdaptResult", "netadapt", "latency_floor", "next_width"]
 
 LatencyFn = Callable[[Network], float]  # network -> milliseconds
 AccuracyFn = Callable[[Network], float]  # network -> accuracy in [0, 1] (higher is better)
@@ -39,6 +43,27 @@ class NetAdaptStep:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class NetAdaptProgress:
+    """Where a run stands after an accepted step: enough to continue it (``netadapt(resume=)``)."""
+
+    model: Network  # the current (pruned, fine-tuned) network
+    steps: list[NetAdaptStep]
+    start_ms: float
+    floor_ms: float
+    current_ms: float
+    current_accuracy: float
+
+    def to_dict(self) -> dict:  # everything but the network, which is saved as a checkpoint
+        return {"steps": [s.to_dict() for s in self.steps], "start_ms": self.start_ms, "floor_ms": self.floor_ms,
+                "current_ms": self.current_ms, "current_accuracy": self.current_accuracy}
+
+    @classmethod
+    def from_dict(cls, model: Network, data: dict) -> "NetAdaptProgress":
+        return cls(model, [NetAdaptStep(**s) for s in data["steps"]], data["start_ms"], data["floor_ms"],
+                   data["current_ms"], data["current_accuracy"])
 
 
 @dataclass
@@ -83,6 +108,8 @@ def netadapt(
     max_steps: int = 100,
     fast_widths: Callable[[ChannelGroup], Sequence[int] | None] | None = None,
     log: Callable[[str], None] = lambda message: None,
+    resume: NetAdaptProgress | None = None,
+    checkpoint: Callable[[NetAdaptProgress], None] | None = None,
 ) -> NetAdaptResult:
     """Shrink ``model`` until ``latency(model) <= target_ms`` (or ``target_ratio`` x its start latency).
 
@@ -95,19 +122,26 @@ def netadapt(
         raise PruneError("give exactly one of target_ms and target_ratio")
     if target_ratio is not None and not 0.0 < target_ratio < 1.0:
         raise PruneError(f"target ratio must be in (0, 1) (the fraction of the start latency to keep), got {target_ratio}")
-    start_ms = latency(model)
+    start_ms = resume.start_ms if resume is not None else latency(model)
     target = target_ms if target_ms is not None else start_ms * target_ratio
     if target <= 0:
         raise PruneError(f"target latency must be positive, got {target} ms")
-    floor = latency_floor(model, latency)
+    floor = resume.floor_ms if resume is not None else latency_floor(model, latency)
     if target < floor:
         raise PruneError(
             f"target {target:.3f} ms is below the floor of {model.spec.name}: {floor:.3f} ms with every prunable width at its "
             f"minimum (start {start_ms:.3f} ms); ask for at least {floor:.3f} ms"
         )
     result = NetAdaptResult(model=model, start_ms=start_ms, target_ms=target, floor_ms=floor)
-    current, current_ms, current_acc = model, start_ms, accuracy(model)
-    for step in range(1, max_steps + 1):
+    if resume is not None:
+        current, current_ms, current_acc = resume.model, resume.current_ms, resume.current_accuracy
+        result.steps = list(resume.steps)
+        log(f"resuming after step {len(result.steps)} at {current_ms:.3f} ms")
+    else:
+        current, current_ms, current_acc = model, start_ms, accuracy(model)
+        if checkpoint:
+            checkpoint(NetAdaptProgress(current, [], start_ms, floor, current_ms, current_acc))
+    for step in range(len(result.steps) + 1, max_steps + 1):
         if current_ms <= target:
             break
         groups = [g for g in groups_of(current) if g.prunable]
@@ -135,5 +169,7 @@ def netadapt(
         log(f"step {step}: {group.name} {group.width} -> {width}, {current_ms:.3f} -> {ms:.3f} ms, accuracy {current_acc:.4f} -> {acc:.4f}")
         current = finetune(candidate) if finetune else candidate
         current_ms, current_acc = ms, accuracy(current)
+        if checkpoint:
+            checkpoint(NetAdaptProgress(current, list(result.steps), start_ms, floor, current_ms, current_acc))
     result.model, result.final_ms, result.reached = current, current_ms, current_ms <= target
     return result

@@ -25,7 +25,7 @@ from ..network import NetworkSpec, StageSpec
 from ..resolve import ResolvedNetwork, resolve
 from ..spec import check, check_positive
 
-__all__ = ["FixedWidthSpec", "BlockWidthChoice", "unwrap", "with_widths"]
+__all__ = ["FixedWidthSpec", "BlockWidthChoice", "replace_blocks", "unwrap", "with_widths"]
 
 #: (out_channels, mid_channels, se_channels) of one block, as resolved
 BlockWidthChoice = tuple[int, "int | None", "int | None"]
@@ -53,6 +53,12 @@ class FixedWidthSpec(BlockSpec):
     @property
     def num_classes(self) -> int | None:  # a fixed head still names its classes (NetworkSpec.validate)
         return getattr(self.block, "num_classes", None)
+
+    def with_classes(self, num_classes: int) -> "FixedWidthSpec":
+        """A pruned head with another class count: the logits width follows it, the pruned hidden width stays."""
+        if self.num_classes is None:
+            raise ValueError(f"{type(self.block).__name__} is not a classifier head, so it has no num_classes to change")
+        return dataclasses.replace(self, block=dataclasses.replace(self.block, num_classes=num_classes), out_channels=num_classes)
 
     def widths(self, in_channels: int, scale: ChannelScale) -> BlockWidths:
         return BlockWidths(out_channels=self.out_channels, mid_channels=self.mid_channels, se_channels=self.se_channels)
@@ -104,6 +110,11 @@ def with_widths(resolved: ResolvedNetwork, targets: Mapping[int, BlockWidthChoic
     return _rebuild(spec, resolved, wanted, set(range(len(resolved.blocks))))
 
 
+def replace_blocks(resolved: ResolvedNetwork, specs: Mapping[int, BlockSpec]) -> NetworkSpec:
+    """``resolved.spec`` with block ``i`` (index into ``resolved.blocks``) replaced by ``specs[i]``."""
+    return _assemble(resolved.spec, [specs.get(i, b.spec) for i, b in enumerate(resolved.blocks)])
+
+
 def _rebuild(spec: NetworkSpec, resolved: ResolvedNetwork, wanted: list[BlockWidthChoice], wrap: set[int]) -> NetworkSpec:
     blocks = []
     for i, block in enumerate(resolved.blocks):
@@ -113,9 +124,14 @@ def _rebuild(spec: NetworkSpec, resolved: ResolvedNetwork, wanted: list[BlockWid
             blocks.append(FixedWidthSpec(block=inner, out_channels=out, mid_channels=mid, se_channels=se))
         else:
             blocks.append(block.spec)
+    return _assemble(spec, blocks)
+
+
+def _assemble(spec: NetworkSpec, blocks: list[BlockSpec]) -> NetworkSpec:
     stem = tuple(blocks[: len(spec.stem)])
     stages, at = [], len(spec.stem)
     for stage in spec.stages:
         stages.append(StageSpec(blocks=tuple(blocks[at : at + stage.depth])))
         at += stage.depth
-    return dataclasses.replace(spec, stem=stem, stages=tuple(stages), head=blocks[-1])
+    head = blocks[at] if spec.head is not None else None  # a backbone-only spec has no head block
+    return dataclasses.replace(spec, stem=stem, stages=tuple(stages), head=head)

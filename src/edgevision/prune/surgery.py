@@ -20,8 +20,8 @@ from torch import nn
 from ..builder import Network, build
 from ..reparam import is_deploy_form, reparameterize
 from ..resolve import resolve
-from .groups import ChannelGroup, TensorDim, channel_groups
-from .spec import with_widths
+from .groups import INNER, ChannelGroup, TensorDim, channel_groups, with_inner
+from .spec import replace_blocks, with_widths
 
 __all__ = ["PruneError", "shrink", "groups_of", "select_keep", "widths_for_ratio"]
 
@@ -60,6 +60,9 @@ def select_keep(scores: torch.Tensor, width: int, step: int = 1) -> torch.Tensor
 
 
 def _select(tensor: torch.Tensor, tensor_dim: TensorDim, keep: torch.Tensor, total: int) -> torch.Tensor:
+    if tensor_dim.repeat > 1:  # channel c -> indices [c * r, (c + 1) * r)
+        r = tensor_dim.repeat
+        return tensor.index_select(tensor_dim.dim, (keep[:, None] * r + torch.arange(r)).reshape(-1))
     if tensor_dim.groups == 1 or tensor_dim.dim == 0:
         return tensor.index_select(tensor_dim.dim, keep)
     # grouped conv input (C_out, C_in / g, k, k): output group j reads input group j, kept per group
@@ -76,17 +79,19 @@ def shrink(
     model: Network,
     widths: Mapping[str, int | Sequence[int] | torch.Tensor],
     scores: Mapping[str, torch.Tensor] | None = None,
+    groups: Sequence[ChannelGroup] | None = None,
 ) -> Network:
     """The network with each named group cut to a width (an int) or to exact channel indices.
 
     ``widths``: group name (see :func:`groups_of`) -> new width, or -> the channel indices to keep
     (any order: a permutation of all channels reorders them). ``scores``: group name -> one score per
     channel (``edgevision.prune.importance``); without it an int width keeps the channels of largest
-    L1 norm. Returns a new network (same form as ``model``, same training/eval mode); ``model`` is untouched.
+    L1 norm. ``groups``: the model's groups if already computed (:func:`groups_of`, or
+    ``channel_groups(..., verify=False)`` for a structure-only check on the meta device). Returns a new network (same form as ``model``, same training/eval mode); ``model`` is untouched.
     """
     from .importance import importance
 
-    groups = {g.name: g for g in groups_of(model)}
+    groups = {g.name: g for g in (groups if groups is not None else groups_of(model))}
     keeps: dict[str, torch.Tensor] = {}
     missing = [name for name in widths if name not in groups]
     if missing:
@@ -123,10 +128,18 @@ _SLOT_FIELD = {"out": 0, "mid": 1, "se": 2}
 def _apply(model: Network, groups: Mapping[str, ChannelGroup], keeps: Mapping[str, torch.Tensor]) -> Network:
     resolved = model.resolved
     targets = {i: [b.out_channels, b.mid_channels, b.se_channels] for i, b in enumerate(resolved.blocks)}
+    inner: dict[int, dict[str, int]] = {}  # block index -> {inner width name: new width}
     for name, keep in keeps.items():
         for i, slot in groups[name].members:
             if slot in _SLOT_FIELD:
                 targets[i][_SLOT_FIELD[slot]] = int(keep.numel())
+            elif slot.startswith(INNER):
+                inner.setdefault(i, {})[slot[len(INNER):]] = int(keep.numel())
+    if inner:  # literal widths inside a block spec: rewrite them there (out/mid/se do not move)
+        resolved = resolve(
+            replace_blocks(resolved, {i: with_inner(resolved.blocks[i].spec, w) for i, w in inner.items()}),
+            input_size=resolved.input_size,
+        )
     spec = with_widths(resolved, {i: tuple(t) for i, t in targets.items()})
     deploy = is_deploy_form(model)
     try:
@@ -139,7 +152,7 @@ def _apply(model: Network, groups: Mapping[str, ChannelGroup], keeps: Mapping[st
     for name, keep in keeps.items():
         group = groups[name]
         for i, tensor_dim in group.dims:
-            selections.setdefault(f"{resolved.blocks[i].path}.{tensor_dim.key}", []).append((tensor_dim, keep, group.width))
+            selections.setdefault(f"{model.resolved.blocks[i].path}.{tensor_dim.key}", []).append((tensor_dim, keep, group.width))
     state = {}
     with torch.no_grad():
         for key, tensor in model.state_dict().items():
@@ -164,4 +177,6 @@ def _build_with(resolved, deploy: bool, state: dict[str, torch.Tensor], name: st
             raise PruneError(f"width surgery on {name} left tensors of the wrong shape: {str(error).splitlines()[1:3]}") from None
         if not any(t.is_meta for t in list(module.parameters()) + list(module.buffers())):
             return module  # every tensor came from the state (no non-persistent buffer left on meta)
+        if any(t.is_meta for t in state.values()):
+            return module  # a meta-device source (a structure-only check): the result stays on meta too
     return module
