@@ -50,7 +50,7 @@ bench-compress: $(STAMP)  # pruning coverage of the 81-model zoo (vs Torch-Pruni
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
 
-test-durability: $(STAMP)  # kill -9 of bench and lut build at >= 10 random moments each (~2-4 min); see tests/test_durability.py
+test-durability: $(STAMP)  # kill -9 of bench, lut build, train and deploy at >= 10 random moments each (~10-15 min idle, estimated); see tests/test_durability.py
 	EDGEVISION_DURABILITY=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_durability.py
 
 bench-search: $(STAMP)  # every search strategy, same wall clock, vs random; zoo at the same latency; proxies -> benchmarks/results/search.md (resumable, ~2 h)
@@ -77,27 +77,36 @@ $(REF_STAMP): pyproject.toml requirements.lock
 	$(REF_BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(REF_STAMP)
 
-.PHONY: test-reference pretrained-table test-prune-durability
+.PHONY: test-reference pretrained-table
 test-reference: $(REF_STAMP)  # ~10 min on 2 cores; writes build/reference/*.json
 	EDGEVISION_REFERENCE_TESTS=1 $(REF_BIN)/python -m pytest -p no:cacheprovider tests/reference
 
 pretrained-table:  # build/reference/*.json (from test-reference) -> docs/pretrained.md
 	$(BIN)/python benchmarks/pretrained_table.py build/reference docs/pretrained.md
 
-.PHONY: bench-search-quick test-search-durability
+.PHONY: bench-search-quick test-search-durability test-prune-durability bench-dense bench-dense-seg bench-dense-det bench-sr-depth bench-sr bench-depth
 bench-search-quick: $(STAMP)  # bench-search on a small space, 60 s per strategy: an end-to-end smoke test (~15 min), not a result
 	$(BIN)/python benchmarks/bench_search.py --quick
 
 test-search-durability: $(STAMP)  # kill -9 of a search at >= 10 random moments; the Optuna SQLite study resumes (~3-5 min)
 	EDGEVISION_DURABILITY=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_search_durability.py
-bench-dense-seg: $(STAMP)  # segmentation models: params/MACs vs published, ORT fp32 at 520, mIoU on the embedded scenes -> benchmarks/results/dense_segmentation.md (resumable, ~40 min)
-	$(BIN)/python benchmarks/bench_dense_seg.py
-bench-depth: $(STAMP)  # FCRN params vs paper, ORT fp32 latency at 228x304, depth metrics on procedural + motorcycle after a small training budget -> benchmarks/results/depth.md (resumable, ~40 min idle)
-	$(BIN)/python benchmarks/bench_depth.py
-.PHONY: bench-sr
-bench-sr: $(STAMP)  # SR: params/mult-adds vs papers, PSNR/SSIM vs bicubic after 2000 steps, fp32 fps at x4 -> benchmarks/results/sr.md (~55 min idle)
-	$(BIN)/python benchmarks/bench_sr.py
-bench-dense-det: $(STAMP)  # SSDLite detectors: params vs published, ORT fp32 latency with NMS in the graph, mAP on the embedded scenes -> benchmarks/results/dense_detection.md (~30-40 min idle)
-	PYTHONPATH=src $(BIN)/python benchmarks/bench_dense_det.py
+
 test-prune-durability: $(STAMP)  # kill -9 of `edgevision prune` after its first NetAdapt step, then resume (~3 min CPU); see tests/test_prune_durability.py
 	EDGEVISION_DURABILITY=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_prune_durability.py
+
+# Dense tasks (issues 17 and 18): each part resumable; run on an idle machine
+bench-dense: bench-dense-seg bench-dense-det  # segmentation + detection -> benchmarks/results/dense_segmentation.md, dense_detection.md
+
+bench-dense-seg: $(STAMP)  # segmentation models: params/MACs vs published, ORT fp32 at 520, mIoU on the embedded scenes -> benchmarks/results/dense_segmentation.md (resumable, ~40 min)
+	$(BIN)/python benchmarks/bench_dense_seg.py
+
+bench-dense-det: $(STAMP)  # SSDLite detectors: params vs published, ORT fp32 latency with NMS in the graph, mAP on the embedded scenes -> benchmarks/results/dense_detection.md (~30-40 min idle)
+	$(BIN)/python benchmarks/bench_dense_det.py
+
+bench-sr-depth: bench-sr bench-depth  # super-resolution + depth -> benchmarks/results/sr.md, depth.md
+
+bench-sr: $(STAMP)  # SR: params/mult-adds vs papers, PSNR/SSIM vs bicubic after 2000 steps, fp32 fps at x4 -> benchmarks/results/sr.md (~55 min idle)
+	$(BIN)/python benchmarks/bench_sr.py
+
+bench-depth: $(STAMP)  # FCRN params vs paper, ORT fp32 latency at 228x304, depth metrics on procedural + motorcycle after a small training budget -> benchmarks/results/depth.md (resumable, ~40 min idle)
+	$(BIN)/python benchmarks/bench_depth.py
