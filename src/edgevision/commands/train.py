@@ -29,7 +29,9 @@ def register(commands) -> None:
     parser.add_argument("model", help="registered model name, or a .safetensors checkpoint to fine-tune")
     parser.add_argument("--task", choices=TASK_NAMES, default="classification", help="what the model predicts (default classification); "
                         "the other tasks' options are listed in their groups below")
-    parser.add_argument("--data", type=nonempty, default="default", help="default | cifar10:DIR | cifar100:DIR | imagefolder:DIR | npz:FILE (default: default)")
+    parser.add_argument("--data", type=nonempty, default="default", help="default | cifar10:DIR | cifar100:DIR | imagefolder:DIR | npz:FILE (default: default). Dense tasks: segmentation "
+                        "default | voc:DIR | cityscapes:DIR | coco:JSON | masks:DIR; detection scenes | instances_<split>.json; "
+                        "super-resolution default (bundled photos) | folder:DIR; depth procedural[:N] | nyu:DIR")
     parser.add_argument("--epochs", type=positive_int, default=None, metavar="N", help="epochs (default: the recipe's, 10)")
     parser.add_argument("--resolution", type=positive_int, default=None, metavar="R", help="training resolution R x R (default 32; dense tasks: their own)")
     parser.add_argument("--recipe", default="tricks", choices=("basic", "tricks"), help="recipe preset (default tricks)")
