@@ -72,17 +72,17 @@ def run(args: argparse.Namespace) -> int:
     task = args.task or metadata.get("task") or "classification"
     if task not in TASK_NAMES:
         raise UsageError(f"{args.checkpoint!r} records task {task!r}, which this version does not know; pass --task ({', '.join(TASK_NAMES)})")
+    if args.json:  # before any work, for every task
+        try:
+            check_writable(args.json)
+        except OSError as error:
+            raise UsageError(str(error)) from None
     if task != "classification":
         return task_command(task).evaluate(args, metadata)
     try:
         model = load(args.checkpoint)
     except CheckpointError as error:
         raise UsageError(str(error)) from None
-    if args.json:
-        try:
-            check_writable(args.json)
-        except OSError as error:
-            raise UsageError(str(error)) from None
     dataset = args.data or metadata.get("dataset")
     if not dataset:
         raise UsageError(f"{args.checkpoint!r} does not record its dataset; pass --data")

@@ -105,7 +105,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace, metadata: dict) -> int:
-    from ...atomic import atomic_write_text, check_writable
+    from ...atomic import atomic_write_text
     from ...checkpoint import CheckpointError, load
     from ...segmentation.training import evaluate_segmentation
 
@@ -113,12 +113,7 @@ def evaluate(args: argparse.Namespace, metadata: dict) -> int:
         model = load(args.checkpoint)
     except CheckpointError as error:
         raise UsageError(str(error)) from None
-    if args.json:
-        try:
-            check_writable(args.json)
-        except OSError as error:
-            raise UsageError(str(error)) from None
-    args.data = args.data or metadata.get("dataset")
+    args.data = args.data or metadata.get("dataset")  # --json was checked writable by `eval` before dispatching
     if not args.data:
         raise UsageError(f"{args.checkpoint!r} does not record its dataset; pass --data")
     args.out = str(Path(args.checkpoint).parent)  # --data default: the scenes cached beside the run
