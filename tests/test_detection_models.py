@@ -93,3 +93,18 @@ def test_export_detector_onnx_api(tmp_path):
     import onnx
 
     assert "NonMaxSuppression" in {node.op_type for node in onnx.load(str(tmp_path / "det.onnx")).graph.node}
+
+
+def test_export_command_ships_the_detector_with_nms_unless_raw(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from edgevision.cli import main
+
+    assert main(["export", "ssdlite320_mobilenetv3_large", str(tmp_path / "det.onnx"), "--input", "3x64x64"]) == 0
+    assert "post-processing" in capsys.readouterr().out
+    assert "NonMaxSuppression" in {node.op_type for node in onnx.load(str(tmp_path / "det.onnx")).graph.node}
+    assert main(["export", "ssdlite320_mobilenetv3_large", str(tmp_path / "det.onnx"), "--input", "3x64x64", "--dynamic-hw"]) == 2
+    assert "--raw" in capsys.readouterr().err
+    assert main(["export", "ssdlite320_mobilenetv3_large", str(tmp_path / "raw.onnx"), "--input", "3x64x64", "--raw"]) == 0
+    assert "NonMaxSuppression" not in {node.op_type for node in onnx.load(str(tmp_path / "raw.onnx")).graph.node}

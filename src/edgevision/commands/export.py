@@ -28,6 +28,7 @@ def register(commands) -> None:
     parser.add_argument("--output-stride", type=int, default=None, choices=(8, 16, 32), help="turn the strides beyond it into dilation")
     parser.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset (default: edgevision.export.DEFAULT_OPSET, 17)")
     parser.add_argument("--atol", type=nonnegative_float, default=1e-4, help="max |torch - onnx| / max |torch| allowed (default 1e-4)")
+    parser.add_argument("--raw", action="store_true", help="detectors: export the bare head outputs instead of the deployable graph with NMS inside")
     parser.set_defaults(handler=run)
 
 
@@ -47,11 +48,24 @@ def run(args: argparse.Namespace) -> int:
             raise ExportError(f"--opset {args.opset} is not supported: the installed exporter and ONNX Runtime handle "
                               f"{SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})")
         model = create_model(args.model, features_only=args.features_only, output_stride=args.output_stride)
+        # a model that ships its post-processing (a detector's NMS) exports the deployable graph (protocol)
+        deployable_export = None if args.raw else getattr(model, "export_deployable_onnx", None)
+        if deployable_export is not None:
+            if args.dynamic_hw or not args.dynamic_batch or not args.deploy:
+                raise UsageError(f"{args.model} exports with its post-processing (dynamic batch, fixed size, deploy form); "
+                                 "drop --dynamic-hw/--static-batch/--no-deploy or pass --raw for the bare heads")
+            size = shape[-1] if shape else None
+            if shape and shape[-1] != shape[-2]:
+                raise UsageError(f"{args.model} exports square inputs; give --input 3xSxS")
+            result = deployable_export(args.output, image_size=size, opset=DEFAULT_OPSET if args.opset is None else args.opset, atol=args.atol)
+            print(f"{args.model}: wrote {result['path']} with its post-processing ({result['nodes']} nodes); ONNX Runtime matches "
+                  f"PyTorch on {result['detections_checked']} detections (max box error {result['max_box_error']:.2g} px)")
+            return 0
         report = export_onnx(
             model, args.output, shape, deploy=args.deploy, dynamic_batch=args.dynamic_batch, dynamic_hw=args.dynamic_hw,
             opset=DEFAULT_OPSET if args.opset is None else args.opset, atol=args.atol,
         )
-    except (ExportError, MeasurementError, KeyError, ValueError, OSError) as error:
+    except (ExportError, MeasurementError, KeyError, ValueError, OSError, RuntimeError) as error:
         raise UsageError(str(error)) from None
     print(report.summary())
     return 0

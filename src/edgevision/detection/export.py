@@ -1,12 +1,14 @@
 """ONNX export of a detector *with* its post-processing: decode, softmax and ``NonMaxSuppression`` in the graph.
 
-``edgevision export NAME`` writes the raw head outputs (box deltas, logits); this writes the
-deployable detector (:meth:`SSDLite.deployable`) and checks ONNX Runtime against PyTorch on a
-random batch: same selected (image, class, prior) rows, boxes and scores within ``atol``.
+``edgevision export NAME`` calls this through the model's ``export_deployable_onnx`` (``--raw`` writes
+the bare head outputs instead). It writes the deployable detector (:meth:`SSDLite.deployable`) and
+checks ONNX Runtime against PyTorch on a random batch: same selected (image, class, prior) rows, boxes
+and scores within ``atol``.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +31,11 @@ def export_detector_onnx(model, path, *, image_size: int | None = None, opset: i
     images = torch.randn(2, model.spec.in_channels, size, size, generator=torch.Generator().manual_seed(seed))
     path = Path(path)
     with atomic_path(path) as temporary:
-        torch.onnx.export(deployed, (images,), str(temporary), input_names=["images"], output_names=list(OUTPUT_NAMES),
-                          opset_version=opset, dynamo=False,
-                          dynamic_axes={"images": {0: "batch"}, **{name: {0: "detections"} for name in OUTPUT_NAMES}})
+        with warnings.catch_warnings():  # the tracer's notes on shape checks and index ops: checked below in ORT instead
+            warnings.simplefilter("ignore")
+            torch.onnx.export(deployed, (images,), str(temporary), input_names=["images"], output_names=list(OUTPUT_NAMES),
+                              opset_version=opset, dynamo=False,
+                              dynamic_axes={"images": {0: "batch"}, **{name: {0: "detections"} for name in OUTPUT_NAMES}})
         graph = onnx.load(str(temporary)).graph
         if "NonMaxSuppression" not in {node.op_type for node in graph.node}:
             raise RuntimeError("the exported detector has no NonMaxSuppression node")

@@ -318,6 +318,12 @@ class SSDLite(nn.Module):
     def deployable(self, image_size=None) -> "SSDLiteDeployed":
         return SSDLiteDeployed(self, image_size or self.spec.input_size)
 
+    def export_deployable_onnx(self, path, *, image_size=None, opset: int = 17, atol: float = 1e-4) -> dict:
+        """Export protocol read by ``edgevision export``: the detector with NMS in the graph, checked in ORT."""
+        from .export import export_detector_onnx
+
+        return export_detector_onnx(self, path, image_size=image_size, opset=opset, atol=atol)
+
 
 class SSDLiteDeployed(nn.Module):
     """The detector with its post-processing in the graph, for ONNX: decode, softmax, ``NonMaxSuppression``.
