@@ -218,6 +218,23 @@ def test_device_peaks_are_measured_once_and_cached_per_machine(tmp_path, monkeyp
     assert again.flops_probe == "torch.mm 2048"  # the probe that reached the kept (higher) peak
 
 
+def test_a_new_cache_version_keeps_the_rates_the_old_one_observed(tmp_path, monkeypatch):
+    """carm-v3 changed the compute probe, not the machine: a first v3 probe keeps v2's higher bandwidths."""
+    monkeypatch.setenv("EDGEVISION_CACHE_DIR", str(tmp_path))
+    import edgevision.analysis.roofline as roofline
+
+    prefix = f"{ev.machine.machine_info().fingerprint}/threads=1/float32"
+    old_levels = (roofline.MemoryLevel("L1", 2**15, 3e11), roofline.MemoryLevel("DRAM", float("inf"), 3e10))
+    old = roofline.DevicePeaks(2e11, 3e10, 1, "float32", "x", levels=old_levels)
+    (tmp_path / "device_peaks.json").write_text(json.dumps({f"{prefix}/carm-v2": old.to_dict()}))
+    new_levels = (roofline.MemoryLevel("L1", 2**15, 2e11), roofline.MemoryLevel("DRAM", float("inf"), 2e10))
+    monkeypatch.setattr(roofline, "_measure", lambda threads, dtype, t: ((3e11, "onnxruntime Conv x"), new_levels))
+    peaks = device_peaks(threads=1)
+    assert peaks.flops_per_second == 3e11 and peaks.flops_probe == "onnxruntime Conv x"
+    assert [lv.bytes_per_second for lv in peaks.levels] == [3e11, 3e10] and peaks.bytes_per_second == 3e10
+    assert f"{prefix}/carm-v3" in json.loads((tmp_path / "device_peaks.json").read_text())
+
+
 def test_compute_peak_is_the_highest_of_torch_and_onnxruntime_kernels(monkeypatch):
     """The peak must reach what every runtime's kernels reach, or ORT beats the "bound" (roofline.md, carm-v2)."""
     import edgevision.analysis.roofline as roofline

@@ -46,6 +46,7 @@ __all__ = ["CacheLevel", "DevicePeaks", "MemoryLevel", "cache_levels", "cache_pa
 #: bump when the cached measurement changes meaning (v2: per-level bandwidths, max over repeats;
 #: v3: the compute peak is the highest of torch's GEMM and ONNX Runtime's own GEMM and convolution)
 _CACHE_VERSION = "carm-v3"
+_PREVIOUS_VERSIONS = ("carm-v2",)  # newest first: their rates seed a first probe under the current version
 
 
 @dataclass(frozen=True)
@@ -362,6 +363,21 @@ def _load_cache(path: Path) -> dict:
         return {}
 
 
+def _previous_version(cache: dict, prefix: str) -> DevicePeaks | None:
+    """The entry an older cache version holds for this machine, thread count and dtype, if any.
+
+    A new version changes how a rate is probed (v3: the compute peak also tries ONNX Runtime's
+    kernels), not what was observed: the old rates stay valid lower estimates of the peaks, so the
+    re-probe keeps the higher of old and new for each (``_highest``) instead of forgetting them.
+    """
+    for version in _PREVIOUS_VERSIONS:
+        try:
+            return DevicePeaks.from_dict(cache[f"{prefix}/{version}"])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
+
+
 def device_peaks(
     threads: int | None = None, dtype: torch.dtype = torch.float32, refresh: bool = False, min_run_time: float = 0.03
 ) -> DevicePeaks:
@@ -380,6 +396,8 @@ def device_peaks(
             earlier = None
     if earlier is not None and not refresh:
         return earlier
+    if earlier is None:  # measured before the compute probe changed: its rates are still rates this machine reached
+        earlier = _previous_version(cache, f"{fingerprint}/threads={threads}/{dtype_name}")
     from ..latency.contention import watch
 
     with watch(threads, reference=False) as load:
