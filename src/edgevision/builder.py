@@ -111,6 +111,13 @@ class Network(nn.Module):
 
 
 def build(spec: NetworkSpec | ResolvedNetwork) -> Network:
-    """Build the train-form module of a network spec (or an already resolved one)."""
+    """Build the train-form module of a network spec (or an already resolved one).
+
+    A task model's spec (``TaskModelSpec``: segmentation, detection, ...) builds itself.
+    """
+    from .task_spec import TaskModelSpec
+
+    if isinstance(spec, TaskModelSpec):
+        return spec.build()
     resolved = spec if isinstance(spec, ResolvedNetwork) else resolve(spec)
     return Network(resolved)

@@ -165,14 +165,6 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return {**metadata, "spec": spec, "form": header["edgevision.form"]}
 
 
-def _build(spec) -> nn.Module:
-    """The train-form module of a stored spec: a classifier network, or a task model (``TaskModelSpec.build``)."""
-    from .builder import build
-    from .task_spec import TaskModelSpec
-
-    return spec.build() if isinstance(spec, TaskModelSpec) else build(spec)
-
-
 def parse_spec(text: str):
     """A checkpoint's spec JSON -> a ``NetworkSpec`` or a ``TaskModelSpec`` (other kinds are refused)."""
     from . import models  # noqa: F401  (registers every spec kind a checkpoint may name)
@@ -188,8 +180,10 @@ def parse_spec(text: str):
 
 def _meta_state(spec) -> dict[str, torch.Tensor]:
     """The train-form state dict of ``spec``'s network on the meta device: shapes and dtypes, no memory."""
+    from .builder import build
+
     with torch.device("meta"):
-        return _build(spec).state_dict()
+        return build(spec).state_dict()
 
 
 def estimated_bytes(spec) -> int:
@@ -231,6 +225,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Modu
     """Rebuild the network a checkpoint describes and load its weights (in eval mode)."""
     from safetensors.torch import load_file
 
+    from .builder import build
     from .reparam import reparameterize
 
     file = Path(path)
@@ -246,7 +241,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Modu
     if form == "train":  # compare names, shapes and dtypes before building anything for real
         _check_tensors(file, expected, _stored_tensors(file), f"the train form of its spec {spec.name!r}")
     try:
-        model = _build(spec)
+        model = build(spec)
     except (ValueError, TypeError) as error:  # a spec that validates field by field but not as a whole
         raise CheckpointError(f"{str(file)!r}: its spec does not build: {' '.join(str(error).split())[:300]}") from None
     if form == "deploy":

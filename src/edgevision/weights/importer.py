@@ -91,16 +91,13 @@ def _num_classes(spec) -> int:
 
 
 def _state_shapes(spec) -> dict[str, torch.Size]:
-    from ..builder import build
-
-    def make():  # a task model (segmentation, detection, ...) builds itself
-        return spec.build() if isinstance(spec, TaskModelSpec) else build(spec)
+    from ..builder import build  # a task model's spec builds itself there too
 
     try:  # meta tensors: the layout without allocating (or initialising) the weights
         with torch.device("meta"):
-            model = make()
+            model = build(spec)
     except Exception:  # a block that computes with real tensors at construction time
-        model = make()
+        model = build(spec)
     return {key: tensor.shape for key, tensor in model.state_dict().items()}
 
 
