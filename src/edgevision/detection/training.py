@@ -17,7 +17,7 @@ import torch
 from .data import DetectionSet
 from .metrics import coco_detection_metrics
 
-__all__ = ["evaluate_detector", "load_batch", "train_detector", "MEAN", "STD"]
+__all__ = ["detector_corruption_map", "evaluate_detector", "load_batch", "predict_detections", "train_detector", "MEAN", "STD"]
 
 MEAN = STD = (0.5, 0.5, 0.5)
 
@@ -74,14 +74,56 @@ def train_detector(model, train_set: DetectionSet, *, epochs: int, batch_size: i
 
 
 @torch.no_grad()
-def evaluate_detector(model, data: DetectionSet, ground_truth, *, image_size: int = 320, batch_size: int = 16) -> dict:
-    """COCO metrics of ``model`` on ``data`` (whose images/ids come from the ``ground_truth`` COCO JSON)."""
+def predict_detections(model, data: DetectionSet, *, image_size: int = 320, batch_size: int = 16,
+                       corruption: str | None = None, severity: int = 1, generator: torch.Generator | None = None) -> list[dict]:
+    """Per-image detections (``boxes`` xyxy in original-image pixels, ``scores``, ``labels``) of ``model``
+    on ``data``; ``corruption`` (a name of :data:`edgevision.evaluation.CORRUPTIONS`) is applied at
+    ``severity`` to the [0, 1] pixels at the network resolution, as classification does."""
+    from ..evaluation.corruptions import corrupt
+
     model.eval()
     detections = []
     for first in range(0, len(data.samples), batch_size):
         batch = data.samples[first: first + batch_size]
         images, _ = load_batch(batch, image_size)
+        if corruption is not None:
+            mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+            images = (corrupt(images * std + mean, corruption, severity, generator) - mean) / std
         for sample, result in zip(batch, model.postprocess(model(images), image_size)):
             scale = torch.tensor([sample.width / image_size, sample.height / image_size] * 2)
             detections.append({**result, "boxes": result["boxes"] * scale})
+    return detections
+
+
+def evaluate_detector(model, data: DetectionSet, ground_truth, *, image_size: int = 320, batch_size: int = 16) -> dict:
+    """COCO metrics of ``model`` on ``data`` (whose images/ids come from the ``ground_truth`` COCO JSON)."""
+    detections = predict_detections(model, data, image_size=image_size, batch_size=batch_size)
     return coco_detection_metrics(ground_truth, [s.image_id for s in data.samples], detections)
+
+
+def detector_corruption_map(model, data: DetectionSet, ground_truth, *, image_size: int = 320, batch_size: int = 16,
+                            names=None, severities=None, seed: int = 0) -> dict:
+    """Detector robustness: COCO mAP and AP50 clean and under each corruption at each severity.
+
+    Returns ``clean_mAP``, ``clean_AP50``, ``mAP`` and ``AP50`` (corruption -> one value per severity,
+    in ``severities`` order), ``severities``, ``mean_corruption_mAP`` (mean over all corruptions and
+    severities, mCA's analogue) and ``relative_mean_corruption_mAP`` (that over clean; -1 when clean is 0).
+    """
+    from ..evaluation.corruptions import CORRUPTIONS, SEVERITIES
+
+    names = tuple(names or CORRUPTIONS)
+    severities = tuple(severities or SEVERITIES)
+    image_ids = [s.image_id for s in data.samples]
+    clean = coco_detection_metrics(ground_truth, image_ids, predict_detections(model, data, image_size=image_size, batch_size=batch_size))
+    generator = torch.Generator().manual_seed(seed)
+    table = {"mAP": {}, "AP50": {}}
+    for name in names:
+        rows = [coco_detection_metrics(ground_truth, image_ids, predict_detections(
+            model, data, image_size=image_size, batch_size=batch_size, corruption=name, severity=severity, generator=generator))
+            for severity in severities]
+        for metric in table:
+            table[metric][name] = [row[metric] for row in rows]
+    values = [v for row in table["mAP"].values() for v in row]
+    mean = sum(values) / len(values)
+    return {"clean_mAP": clean["mAP"], "clean_AP50": clean["AP50"], "severities": list(severities), **table,
+            "mean_corruption_mAP": mean, "relative_mean_corruption_mAP": mean / clean["mAP"] if clean["mAP"] > 0 else -1.0}

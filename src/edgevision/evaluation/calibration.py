@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["CalibrationReport", "calibration", "reliability_diagram"]
+__all__ = ["CalibrationReport", "binned_calibration", "calibration", "reliability_diagram"]
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,16 @@ class CalibrationReport:
 
 def calibration(probabilities: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> CalibrationReport:
     """ECE of softmax ``probabilities`` (N, K) against ``labels`` (N,), with ``bins`` equal-width bins."""
+    confidence, predicted = probabilities.max(1)
+    return binned_calibration(confidence, predicted == labels, bins)
+
+
+def binned_calibration(confidence: torch.Tensor, correct: torch.Tensor, bins: int = 15) -> CalibrationReport:
+    """ECE of confidences (N,) in [0, 1] against whether each prediction was right (N,) bool; shared by
+    classification (max softmax) and detection (score of a detection, right when it matches a box)."""
     if bins < 1:
         raise ValueError(f"bins must be >= 1, got {bins}")
-    confidence, predicted = probabilities.max(1)
-    correct = (predicted == labels).double()
+    correct = correct.double()
     edges = torch.linspace(0.0, 1.0, bins + 1, dtype=torch.float64)
     # bin b holds confidences in (edges[b], edges[b + 1]]; confidence 0 falls in the first bin
     index = (torch.bucketize(confidence.double(), edges, right=False) - 1).clamp(0, bins - 1)
@@ -44,11 +50,12 @@ def calibration(probabilities: torch.Tensor, labels: torch.Tensor, bins: int = 1
     accuracy = torch.where(counts > 0, correct_sum / safe, torch.full_like(safe, float("nan")))
     mean_confidence = torch.where(counts > 0, confidence_sum / safe, torch.full_like(safe, float("nan")))
     gaps = (correct_sum - confidence_sum).abs()  # = count * |acc - conf| per bin
-    ece = (gaps.sum() / max(len(labels), 1)).item()
+    ece = (gaps.sum() / max(len(correct), 1)).item()
     return CalibrationReport(ece, tuple(edges.tolist()), tuple(counts.tolist()), tuple(accuracy.tolist()), tuple(mean_confidence.tolist()))
 
 
-def reliability_diagram(report: CalibrationReport, path: str | Path, title: str = "") -> Path:
+def reliability_diagram(report: CalibrationReport, path: str | Path, title: str = "",
+                        confidence_label: str = "confidence (max softmax probability)") -> Path:
     """Write the reliability diagram (accuracy per confidence bin vs the diagonal) as a PNG, atomically."""
     import matplotlib
 
@@ -66,7 +73,7 @@ def reliability_diagram(report: CalibrationReport, path: str | Path, title: str 
     gap = [c - a if c == c else 0.0 for c, a in zip(report.bin_confidence, accuracy)]
     axis.bar(lefts, gap, bottom=accuracy, width=width, align="edge", color="#dd8452", alpha=0.5, label="gap to confidence")
     axis.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
-    axis.set_xlabel("confidence (max softmax probability)")
+    axis.set_xlabel(confidence_label)
     axis.set_ylabel("accuracy")
     axis.set_xlim(0, 1)
     axis.set_ylim(0, 1)
