@@ -15,8 +15,16 @@ def test_train_then_eval_writes_the_coco_metrics(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"mAP", "AP50", "AP75", "APs", "APm", "APl", "losses"} <= set(metrics)
     report = tmp_path / "eval.json"
-    assert main(["eval", str(out / "model.safetensors"), "--json", str(report)]) == 0
+    assert main(["eval", str(out / "model.safetensors"), "--json", str(report), "--calibration", "--corruptions",
+                 "--calibration-min-score", "0.0", "--bins", "4"]) == 0
     evaluated = json.loads(report.read_text())
     assert evaluated["task"] == "detection" and evaluated["mAP"] == metrics["mAP"]
+    calibration = evaluated["calibration"]
+    assert len(calibration["bin_counts"]) == 4 and sum(calibration["bin_counts"]) == calibration["detections"] > 0
+    assert 0.0 <= calibration["ece"] <= 1.0 and calibration["iou_threshold"] == 0.5 and calibration["min_score"] == 0.0
+    assert (out / "model.reliability.png").is_file()
+    corruptions = evaluated["corruptions"]
+    assert set(corruptions["mAP"]) == {"gaussian_noise", "gaussian_blur", "contrast", "brightness", "jpeg"}
+    assert all(len(v) == 5 for v in corruptions["mAP"].values()) and corruptions["clean_mAP"] == metrics["mAP"]
     assert main(["eval", str(out / "model.safetensors"), "--data", str(tmp_path / "missing.json")]) == 2
     assert "give the COCO annotation file" in capsys.readouterr().err

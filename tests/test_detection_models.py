@@ -108,3 +108,18 @@ def test_export_command_ships_the_detector_with_nms_unless_raw(tmp_path, capsys)
     assert "--raw" in capsys.readouterr().err
     assert main(["export", "ssdlite320_mobilenetv3_large", str(tmp_path / "raw.onnx"), "--input", "3x64x64", "--raw"]) == 0
     assert "NonMaxSuppression" not in {node.op_type for node in onnx.load(str(tmp_path / "raw.onnx")).graph.node}
+
+
+def test_measure_and_bench_accept_a_detector(tmp_path):
+    """`edgevision measure NAME` runs a detector (its spec's input size by default; 64 px here), and
+    `bench --models 'ssdlite*'` selects detectors (bench's selection used to see classifiers only). No timing asserted."""
+    from bench_helpers import ticking_clock
+
+    from edgevision.bench.selection import select_models
+    from edgevision.latency import measure
+
+    assert "ssdlite320_mobilenetv3_large" in select_models(["ssdlite*"])
+    assert "ssdlite320_mobilenetv3_large" not in select_models(["*"])  # '*' stays the classifier zoo
+    result = measure("ssdlite320_mobilenetv3_large", input_shape=(3, 64, 64), runtime="eager", threads=1,
+                     time_budget_s=0.5, clock=ticking_clock(), watch_machine=False)
+    assert tuple(result.context.input_shape) == (1, 3, 64, 64) and len(result.latencies_ms) >= 1 and result.context.model == "ssdlite320_mobilenetv3_large"

@@ -42,7 +42,8 @@ def select_models(patterns: Iterable[str]) -> tuple[str, ...]:
 
     names: list[str] = []
     for pattern in patterns:
-        matched = efficient_models() if pattern == EFFICIENT else list_models(pattern)
+        # a pattern naming models of another task (a detector) matches them; '*' stays the classifier zoo
+        matched = efficient_models() if pattern == EFFICIENT else (list_models(pattern) or list_models(pattern, task=None))
         if not matched:
             raise ValueError(f"no registered model matches {pattern!r}; see `edgevision models`")
         names += [name for name in matched if name not in names]

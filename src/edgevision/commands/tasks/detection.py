@@ -20,6 +20,9 @@ def add_arguments(group, command: str) -> None:
     """This task's own options on ``edgevision {command}``."""
     group.add_argument("--score-threshold", type=float, default=None, help="detection: keep detections scoring above this (default: the model's)")
     group.add_argument("--nms-iou", type=float, default=None, help="detection: NMS IoU threshold (default: the model's)")
+    if command == "eval":
+        group.add_argument("--calibration-min-score", type=float, default=0.3,
+                           help="detection --calibration: score detections at or above this (default 0.3)")
     group.add_argument("--bad-annotations", choices=("skip", "fatal"), default="skip",
                        help="detection: skip and report bad annotations, or stop on the first file with any (default skip)")
 
@@ -100,7 +103,8 @@ def train(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace, metadata: dict) -> int:
     from ...checkpoint import load
-    from ...detection.training import evaluate_detector
+    from ...detection.metrics import coco_detection_metrics, detection_calibration
+    from ...detection.training import detector_corruption_map, predict_detections
 
     data = args.data or metadata.get("dataset")
     if not data or not Path(data).is_file():
@@ -108,9 +112,29 @@ def evaluate(args: argparse.Namespace, metadata: dict) -> int:
     model = _with_options(load(args.checkpoint), args)
     dataset = _load(data, args, class_names=metadata.get("class_names"))
     size = metadata.get("preprocess", {}).get("resolution", 320)
-    metrics = {"checkpoint": str(args.checkpoint), "task": "detection", "data": str(data),
-               **evaluate_detector(model, dataset, data, image_size=size, batch_size=min(args.batch_size, 64))}
+    batch_size = min(args.batch_size, 64)
+    image_ids = [s.image_id for s in dataset.samples]
+    detections = predict_detections(model, dataset, image_size=size, batch_size=batch_size)
+    metrics = {"checkpoint": str(args.checkpoint), "task": "detection", "data": str(data), "images": len(image_ids),
+               **coco_detection_metrics(data, image_ids, detections)}
     print(" ".join(f"{k} {metrics[k]:.3f}" for k in ("mAP", "AP50", "AP75", "APs", "APm", "APl")))
+    if args.calibration:
+        from ...evaluation.calibration import reliability_diagram
+
+        report = detection_calibration(data, image_ids, detections, bins=args.bins, iou_threshold=0.5, min_score=args.calibration_min_score)
+        folder = Path(args.out) if args.out else Path(args.checkpoint).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        png = reliability_diagram(report.calibration, folder / f"{Path(args.checkpoint).stem}.reliability.png", title=model.spec.name,
+                                  confidence_label="detection score (right = matched at IoU 0.5)")
+        metrics["calibration"] = report.to_dict()
+        print(f"detection calibration: ECE {report.ece:.4f} over {report.detections} detections scoring >= "
+              f"{report.min_score:g} ({args.bins} bins, matched at IoU 0.5); reliability diagram: {png}")
+    if args.corruptions:
+        robustness = detector_corruption_map(model, dataset, data, image_size=size, batch_size=batch_size)
+        metrics["corruptions"] = robustness
+        for name, values in robustness["mAP"].items():
+            print(f"mAP under {name} (severity 1..5): " + " ".join(f"{v:.3f}" for v in values))
+        print(f"clean mAP {robustness['clean_mAP']:.3f}; mean corruption mAP {robustness['mean_corruption_mAP']:.3f}")
     if args.json:
         _write(args.json, metrics)
     return 0
