@@ -28,7 +28,8 @@ from edgevision.atomic import atomic_write_text
 from edgevision.datasets.scenes import generate_scenes
 from edgevision.detection.data import load_coco_detection
 from edgevision.detection.export import export_detector_onnx
-from edgevision.detection.training import evaluate_detector, train_detector
+from edgevision.detection.metrics import detection_calibration
+from edgevision.detection.training import detector_corruption_map, evaluate_detector, predict_detections, train_detector
 
 #: published parameter counts (torchvision's model table; MobileNetV2 paper Table 6)
 PUBLISHED_PARAMS = {"ssdlite320_mobilenetv3_large": 3_440_060, "ssdlite320_mobilenetv2": 4_300_000}
@@ -60,6 +61,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--robustness", action="store_true",
+                        help="--accuracy-only: also mAP under the 5 corruptions x 5 severities and the ECE of scores >= 0.3 on the val scenes")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--out", default=None, help="default benchmarks/results/dense_detection.md (--accuracy-only: dense_detection_accuracy.md)")
     args = parser.parse_args(argv)
@@ -91,6 +94,10 @@ def main(argv=None) -> int:
                    "train_seconds": result["train_seconds"], "final_loss": result["losses"][-1], **metrics}
             if args.accuracy_only:
                 row["train_set"] = evaluate_detector(model, train_set, train_file, image_size=size)
+            if args.accuracy_only and args.robustness:
+                detections = predict_detections(model, val_set, image_size=size)
+                row["calibration"] = detection_calibration(val_file, [s.image_id for s in val_set.samples], detections).to_dict()
+                row["corruptions"] = detector_corruption_map(model, val_set, val_file, image_size=size)
             rows.append(row)
             print(f"{name}: {params:,} params, mAP {metrics['mAP']:.3f}", file=sys.stderr)
     if args.accuracy_only:
@@ -122,6 +129,15 @@ def _write_accuracy(args, rows, size, train_n, val_n, epochs) -> int:
         lines.append(f"| {r['model']} | {r['steps']} | {r['final_loss']:.3f} | "
                      + " | ".join(f"{r[k]:.3f}" for k in ("mAP", "AP50", "AP75", "APs", "APm", "APl"))
                      + f" | {r['train_set']['mAP']:.3f} | {r['train_set']['AP50']:.3f} |")
+    for r in rows:
+        if "corruptions" in r:
+            c = r["corruptions"]
+            lines += ["", f"## {r['model']}: robustness and calibration (val scenes)", "",
+                      f"Clean mAP {c['clean_mAP']:.3f}; mean corruption mAP {c['mean_corruption_mAP']:.3f} "
+                      f"({c['relative_mean_corruption_mAP']:.2f} of clean). ECE of detections scoring >= 0.3, matched at IoU 0.5: "
+                      f"{r['calibration']['ece']:.3f} over {r['calibration']['detections']} detections.", "",
+                      "| corruption | " + " | ".join(f"mAP s{s}" for s in c["severities"]) + " |", "|---|" + "---|" * len(c["severities"])]
+            lines += [f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + " |" for name, values in c["mAP"].items()]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, "\n".join(lines) + "\n")

@@ -135,6 +135,8 @@ def test_match_detections_and_detection_ece_by_hand():
     assert report.to_dict()["bin_counts"] == (0, 0, 1, 3, 1) and report.detections == 5
     assert report.to_dict()["bin_accuracy"][3] == pytest.approx(1 / 3)
     assert detection_calibration(document, [1], [{"boxes": boxes, "scores": scores, "labels": labels}], min_score=0.85).ece == pytest.approx(0.1)
+    nothing = detection_calibration(document, [1], [{"boxes": boxes, "scores": scores, "labels": labels}], min_score=0.95)
+    assert nothing.detections == 0 and nothing.ece != nothing.ece  # NaN, not a perfect 0
 
 
 def test_corruption_map_reports_every_corruption_and_severity(coco_files):

@@ -138,7 +138,13 @@ def detection_calibration(ground_truth, image_ids, detections, *, bins: int = 15
     matches a ground-truth box of its class at IoU >= ``iou_threshold``; ECE over equal-width bins.
     Detections below ``min_score`` are left out (at 0.001 the low-score tail would dominate every bin).
     JSON (``to_dict``): ``ece``, ``bin_edges``, ``bin_counts``, ``bin_accuracy`` (precision per bin,
-    NaN when empty), ``bin_confidence``, ``detections``, ``iou_threshold``, ``min_score``.
+    NaN when empty), ``bin_confidence``, ``detections``, ``iou_threshold``, ``min_score``; ``ece`` is
+    NaN when no detection reaches ``min_score``.
     """
+    from dataclasses import replace
+
     scores, correct = match_detections(ground_truth, image_ids, detections, iou_threshold=iou_threshold, min_score=min_score)
-    return DetectionCalibrationReport(binned_calibration(scores, correct, bins), int(len(scores)), iou_threshold, min_score)
+    report = binned_calibration(scores, correct, bins)
+    if not len(scores):  # nothing scored: no calibration to speak of, not a perfect 0
+        report = replace(report, ece=float("nan"))
+    return DetectionCalibrationReport(report, int(len(scores)), iou_threshold, min_score)
