@@ -13,6 +13,7 @@ from PIL import Image
 import edgevision as ev
 from edgevision.detection.boxes import box_iou
 from edgevision.detection.data import load_coco_detection
+from edgevision.detection.ssdlite import match_priors
 from edgevision.detection.metrics import coco_detection_metrics, detection_calibration, match_detections
 from edgevision.detection.training import detector_corruption_map, evaluate_detector, load_batch, predict_detections
 
@@ -69,11 +70,7 @@ class _Oracle(torch.nn.Module):
         priors = self.model.priors(images.shape[-1])
         deltas, logits = [], []
         for target in self.targets[self.seen: self.seen + len(images)]:
-            overlaps = box_iou(target["boxes"], priors)  # (M, A)
-            best_overlap, best_box = overlaps.max(0)
-            best_box[overlaps.argmax(1)] = torch.arange(len(target["boxes"]))
-            best_overlap[overlaps.argmax(1)] = 1.0
-            foreground = best_overlap >= 0.5
+            foreground, best_box = match_priors(target["boxes"], priors)
             image_logits = torch.full((len(priors), self.model.spec.num_classes + 1), -10.0)
             image_logits[:, 0] = 10.0
             image_logits[foreground, 0] = -10.0
@@ -106,6 +103,14 @@ def test_perfect_head_outputs_give_map_one_after_resize_decode_nms_and_rescale(c
     for sample, result in zip(data.samples, detections):  # back in original 128 x 96 pixels
         assert len(result["boxes"]) == len(sample.boxes)
         assert box_iou(result["boxes"], sample.boxes).max(1).values.min() > 0.99
+
+
+def test_every_box_claims_a_prior_and_weak_overlaps_stay_background():
+    priors = torch.tensor([[0, 0, 10, 10], [0, 0, 20, 20], [50, 50, 60, 60], [100, 100, 140, 140]], dtype=torch.float32)
+    boxes = torch.tensor([[0, 0, 19, 19], [95, 95, 110, 110]], dtype=torch.float32)  # the second overlaps prior 3 at IoU 0.06
+    foreground, best_box = match_priors(boxes, priors)
+    assert foreground.tolist() == [False, True, False, True]  # prior 0: IoU 0.28 < 0.5; prior 3 is the best of box 1
+    assert best_box[1] == 0 and best_box[3] == 1
 
 
 def test_ssd_loss_of_perfect_outputs_is_near_zero(coco_files):

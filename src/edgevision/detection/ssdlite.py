@@ -29,7 +29,7 @@ from .anchors import BoxCoder, ssd_anchor_counts, ssd_default_boxes
 from .boxes import box_iou, clip_boxes
 from .nms import batched_nms, onnx_non_max_suppression
 
-__all__ = ["SSDLite", "SSDLiteSpec", "SSDLiteDeployed"]
+__all__ = ["SSDLite", "SSDLiteSpec", "SSDLiteDeployed", "match_priors"]
 
 _BACKBONES = ("mobilenet_v3_large", "mobilenet_v2")
 
@@ -210,6 +210,17 @@ class SSDLiteSpec(TaskModelSpec):
         return SSDLite(self)
 
 
+def match_priors(boxes: torch.Tensor, priors: torch.Tensor, iou_threshold: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """SSD matching (Liu et al. 2016, Sec. 2.2): boxes (M >= 1, 4) and priors (A, 4) xyxy ->
+    (foreground (A,) bool, matched box index (A,)). A prior takes the box it overlaps most when that
+    IoU >= ``iou_threshold``, and every box claims its best prior whatever the IoU."""
+    overlaps = box_iou(boxes, priors)  # (M, A)
+    best_overlap, best_box = overlaps.max(dim=0)
+    best_box[overlaps.argmax(dim=1)] = torch.arange(len(boxes), device=boxes.device)
+    best_overlap[overlaps.argmax(dim=1)] = 1.0
+    return best_overlap >= iou_threshold, best_box
+
+
 def _feature_sizes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
     """Cell grids of the six levels: stride 16 and 32, then one stride-2 conv per extra (ceil halving)."""
     sizes = []
@@ -265,11 +276,7 @@ class SSDLite(nn.Module):
             boxes, labels = target["boxes"].to(deltas), target["labels"].to(deltas.device)
             class_targets = torch.zeros(len(priors), dtype=torch.long, device=deltas.device)
             if len(boxes):
-                overlaps = box_iou(boxes, priors)  # (M, A)
-                best_overlap, best_box = overlaps.max(dim=0)
-                best_box[overlaps.argmax(dim=1)] = torch.arange(len(boxes), device=deltas.device)
-                best_overlap[overlaps.argmax(dim=1)] = 1.0
-                foreground = best_overlap >= 0.5
+                foreground, best_box = match_priors(boxes, priors)
                 class_targets[foreground] = labels[best_box[foreground]] + 1
                 encoded = self.coder.encode(boxes[best_box[foreground]], priors[foreground])
                 regression = regression + F.smooth_l1_loss(deltas[index, foreground], encoded, reduction="sum")
