@@ -158,6 +158,10 @@ class CARN(nn.Module):
         self.upsamplers = nn.ModuleDict({f"x{s}": PixelShuffleUpsampler(c, s, groups=spec.groups) for s in spec.scales})
         self.exit = nn.Conv2d(c, spec.in_channels, 3, padding=1)
 
+    def feature_taps(self) -> list[nn.Module]:
+        """Modules whose outputs are LR-space feature maps, shallow to deep: the cascading blocks (distillation)."""
+        return list(self.body.steps)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.body(self.entry(self.sub_mean(x)))
         return self.add_mean(self.exit(self.upsamplers[f"x{self.spec.scale}"](features)))

@@ -165,6 +165,10 @@ class EFDN(nn.Module):
         self.local_fuse = nn.ModuleList(nn.Conv2d(c * 2, c, 1) for _ in range(3))
         self.tails = nn.ModuleDict({f"x{s}": nn.Sequential(nn.Conv2d(c, out * s * s, 3, padding=1), nn.PixelShuffle(s)) for s in spec.scales})
 
+    def feature_taps(self) -> list[nn.Module]:
+        """Modules whose outputs are LR-space feature maps, shallow to deep: the four cells (distillation)."""
+        return list(self.cells)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out0 = self.head(x)
         out1 = self.cells[0](out0)
