@@ -69,28 +69,9 @@ def train_variants(steps: int, batch_size: int, val_size: int, seed: int, scale:
     return rows, trained
 
 
-def int8_rows(trained: dict, labels, budget: float, work: Path, scale: int = 4) -> list[dict]:
-    from edgevision.latency import measure
-    from edgevision.super_resolution.data import bundled_images, bundled_pairs, make_pair
-    from edgevision.super_resolution.int8 import quantize_sr
-
-    calibration = [make_pair(n, hr, scale) for n, hr in bundled_images("train")]
-    evaluation = bundled_pairs(scale)
-    rows = []
-    for label in labels:
-        try:
-            result = quantize_sr(trained[label], calibration, evaluation, work / f"{len(rows)}.int8.onnx", size=64, max_drop_db=0.3)
-            fp32 = measure(result["fp32_path"], runtime="ort", time_budget_s=budget)
-            quantized = measure(result["path"], runtime="ort", time_budget_s=budget)
-            rows.append({"variant": label, **{k: result[k] for k in ("fp32_psnr", "int8_psnr", "drop_db", "method", "accepted", "images")},
-                         "fp32_fps": 1e3 / fp32.median_ms, "int8_fps": 1e3 / quantized.median_ms})
-        except Exception as error:  # report, keep the rest
-            rows.append({"variant": label, "error": f"{type(error).__name__}: {error}"[:200]})
-        print(rows[-1], flush=True)
-    return rows
-
-
 def write_markdown(path: Path, accuracy, latency, quantized, args) -> None:
+    from bench_sr import int8_table, latency_table
+
     from edgevision.atomic import atomic_write_text
     from edgevision.machine import machine_info
 
@@ -105,30 +86,14 @@ def write_markdown(path: Path, accuracy, latency, quantized, args) -> None:
     for row in accuracy:
         lines.append(f"| {row['variant']} | {row['model']} | {row['params']:,} | {row['psnr']:.2f} | {row['ssim']:.4f} | {row['bicubic_psnr']:.2f} | "
                      f"{row['bicubic_ssim']:.4f} | {row['train_seconds']:.0f} |")
-    if quantized:
-        lines += ["", "## INT8 (ONNX Runtime static QDQ), 64x64 LR at x4, budget 0.3 dB", "",
-                  "| variant | fp32 PSNR | INT8 PSNR | drop dB | calibration | within budget | fp32 fps | INT8 fps |", "|---|---:|---:|---:|---|---|---:|---:|"]
-        for row in quantized:
-            if "error" in row:
-                lines.append(f"| {row['variant']} | {row['error']} | | | | | | |")
-            else:
-                lines.append(f"| {row['variant']} | {row['fp32_psnr']:.2f} | {row['int8_psnr']:.2f} | {row['drop_db']:.3f} | {row['method']} | "
-                             f"{'yes' if row['accepted'] else 'no'} | {row['fp32_fps']:.2f} | {row['int8_fps']:.2f} |")
-    if latency:
-        lines += ["", "## fp32 latency at x4, batch 1", "", "| model | output | runtime | median ms | fps | flags |", "|---|---|---|---:|---:|---|"]
-        for row in latency:
-            if "error" in row:
-                lines.append(f"| {row['model']} | {row['input']} | {row['runtime']} | - | - | {row['error']} |")
-            else:
-                flags = ", ".join(f for f in ("noisy" if row["noisy"] else "", "contended" if row["contended"] else "") if f)
-                lines.append(f"| {row['model']} | {row['input']} | {row['runtime']} | {row['median_ms']:.1f} | {row['fps']:.2f} | {flags} |")
+    lines += int8_table(quantized) + latency_table(latency)
     if args.quick:
         lines += ["", "_Quick mode: a smoke run (tiny budget, busy machine); timings and accuracy here are not results._"]
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench_sr import latency
+    import bench_sr
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 steps of batch 4, 64-px crops, 1 s timings of the 256x256 case, ORT only")
@@ -145,9 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         args.steps, args.batch_size, args.val_size, args.budget = 3, 4, 64, 1.0
         sizes, runtimes, quantized_labels = ("256",), ["ort"], ["student L1"]
     accuracy, trained = train_variants(args.steps, args.batch_size, args.val_size, args.seed)
+    bench_sr.TRAINED.update(trained)  # bench_sr.int8 quantizes the trained models by name; here by variant label
     with tempfile.TemporaryDirectory() as work:
-        quantized = int8_rows(trained, quantized_labels, args.budget, Path(work))
-    timings = latency([STUDENT, TEACHER], args.budget, runtimes, sizes)
+        quantized = bench_sr.int8(quantized_labels, 4, args.budget, Path(work))
+    timings = bench_sr.latency([STUDENT, TEACHER], args.budget, runtimes, sizes)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_markdown(out, accuracy, timings, quantized, args)

@@ -12,7 +12,10 @@ the way the ESRGAN / EDSR / XLSR papers do, and says where it departs:
 - pixel-shuffle upsampling (x2 steps, conv3x3 ``C -> 4C`` + ReLU each; one x3 step at x3), then
   conv3x3 ``C -> 3``;
 - the output clipped to [0, 1] by a clipped ReLU (XLSR, Ayazoglu 2021 Sec. 3: a bounded last activation
-  keeps the uint8 output range tight), so INT8 calibration sees the same range every image.
+  keeps the uint8 output range tight), so INT8 calibration sees the same range every image;
+- DIV2K's mean subtracted at the input and added back before the clip (EDSR/CARN/DRN): a fresh network's
+  output then sits inside the clip's range, where it has a gradient (a constant, folded into the exit bias by
+  any INT8 toolchain; no parameters).
 
 ``realtime_srgan`` (C 32, B 4: 158,979 params at x4) is the student; ``realtime_srgan_large`` (C 64,
 B 16: 1,517,571 params, SRGAN's 16 blocks of 64 channels) is the teacher width. The counts are checked
@@ -36,7 +39,7 @@ from torch import nn
 
 from ..spec import check_positive
 from .carn import SRModelSpec
-from .layers import PixelShuffleUpsampler
+from .layers import DIV2K_RGB_MEAN, MeanShift, PixelShuffleUpsampler
 
 __all__ = ["SRGANSpec", "SRGANGenerator", "PatchDiscriminator"]
 
@@ -75,6 +78,8 @@ class SRGANGenerator(nn.Module):
         super().__init__()
         self.spec = spec
         c = spec.channels
+        mean = DIV2K_RGB_MEAN if spec.in_channels == 3 else (0.5,) * spec.in_channels
+        self.sub_mean, self.add_mean = MeanShift(mean, -1), MeanShift(mean, +1)
         self.entry = nn.Sequential(nn.Conv2d(spec.in_channels, c, 3, padding=1), nn.ReLU(inplace=True))
         self.blocks = nn.Sequential(*(ResidualBlock(c) for _ in range(spec.blocks)))
         self.body_end = nn.Conv2d(c, c, 3, padding=1)
@@ -87,9 +92,9 @@ class SRGANGenerator(nn.Module):
         return list(self.blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.entry(x)                                   # [N, C, h, w]
+        features = self.entry(self.sub_mean(x))                    # [N, C, h, w]
         features = features + self.body_end(self.blocks(features))  # SRGAN's long skip
-        return self.output_clip(self.exit(self.upsamplers[f"x{self.spec.scale}"](features)))
+        return self.output_clip(self.add_mean(self.exit(self.upsamplers[f"x{self.spec.scale}"](features))))
 
 
 def _sn_conv(in_channels: int, out_channels: int, kernel: int, stride: int) -> nn.Module:
