@@ -141,6 +141,8 @@ class Cascade(nn.Module):
 class CARN(nn.Module):
     """LR [N, 3, h, w] in [0, 1] -> SR [N, 3, h*s, w*s] (``s = spec.scale``)."""
 
+    onnx_output_names = ("sr",)  # read by export (main's protocol): the graph output holds the SR image
+
     def __init__(self, spec: CARNSpec) -> None:
         super().__init__()
         self.spec = spec

@@ -156,6 +156,8 @@ class EFDNSpec(SRModelSpec):
 class EFDN(nn.Module):
     """LR [N, 3, h, w] (h, w >= 15: ESA's pooling) -> SR [N, 3, h*s, w*s]; one upsampler per built scale."""
 
+    onnx_output_names = ("sr",)  # read by export (main's protocol): the graph output holds the SR image
+
     def __init__(self, spec: EFDNSpec) -> None:
         super().__init__()
         self.spec = spec

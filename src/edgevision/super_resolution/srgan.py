@@ -74,6 +74,8 @@ class ResidualBlock(nn.Module):
 class SRGANGenerator(nn.Module):
     """LR [N, 3, h, w] in [0, 1] -> SR [N, 3, h*s, w*s] in [0, 1] (``s = spec.scale``)."""
 
+    onnx_output_names = ("sr",)  # read by export (main's protocol): the graph output holds the SR image
+
     def __init__(self, spec: SRGANSpec) -> None:
         super().__init__()
         self.spec = spec
