@@ -110,3 +110,7 @@ bench-sr: $(STAMP)  # SR: params/mult-adds vs papers, PSNR/SSIM vs bicubic after
 
 bench-depth: $(STAMP)  # FCRN params vs paper, ORT fp32 latency at 228x304, depth metrics on procedural + motorcycle after a small training budget -> benchmarks/results/depth.md (resumable, ~40 min idle)
 	$(BIN)/python benchmarks/bench_depth.py
+
+.PHONY: bench-srgan
+bench-srgan: $(STAMP)  # real-time SRGAN: L1 vs distillation vs DRN dual vs GAN at one budget, INT8 drop, fp32 fps -> benchmarks/results/srgan.md (~75 min idle, estimate)
+	$(BIN)/python benchmarks/bench_srgan.py
