@@ -8,6 +8,7 @@ first level; ours keeps 6 on every level as torchvision does: 4.48M).
 
 from __future__ import annotations
 
+from ..detection.picodet import PicoDetSpec
 from ..detection.ssdlite import SSDLiteSpec
 from ..registry import register_model
 
@@ -20,3 +21,9 @@ def ssdlite320_mobilenetv3_large() -> SSDLiteSpec:
 @register_model("ssdlite320_mobilenetv2", family="ssdlite", task="detection")
 def ssdlite320_mobilenetv2() -> SSDLiteSpec:
     return SSDLiteSpec(name="ssdlite320_mobilenetv2", backbone="mobilenet_v2", num_classes=80)
+
+
+@register_model("picodet_s_320", family="picodet", task="detection")
+def picodet_s_320() -> PicoDetSpec:
+    # PP-PicoDet-S, PaddleDetection's 2021.10 release (picodet_s_320_coco.yml): ESNet x0.75, CSP-PAN 96, 0.99M params
+    return PicoDetSpec(name="picodet_s_320", num_classes=80)
