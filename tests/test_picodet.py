@@ -88,6 +88,13 @@ def test_simota_gives_a_doubly_claimed_point_to_its_cheapest_box():
     assert simota_assign(scores, predicted, points, strides, gts[:0], torch.tensor([], dtype=torch.long)).matched.tolist() == [-1] * 4
 
 
+def _tiny(num_classes: int):
+    """PicoDet-S's structure at a quarter of its widths (ESNet x0.25, neck 32): the same code paths, a fraction of the time."""
+    from edgevision.detection.picodet import PicoDetSpec
+
+    return PicoDetSpec(name="picodet_tiny", num_classes=num_classes, backbone_scale=0.25, neck_channels=32, topk_candidates=100).build()
+
+
 def _targets():
     return [{"boxes": torch.tensor([[4.0, 6.0, 40.0, 50.0], [30.0, 30.0, 60.0, 62.0]]), "labels": torch.tensor([0, 2])},
             {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}]
@@ -95,22 +102,24 @@ def _targets():
 
 def test_picodet_contract_training_reduces_the_loss(tmp_path):
     torch.manual_seed(0)
-    model = ev.create_model("picodet_s_320", num_classes=3)
+    model = _tiny(3)
     model.set_input_size(64)
     images = torch.randn(2, 3, 64, 64)
     distributions, logits = model(images)
     assert distributions.shape == (2, len(model.points(64)[0]), 32) and logits.shape == (2, 85, 3)  # 8x8 + 4x4 + 2x2 + 1
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(6):
+    for _ in range(12):
         loss = model.loss(model(images), _targets())
         assert set(loss) >= {"loss", "quality_focal", "giou", "distribution_focal"} and loss["positives"] > 0
         optimizer.zero_grad()
         loss["loss"].backward()
         optimizer.step()
         losses.append(loss)
-    # the QFL target is the (rising) IoU of the predicted boxes, so the total is compared over a few steps
-    assert losses[-1]["loss"] < losses[0]["loss"] and losses[-1]["giou"] < losses[0]["giou"]
+    # one step improves the boxes at once; the QFL target is the IoU of the predicted boxes, so it rises
+    # with them, and the total falls only after some steps (12 here: 2.05 -> 1.71)
+    assert losses[1]["giou"] < losses[0]["giou"] and losses[1]["distribution_focal"] < losses[0]["distribution_focal"]
+    assert losses[-1]["loss"] < 0.95 * losses[0]["loss"]
     model.eval()
     model.spec = replace(model.spec, score_threshold=0.0)
     detections = model.postprocess(model(images), 64)
@@ -128,10 +137,19 @@ def test_picodet_deployed_graph_has_nms_and_matches_pytorch(tmp_path):
     import onnx
 
     torch.manual_seed(0)
-    model = ev.create_model("picodet_s_320", num_classes=2).eval()
-    model.spec = replace(model.spec, score_threshold=0.005)  # an untrained head scores ~0.01 (its prior)
-    report = model.export_deployable_onnx(tmp_path / "pico.onnx", image_size=64)
-    # raises unless ORT selects the same (image, class, point) rows as PyTorch with boxes/scores within 1e-4
+    model = _tiny(2)
+    model.spec = replace(model.spec, score_threshold=0.3)
+    # an untrained net at the init's BN statistics scores every point alike (ties make NMS's choice arbitrary):
+    # set the BN statistics from one batch (momentum None: that batch's mean/var) and zero the class prior
+    with torch.no_grad():
+        for predict in model.head.predict:
+            predict.bias.zero_()
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.momentum = None
+        model.train()(torch.randn(8, 3, 256, 256))
+    report = model.eval().export_deployable_onnx(tmp_path / "pico.onnx", image_size=256)
+    # raises unless ORT selects the same (image, class, point) rows as PyTorch, boxes within 1e-4 x size, scores 1e-4
     assert report["detections_checked"] > 0
     assert "NonMaxSuppression" in {node.op_type for node in onnx.load(str(tmp_path / "pico.onnx")).graph.node}
 

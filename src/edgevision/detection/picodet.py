@@ -39,7 +39,7 @@ from .gfl import (bbox_to_distance, distance_to_bbox, distribution_focal_loss, d
                   quality_focal_loss, simota_assign)
 from .nms import batched_nms, onnx_non_max_suppression
 
-__all__ = ["PicoDet", "PicoDetDeployed", "PicoDetSpec"]
+__all__ = ["GFLDetector", "GFLDetectorSpec", "PicoDet", "PicoDetDeployed", "PicoDetSpec"]
 
 #: PicoDet-S's searched middle-width ratios, one per ESNet block (release config, 13 blocks)
 PICODET_S_CHANNEL_RATIO = (0.875, 0.5, 0.5, 0.5, 0.625, 0.5, 0.625, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5)
@@ -209,20 +209,17 @@ class PicoHead(nn.Module):
 
 
 @dataclass(frozen=True, kw_only=True)
-class PicoDetSpec(TaskModelSpec):
-    """A PP-PicoDet detector: ESNet scale and block ratios, neck width, head tower, GFL/SimOTA settings."""
+class GFLDetectorSpec(TaskModelSpec):
+    """Fields every anchor-free GFL detector here shares: points, head outputs, losses, SimOTA, post-processing.
 
-    kind: ClassVar[str] = "picodet"
+    Subclasses (:class:`PicoDetSpec`, ``YOLOGSConvSpec``) add their backbone and neck and a ``kind``.
+    """
+
     task: ClassVar[str] = "detection"
     name: str
     in_channels: int = 3
     input_size: int = 320
     num_classes: int = 80
-    backbone_scale: float = 0.75
-    channel_ratio: tuple[float, ...] = PICODET_S_CHANNEL_RATIO
-    neck_channels: int = 96
-    kernel_size: int = 5
-    head_convs: int = 2
     strides: tuple[int, ...] = (8, 16, 32, 64)
     reg_max: int = 7
     qfl_weight: float = 1.0
@@ -230,32 +227,54 @@ class PicoDetSpec(TaskModelSpec):
     dfl_weight: float = 0.25
     center_radius: float = 2.5
     candidate_topk: int = 10
-    iou_weight: float = 6.0  # the release's SimOTA iou_weight
+    iou_weight: float = 6.0  # the PicoDet release's SimOTA iou_weight
     score_threshold: float = 0.025
     nms_iou: float = 0.6
     detections_per_image: int = 100
     topk_candidates: int = 1000
 
-    def __post_init__(self) -> None:
+    def _problems(self) -> list[str]:
         problems = []
         if self.num_classes < 1:
             problems.append(f"num_classes must be >= 1 (foreground classes), got {self.num_classes}")
+        if self.reg_max < 1:
+            problems.append(f"reg_max must be >= 1, got {self.reg_max}")
+        if self.in_channels < 1:
+            problems.append(f"in_channels must be >= 1, got {self.in_channels}")
+        return problems
+
+    def __post_init__(self) -> None:
+        problems = self._problems()
+        if problems:
+            raise ValueError(f"{type(self).__name__} {self.name!r}: " + "; ".join(problems))
+
+    def with_classes(self, num_classes: int) -> "GFLDetectorSpec":
+        return replace(self, num_classes=num_classes)
+
+    def with_input_channels(self, in_channels: int) -> "GFLDetectorSpec":
+        return replace(self, in_channels=in_channels)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PicoDetSpec(GFLDetectorSpec):
+    """A PP-PicoDet detector: ESNet scale and block ratios, neck width, head tower (+ the GFL/SimOTA fields)."""
+
+    kind: ClassVar[str] = "picodet"
+    backbone_scale: float = 0.75
+    channel_ratio: tuple[float, ...] = PICODET_S_CHANNEL_RATIO
+    neck_channels: int = 96
+    kernel_size: int = 5
+    head_convs: int = 2
+
+    def _problems(self) -> list[str]:
+        problems = super()._problems()
         if len(self.channel_ratio) != sum(_STAGE_REPEATS):
             problems.append(f"channel_ratio needs {sum(_STAGE_REPEATS)} ratios (one per ESNet block), got {len(self.channel_ratio)}")
         if self.strides not in ((8, 16, 32), (8, 16, 32, 64)):
             problems.append(f"strides must be (8, 16, 32) or (8, 16, 32, 64), got {self.strides}")
-        if self.reg_max < 1:
-            problems.append(f"reg_max must be >= 1, got {self.reg_max}")
-        if self.in_channels < 1 or self.neck_channels < 2 or self.neck_channels % 2:
-            problems.append(f"in_channels must be >= 1 and neck_channels even, got {self.in_channels} and {self.neck_channels}")
-        if problems:
-            raise ValueError(f"PicoDetSpec {self.name!r}: " + "; ".join(problems))
-
-    def with_classes(self, num_classes: int) -> "PicoDetSpec":
-        return replace(self, num_classes=num_classes)
-
-    def with_input_channels(self, in_channels: int) -> "PicoDetSpec":
-        return replace(self, in_channels=in_channels)
+        if self.neck_channels < 2 or self.neck_channels % 2:
+            problems.append(f"neck_channels must be even, got {self.neck_channels}")
+        return problems
 
     def build(self) -> "PicoDet":
         return PicoDet(self)
@@ -272,17 +291,22 @@ def _grid_sizes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
     return sizes
 
 
-class PicoDet(nn.Module):
-    """forward(images (N, C, H, W)) -> (edge distributions (N, A, 4(R+1)), class-quality logits (N, A, K))."""
+class GFLDetector(nn.Module):
+    """An anchor-free GFL detector: ``backbone`` -> ``neck`` -> ``head`` (built by :meth:`_build`), with points,
+    decoding, the QFL/DFL/GIoU loss on SimOTA positives, post-processing and the deployable graph.
 
-    def __init__(self, spec: PicoDetSpec) -> None:
+    forward(images (N, C, H, W)) -> (edge distributions (N, A, 4(R+1)), class-quality logits (N, A, K)).
+    The head holds one prediction conv per level in ``head.predict`` (class logits first).
+    """
+
+    def __init__(self, spec: GFLDetectorSpec) -> None:
         super().__init__()
         self.spec = spec
-        levels = len(spec.strides)
-        self.backbone = ESNet(spec.backbone_scale, spec.channel_ratio, spec.in_channels)
-        self.neck = CSPPAN(self.backbone.out_channels, spec.neck_channels, spec.kernel_size, levels)
-        self.head = PicoHead(spec.neck_channels, levels, spec.head_convs, spec.kernel_size, spec.num_classes, spec.reg_max)
+        self._build(spec)
         self._initialize()
+
+    def _build(self, spec) -> None:
+        raise NotImplementedError
 
     def _initialize(self) -> None:
         for module in self.modules():
@@ -380,6 +404,16 @@ class PicoDet(nn.Module):
         return export_detector_onnx(self, path, image_size=image_size, opset=opset, atol=atol)
 
 
+class PicoDet(GFLDetector):
+    """PP-PicoDet: ESNet -> CSP-PAN -> the shared-tower GFL head (see the module docstring)."""
+
+    def _build(self, spec: PicoDetSpec) -> None:
+        levels = len(spec.strides)
+        self.backbone = ESNet(spec.backbone_scale, spec.channel_ratio, spec.in_channels)
+        self.neck = CSPPAN(self.backbone.out_channels, spec.neck_channels, spec.kernel_size, levels)
+        self.head = PicoHead(spec.neck_channels, levels, spec.head_convs, spec.kernel_size, spec.num_classes, spec.reg_max)
+
+
 class PicoDetDeployed(nn.Module):
     """The detector with its post-processing in the graph: integral decode, sigmoid, ``NonMaxSuppression``.
 
@@ -387,7 +421,7 @@ class PicoDetDeployed(nn.Module):
     class, descending score; at most ``detections_per_image`` per class (no cross-class top-N).
     """
 
-    def __init__(self, model: PicoDet, image_size) -> None:
+    def __init__(self, model: GFLDetector, image_size) -> None:
         super().__init__()
         self.model = model
         self.spec = model.spec
