@@ -189,14 +189,15 @@ class CSPPAN(nn.Module):
 
 
 class PicoHead(nn.Module):
-    """Per level: a shared cls/reg tower of depthwise kxk + pointwise convs, then one 1x1 prediction conv."""
+    """Per level (``channels`` each): a shared cls/reg tower of ``convs`` depthwise kxk + pointwise convs (none:
+    YOLO's Detect layer), then one 1x1 prediction conv giving K class-quality logits and 4(R+1) edge logits."""
 
-    def __init__(self, channels: int, levels: int, convs: int, kernel_size: int, num_classes: int, reg_max: int) -> None:
+    def __init__(self, channels: list[int], convs: int, kernel_size: int, num_classes: int, reg_max: int) -> None:
         super().__init__()
         self.num_classes, self.box_columns = num_classes, 4 * (reg_max + 1)
         self.towers = nn.ModuleList(
-            nn.Sequential(*[layer for _ in range(convs) for layer in DepthwiseSeparable(channels, channels, kernel_size)]) for _ in range(levels))
-        self.predict = nn.ModuleList(nn.Conv2d(channels, num_classes + self.box_columns, 1) for _ in range(levels))
+            nn.Sequential(*[layer for _ in range(convs) for layer in DepthwiseSeparable(c, c, kernel_size)]) for c in channels)
+        self.predict = nn.ModuleList(nn.Conv2d(c, num_classes + self.box_columns, 1) for c in channels)
 
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         boxes, logits = [], []
@@ -411,7 +412,7 @@ class PicoDet(GFLDetector):
         levels = len(spec.strides)
         self.backbone = ESNet(spec.backbone_scale, spec.channel_ratio, spec.in_channels)
         self.neck = CSPPAN(self.backbone.out_channels, spec.neck_channels, spec.kernel_size, levels)
-        self.head = PicoHead(spec.neck_channels, levels, spec.head_convs, spec.kernel_size, spec.num_classes, spec.reg_max)
+        self.head = PicoHead([spec.neck_channels] * levels, spec.head_convs, spec.kernel_size, spec.num_classes, spec.reg_max)
 
 
 class PicoDetDeployed(nn.Module):
