@@ -29,6 +29,15 @@ def test_picodet_s_320_matches_the_releases_parameter_count():
     assert model.head.predict[0].out_channels == 80 + 4 * 8
 
 
+def test_picodet_s_320_macs_against_the_releases_flops():
+    # release table: 0.73 GFLOPs at 320 and 1.24 at 416 (FLOPs = 2 x MACs); we count conv/linear MACs only
+    # (no BN, activation, SE-pooling or bias terms): 0.351 G = 0.702 GFLOPs, 4% under the table
+    with torch.device("meta"):  # shapes are all the counter needs
+        macs = ev.count_macs(ev.create_model("picodet_s_320"), 320)
+    assert macs == 350_963_528
+    assert abs(2 * macs / 0.73e9 - 1) < 0.05
+
+
 def test_distribution_focal_loss_hand_cases():
     # uniform over 3 bins, target 0.25 between bins 0 and 1: -(0.75 + 0.25) log(1/3) = log 3
     torch.testing.assert_close(distribution_focal_loss(torch.zeros(1, 3), torch.tensor([0.25])), torch.tensor([math.log(3)]))
