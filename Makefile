@@ -110,3 +110,7 @@ bench-sr: $(STAMP)  # SR: params/mult-adds vs papers, PSNR/SSIM vs bicubic after
 
 bench-depth: $(STAMP)  # FCRN params vs paper, ORT fp32 latency at 228x304, depth metrics on procedural + motorcycle after a small training budget -> benchmarks/results/depth.md (resumable, ~40 min idle)
 	$(BIN)/python benchmarks/bench_depth.py
+
+.PHONY: overfit-picodet
+overfit-picodet: $(STAMP)  # PicoDet-S overfit check: 16 embedded scenes x 150 epochs at 128 px, train-set mAP (not an accuracy result) -> stdout; see benchmarks/results/picodet_overfit.md (~2 min idle, 1 thread)
+	$(BIN)/python benchmarks/overfit_detector.py picodet_s_320 --size 128 --scenes 16 --epochs 150
