@@ -114,3 +114,7 @@ bench-depth: $(STAMP)  # FCRN params vs paper, ORT fp32 latency at 228x304, dept
 .PHONY: bench-srgan
 bench-srgan: $(STAMP)  # real-time SRGAN: L1 vs distillation vs DRN dual vs GAN at one budget, INT8 drop, fp32 fps -> benchmarks/results/srgan.md (~75 min idle, estimate)
 	$(BIN)/python benchmarks/bench_srgan.py
+
+.PHONY: overfit-picodet
+overfit-picodet: $(STAMP)  # PicoDet-S overfit check: 16 embedded scenes x 150 epochs at 128 px, train-set mAP (not an accuracy result) -> stdout; see benchmarks/results/picodet_overfit.md (~2 min idle, 1 thread)
+	$(BIN)/python benchmarks/overfit_detector.py picodet_s_320 --size 128 --scenes 16 --epochs 150
