@@ -162,16 +162,19 @@ def output_lock(directory: str | os.PathLike, what: str, *, enabled: bool = True
         yield
         return
     path = Path(directory)
-    created = not path.exists()
+    created = [folder for folder in (path, *path.parents) if not folder.exists()]  # deepest first: runs/x, runs
     path.mkdir(parents=True, exist_ok=True)
+    lock = path / ".lock"
+    own_lock = not lock.exists()
     try:
-        with exclusive_lock(path / ".lock", f"{what} {str(path)!r}"):
+        with exclusive_lock(lock, f"{what} {str(path)!r}", remove_on_error=own_lock):
             yield
     except BaseException:
-        if created:  # a refused or failed run leaves no empty folder behind (only ever removes an empty one)
+        # a refused or failed run leaves behind no lock file and no folder it created (a folder only while empty);
+        # the lock file is removed by exclusive_lock while still held, so no waiting writer can lock a stale one
+        for folder in created:
             with contextlib.suppress(OSError):
-                (path / ".lock").unlink()
-                path.rmdir()
+                folder.rmdir()
         raise
 
 
