@@ -110,7 +110,9 @@ def assert_refused(argv, root: Path, *, mentions: str | None = None, changes_all
     assert "Traceback" not in err
     after = _snapshot(root)
     changed = [path for path, value in before.items() if after.get(path) != value and not path.endswith(changes_allowed)]
-    assert not changed or changed == [str(root)], (argv, changed)  # root's own entry: new files (a lock) may appear
+    assert not changed or changed == [str(root)], (argv, changed)  # root's own entry: it changes when a file appears
+    created = sorted(set(after) - set(before))
+    assert not created, (argv, created)  # a refused run leaves no folder, lock or temporary file behind
     if mentions is not None:
         assert mentions in err, (argv, err)
     return err

@@ -105,6 +105,8 @@ def test_rows_that_match_no_checkpoint_are_never_promoted(tmp_path):
     commit_metrics(tmp_path)  # no checkpoint writer (the Python API without --out checkpoint): rows promoted as they are
     assert _rows(tmp_path)[-1]["train_loss"] == 4.0
     assert recover_metrics(tmp_path) is None  # nothing to do once committed
+    commit_metrics(tmp_path)  # no new rows (a resumed run that had finished): the folder's metrics stay
+    assert _rows(tmp_path)[-1]["train_loss"] == 4.0
 
 
 def test_train_can_leave_its_metrics_pending_for_the_caller(tmp_path):

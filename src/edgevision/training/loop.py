@@ -127,6 +127,8 @@ def commit_metrics(directory: str | Path, write_checkpoint: Callable[[], T] | No
     (:func:`recover_metrics`) restores whichever set the checkpoint's own metadata (``metrics``) matches.
     """
     folder = Path(directory)
+    if not (folder / PENDING[0]).exists():  # no new rows (a resumed run that had already finished): keep the folder's
+        return write_checkpoint() if write_checkpoint is not None else None
     for committed, previous in zip(COMMITTED, PREVIOUS):
         if (folder / committed).exists():
             os.replace(folder / committed, folder / previous)

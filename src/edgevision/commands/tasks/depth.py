@@ -85,7 +85,7 @@ def train(args: argparse.Namespace) -> int:
                       f"{epochs} epochs, batch {batch_size}, lr {lr:g}, depth ({min_depth:g}, {max_depth:g}] m")
         result = train_depth(model, train_pairs, val_pairs, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=args.optimizer or "adamw",
                              crop=crop, min_depth=min_depth, max_depth=max_depth, max_scale=args.depth_max_scale, seed=args.seed,
-                             out_dir=out, progress=args.progress, log=lambda text: console.print(text))
+                             out_dir=out, progress=args.progress, log=lambda text: console.print(text), pending_metrics=True)
     except DepthDataError as error:
         raise UsageError(str(error)) from None
     except ValueError as error:
@@ -101,7 +101,9 @@ def train(args: argparse.Namespace) -> int:
         "epochs": epochs,
         "metrics": result.final,
     }
-    path = save(result.model.cpu(), out / "model.safetensors", metadata)
+    from ...training.loop import commit_metrics
+
+    path = commit_metrics(out, lambda: save(result.model.cpu(), out / "model.safetensors", metadata))  # metrics.jsonl with its checkpoint
     final = result.final
     print(f"{spec.name}: test abs rel {final['val_abs_rel']:.4f}, RMSE {final['val_rmse']:.4f} m, delta1 {final['val_delta1']:.3f} "
           f"after {epochs} epochs, {result.train_seconds:.1f} s training; wrote {path} and metrics.jsonl in {out}")
