@@ -21,7 +21,7 @@ def add_arguments(group, command: str) -> None:
                        help="SR factor (train: default the model's, 4; eval: must be the checkpoint's)")
     group.add_argument("--tile", type=positive_int, default=None, metavar="PX",
                        help="SR: run in LR tiles of PX pixels (bounded memory; default: whole images)")
-    group.add_argument("--tile-overlap", type=nonnegative_int, default=16, metavar="PX", help="SR: LR context around each tile (default 16)")
+    group.add_argument("--tile-overlap", type=int_in(0, 1024, "LR pixels of context"), default=16, metavar="PX", help="SR: LR context around each tile (default 16)")
     if command == "eval":
         group.add_argument("--max-drop-db", type=nonnegative_float, default=None, metavar="DB",
                            help="SR: also quantize to INT8 (ONNX Runtime, static) and accept it if PSNR drops at most DB on LR crops")
