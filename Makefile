@@ -35,7 +35,7 @@ bench-lut: $(STAMP)  # block latency tables vs 100 unseen networks, ort + eager 
 bench-training: $(STAMP)  # 4 zoo models on the embedded MNIST, tricks on/off -> benchmarks/results/training.md (resumable)
 	$(BIN)/python benchmarks/bench_training.py
 
-bench-features: $(STAMP)  # features_only backbones at output_stride 32/16/8, ort, 512 px -> benchmarks/results/features.md (resumable, ~15 min)
+bench-features: $(STAMP)  # features_only backbones at output_stride 32/16/8, ort, 512 px -> benchmarks/results/features.md (resumable, ~8 min, 2 passes)
 	$(BIN)/python benchmarks/bench_features.py
 
 bench-roofline: $(STAMP)  # roofline bound vs measured + repeatability, 81 zoo models x {eager, ort} x 2 passes -> benchmarks/results/roofline.md (resumable, ~35 min idle)
@@ -85,7 +85,7 @@ pretrained-table:  # build/reference/*.json (from test-reference) -> docs/pretra
 	$(BIN)/python benchmarks/pretrained_table.py build/reference docs/pretrained.md
 
 .PHONY: bench-search-quick test-search-durability test-prune-durability bench-dense bench-dense-seg bench-dense-det bench-sr-depth bench-sr bench-depth
-bench-search-quick: $(STAMP)  # bench-search on a small space, 60 s per strategy: an end-to-end smoke test (~15 min), not a result
+bench-search-quick: $(STAMP)  # bench-search on a small space, 60 s per strategy: an end-to-end smoke test (~8 min, 2 passes), not a result
 	$(BIN)/python benchmarks/bench_search.py --quick
 
 test-search-durability: $(STAMP)  # kill -9 of a search at >= 10 random moments; the Optuna SQLite study resumes (~3-5 min)
@@ -110,6 +110,14 @@ bench-sr: $(STAMP)  # SR: params/mult-adds vs papers, PSNR/SSIM vs bicubic after
 
 bench-depth: $(STAMP)  # FCRN params vs paper, ORT fp32 latency at 228x304, depth metrics on procedural + motorcycle after a small training budget -> benchmarks/results/depth.md (resumable, ~40 min idle)
 	$(BIN)/python benchmarks/bench_depth.py
+
+.PHONY: bench-srgan
+bench-srgan: $(STAMP)  # real-time SRGAN: L1 vs distillation vs DRN dual vs GAN at one budget, INT8 drop, fp32 fps -> benchmarks/results/srgan.md (~75 min idle, estimate)
+	$(BIN)/python benchmarks/bench_srgan.py
+
+.PHONY: overfit-picodet
+overfit-picodet: $(STAMP)  # PicoDet-S overfit check: 16 embedded scenes x 150 epochs at 128 px, train-set mAP (not an accuracy result) -> stdout; see benchmarks/results/picodet_overfit.md (~2 min idle, 1 thread)
+	$(BIN)/python benchmarks/overfit_detector.py picodet_s_320 --size 128 --scenes 16 --epochs 150
 
 .PHONY: test-det-overfit
 test-det-overfit: $(STAMP)  # SSDLite must overfit 4 scenes (AP50 >= 0.9): a detection train/eval defect check, ~5-10 min idle

@@ -32,7 +32,8 @@ from edgevision.detection.metrics import detection_calibration
 from edgevision.detection.training import detector_corruption_map, evaluate_detector, predict_detections, train_detector
 
 #: published parameter counts (torchvision's model table; MobileNetV2 paper Table 6)
-PUBLISHED_PARAMS = {"ssdlite320_mobilenetv3_large": 3_440_060, "ssdlite320_mobilenetv2": 4_300_000}
+PUBLISHED_PARAMS = {"ssdlite320_mobilenetv3_large": 3_440_060, "ssdlite320_mobilenetv2": 4_300_000,
+                    "picodet_s_320": 990_000}  # PaddleDetection's 2021.10 PicoDet table: 0.99M
 
 
 def _latency_ms(path: Path, size: int, runs: int) -> float:

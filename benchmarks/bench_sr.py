@@ -123,6 +123,35 @@ def int8(names, scale, budget, work: Path) -> list[dict]:
     return rows
 
 
+def latency_table(rows) -> list[str]:
+    """Markdown lines of the fp32 latency section (rows from :func:`latency`)."""
+    if not rows:
+        return []
+    lines = ["", "## fp32 latency at x4, batch 1 (deploy form)", "", "| model | output | runtime | median ms | fps | flags |", "|---|---|---|---:|---:|---|"]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"| {row['model']} | {row['input']} | {row['runtime']} | - | - | {row['error']} |")
+        else:
+            flags = ", ".join(f for f in ("noisy" if row["noisy"] else "", "contended" if row["contended"] else "") if f)
+            lines.append(f"| {row['model']} | {row['input']} | {row['runtime']} | {row['median_ms']:.1f} | {row['fps']:.2f} | {flags} |")
+    return lines
+
+
+def int8_table(rows) -> list[str]:
+    """Markdown lines of the INT8 section (rows from :func:`int8`)."""
+    if not rows:
+        return []
+    lines = ["", "## INT8 (ONNX Runtime static QDQ, calibrated on bundled-JPEG LR crops) vs fp32, 64x64 LR at x4, budget 0.3 dB", "",
+             "| model | fp32 PSNR | INT8 PSNR | drop dB | calibration | within budget | fp32 fps | INT8 fps |", "|---|---:|---:|---:|---|---|---:|---:|"]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"| {row['model']} | {row['error']} | | | | | | |")
+        else:
+            lines.append(f"| {row['model']} | {row['fp32_psnr']:.2f} | {row['int8_psnr']:.2f} | {row['drop_db']:.3f} | {row['method']} | "
+                         f"{'yes' if row['accepted'] else 'no'} | {row['fp32_fps']:.2f} | {row['int8_fps']:.2f} |")
+    return lines
+
+
 def write_markdown(path: Path, count_rows, accuracy_rows, latency_rows, args, int8_rows=()) -> None:
     from edgevision.atomic import atomic_write_text
     from edgevision.machine import machine_info
@@ -149,23 +178,7 @@ def write_markdown(path: Path, count_rows, accuracy_rows, latency_rows, args, in
                   "| model | PSNR | SSIM | bicubic PSNR | bicubic SSIM | train s |", "|---|---:|---:|---:|---:|---:|"]
         for row in accuracy_rows:
             lines.append(f"| {row['model']} | {row['psnr']:.2f} | {row['ssim']:.4f} | {row['bicubic_psnr']:.2f} | {row['bicubic_ssim']:.4f} | {row['train_seconds']:.0f} |")
-    if latency_rows:
-        lines += ["", "## fp32 latency at x4, batch 1 (deploy form)", "", "| model | output | runtime | median ms | fps | flags |", "|---|---|---|---:|---:|---|"]
-        for row in latency_rows:
-            if "error" in row:
-                lines.append(f"| {row['model']} | {row['input']} | {row['runtime']} | - | - | {row['error']} |")
-            else:
-                flags = ", ".join(f for f in ("noisy" if row["noisy"] else "", "contended" if row["contended"] else "") if f)
-                lines.append(f"| {row['model']} | {row['input']} | {row['runtime']} | {row['median_ms']:.1f} | {row['fps']:.2f} | {flags} |")
-    if int8_rows:
-        lines += ["", "## INT8 (ONNX Runtime static QDQ, calibrated on bundled-JPEG LR crops) vs fp32, 64x64 LR at x4, budget 0.3 dB", "",
-                  "| model | fp32 PSNR | INT8 PSNR | drop dB | calibration | within budget | fp32 fps | INT8 fps |", "|---|---:|---:|---:|---|---|---:|---:|"]
-        for row in int8_rows:
-            if "error" in row:
-                lines.append(f"| {row['model']} | {row['error']} | | | | | | |")
-            else:
-                lines.append(f"| {row['model']} | {row['fp32_psnr']:.2f} | {row['int8_psnr']:.2f} | {row['drop_db']:.3f} | {row['method']} | "
-                             f"{'yes' if row['accepted'] else 'no'} | {row['fp32_fps']:.2f} | {row['int8_fps']:.2f} |")
+    lines += latency_table(latency_rows) + int8_table(int8_rows)
     if args.quick:
         lines += ["", "_Quick mode: a smoke run (tiny budget, busy machine); timings and accuracy here are not results._"]
     atomic_write_text(path, "\n".join(lines) + "\n")

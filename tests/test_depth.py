@@ -187,6 +187,7 @@ def test_train_resumes_and_cli_eval_writes_every_metric(tmp_path, capsys):
     again = train_depth(tiny.build(), scenes, scenes[:1], epochs=1, batch_size=2, lr=1e-3, crop=(32, 32),
                         min_depth=1e-3, max_depth=10.0, out_dir=tmp_path / "run", log=lambda _: None)
     assert again.resumed_from_epoch == 1 and again.final == result.final
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()] == [1]
     write_nyu_layout(tmp_path / "nyu", scenes[:2], split="test")
     checkpoint = save(result.model, tmp_path / "m.safetensors", {"task": "depth", "dataset": f"nyu:{tmp_path / 'nyu'}"})
     assert main(["eval", str(checkpoint), "--json", str(tmp_path / "eval.json")]) == 0
@@ -218,3 +219,5 @@ def test_depth_model_exports_with_dynamic_height_and_width(tmp_path):
     model = fcrn("fcrn_tiny", "mobilenetv3_small_075", (16, 8, 8, 8, 8)).build().eval()
     report = export_onnx(model, tmp_path / "depth.onnx", (3, 64, 64), dynamic_hw=True)
     assert report.dynamic_hw and max(report.max_relative_error.values()) < 1e-4
+    # the graph's output carries the model's declared name (onnx_output_names), not the classifiers' "logits"
+    assert list(report.max_relative_error) == ["depth"]

@@ -165,12 +165,14 @@ def _run_timed(argv: list[str]) -> float:
 
 def test_train_killed_never_leaves_a_half_written_checkpoint(tmp_path):
     """A run folder with a finished checkpoint, retrained (another seed) and killed at random moments: the
-    checkpoint always loads and is either the old one or a complete new one; metrics.csv always parses;
+    checkpoint always loads and is either the old one or a complete new one; metrics.csv always parses and
+    metrics.jsonl (when present) ends with the checkpoint's own final metrics;
     no temporary file outlives the next run; the final run completes and its lock is released."""
     import csv
     import hashlib
 
     import edgevision as ev
+    from edgevision.checkpoint import read_metadata
 
     import numpy as np
 
@@ -191,9 +193,10 @@ def test_train_killed_never_leaves_a_half_written_checkpoint(tmp_path):
         digests.add(hashlib.sha256(model.read_bytes()).hexdigest())
         if (out / "metrics.csv").exists():
             list(csv.DictReader((out / "metrics.csv").open()))
-        lines = (out / "metrics.jsonl").read_bytes().split(b"\n")
-        for line in lines[:-1]:  # every finished row is whole; only a row being written when killed may be torn
-            json.loads(line)
+        if (out / "metrics.jsonl").exists():  # absent only for the instant of a commit; else it is this checkpoint's
+            rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+            final = read_metadata(model)["metrics"]
+            assert all(final[key] == value for key, value in rows[-1].items()), (rows[-1], final)
 
     kills = _kill_at_uniform_moments(again, check, random.Random(11), span * 1.1)
     _run_timed(again)

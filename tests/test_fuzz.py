@@ -110,7 +110,9 @@ def assert_refused(argv, root: Path, *, mentions: str | None = None, changes_all
     assert "Traceback" not in err
     after = _snapshot(root)
     changed = [path for path, value in before.items() if after.get(path) != value and not path.endswith(changes_allowed)]
-    assert not changed or changed == [str(root)], (argv, changed)  # root's own entry: new files (a lock) may appear
+    assert not changed or changed == [str(root)], (argv, changed)  # root's own entry: it changes when a file appears
+    created = sorted(set(after) - set(before))
+    assert not created, (argv, created)  # a refused run leaves no folder, lock or temporary file behind
     if mentions is not None:
         assert mentions in err, (argv, err)
     return err
@@ -212,9 +214,10 @@ def cases(root: Path):
     ]
 
 
-def fuzz_options(table, root: Path, examples: int) -> None:
+def fuzz_options(table, root: Path, examples: int, *, name_the_option: bool = False) -> None:
     """Draw (base, option, bad value) cases from ``table`` and check each is refused; a value drawn as
-    (task, value) also passes ``--task task`` (a dense task's common option)."""
+    (task, value) also passes ``--task task`` (a dense task's common option). ``name_the_option``: the error
+    must name the option (its last word), so a refusal for another reason (a damaged base file) cannot pass."""
 
     @settings(FUZZ, max_examples=examples)
     @given(data=st.data())
@@ -222,10 +225,14 @@ def fuzz_options(table, root: Path, examples: int) -> None:
         base, option, values = data.draw(st.sampled_from(table))
         value = data.draw(values)
         extra = []
-        if isinstance(value, tuple):
+        if isinstance(value, tuple) and option is None:  # several positionals, one of them bad
+            extra, value = list(value[:-1]), value[-1]
+        elif isinstance(value, tuple):
             extra, value = ["--task", value[0]], value[1]
         argv = [*base, *extra, value] if option is None else [*base, *extra, f"{option}={value}"]  # '=': a value may start with '-'
-        assert_refused(argv, root)
+        err = assert_refused(argv, root)
+        if name_the_option and option is not None:
+            assert option.split("-")[-1] in err.lower(), (argv, err)
 
     check()
 
@@ -294,6 +301,73 @@ def newer_cases(root: Path):
 
 def test_bad_option_values_of_the_newer_commands_are_refused_in_one_line(ws):
     fuzz_options(newer_cases(ws), ws, 300)
+
+
+# ---- the dense tasks' own options, `edgevision upscale`, search's newer flags ---------------------------
+@pytest.fixture(scope="module")
+def sr_files(ws):
+    """A real x4 CARN-M checkpoint and a 16x16 PNG: upscale's valid inputs, beside which one bad value is drawn."""
+    from PIL import Image
+
+    checkpoint = ws / "sr_x4.safetensors"
+    ev.save(ev.create_model("carn_m"), checkpoint, {"task": "super-resolution"})
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(ws / "lr.png")
+    return checkpoint, ws / "lr.png"
+
+
+def dense_cases(root: Path, sr_checkpoint: Path, lr_image: Path):
+    """(base, option, bad values) for each dense task's own train/eval options (commands/tasks/*.py add_arguments),
+    `upscale` and search's newer flags. Every value here is refused before any data is made or model built."""
+
+    def train(model, task):
+        return ["train", model, "--task", task, "--epochs", "1", "--out", str(root / f"{task}_out")]
+
+    def evaluate(task):
+        return ["eval", str(root / "ck.safetensors"), "--task", task]
+
+    seg, det = train("lraspp_mobilenet_v3_small", "segmentation"), train("ssdlite320_mobilenetv2", "detection")
+    sr, depth = train("carn_m", "super-resolution"), train("fcrn_mobilenetv2_100", "depth")
+    choices = st.sampled_from(["", " ", "Skip", "ignore", "none", "\x00"])
+    ignore_index, score, iou = ints_outside(0, 255), floats_outside(0, 1, open_low=False, open_high=True), floats_outside(0, 1)
+    sr_scale, overlap = st.one_of(ints_outside(2, 8), st.sampled_from(["5", "6", "7"])), ints_outside(0, 1024)
+    max_depth = st.one_of(POSITIVE, st.sampled_from(["0.001", "0.0001"]))  # at or below the default minimum depth
+    min_depth = st.one_of(POSITIVE, st.sampled_from(["10", "20", "1e300"]))  # at or above fcrn's maximum depth (10 m)
+    upscale = ["upscale", str(sr_checkpoint), str(lr_image), str(root / "up.png")]
+    files = st.sampled_from(["", str(root / "missing.safetensors"), str(root / "adir"), str(root / "afile"), str(root / "existing.json"),
+                             str(root / "ck.safetensors")])
+    search = ["search", "--latency-ms", "5", "--trials", "1", "--table", str(root / "search.sqlite"), "--out", str(root / "search_out")]
+    return [
+        (seg, "--ignore-index", ignore_index), (seg, "--seg-on-error", choices), (seg, "--aux-weight", NONNEGATIVE),
+        (seg, "--seg-scenes", ints_outside(1, 100_000)),
+        (det, "--score-threshold", score), (det, "--nms-iou", iou), (det, "--bad-annotations", choices),
+        (sr, "--scale", sr_scale), (sr, "--tile", COUNT), (sr, "--tile-overlap", overlap), (sr, "--patch-size", ints_outside(4, 1024)),
+        (sr, "--steps-per-epoch", COUNT), (sr, "--val-size", COUNT),
+        (depth, "--max-depth", max_depth), (depth, "--min-depth", min_depth), (depth, "--depth-scale", POSITIVE),
+        (depth, "--depth-scenes", ints_outside(1, 100_000)), (depth, "--depth-max-scale", floats_outside(1, 4, open_low=False)),
+        (depth, "--resolution", st.sampled_from(["1", "16", "31"])),
+        (evaluate("segmentation"), "--ignore-index", ignore_index), (evaluate("detection"), "--score-threshold", score),
+        (evaluate("detection"), "--nms-iou", iou), (evaluate("detection"), "--bad-annotations", choices),
+        (evaluate("super-resolution"), "--scale", ints_outside(2, 8)), (evaluate("super-resolution"), "--tile-overlap", overlap),
+        (evaluate("super-resolution"), "--max-drop-db", NONNEGATIVE), (evaluate("super-resolution"), "--int8-size", ints_outside(8, 1024)),
+        (evaluate("depth"), "--max-depth", POSITIVE), (evaluate("depth"), "--min-depth", POSITIVE), (evaluate("depth"), "--depth-scale", POSITIVE),
+        (upscale, "--scale", st.one_of(COUNT, st.sampled_from(["2", "3", "8"]))),  # not the checkpoint's x4
+        (upscale, "--tile", st.one_of(COUNT, st.sampled_from(["4", "8", "16"]))),  # not above the 16-pixel overlap
+        (upscale, "--tile-overlap", st.one_of(overlap, st.sampled_from(["256", "300"]))),  # not below the 256-pixel tile
+        (upscale[:1], None, st.tuples(files, st.just(str(lr_image)), st.just(str(root / "up.png")))),
+        (upscale[:2], None, st.tuples(st.sampled_from(["", str(root / "missing.png"), str(root / "adir"), str(root / "afile"),
+                                                       str(root / "existing.json"), str(sr_checkpoint)]), st.just(str(root / "up.png")))),
+        (upscale[:3], None, st.one_of(out_files(root), st.sampled_from([str(root / "up.jpg"), str(root / "up")]))),
+        ([*search, "--strategy", "repnas"], "--branch-budget", floats_outside(0, 1)),
+        (search, "--branch-budget", st.sampled_from(["0.5", "1", "nan"])),  # only for --strategy repnas
+        (search, "--accuracy", st.sampled_from(["", " ", "supernets", "Train", "inherit"])),
+        ([*search, "--strategy", "dnas"], "--accuracy", st.just("supernet")), ([*search, "--strategy", "repnas"], "--accuracy", st.just("supernet")),
+        (search, "--predictor", st.sampled_from(["", " ", str(root / "missing.json"), str(root / "adir"), str(root / "afile"),
+                                                 str(root / "existing.json"), str(root / "ck.safetensors")])),
+    ]
+
+
+def test_bad_values_of_the_dense_task_options_upscale_and_search_flags_are_refused(ws, sr_files):
+    fuzz_options(dense_cases(ws, *sr_files), ws, 180, name_the_option=True)
 
 
 # ---- corrupt files ----------------------------------------------------------------------------------

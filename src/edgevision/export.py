@@ -110,8 +110,13 @@ def _flatten(outputs) -> list[torch.Tensor]:
 
 
 def _output_names(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """The graph's output names: the model's own ``onnx_output_names`` where it declares them (a depth net's
+    output is "depth", not "logits"), else "logits" for one output and output_<i> for several."""
     with torch.no_grad():
         count = len(_flatten(model(example)))
+    declared = tuple(getattr(model, "onnx_output_names", ()))
+    if len(declared) == count:
+        return list(declared)
     return ["logits"] if count == 1 else [f"output_{i}" for i in range(count)]
 
 

@@ -52,23 +52,36 @@ def _read(descriptor: int) -> dict:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[dict]:
+def exclusive_lock(path: str | os.PathLike, what: str, *, remove_on_error: bool = False) -> Iterator[dict]:
     """Hold ``path`` (the lock file) exclusively; yields the record of a killed earlier holder ({} if none).
 
-    Raises :class:`LockHeldError` at once (no waiting) if a running process holds it.
+    Raises :class:`LockHeldError` at once (no waiting) if a running process holds it. ``remove_on_error``: if the
+    block raises, delete the lock file (while still holding it) instead of leaving it empty: a refused run that
+    created it leaves nothing behind.
     """
     import fcntl
 
     lock = Path(path)
-    descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
+    for _ in range(100):
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = _read(descriptor)
+            os.close(descriptor)
             raise LockHeldError(
-                f"{what} is in use by {_describe(_read(descriptor))}; wait for it to finish, or stop it "
+                f"{what} is in use by {_describe(holder)}; wait for it to finish, or stop it "
                 f"(a killed run's lock is released by itself)"
             ) from None
+        except BaseException:
+            os.close(descriptor)
+            raise
+        if _is_current(descriptor, lock):
+            break
+        os.close(descriptor)  # its holder deleted the file between our open and our flock: lock the new one
+    else:
+        raise LockHeldError(f"{what}: its lock file {str(lock)!r} keeps being replaced; is another tool deleting it?")
+    try:
         stale = _read(descriptor)  # still recorded: its holder died without releasing (kill -9, power loss)
         record = {
             "pid": os.getpid(),
@@ -80,8 +93,23 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[dict]:
         os.pwrite(descriptor, json.dumps(record).encode("utf-8"), 0)
         try:
             yield stale
+        except BaseException:
+            if remove_on_error:
+                with contextlib.suppress(OSError):
+                    lock.unlink()
+            raise
         finally:
             with contextlib.suppress(OSError):
                 os.ftruncate(descriptor, 0)  # a clean exit leaves no holder behind
     finally:
         os.close(descriptor)  # closing releases the flock
+
+
+def _is_current(descriptor: int, lock: Path) -> bool:
+    """The locked descriptor is still the file at ``lock`` (not one a refused run unlinked meanwhile)."""
+    try:
+        now = os.stat(lock)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(descriptor)
+    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)

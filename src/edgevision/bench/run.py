@@ -101,8 +101,8 @@ def check_out_dir(out: str | Path) -> list[str]:
     out = Path(out)
     if not out.is_dir():
         return []
-    with exclusive_lock(out / ".lock", f"bench output directory {str(out)!r}"):
-        store = ResultStore(out / "results.jsonl")
+    with exclusive_lock(out / ".lock", f"bench output directory {str(out)!r}", remove_on_error=not (out / ".lock").exists()):
+        store = ResultStore(out / "results.jsonl")  # a refused (damaged) file: the lock made for reading it goes again
     return [f"moved {len(store.moved_aside)} damaged line(s) of {store.path} to {store.damaged_path}"] if store.moved_aside else []
 
 

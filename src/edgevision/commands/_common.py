@@ -29,6 +29,7 @@ __all__ = [
     "output_dir",
     "output_file",
     "output_lock",
+    "float_in",
     "positive_float",
     "positive_int",
     "seed",
@@ -82,6 +83,20 @@ def fraction(text: str) -> float:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text!r}")
     return value
+
+
+def float_in(low: float, high: float, what: str, *, low_open: bool = False, high_open: bool = False):
+    """An argparse type accepting finite numbers in [low, high] (``low_open``/``high_open``: that end excluded)."""
+
+    def parse(text: str) -> float:
+        value = _number(text, float, what)
+        if value < low or (low_open and value == low) or value > high or (high_open and value == high):
+            interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+            raise argparse.ArgumentTypeError(f"must be in {interval} ({what}), got {text!r}")
+        return value
+
+    parse.__name__ = f"float_in_{low:g}_{high:g}"
+    return parse
 
 
 def int_in(low: int, high: int, what: str = "an integer"):
@@ -162,16 +177,19 @@ def output_lock(directory: str | os.PathLike, what: str, *, enabled: bool = True
         yield
         return
     path = Path(directory)
-    created = not path.exists()
+    created = [folder for folder in (path, *path.parents) if not folder.exists()]  # deepest first: runs/x, runs
     path.mkdir(parents=True, exist_ok=True)
+    lock = path / ".lock"
+    own_lock = not lock.exists()
     try:
-        with exclusive_lock(path / ".lock", f"{what} {str(path)!r}"):
+        with exclusive_lock(lock, f"{what} {str(path)!r}", remove_on_error=own_lock):
             yield
     except BaseException:
-        if created:  # a refused or failed run leaves no empty folder behind (only ever removes an empty one)
+        # a refused or failed run leaves behind no lock file and no folder it created (a folder only while empty);
+        # the lock file is removed by exclusive_lock while still held, so no waiting writer can lock a stale one
+        for folder in created:
             with contextlib.suppress(OSError):
-                (path / ".lock").unlink()
-                path.rmdir()
+                folder.rmdir()
         raise
 
 

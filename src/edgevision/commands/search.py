@@ -94,6 +94,13 @@ def _run(args: argparse.Namespace) -> int:
         except (OSError, ValueError, TypeError, AttributeError) as error:
             raise UsageError(f"--zoo {args.zoo!r}: {type(error).__name__}: {str(error)[:120]}; give a JSON list of "
                              '{"network", "measured_ms", "accuracy"} objects') from None
+    if args.predictor is not None:  # read now, before the table is opened and the space priced
+        from ..lut.predictor import read_predictor_file
+
+        try:
+            read_predictor_file(args.predictor)
+        except LutError as error:
+            raise UsageError(f"--predictor: {error}") from None
     console = stderr_console()
     try:
         result = search.run(

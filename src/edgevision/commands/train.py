@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from ..datasets import DataError, load_data
     from ..reparam import reparameterize
     from ..training import init_from_environment, seed_everything, train
+    from ..training.loop import commit_metrics
     from ..training.ddp import shutdown
     from ._common import stderr_console
 
@@ -146,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
             )
         try:
             result = train(model, data, recipe, resolution=args.resolution, seed=args.seed, out_dir=out if context.is_main else None,
-                           workers=args.workers, progress=args.progress, fresh_init=fresh_init)
+                           workers=args.workers, progress=args.progress, fresh_init=fresh_init, pending_metrics=True)
         except ValueError as error:
             raise UsageError(str(error)) from None
         if not context.is_main:
@@ -164,10 +165,14 @@ def run(args: argparse.Namespace) -> int:
             "world_size": context.world_size,
         }
         trained = result.model.cpu()
-        path = save(trained, out / "model.safetensors", metadata)
-        written = [str(path)]
-        if args.deploy:
-            written.append(str(save(reparameterize(trained), out / "model.deploy.safetensors", metadata)))
+
+        def write_checkpoints() -> list[str]:
+            written = [str(save(trained, out / "model.safetensors", metadata))]
+            if args.deploy:
+                written.append(str(save(reparameterize(trained), out / "model.deploy.safetensors", metadata)))
+            return written
+
+        written = commit_metrics(out, write_checkpoints)  # metrics.* change only with the checkpoint they describe
         final = result.final
         score = f"val top-1 {final['val_top1']:.2%}" if "val_top1" in final else f"val F2 {final.get('val_f2', float('nan')):.3f}"
         print(f"{args.model}: {score} after {recipe.epochs} epochs, {result.train_seconds:.1f} s training, "

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 
-from ._common import UsageError, nonnegative_int, output_file, positive_int, stderr_console
+from ._common import UsageError, int_in, output_file, positive_int, stderr_console
 
 __all__ = ["register", "run"]
 
@@ -22,7 +23,7 @@ def register(commands) -> None:
     parser.add_argument("output", type=output_file, help="where to write the SR image (.png)")
     parser.add_argument("--scale", type=positive_int, default=None, help="check that the checkpoint is this scale (default: its own)")
     parser.add_argument("--tile", type=positive_int, default=256, metavar="PX", help="LR tile side (default 256)")
-    parser.add_argument("--tile-overlap", type=nonnegative_int, default=16, metavar="PX", help="LR context around each tile (default 16)")
+    parser.add_argument("--tile-overlap", type=int_in(0, 1024, "LR pixels of context"), default=16, metavar="PX", help="LR context around each tile (default 16)")
     parser.set_defaults(handler=run)
 
 
@@ -31,17 +32,16 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from ..atomic import atomic_path
-    from ..checkpoint import CheckpointError, load
+    from ..checkpoint import CheckpointError, load, parse_spec, read_metadata
     from ..super_resolution.data import SRDataError, load_image, to_rgb
     from ..super_resolution.tiling import check_sr_input, super_resolve
 
     if not args.output.lower().endswith(".png"):
         raise UsageError(f"output {args.output!r} must be a .png file (lossless)")
-    try:
-        model = load(args.checkpoint)
-    except CheckpointError as error:
-        raise UsageError(str(error)) from None
-    spec = model.spec
+    try:  # the checkpoint's header, its spec and the image are checked before any model is built
+        spec = parse_spec(json.dumps(read_metadata(args.checkpoint)["spec"]))
+    except (CheckpointError, OSError, ValueError) as error:
+        raise UsageError(f"{args.checkpoint}: {error}" if isinstance(error, OSError) else str(error)) from None
     if getattr(spec, "task", None) != "super-resolution":
         raise UsageError(f"{args.checkpoint!r} holds a {getattr(spec, 'task', 'classification')} model; give a super-resolution checkpoint")
     if args.scale is not None and args.scale != spec.scale:
@@ -56,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
         check_sr_input(spec, lr.shape[0], *lr.shape[-2:], tile=args.tile, overlap=args.tile_overlap)
     except ValueError as error:
         raise UsageError(f"{args.image}: {error}") from None
+    try:
+        model = load(args.checkpoint)
+    except CheckpointError as error:
+        raise UsageError(str(error)) from None
     sr = super_resolve(model, lr, spec.scale, tile=args.tile, overlap=args.tile_overlap)  # [3, H*s, W*s]
     if gray:
         sr = sr.mean(0, keepdim=True)

@@ -75,6 +75,8 @@ class DepthModelSpec(TaskModelSpec):
 class DepthNet(nn.Module):
     """[N, C, H, W] image -> [N, 1, H', W'] metric depth (see the module docstring for H', W')."""
 
+    onnx_output_names = ("depth",)  # read by export: the graph's output is named for what it holds
+
     def __init__(self, spec: DepthModelSpec) -> None:
         super().__init__()
         from ..builder import build

@@ -89,7 +89,7 @@ def _make_optimizer(model: nn.Module, name: str, lr: float) -> torch.optim.Optim
 def train_depth(model: nn.Module, train_pairs, val_pairs, *, epochs: int, batch_size: int, lr: float, optimizer: str = "adamw",
                 crop: tuple[int, int], min_depth: float, max_depth: float, max_scale: float = 1.0, seed: int = 0,
                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, out_dir: str | Path | None = None,
-                progress: bool = False, log=print, init_output_bias: bool = True) -> DepthTrainResult:
+                progress: bool = False, log=print, init_output_bias: bool = True, pending_metrics: bool = False) -> DepthTrainResult:
     """Train on random crops (flip, optional scale) with berHu on valid pixels, cosine lr; validate each epoch.
 
     With ``out_dir``, the model and optimizer state are saved after every epoch (atomically); a
@@ -100,6 +100,7 @@ def train_depth(model: nn.Module, train_pairs, val_pairs, *, epochs: int, batch_
     steps of a small budget just moving its output from 0 m to the scene's range).
     """
     from ..atomic import atomic_path
+    from ..training.loop import PENDING, commit_metrics, recover_metrics
     from ..training.schedule import learning_rate
 
     torch.manual_seed(seed)
@@ -112,6 +113,8 @@ def train_depth(model: nn.Module, train_pairs, val_pairs, *, epochs: int, batch_
     history: list[dict] = []
     start_epoch = 0
     state_path = Path(out_dir) / STATE_FILE if out_dir is not None else None
+    if out_dir is not None and Path(out_dir).is_dir():
+        recover_metrics(out_dir)  # a run killed while committing its checkpoint: the metrics that describe it go back
     if state_path is not None and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         if state.get("config") == config:
@@ -164,8 +167,10 @@ def train_depth(model: nn.Module, train_pairs, val_pairs, *, epochs: int, batch_
             with atomic_path(state_path) as temporary:
                 torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
                             "history": json.dumps(history), "config": config}, temporary)
-            with atomic_path(state_path.parent / "metrics.jsonl") as temporary:
+            with atomic_path(state_path.parent / PENDING[0]) as temporary:  # metrics.jsonl changes only with the checkpoint
                 Path(temporary).write_text("".join(json.dumps(r) + "\n" for r in history))
     model.eval()
+    if out_dir is not None and not pending_metrics:  # else the caller commits them with its checkpoint (commit_metrics)
+        commit_metrics(out_dir)
     final = history[-1] if history else {}
     return DepthTrainResult(model, final, history, time.perf_counter() - started, start_epoch)

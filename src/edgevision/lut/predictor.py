@@ -266,15 +266,7 @@ class LatencyPredictor:
 
     @classmethod
     def load(cls, path: str | os.PathLike, table: LatencyTable) -> "LatencyPredictor":
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-            raise LutError(f"cannot read predictor {str(path)!r}: {' '.join(str(error).split())[:200]}") from None
-        if not isinstance(data, dict) or data.get("format") != "edgevision-latency-predictor" or data.get("version") != 1:
-            raise LutError(f"{path} is not an edgevision latency predictor (version 1); write one with `edgevision lut validate`")
-        problem = _predictor_problem(data)
-        if problem:
-            raise LutError(f"{path}: {problem}; the file is damaged, write it again with `edgevision lut validate`")
+        data = read_predictor_file(path)
         if data["table_fingerprint"] != table.fingerprint:
             raise LutError(f"{path} was fitted on a table from machine {data['table_fingerprint']}, {table.path} is from {table.fingerprint}")
         try:
@@ -288,6 +280,20 @@ class LatencyPredictor:
             if isinstance(error, LutError):
                 raise
             raise LutError(f"{path}: {type(error).__name__}: {' '.join(str(error).split())[:200]}; the file is damaged") from None
+
+
+def read_predictor_file(path: str | os.PathLike) -> dict:
+    """The predictor JSON, checked for format, version and shape without a table (LutError naming what is wrong)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise LutError(f"cannot read predictor {str(path)!r}: {' '.join(str(error).split())[:200]}") from None
+    if not isinstance(data, dict) or data.get("format") != "edgevision-latency-predictor" or data.get("version") != 1:
+        raise LutError(f"{path} is not an edgevision latency predictor (version 1); write one with `edgevision lut validate`")
+    problem = _predictor_problem(data)
+    if problem:
+        raise LutError(f"{path}: {problem}; the file is damaged, write it again with `edgevision lut validate`")
+    return data
 
 
 def _finite_numbers(values, length: int | None = None) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..registry import register_model
 from ..super_resolution.carn import CARNSpec
 from ..super_resolution.efdn import EFDNSpec
+from ..super_resolution.srgan import SRGANSpec
 
 _MULTI_SCALE = (2, 3, 4)
 
@@ -40,3 +41,15 @@ def ghostsr_carn_m() -> CARNSpec:
 def efdn() -> EFDNSpec:
     # Wang 2022 (NTIRE 2022 efficient SR): x4 only, 276K params in the deploy form
     return EFDNSpec(name="efdn", scale=4, scales=(4,))
+
+
+@register_model("realtime_srgan", family="srgan", task="super-resolution")
+def realtime_srgan() -> SRGANSpec:
+    # quantization-friendly SRGAN generator (ReLU, no BN, clipped output), the distillation student: 158,979 params at x4
+    return SRGANSpec(name="realtime_srgan", scale=4, scales=(4,), channels=32, blocks=4)
+
+
+@register_model("realtime_srgan_large", family="srgan", task="super-resolution")
+def realtime_srgan_large() -> SRGANSpec:
+    # the teacher width: SRGAN's 16 residual blocks of 64 channels (Ledig et al. 2017 Fig. 4), no BN: 1,517,571 params at x4
+    return SRGANSpec(name="realtime_srgan_large", scale=4, scales=(4,), channels=64, blocks=16)

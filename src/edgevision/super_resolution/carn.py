@@ -141,6 +141,8 @@ class Cascade(nn.Module):
 class CARN(nn.Module):
     """LR [N, 3, h, w] in [0, 1] -> SR [N, 3, h*s, w*s] (``s = spec.scale``)."""
 
+    onnx_output_names = ("sr",)  # read by export (main's protocol): the graph output holds the SR image
+
     def __init__(self, spec: CARNSpec) -> None:
         super().__init__()
         self.spec = spec
@@ -157,6 +159,10 @@ class CARN(nn.Module):
         self.body = Cascade(c, [block() for _ in range(spec.blocks)], spec.blocks)
         self.upsamplers = nn.ModuleDict({f"x{s}": PixelShuffleUpsampler(c, s, groups=spec.groups) for s in spec.scales})
         self.exit = nn.Conv2d(c, spec.in_channels, 3, padding=1)
+
+    def feature_taps(self) -> list[nn.Module]:
+        """Modules whose outputs are LR-space feature maps, shallow to deep: the cascading blocks (distillation)."""
+        return list(self.body.steps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.body(self.entry(self.sub_mean(x)))

@@ -156,6 +156,8 @@ class EFDNSpec(SRModelSpec):
 class EFDN(nn.Module):
     """LR [N, 3, h, w] (h, w >= 15: ESA's pooling) -> SR [N, 3, h*s, w*s]; one upsampler per built scale."""
 
+    onnx_output_names = ("sr",)  # read by export (main's protocol): the graph output holds the SR image
+
     def __init__(self, spec: EFDNSpec) -> None:
         super().__init__()
         self.spec = spec
@@ -164,6 +166,10 @@ class EFDN(nn.Module):
         self.cells = nn.ModuleList(Cell(c) for _ in range(4))
         self.local_fuse = nn.ModuleList(nn.Conv2d(c * 2, c, 1) for _ in range(3))
         self.tails = nn.ModuleDict({f"x{s}": nn.Sequential(nn.Conv2d(c, out * s * s, 3, padding=1), nn.PixelShuffle(s)) for s in spec.scales})
+
+    def feature_taps(self) -> list[nn.Module]:
+        """Modules whose outputs are LR-space feature maps, shallow to deep: the four cells (distillation)."""
+        return list(self.cells)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out0 = self.head(x)

@@ -5,7 +5,8 @@ soft targets (label smoothing, then mixup/cutmix) -> forward (channels_last; bf1
 (soft-target cross-entropy, or BCE for multi-label data) -> backward (DDP averages gradients)
 -> optional gradient clipping -> learning rate of this step (warm-up + schedule) -> optimizer
 step -> optional EMA update. After every epoch the validation set is scored and one line is
-appended to ``metrics.jsonl`` and ``metrics.csv`` in the run's folder.
+written to the run's folder (``metrics.pending.*``, then ``metrics.jsonl`` / ``metrics.csv`` together with the
+checkpoint: :func:`commit_metrics`).
 
 Determinism: the seed fixes the initialization (the caller seeds before building; see
 :func:`seed_everything`), the batch order (``seed + epoch``), the crops/flips and the mixing.
@@ -17,10 +18,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
@@ -36,7 +39,9 @@ from .recipe import Recipe
 from .schedule import learning_rate
 from .zero_init import zero_init_residual_norms
 
-__all__ = ["train", "TrainResult", "seed_everything", "soft_targets", "soft_target_loss", "default_device", "network_in_channels", "MetricsLog"]
+__all__ = ["train", "TrainResult", "seed_everything", "soft_targets", "soft_target_loss", "default_device", "network_in_channels", "MetricsLog", "commit_metrics", "recover_metrics"]
+
+T = TypeVar("T")
 
 
 def seed_everything(seed: int) -> None:
@@ -68,15 +73,30 @@ def soft_target_loss(logits: torch.Tensor, targets: torch.Tensor, multi_label: b
     return -(targets * F.log_softmax(logits, dim=1)).sum(1).mean()
 
 
+#: the run's rows while it trains; promoted to ``metrics.jsonl`` / ``metrics.csv`` with its checkpoint
+PENDING = ("metrics.pending.jsonl", "metrics.pending.csv")
+#: the metrics files that describe the run folder's checkpoint
+COMMITTED = ("metrics.jsonl", "metrics.csv")
+#: the previous run's metrics, set aside while the new checkpoint is written (see :func:`commit_metrics`)
+PREVIOUS = ("metrics.previous.jsonl", "metrics.previous.csv")
+
+
 class MetricsLog:
-    """One row per epoch, appended to ``metrics.jsonl`` and rewritten (atomically) as ``metrics.csv``."""
+    """One row per epoch, kept in ``metrics.pending.jsonl`` / ``.csv`` (each rewritten atomically) while the run trains.
+
+    The pending rows become ``metrics.jsonl`` / ``metrics.csv`` only with the checkpoint they describe
+    (:func:`commit_metrics`): a retraining killed mid-way leaves the previous run's metrics beside the
+    previous run's ``model.safetensors``, never the killed run's rows beside the old weights.
+    """
 
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
         self.rows: list[dict] = []
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
-            (directory / "metrics.jsonl").write_text("", encoding="utf-8")
+            recover_metrics(directory)
+            for name in PENDING:  # a killed run's rows describe no checkpoint
+                (directory / name).unlink(missing_ok=True)
 
     def append(self, row: dict) -> None:
         from ..atomic import atomic_write_text
@@ -84,13 +104,89 @@ class MetricsLog:
         self.rows.append(row)
         if self.directory is None:
             return
-        with open(self.directory / "metrics.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(row) + "\n")
+        atomic_write_text(self.directory / PENDING[0], "".join(json.dumps(r) + "\n" for r in self.rows))
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(row))
+        writer = csv.DictWriter(buffer, fieldnames=list(row), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(self.rows)
-        atomic_write_text(self.directory / "metrics.csv", buffer.getvalue())
+        atomic_write_text(self.directory / PENDING[1], buffer.getvalue())
+
+    def commit(self, write_checkpoint: Callable[[], T] | None = None) -> T | None:
+        """Write the checkpoint (``write_checkpoint()``) and make these rows the folder's metrics; see :func:`commit_metrics`."""
+        if self.directory is None:
+            return write_checkpoint() if write_checkpoint is not None else None
+        return commit_metrics(self.directory, write_checkpoint)
+
+
+def commit_metrics(directory: str | Path, write_checkpoint: Callable[[], T] | None = None) -> T | None:
+    """Replace the folder's checkpoint and its metrics so that no moment pairs the new weights with old rows (or back).
+
+    Order: the previous ``metrics.*`` are renamed aside (``metrics.previous.*``), ``write_checkpoint()`` writes
+    the checkpoint (atomically), the pending rows are renamed to ``metrics.*``, the previous ones are removed.
+    A kill at any point leaves the metrics either describing ``checkpoint`` or absent, and the next run
+    (:func:`recover_metrics`) restores whichever set the checkpoint's own metadata (``metrics``) matches.
+    """
+    folder = Path(directory)
+    if not (folder / PENDING[0]).exists():  # no new rows (a resumed run that had already finished): keep the folder's
+        return write_checkpoint() if write_checkpoint is not None else None
+    for committed, previous in zip(COMMITTED, PREVIOUS):
+        if (folder / committed).exists():
+            os.replace(folder / committed, folder / previous)
+    written = write_checkpoint() if write_checkpoint is not None else None
+    for pending, committed in zip(PENDING, COMMITTED):
+        if (folder / pending).exists():
+            os.replace(folder / pending, folder / committed)
+    for previous in PREVIOUS:
+        (folder / previous).unlink(missing_ok=True)
+    return written
+
+
+def _last_row(path: Path) -> dict | None:
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        row = json.loads(lines[-1]) if lines else None
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return row if isinstance(row, dict) else None
+
+
+def _describes(rows_file: Path, metrics: dict) -> bool:
+    """The file's last row is the checkpoint's final metrics (which add train_seconds etc. to it)."""
+    row = _last_row(rows_file)
+    return bool(row) and all(json.dumps(metrics.get(key)) == json.dumps(value) for key, value in row.items())
+
+
+def recover_metrics(directory: str | Path, checkpoint: str = "model.safetensors") -> str | None:
+    """After a run killed inside :func:`commit_metrics`: put back the metrics that describe ``checkpoint``.
+
+    Returns ``"pending"`` (the killed run's checkpoint had landed: its rows are promoted), ``"previous"`` (it had
+    not: the set-aside rows go back) or None (nothing to recover). Rows matching no checkpoint are never promoted.
+    """
+    folder = Path(directory)
+    if (folder / COMMITTED[0]).exists():
+        for previous in PREVIOUS:  # a commit that finished its renames but not its clean-up
+            (folder / previous).unlink(missing_ok=True)
+        return None
+    if not (folder / PENDING[0]).exists() and not (folder / PREVIOUS[0]).exists():
+        return None
+    from ..checkpoint import CheckpointError, read_metadata
+
+    try:
+        metrics = read_metadata(folder / checkpoint).get("metrics")
+    except (CheckpointError, OSError, ValueError):
+        metrics = None
+    chosen = None
+    if isinstance(metrics, dict):
+        for name, files in (("pending", PENDING), ("previous", PREVIOUS)):
+            if _describes(folder / files[0], metrics):
+                chosen = name
+                for source, committed in zip(files, COMMITTED):
+                    if (folder / source).exists():
+                        os.replace(folder / source, folder / committed)
+                break
+    for previous in PREVIOUS:
+        (folder / previous).unlink(missing_ok=True)
+    return chosen
 
 
 @dataclass
@@ -134,12 +230,15 @@ def train(
     evaluate_every_epoch: bool = True,
     fresh_init: bool = True,
     distill: nn.Module | None = None,
+    pending_metrics: bool = False,
 ) -> TrainResult:
     """Train ``model`` (built by the caller after :func:`seed_everything`) with ``recipe``; see the module docstring.
 
     ``fresh_init=False`` (fine-tuning trained weights) skips the recipe's initialization trick (zero-init).
     ``max_steps`` stops early (tests); the last epoch is then the partial one.
     ``distill``: a loss module called as ``distill(inputs, logits, loss)`` each step (``training.distill``).
+    ``pending_metrics=True`` leaves the rows in ``metrics.pending.*`` for the caller to promote together with the
+    checkpoint it writes (:func:`commit_metrics`); otherwise they become ``out_dir/metrics.*`` when training ends.
     """
     context: DistributedContext = current_context()
     device = torch.device(device) if device is not None else default_device()
@@ -242,6 +341,8 @@ def train(
                 break
     final["train_seconds"] = train_seconds
     final["train_images_per_second_overall"] = images_seen / max(train_seconds, 1e-9)
+    if not pending_metrics:
+        log.commit()
     return TrainResult(model=ema.module if ema else model, history=log.rows, final=final, zeroed_norms=zeroed, train_seconds=train_seconds)
 
 

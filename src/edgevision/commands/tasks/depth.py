@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .._common import UsageError, positive_float, positive_int
+from .._common import UsageError, float_in, int_in, positive_float
 
 __all__ = ["add_arguments", "train", "evaluate"]
 
@@ -21,8 +21,8 @@ def add_arguments(group, command: str) -> None:
     group.add_argument("--min-depth", type=positive_float, default=None, metavar="M", help="depth: ground truth at or below M metres is invalid (default 0.001)")
     group.add_argument("--depth-scale", type=positive_float, default=1000.0, metavar="S", help="depth: 16-bit PNG value per metre (default 1000: NYU-v2 mm)")
     if command == "train":
-        group.add_argument("--depth-scenes", type=positive_int, default=48, metavar="N", help="depth: procedural training scenes (default 48)")
-        group.add_argument("--depth-max-scale", type=positive_float, default=1.0, metavar="S",
+        group.add_argument("--depth-scenes", type=int_in(1, 100_000, "a scene count"), default=48, metavar="N", help="depth: procedural training scenes (default 48)")
+        group.add_argument("--depth-max-scale", type=float_in(1, 4, "a scale factor >= 1"), default=1.0, metavar="S",
                            help="depth: random scale augmentation in [1, S], depth divided by the scale (default 1: off)")
 
 
@@ -65,6 +65,7 @@ def train(args: argparse.Namespace) -> int:
             raise UsageError(str(error).strip("'\"")) from None
         if not isinstance(spec, DepthModelSpec):
             raise UsageError(f"{args.model} is not a depth model; see `edgevision models --task depth`")
+        _depth_range(args, spec), _crop(args, args.data, spec)  # refused before the model is built
         model = create_model(args.model)
     spec = model.spec
     if not isinstance(spec, DepthModelSpec):
@@ -84,7 +85,7 @@ def train(args: argparse.Namespace) -> int:
                       f"{epochs} epochs, batch {batch_size}, lr {lr:g}, depth ({min_depth:g}, {max_depth:g}] m")
         result = train_depth(model, train_pairs, val_pairs, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=args.optimizer or "adamw",
                              crop=crop, min_depth=min_depth, max_depth=max_depth, max_scale=args.depth_max_scale, seed=args.seed,
-                             out_dir=out, progress=args.progress, log=lambda text: console.print(text))
+                             out_dir=out, progress=args.progress, log=lambda text: console.print(text), pending_metrics=True)
     except DepthDataError as error:
         raise UsageError(str(error)) from None
     except ValueError as error:
@@ -100,7 +101,9 @@ def train(args: argparse.Namespace) -> int:
         "epochs": epochs,
         "metrics": result.final,
     }
-    path = save(result.model.cpu(), out / "model.safetensors", metadata)
+    from ...training.loop import commit_metrics
+
+    path = commit_metrics(out, lambda: save(result.model.cpu(), out / "model.safetensors", metadata))  # metrics.jsonl with its checkpoint
     final = result.final
     print(f"{spec.name}: test abs rel {final['val_abs_rel']:.4f}, RMSE {final['val_rmse']:.4f} m, delta1 {final['val_delta1']:.3f} "
           f"after {epochs} epochs, {result.train_seconds:.1f} s training; wrote {path} and metrics.jsonl in {out}")

@@ -11,17 +11,17 @@ import argparse
 import json
 from pathlib import Path
 
-from .._common import UsageError
+from .._common import UsageError, float_in
 
 __all__ = ["add_arguments", "train", "evaluate"]
 
 
 def add_arguments(group, command: str) -> None:
     """This task's own options on ``edgevision {command}``."""
-    group.add_argument("--score-threshold", type=float, default=None, help="detection: keep detections scoring above this (default: the model's)")
-    group.add_argument("--nms-iou", type=float, default=None, help="detection: NMS IoU threshold (default: the model's)")
+    group.add_argument("--score-threshold", type=float_in(0, 1, "a score", high_open=True), default=None, help="detection: keep detections scoring above this (default: the model's)")
+    group.add_argument("--nms-iou", type=float_in(0, 1, "an IoU", low_open=True), default=None, help="detection: NMS IoU threshold (default: the model's)")
     if command == "eval":
-        group.add_argument("--calibration-min-score", type=float, default=0.3,
+        group.add_argument("--calibration-min-score", type=float_in(0, 1, "a score"), default=0.3,
                            help="detection --calibration: score detections at or above this (default 0.3)")
     group.add_argument("--bad-annotations", choices=("skip", "fatal"), default="skip",
                        help="detection: skip and report bad annotations, or stop on the first file with any (default skip)")

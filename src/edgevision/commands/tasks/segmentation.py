@@ -12,19 +12,19 @@ import argparse
 import json
 from pathlib import Path
 
-from .._common import UsageError
+from .._common import UsageError, int_in, nonnegative_float
 
 __all__ = ["add_arguments", "train", "evaluate"]
 
 
 def add_arguments(group, command: str) -> None:
     """This task's own options on ``edgevision {command}``."""
-    group.add_argument("--ignore-index", type=int, default=255, metavar="ID", help="segmentation: label id left out of loss and metrics (default 255)")
+    group.add_argument("--ignore-index", type=int_in(0, 255, "a label id of 8-bit masks"), default=255, metavar="ID", help="segmentation: label id left out of loss and metrics (default 255)")
     group.add_argument("--seg-on-error", choices=("skip", "fatal"), default="skip",
                        help="segmentation: a bad sample (missing file, size mismatch, unknown class id) is skipped and reported, or fatal")
     if command == "train":
-        group.add_argument("--aux-weight", type=float, default=0.5, metavar="W", help="segmentation: weight of the aux head's loss (default 0.5)")
-        group.add_argument("--seg-scenes", type=int, default=96, metavar="N", help="segmentation, --data default: training scenes to generate (default 96)")
+        group.add_argument("--aux-weight", type=nonnegative_float, default=0.5, metavar="W", help="segmentation: weight of the aux head's loss (default 0.5)")
+        group.add_argument("--seg-scenes", type=int_in(1, 100_000, "a scene count"), default=96, metavar="N", help="segmentation, --data default: training scenes to generate (default 96)")
 
 
 def _data(args, seed: int):

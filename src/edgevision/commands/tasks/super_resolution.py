@@ -1,5 +1,6 @@
-"""``train --task super-resolution`` / ``eval --task super-resolution``: L1 patch training of the SR zoo
-(CARN, CARN-M, GhostSR-CARN, EFDN) and the Y-channel PSNR/SSIM report beside bicubic."""
+"""``train --task super-resolution`` / ``eval --task super-resolution``: patch training of the SR zoo
+(CARN, CARN-M, GhostSR-CARN, EFDN, real-time SRGAN) on L1, optionally with a relativistic GAN term, teacher
+distillation (``--teacher``) and DRN dual regression (``--dual``), and the Y-channel PSNR/SSIM report beside bicubic."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .._common import UsageError, int_in, nonnegative_float, nonnegative_int, positive_int, stderr_console
+from .._common import UsageError, int_in, nonnegative_float, nonnegative_int, positive_float, positive_int, stderr_console
 
 __all__ = ["add_arguments", "train", "evaluate", "load_sr_data"]
 
@@ -20,7 +21,7 @@ def add_arguments(group, command: str) -> None:
                        help="SR factor (train: default the model's, 4; eval: must be the checkpoint's)")
     group.add_argument("--tile", type=positive_int, default=None, metavar="PX",
                        help="SR: run in LR tiles of PX pixels (bounded memory; default: whole images)")
-    group.add_argument("--tile-overlap", type=nonnegative_int, default=16, metavar="PX", help="SR: LR context around each tile (default 16)")
+    group.add_argument("--tile-overlap", type=int_in(0, 1024, "LR pixels of context"), default=16, metavar="PX", help="SR: LR context around each tile (default 16)")
     if command == "eval":
         group.add_argument("--max-drop-db", type=nonnegative_float, default=None, metavar="DB",
                            help="SR: also quantize to INT8 (ONNX Runtime, static) and accept it if PSNR drops at most DB on LR crops")
@@ -32,6 +33,17 @@ def add_arguments(group, command: str) -> None:
         group.add_argument("--steps-per-epoch", type=positive_int, default=100, metavar="N", help="SR: optimizer steps per epoch (default 100)")
         group.add_argument("--val-size", type=positive_int, default=256, metavar="PX",
                            help="SR: HR centre crop of each bundled test photo for the end-of-run report (default 256)")
+        group.add_argument("--teacher", default=None, metavar="CKPT",
+                           help="SR: distill from this trained SR checkpoint (same scale): output L1 + matched feature maps via 1x1 adapters")
+        group.add_argument("--distill-weight", type=nonnegative_float, default=1.0, metavar="W", help="SR: weight of L1 to the teacher's output (default 1)")
+        group.add_argument("--feature-weight", type=nonnegative_float, default=1.0, metavar="W",
+                           help="SR: weight of the matched-layer feature L1 (default 1; 0: output distillation only)")
+        group.add_argument("--gan-weight", type=nonnegative_float, default=0.0, metavar="W",
+                           help="SR: adversarial weight, relativistic average GAN with a patch discriminator (ESRGAN: 5e-3; default 0: off)")
+        group.add_argument("--gan-start", type=_start_fraction, default=0.0, metavar="F",
+                           help="SR: fraction of the steps trained without the GAN term first (ESRGAN's PSNR warm-up; default 0)")
+        group.add_argument("--dual", action="store_true", help="SR: DRN dual regression, a learned downsampler closing the loop SR -> LR")
+        group.add_argument("--dual-weight", type=positive_float, default=None, metavar="LAMBDA", help="SR: weight of the dual L1 (DRN: 0.1; implies --dual)")
 
 
 def load_sr_data(text: str | None, scale: int, split: str):
@@ -78,6 +90,48 @@ def _spec_for(args, scale_option):
         except ValueError as error:
             raise UsageError(str(error)) from None
     return spec, None
+
+
+def _start_fraction(text: str) -> float:
+    value = nonnegative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction of the run in [0, 1), got {text!r}")
+    return value
+
+
+def _load_teacher(args, spec):
+    """--teacher CKPT -> the frozen teacher generator (a trained SR checkpoint at the student's scale), or None."""
+    if args.teacher is None:
+        return None
+    from ...checkpoint import CheckpointError, load
+
+    if not args.teacher.endswith(".safetensors"):
+        raise UsageError(f"--teacher {args.teacher!r} must be a trained super-resolution checkpoint (.safetensors), e.g. runs/carn-x4/model.safetensors")
+    try:
+        teacher = load(args.teacher)
+    except CheckpointError as error:
+        raise UsageError(f"--teacher: {error}") from None
+    teacher_spec = teacher.spec
+    if getattr(teacher_spec, "task", None) != TASK:
+        raise UsageError(f"--teacher {args.teacher!r} holds a {getattr(teacher_spec, 'task', 'classification')} model, not a super-resolution one")
+    if teacher_spec.scale != spec.scale:
+        raise UsageError(f"--teacher {args.teacher!r} is a x{teacher_spec.scale} model but the student trains at x{spec.scale}; give a x{spec.scale} teacher")
+    if (args.patch_size or 24) < teacher_spec.min_input_size:
+        raise UsageError(f"--patch-size {args.patch_size or 24} is smaller than the teacher {teacher_spec.name}'s minimum input {teacher_spec.min_input_size}")
+    return teacher
+
+
+def _objectives(args, spec, model, teacher):
+    """The run's SRObjectives and its recipe description, or (None, None) for a plain L1 run."""
+    from ...super_resolution.objectives import DRN_DUAL_WEIGHT, SRObjectiveConfig, SRObjectives
+
+    dual_weight = args.dual_weight if args.dual_weight is not None else (DRN_DUAL_WEIGHT if args.dual else 0.0)
+    if teacher is None and not args.gan_weight and not dual_weight:
+        return None, None
+    config = SRObjectiveConfig(gan_weight=args.gan_weight, gan_start=args.gan_start, distill_weight=args.distill_weight,
+                               feature_weight=args.feature_weight, dual_weight=dual_weight)
+    objectives = SRObjectives(model, spec.scale, config, teacher=teacher, in_channels=spec.in_channels)
+    return objectives, config.describe(f"{args.teacher} ({teacher.spec.name})" if teacher is not None else None)
 
 
 def _check_images(pairs, spec, tile, overlap) -> None:
@@ -129,8 +183,15 @@ def train(args: argparse.Namespace) -> int:
     metadata = {"task": TASK, "dataset": dataset, "scale": scale, "preprocess": {"range": "[0, 1] RGB", "lr": "MATLAB bicubic, 8-bit"},
                 "recipe": {"loss": "l1", "optimizer": "adam", **{k: getattr(config, k) for k in ("steps", "batch_size", "patch_size", "lr", "seed")}}}
     console = stderr_console()
-    start_step, optimizer_state = 0, None
+    start_step, optimizer_state, discriminator_state = 0, None, None
     model = start_model if start_model is not None else spec.build()
+    teacher = _load_teacher(args, spec)
+    objectives, objective_recipe = _objectives(args, spec, model, teacher)
+    if objectives is not None:
+        metadata["recipe"].update(loss="+".join(["l1"] + [t for t, on in (("distill", objectives.teacher is not None), ("dual", objectives.dual is not None),
+                                                                        ("gan", objectives.discriminator is not None)) if on]),
+                                  objectives=objective_recipe)
+    training_state = out / "objectives.safetensors"  # discriminator, dual downsampler, adapters: training-only, never in the model
     if last.is_file():  # resume after a kill: the last epoch's weights and optimizer state
         previous = read_metadata(last)
         if previous.get("spec") == json.loads(spec.to_json()) and previous.get("recipe") == metadata["recipe"]:
@@ -138,26 +199,44 @@ def train(args: argparse.Namespace) -> int:
             start_step = int(previous.get("step", 0))
             state_file = out / "optimizer.pt"
             optimizer_state = torch.load(state_file, weights_only=True) if state_file.is_file() else None
+            if objectives is not None:
+                from safetensors.torch import load_file
+
+                objectives, _ = _objectives(args, spec, model, teacher)  # adapters bound to the reloaded model's taps
+                objectives.load_state_dict(load_file(training_state))
+                discriminator_file = out / "discriminator_optimizer.pt"
+                discriminator_state = torch.load(discriminator_file, weights_only=True) if discriminator_file.is_file() else None
             console.print(f"resuming {last} at step {start_step}/{config.steps}")
+    result = {"terms": {}}
     for epoch_end in range(start_step + args.steps_per_epoch, config.steps + args.steps_per_epoch, args.steps_per_epoch):
         stop = min(epoch_end, config.steps)
         if stop <= start_step:
             continue
-        result = train_sr(model, train_pairs, scale, config, start_step=start_step, stop_step=stop, optimizer_state=optimizer_state)
-        optimizer_state = result["optimizer"]
+        result = train_sr(model, train_pairs, scale, config, start_step=start_step, stop_step=stop, optimizer_state=optimizer_state,
+                          objectives=objectives, discriminator_optimizer_state=discriminator_state)
+        optimizer_state, discriminator_state = result["optimizer"], result["discriminator_optimizer"]
         from ...atomic import atomic_path
 
         with atomic_path(out / "optimizer.pt") as temporary:
             torch.save(optimizer_state, temporary)
-        save(model, last, {**metadata, "step": stop})
+        if objectives is not None:
+            from safetensors.torch import save_file
+
+            with atomic_path(training_state) as temporary:
+                save_file({k: v.contiguous() for k, v in objectives.state_dict().items()}, str(temporary))
+            if discriminator_state is not None:
+                with atomic_path(out / "discriminator_optimizer.pt") as temporary:
+                    torch.save(discriminator_state, temporary)
+        save(model, last, {**metadata, "step": stop})  # written last: it marks the epoch complete
         if args.progress:
-            console.print(f"step {stop}/{config.steps}  L1 {result['final_loss']:.4f}")
+            console.print(f"step {stop}/{config.steps}  " + "  ".join(f"{k} {v:.4f}" for k, v in result["terms"].items()))
         start_step = stop
     final = save(model, out / "model.safetensors", {**metadata, "step": config.steps})
     report = evaluate_sr(model, val_pairs, scale, tile=args.tile, overlap=args.tile_overlap)
     if args.deploy:
         save(reparameterize(model), out / "deploy.safetensors", {**metadata, "step": config.steps})
-    atomic_write_text(out / "metrics.json", json.dumps({"model": spec.name, "checkpoint": str(final), **report}, indent=2))
+    atomic_write_text(out / "metrics.json", json.dumps({"model": spec.name, "checkpoint": str(final), "recipe": metadata["recipe"],
+                                                         "final_terms": result["terms"], **report}, indent=2))
     _print_report(console, report)
     print(str(final))
     return 0
