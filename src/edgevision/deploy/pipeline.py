@@ -68,6 +68,8 @@ class Candidate:
     shipped: bool = False
     rejected: str = ""  # why a verified candidate is not shippable (an INT8 form slower than fp32 ORT)
     note: str = ""
+    change: float | None = None  # task models: loss of the task metric vs float, in the budget's unit (> 0 is worse)
+    metrics: dict | None = None  # task models: every metric of the task's evaluator
 
     @property
     def label(self) -> str:
@@ -123,6 +125,10 @@ def _load(model: nn.Module | str, checkpoint: str | None, input_size: int | None
     """(module or None, onnx path or None, name, metadata) for what the user gave."""
     from ..checkpoint import CheckpointError, load, read_metadata
 
+    if isinstance(model, (str, Path)) and str(model).endswith(".safetensors"):  # MODEL given as a checkpoint file
+        if checkpoint and Path(checkpoint).resolve() != Path(model).resolve():
+            raise DeployError(f"MODEL {str(model)!r} is a checkpoint and --checkpoint names another; give one of them")
+        model, checkpoint = None, str(model)
     if isinstance(model, (str, Path)) and str(model).endswith(".onnx"):
         if checkpoint:
             raise DeployError("--checkpoint applies to a registered model, not an .onnx file; drop one of them")
@@ -136,7 +142,7 @@ def _load(model: nn.Module | str, checkpoint: str | None, input_size: int | None
         name = module.spec.name
         if isinstance(model, str) and model != name:
             raise DeployError(f"checkpoint {checkpoint!r} holds a {name!r}, not a {model!r}; pass MODEL {name} or the checkpoint of a {model}")
-        return module, None, name, metadata
+        return module, None, name, {**metadata, "checkpoint": checkpoint}
     if isinstance(model, nn.Module):
         return model.eval(), None, getattr(getattr(model, "spec", None), "name", type(model).__name__), {}
     from ..registry import create_model
@@ -199,14 +205,14 @@ def deploy(
     out: str | os.PathLike,
     *,
     checkpoint: str | None = None,
-    data: str = "default",
-    max_drop: float = 0.5,
+    data: str | None = None,
+    max_drop: float | None = None,
     runtimes: Sequence[str] = ("ort", "openvino"),
     precisions: Sequence[str] = PRECISIONS,
     input_size: int | None = None,
     calibration: int = 64,
-    search: int = 256,
-    verification: int = 1000,
+    search: int | None = None,
+    verification: int | None = None,
     method: str = "minmax",
     scheme: str | None = None,
     mixed: bool = True,
@@ -216,8 +222,20 @@ def deploy(
     budget_s: float = 10.0,
     rounds: int = 4,
     progress: Callable[[str], None] | None = None,
+    max_drop_db: float | None = None,
+    max_abs_rel_increase: float | None = None,
+    evaluator=None,
+    trained: bool | None = None,
 ) -> DeployResult:
-    """Build, verify, measure and ship the fastest verified form of ``model`` into ``out``; see the module docstring."""
+    """Build, verify, measure and ship the fastest verified form of ``model`` into ``out``; see the module docstring.
+
+    A dense task model (a registered task model name, a task checkpoint, or a module whose ``spec.task`` is not
+    classification) is judged by its task's :class:`~edgevision.deploy.tasks.TaskEvaluator` (``evaluator``, default the
+    task's own) under the task's budget: ``max_drop`` in mIoU / mAP points (segmentation / detection; top-1 points for
+    classifiers, default 0.5), ``max_drop_db`` in dB of PSNR (super-resolution), ``max_abs_rel_increase`` (depth);
+    see :mod:`.task_pipeline`. ``trained`` (task models; default: a checkpoint was given) says the weights are trained,
+    so the task metric is verified rather than the output SQNR. ``verification`` defaults to 1000 held-out images for classifiers, 32 for tasks.
+    """
     from .. import __version__
     from ..atomic import atomic_path, atomic_write_text
     from ..export import ExportError, export_onnx
@@ -225,8 +243,10 @@ def deploy(
     from ..machine import machine_info
 
     say = progress or (lambda message: None)
-    if max_drop is None or not max_drop >= 0:
-        raise DeployError(f"--max-drop must be >= 0 points of top-1, got {max_drop}")
+    budgets = {"--max-drop": max_drop, "--max-drop-db": max_drop_db, "--max-abs-rel-increase": max_abs_rel_increase}
+    for option, value in budgets.items():
+        if value is not None and not value >= 0:
+            raise DeployError(f"{option} must be >= 0, got {value}")
     for runtime in runtimes:
         if runtime not in RUNTIMES:
             raise DeployError(f"unknown runtime {runtime!r} in --runtimes; choose from {', '.join(RUNTIMES)}")
@@ -243,6 +263,20 @@ def deploy(
     machine = machine_info()
     threads = threads or machine.physical_cores
     module, onnx_path, name, metadata = _load(model, checkpoint, input_size, None)
+    checkpoint = metadata.pop("checkpoint", checkpoint)  # MODEL may itself be the checkpoint file
+    task = metadata.get("task") or getattr(getattr(module, "spec", None), "task", None) or "classification"
+    if task != "classification" or evaluator is not None:
+        return _deploy_dense(module, out, evaluator, budgets, name=name, metadata=metadata, checkpoint=checkpoint, data=data,
+                             calibration=calibration, search=search, verification=verification, qat_steps=qat_steps, input_size=input_size,
+                             runtimes=runtimes, precisions=precisions, method=method, scheme=scheme, min_sqnr_db=min_sqnr_db,
+                             threads=threads, budget_s=budget_s, rounds=rounds, machine=machine, progress=say,
+                             trained=checkpoint is not None if trained is None else trained)
+    for option in ("--max-drop-db", "--max-abs-rel-increase"):
+        if budgets[option] is not None:
+            raise DeployError(f"{option} is a {_BUDGET_TASKS[option]} budget; {name} is a classifier: use --max-drop (points of top-1)")
+    max_drop = 0.5 if max_drop is None else max_drop
+    verification = 1000 if verification is None else verification
+    search = 256 if search is None else search
     shape = _input_shape(module, onnx_path, metadata, input_size)
     trained = checkpoint is not None
     preprocess = metadata.get("preprocess", {})
@@ -444,6 +478,38 @@ def deploy(
     atomic_write_text(out / "report.md", _report(result))
     atomic_write_text(out / "deploy.json", json.dumps(result, indent=2, default=str) + "\n")
     return DeployResult(result, best, candidates)
+
+
+_BUDGET_TASKS = {"--max-drop-db": "super-resolution (PSNR dB)", "--max-abs-rel-increase": "depth (abs-rel)"}
+
+
+def _deploy_dense(module, out: Path, evaluator, budgets: dict, *, name: str, metadata: dict, checkpoint, data, calibration: int, search: int,
+                  verification: int | None, qat_steps: int, input_size, trained: bool, **options) -> DeployResult:
+    """The task-model branch of :func:`deploy`: check the options against the task, build its evaluator, run :func:`deploy_task`."""
+    from .tasks import task_evaluator
+    from .task_pipeline import deploy_task
+
+    if module is None:
+        raise DeployError("an .onnx file is deployed as a classifier; give a task model's name or checkpoint to judge it by its task metric")
+    task = metadata.get("task") or getattr(getattr(module, "spec", None), "task", None) or getattr(evaluator, "task", "")
+    if qat_steps:
+        raise DeployError(f"--qat is classifier-only (top-1 fine-tuning); {name} is a {task} model: drop --qat")
+    if search is not None:
+        raise DeployError(f"--search sizes the classifier's mixed-precision search; {name} is a {task} model: drop --search")
+    if evaluator is None:
+        try:
+            evaluator = task_evaluator(module, metadata, data, calibration=calibration, verification=verification or 32, input_size=input_size,
+                                       work_dir=out / ".work-data")
+        except (ValueError, OSError) as error:
+            raise DeployError(str(error).strip().splitlines()[0]) from None
+    metric = evaluator.metric
+    for option, value in budgets.items():
+        if value is not None and option != metric.budget_option:
+            raise DeployError(f"{option} does not apply to {task} model {name}: its budget is {metric.budget_option} in {metric.unit} ({metric.label})")
+    budget = budgets[metric.budget_option]
+    budget = metric.default_budget if budget is None else budget
+    out.mkdir(parents=True, exist_ok=True)
+    return deploy_task(module, out, evaluator, name=name, trained=trained, budget=budget, checkpoint=checkpoint, **options)
 
 
 def _openvino_installed() -> bool:
