@@ -486,7 +486,7 @@ _BUDGET_TASKS = {"--max-drop-db": "super-resolution (PSNR dB)", "--max-abs-rel-i
 def _deploy_dense(module, out: Path, evaluator, budgets: dict, *, name: str, metadata: dict, checkpoint, data, calibration: int, search: int,
                   verification: int | None, qat_steps: int, input_size, trained: bool, **options) -> DeployResult:
     """The task-model branch of :func:`deploy`: check the options against the task, build its evaluator, run :func:`deploy_task`."""
-    from .tasks import task_evaluator
+    from .tasks import task_evaluator, task_metric
     from .task_pipeline import deploy_task
 
     if module is None:
@@ -496,16 +496,16 @@ def _deploy_dense(module, out: Path, evaluator, budgets: dict, *, name: str, met
         raise DeployError(f"--qat is classifier-only (top-1 fine-tuning); {name} is a {task} model: drop --qat")
     if search is not None:
         raise DeployError(f"--search sizes the classifier's mixed-precision search; {name} is a {task} model: drop --search")
+    metric = evaluator.metric if evaluator is not None else task_metric(task)
+    for option, value in budgets.items():  # before any data is loaded: a wrong flag fails fast
+        if value is not None and option != metric.budget_option:
+            raise DeployError(f"{option} does not apply to {task} model {name}: its budget is {metric.budget_option} in {metric.unit} ({metric.label})")
     if evaluator is None:
         try:
             evaluator = task_evaluator(module, metadata, data, calibration=calibration, verification=verification or 32, input_size=input_size,
                                        work_dir=out / ".work-data")
         except (ValueError, OSError) as error:
             raise DeployError(str(error).strip().splitlines()[0]) from None
-    metric = evaluator.metric
-    for option, value in budgets.items():
-        if value is not None and option != metric.budget_option:
-            raise DeployError(f"{option} does not apply to {task} model {name}: its budget is {metric.budget_option} in {metric.unit} ({metric.label})")
     budget = budgets[metric.budget_option]
     budget = metric.default_budget if budget is None else budget
     out.mkdir(parents=True, exist_ok=True)

@@ -265,7 +265,7 @@ def _report(result: dict) -> str:
          f"(budget {result['budget']} {result['budget_unit']}, {result['budget_option']})") if result["accuracy_verified"] else f"{result['accuracy_note']}.",
         "",
         f"Data: {result['data']}; input {'x'.join(map(str, result['input_shape']))} (fixed H x W); "
-        f"INT8 scheme {result['quantization']['scheme']}, calibration {result['quantization']['method']} on {result['calibration_images']} images.  ",
+        f"INT8 scheme {(result['quantization']['scheme'] or {}).get('name') if isinstance(result['quantization']['scheme'], dict) else result['quantization']['scheme']}, calibration {result['quantization']['method']} on {result['calibration_images']} images.  ",
     ]
     if result.get("postprocess"):
         lines.append(f"Post-processing: {result['postprocess']}  ")

@@ -12,8 +12,9 @@ pipeline, ``quantize_segmentation`` and ``quantize_sr`` all judge INT8 graphs th
 one way for every task.
 
 Task packages register their evaluator factory by module: ``edgevision.<package>.deploy_eval``
-exposes ``deploy_evaluator(model, metadata, data, *, calibration, verification, input_size, work_dir)``;
-:func:`task_evaluator` imports the one named by the checkpoint's task.
+exposes ``METRIC`` (its :class:`TaskMetric`) and ``deploy_evaluator(model, metadata, data, *, calibration,
+verification, input_size, work_dir)``; :func:`task_metric` / :func:`task_evaluator` import the one named by the
+checkpoint's task.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "torch_forward",
     "flat_outputs",
     "task_evaluator",
+    "task_metric",
     "quantize_within_budget",
     "TASK_EVALUATOR_MODULES",
     "BudgetJudgement",
@@ -184,13 +186,22 @@ def flat_outputs(outputs) -> np.ndarray:
     return np.concatenate([np.asarray(o.detach().cpu().float() if isinstance(o, torch.Tensor) else o, dtype=np.float32).ravel() for o in outputs])
 
 
+def _task_module(task: str):
+    if task not in TASK_EVALUATOR_MODULES:
+        raise ValueError(f"no deploy evaluator for task {task!r}; tasks with one: {', '.join(TASK_EVALUATOR_MODULES)}")
+    return importlib.import_module(TASK_EVALUATOR_MODULES[task])
+
+
+def task_metric(task: str) -> TaskMetric:
+    """The primary metric (and budget flag) of ``task``, without loading any data."""
+    return _task_module(task).METRIC
+
+
 def task_evaluator(model: nn.Module, metadata: dict, data: str | None, *, calibration: int = 32, verification: int = 64,
                    input_size: int | None = None, work_dir: str | os.PathLike | None = None) -> TaskEvaluator:
     """The evaluator of ``model``'s task (``model.spec.task``), from its package's ``deploy_evaluator``."""
     task = metadata.get("task") or getattr(getattr(model, "spec", None), "task", "classification")
-    if task not in TASK_EVALUATOR_MODULES:
-        raise ValueError(f"no deploy evaluator for task {task!r}; tasks with one: {', '.join(TASK_EVALUATOR_MODULES)}")
-    factory = importlib.import_module(TASK_EVALUATOR_MODULES[task]).deploy_evaluator
+    factory = _task_module(task).deploy_evaluator
     evaluator = factory(model, metadata, data, calibration=calibration, verification=verification, input_size=input_size,
                         work_dir=Path(work_dir) if work_dir is not None else None)
     assert isinstance(evaluator, TaskEvaluator), f"{TASK_EVALUATOR_MODULES[task]}.deploy_evaluator broke the TaskEvaluator protocol"

@@ -14,10 +14,11 @@ import torch
 
 from ..deploy.tasks import ForwardModule, TaskMetric
 
-__all__ = ["ABS_REL", "DepthEvaluator", "deploy_evaluator"]
+__all__ = ["METRIC", "ABS_REL", "DepthEvaluator", "deploy_evaluator"]
 
 ABS_REL = TaskMetric(name="abs_rel", label="abs rel", higher_is_better=False, budget_option="--max-abs-rel-increase", unit="abs-rel",
                      scale=1.0, default_budget=0.01)
+METRIC = ABS_REL  # read by edgevision.deploy.tasks.task_metric before any data is loaded
 
 
 def _centre_crop(pairs, crop: tuple[int, int]):

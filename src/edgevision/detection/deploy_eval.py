@@ -18,11 +18,12 @@ import torch
 
 from ..deploy.tasks import ForwardModule, TaskMetric
 
-__all__ = ["MAP", "DetectionEvaluator", "deploy_evaluator"]
+__all__ = ["METRIC", "MAP", "DetectionEvaluator", "deploy_evaluator"]
 
 #: COCO mAP@[.5:.95] is a [0, 1] fraction; budgets are in points (x100)
 MAP = TaskMetric(name="mAP", label="mAP@[.5:.95]", higher_is_better=True, budget_option="--max-drop", unit="mAP points", scale=100.0,
                  default_budget=1.0)
+METRIC = MAP  # read by edgevision.deploy.tasks.task_metric before any data is loaded
 
 
 class DetectionEvaluator:

@@ -23,11 +23,12 @@ from ..deploy.tasks import ForwardModule, TaskMetric, quantize_within_budget, to
 from .data import PairedTransform
 from .training import _normalise, evaluate_segmentation
 
-__all__ = ["MIOU", "SegmentationEvaluator", "SegmentationQuantizeResult", "deploy_evaluator", "quantize_segmentation"]
+__all__ = ["METRIC", "MIOU", "SegmentationEvaluator", "SegmentationQuantizeResult", "deploy_evaluator", "quantize_segmentation"]
 
 #: mIoU is stored as a [0, 1] fraction; budgets are in points (x100), like ``train``'s printed numbers
 MIOU = TaskMetric(name="miou", label="mIoU", higher_is_better=True, budget_option="--max-drop", unit="mIoU points", scale=100.0,
                   default_budget=1.0)
+METRIC = MIOU  # read by edgevision.deploy.tasks.task_metric before any data is loaded
 
 
 @dataclass

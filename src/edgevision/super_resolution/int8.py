@@ -22,9 +22,10 @@ from ..deploy.tasks import TaskMetric, quantize_within_budget
 from .data import SRPair
 from .metrics import psnr_y
 
-__all__ = ["PSNR", "SREvaluator", "crop_pairs", "deploy_evaluator", "quantize_sr"]
+__all__ = ["METRIC", "PSNR", "SREvaluator", "crop_pairs", "deploy_evaluator", "quantize_sr"]
 
 PSNR = TaskMetric(name="psnr", label="PSNR (Y)", higher_is_better=True, budget_option="--max-drop-db", unit="dB", scale=1.0, default_budget=0.3)
+METRIC = PSNR  # read by edgevision.deploy.tasks.task_metric before any data is loaded
 
 
 def crop_pairs(pairs: list[SRPair], size: int, scale: int) -> list[SRPair]:
