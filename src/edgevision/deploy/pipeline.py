@@ -262,18 +262,15 @@ def deploy(
         raise DeployError(f"--out {str(out)!r} is a file; give a directory")
     machine = machine_info()
     threads = threads or machine.physical_cores
+    task, metric = _task_options(model, checkpoint, evaluator, budgets, qat_steps=qat_steps, search=search)  # fails before any build
     module, onnx_path, name, metadata = _load(model, checkpoint, input_size, None)
     checkpoint = metadata.pop("checkpoint", checkpoint)  # MODEL may itself be the checkpoint file
-    task = metadata.get("task") or getattr(getattr(module, "spec", None), "task", None) or "classification"
-    if task != "classification" or evaluator is not None:
-        return _deploy_dense(module, out, evaluator, budgets, name=name, metadata=metadata, checkpoint=checkpoint, data=data,
-                             calibration=calibration, search=search, verification=verification, qat_steps=qat_steps, input_size=input_size,
+    if metric is not None:
+        return _deploy_dense(module, out, evaluator, metric, budgets[metric.budget_option], name=name, metadata=metadata, checkpoint=checkpoint,
+                             data=data, calibration=calibration, verification=verification, input_size=input_size,
                              runtimes=runtimes, precisions=precisions, method=method, scheme=scheme, min_sqnr_db=min_sqnr_db,
                              threads=threads, budget_s=budget_s, rounds=rounds, machine=machine, progress=say,
                              trained=checkpoint is not None if trained is None else trained)
-    for option in ("--max-drop-db", "--max-abs-rel-increase"):
-        if budgets[option] is not None:
-            raise DeployError(f"{option} is a {_BUDGET_TASKS[option]} budget; {name} is a classifier: use --max-drop (points of top-1)")
     max_drop = 0.5 if max_drop is None else max_drop
     verification = 1000 if verification is None else verification
     search = 256 if search is None else search
@@ -483,33 +480,72 @@ def deploy(
 _BUDGET_TASKS = {"--max-drop-db": "super-resolution (PSNR dB)", "--max-abs-rel-increase": "depth (abs-rel)"}
 
 
-def _deploy_dense(module, out: Path, evaluator, budgets: dict, *, name: str, metadata: dict, checkpoint, data, calibration: int, search: int,
-                  verification: int | None, qat_steps: int, input_size, trained: bool, **options) -> DeployResult:
-    """The task-model branch of :func:`deploy`: check the options against the task, build its evaluator, run :func:`deploy_task`."""
-    from .tasks import task_evaluator, task_metric
-    from .task_pipeline import deploy_task
+def _task_of(model, checkpoint, evaluator) -> str:
+    """The task of what the user gave, without building it: the evaluator's, the checkpoint's metadata, or the registry's."""
+    from ..checkpoint import CheckpointError, read_metadata
+    from ..registry import UnknownModelError, model_task
 
-    if module is None:
-        raise DeployError("an .onnx file is deployed as a classifier; give a task model's name or checkpoint to judge it by its task metric")
-    task = metadata.get("task") or getattr(getattr(module, "spec", None), "task", None) or getattr(evaluator, "task", "")
+    if evaluator is not None:
+        return evaluator.task
+    if isinstance(model, nn.Module):
+        return getattr(getattr(model, "spec", None), "task", None) or "classification"
+    file = str(model) if str(model).endswith(".safetensors") else checkpoint
+    if file:
+        try:
+            metadata = read_metadata(file)
+        except CheckpointError as error:
+            raise DeployError(str(error)) from None
+        if metadata.get("task"):
+            return metadata["task"]
+        if file != checkpoint:
+            return "classification"
+    if str(model).endswith((".onnx", ".safetensors")):
+        return "classification"
+    try:
+        return model_task(str(model))
+    except (UnknownModelError, KeyError) as error:
+        raise DeployError(str(error).strip("'\"")) from None
+
+
+def _task_options(model, checkpoint, evaluator, budgets: dict, *, qat_steps: int, search: int | None):
+    """(task, its TaskMetric or None for classifiers) after checking the options that depend on the task."""
+    from .tasks import task_metric
+
+    task = _task_of(model, checkpoint, evaluator)
+    name = getattr(getattr(model, "spec", None), "name", None) if isinstance(model, nn.Module) else str(model)
+    if task == "classification":
+        for option in ("--max-drop-db", "--max-abs-rel-increase"):
+            if budgets[option] is not None:
+                raise DeployError(f"{option} is a {_BUDGET_TASKS[option]} budget; {name} is a classifier: use --max-drop (points of top-1)")
+        return task, None
     if qat_steps:
         raise DeployError(f"--qat is classifier-only (top-1 fine-tuning); {name} is a {task} model: drop --qat")
     if search is not None:
         raise DeployError(f"--search sizes the classifier's mixed-precision search; {name} is a {task} model: drop --search")
     metric = evaluator.metric if evaluator is not None else task_metric(task)
-    for option, value in budgets.items():  # before any data is loaded: a wrong flag fails fast
+    for option, value in budgets.items():
         if value is not None and option != metric.budget_option:
             raise DeployError(f"{option} does not apply to {task} model {name}: its budget is {metric.budget_option} in {metric.unit} ({metric.label})")
+    return task, metric
+
+
+def _deploy_dense(module, out: Path, evaluator, metric, budget: float | None, *, name: str, metadata: dict, checkpoint, data,
+                  calibration: int, verification: int | None, input_size, trained: bool, **options) -> DeployResult:
+    """The task-model branch of :func:`deploy`: build the task's evaluator (unless given) and run :func:`deploy_task`."""
+    from .tasks import task_evaluator
+    from .task_pipeline import deploy_task
+
+    if module is None:
+        raise DeployError("an .onnx file is deployed as a classifier; give a task model's name or checkpoint to judge it by its task metric")
     if evaluator is None:
         try:
             evaluator = task_evaluator(module, metadata, data, calibration=calibration, verification=verification or 32, input_size=input_size,
                                        work_dir=out / ".work-data")
         except (ValueError, OSError) as error:
             raise DeployError(str(error).strip().splitlines()[0]) from None
-    budget = budgets[metric.budget_option]
-    budget = metric.default_budget if budget is None else budget
     out.mkdir(parents=True, exist_ok=True)
-    return deploy_task(module, out, evaluator, name=name, trained=trained, budget=budget, checkpoint=checkpoint, **options)
+    return deploy_task(module, out, evaluator, name=name, trained=trained, budget=metric.default_budget if budget is None else budget,
+                       checkpoint=checkpoint, **options)
 
 
 def _openvino_installed() -> bool:

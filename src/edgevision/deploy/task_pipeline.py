@@ -70,7 +70,7 @@ def deploy_task(
     shape = tuple(int(d) for d in evaluator.input_shape)
     chosen_scheme = machine_scheme() if scheme in (None, "machine") else scheme
     key = _key(model=name, task=evaluator.task, checkpoint=checkpoint and os.path.getmtime(checkpoint), data=evaluator.data, shape=shape,
-               method=method, scheme=str(chosen_scheme), budget=budget, min_sqnr=min_sqnr_db, version=__version__)
+               method=method, scheme=str(chosen_scheme), version=__version__)  # the budget is not in the key: artifacts do not depend on it
     work = _Work(out / ".work", key)
     calibration = evaluator.calibration_images()
     if calibration.ndim != 4 or calibration.shape[0] == 0 or tuple(calibration.shape[1:]) != shape:
