@@ -495,10 +495,7 @@ def _task_of(model, checkpoint, evaluator) -> str:
             metadata = read_metadata(file)
         except CheckpointError as error:
             raise DeployError(str(error)) from None
-        if metadata.get("task"):
-            return metadata["task"]
-        if file != checkpoint:
-            return "classification"
+        return metadata.get("task") or "classification"  # classifier checkpoints predate the "task" key
     if str(model).endswith((".onnx", ".safetensors")):
         return "classification"
     try:
