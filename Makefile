@@ -110,3 +110,7 @@ bench-sr: $(STAMP)  # SR: params/mult-adds vs papers, PSNR/SSIM vs bicubic after
 
 bench-depth: $(STAMP)  # FCRN params vs paper, ORT fp32 latency at 228x304, depth metrics on procedural + motorcycle after a small training budget -> benchmarks/results/depth.md (resumable, ~40 min idle)
 	$(BIN)/python benchmarks/bench_depth.py
+
+.PHONY: bench-deploy-tasks
+bench-deploy-tasks: $(STAMP)  # deploy of one trained model per dense task (seg, det, SR, depth) under its task metric budget -> benchmarks/results/deploy_tasks.md (resumable, ~60-80 min idle)
+	$(BIN)/python benchmarks/bench_deploy_tasks.py

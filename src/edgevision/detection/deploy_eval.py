@@ -4,10 +4,14 @@
 (N, A, 4) and class logits (N, A, K+1)) and runs the decode / softmax / class-aware NMS of
 ``model.postprocess`` in fp32 PyTorch on its outputs, so the INT8 form is judged on exactly the
 detections ``edgevision eval --task detection`` scores (:func:`~edgevision.detection.training.evaluate_detector`).
-Why not the graph with ``NonMaxSuppression`` (:mod:`.export`): its outputs have a data-dependent
-length and the per-class candidate cap differs from ``postprocess``, and the quantized part is the
-same either way (ORT leaves ``NonMaxSuppression``/``TopK``/``Gather`` in float); the shipped
-``model.onnx`` is therefore the head, and deploy.json says so.
+ONNX Runtime 1.31 does *not* choke on the graph with ``NonMaxSuppression`` (:mod:`.export`): checked on
+ssdlite320_mobilenetv2 at 128 px, ``quantize_static`` wrote 193 QuantizeLinear nodes, left
+NonMaxSuppression and Softmax in float, and the INT8 graph ran. The head graph is used anyway
+because (1) the metric must be the one ``eval`` reports, and the NMS graph's per-class cap differs
+from ``postprocess``'s per-image top-N; (2) its outputs have a data-dependent length, and on a
+detector whose scores tie (random weights) NMS picks differ between runtimes, so fp32 parity and
+output SQNR cannot be computed on them (``export_detector_onnx`` refuses an untrained detector for
+the same reason). The shipped ``model.onnx`` is therefore the head; deploy.json's ``postprocess`` says so.
 """
 
 from __future__ import annotations
