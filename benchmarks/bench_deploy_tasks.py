@@ -82,7 +82,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="1 epoch, tiny sizes, ORT only: an end-to-end smoke test, not a result")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ", ".join(TASKS))
     parser.add_argument("--epochs", type=int, default=None, help="training epochs per task (default 6; --quick 1)")
-    parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work" / "deploy_tasks"), help="run folders (resumable)")
+    parser.add_argument("--work", default=str(ROOT / "edgevision-bench" / "deploy_tasks"), help="run folders (resumable; git-ignored)")
     args = parser.parse_args()
     from edgevision.atomic import atomic_write_text
     from edgevision.machine import machine_info

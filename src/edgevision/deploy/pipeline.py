@@ -200,6 +200,41 @@ def _interleaved(candidates: list[Candidate], shape, threads: int, budget_s: flo
         candidate.noisy = not summary.relative_half_width <= 0.02
 
 
+def _export_float(work: _Work, module: nn.Module, shape) -> Path:
+    """The re-parameterized fp32 ONNX graph at ``shape`` (C, H, W), checked against PyTorch, as a reusable work artifact."""
+    from ..atomic import atomic_path
+    from ..export import ExportError, export_onnx
+
+    def export(path: Path) -> None:
+        with atomic_path(path) as temporary:
+            try:
+                export_onnx(module, temporary, shape, deploy=True)
+            except ExportError as error:
+                raise DeployError(f"export failed: {error}") from None
+
+    return work.artifact("model.fp32.onnx", export)
+
+
+def _measure_and_choose(candidates: list[Candidate], shape, threads: int, budget_s: float, rounds: int, say) -> tuple[Candidate, Candidate]:
+    """Measure the verified candidates and the fp32 ORT baseline interleaved; mark INT8 forms slower than the baseline
+    rejected; mark and return the fastest shippable one (and the baseline), or a DeployError naming each failed check."""
+    verified = [c for c in candidates if c.verified]
+    baseline = next(c for c in candidates if c.runtime == "ort" and c.precision == "fp32")
+    timed = verified if baseline in verified else [baseline, *verified]
+    say(f"measuring {len(timed)} candidates interleaved ({rounds} rounds, {budget_s:.0f} s each)")
+    _interleaved(timed, shape, threads, budget_s, rounds)
+    for candidate in candidates:
+        if candidate.precision == "int8" and candidate.verified and candidate.median_ms and baseline.median_ms and candidate.median_ms >= baseline.median_ms:
+            candidate.rejected = f"measured slower than fp32 ORT ({candidate.median_ms:.3f} >= {baseline.median_ms:.3f} ms)"
+    shippable = [c for c in candidates if c.verified and not c.rejected and c.median_ms is not None and c.note != "baseline only"]
+    if not shippable:
+        failed = "; ".join(f"{c.label}: {c.rejected or c.check}" for c in candidates if c.note != "baseline only")
+        raise DeployError(f"no candidate passed verification ({failed}); nothing was shipped")
+    best = min(shippable, key=lambda c: c.median_ms)
+    best.shipped = True
+    return best, baseline
+
+
 def deploy(
     model: nn.Module | str,
     out: str | os.PathLike,
@@ -300,14 +335,7 @@ def deploy(
     # the float reference: the PyTorch model (or the given ONNX file in ONNX Runtime)
     say("exporting the deploy form")
     if onnx_path is None:
-        def export(path: Path) -> None:
-            with atomic_path(path) as temporary:
-                try:
-                    export_onnx(module, temporary, shape, deploy=True)
-                except ExportError as error:
-                    raise DeployError(f"export failed: {error}") from None
-
-        float_onnx = work.artifact("model.fp32.onnx", export)
+        float_onnx = _export_float(work, module, shape)
         with torch.no_grad():
             reference = torch.cat([module(splits.verification.images[i : i + 64]) for i in range(0, len(splits.verification), 64)]).numpy()
     else:
@@ -424,20 +452,7 @@ def deploy(
         else:
             candidate.verified = candidate.sqnr_db >= min_sqnr_db
             candidate.check = f"output SQNR {candidate.sqnr_db:.1f} dB {'>=' if candidate.verified else '<'} {min_sqnr_db} dB (accuracy not verified: random weights)"
-    verified = [c for c in candidates if c.verified]
-    baseline = next(c for c in candidates if c.runtime == "ort" and c.precision == "fp32")
-    timed = verified if baseline in verified else [baseline, *verified]
-    say(f"measuring {len(timed)} candidates interleaved ({rounds} rounds, {budget_s:.0f} s each)")
-    _interleaved(timed, shape, threads, budget_s, rounds)
-    for candidate in candidates:
-        if candidate.precision == "int8" and candidate.verified and candidate.median_ms and baseline.median_ms and candidate.median_ms >= baseline.median_ms:
-            candidate.rejected = f"measured slower than fp32 ORT ({candidate.median_ms:.3f} >= {baseline.median_ms:.3f} ms)"
-    shippable = [c for c in candidates if c.verified and not c.rejected and c.median_ms is not None and c.note != "baseline only"]
-    if not shippable:
-        failed = "; ".join(f"{c.label}: {c.rejected or c.check}" for c in candidates if c.note != "baseline only")
-        raise DeployError(f"no candidate passed verification ({failed}); nothing was shipped")
-    best = min(shippable, key=lambda c: c.median_ms)
-    best.shipped = True
+    best, baseline = _measure_and_choose(candidates, shape, threads, budget_s, rounds, say)
 
     # ship: the file(s), then deploy.json and report.md (deploy.json last: its presence means a complete deploy)
     shipped_files = _ship(best, out)

@@ -57,12 +57,11 @@ def deploy_task(
     progress: Callable[[str], None],
 ):
     from .. import __version__
-    from ..atomic import atomic_path, atomic_write_text
-    from ..export import ExportError, export_onnx
+    from ..atomic import atomic_write_text
     from ..latency.runtimes import _version
     from .calibration import ImageSet
     from .isa import cpu_features, machine_scheme
-    from .pipeline import FP32_PARITY, Candidate, DeployError, DeployResult, _interleaved, _key, _openvino_installed, _row, _ship, _Work
+    from .pipeline import FP32_PARITY, Candidate, DeployError, DeployResult, _export_float, _key, _measure_and_choose, _openvino_installed, _row, _ship, _Work
     from .quantize import quantize
 
     say = progress
@@ -79,15 +78,7 @@ def deploy_task(
     held_out = evaluator.verification_images()
 
     say(f"exporting the deploy form at {'x'.join(map(str, shape))}")
-
-    def export(path: Path) -> None:
-        with atomic_path(path) as temporary:
-            try:
-                export_onnx(module, temporary, shape, deploy=True)
-            except ExportError as error:
-                raise DeployError(f"export failed: {error}") from None
-
-    float_onnx = work.artifact("model.fp32.onnx", export)
+    float_onnx = _export_float(work, module, shape)
     reference = flat_outputs(torch_forward(module)(held_out))
     float_metrics = None
     if trained:
@@ -160,21 +151,10 @@ def deploy_task(
         else:
             candidate.verified = candidate.sqnr_db >= min_sqnr_db
             candidate.check = f"output SQNR {candidate.sqnr_db:.1f} dB {'>=' if candidate.verified else '<'} {min_sqnr_db} dB ({metric.label} not verified: random weights)"
-    verified = [c for c in candidates if c.verified]
     baseline = next(c for c in candidates if c.runtime == "ort" and c.precision == "fp32")
     if baseline.verified is not True:
         raise DeployError(f"the fp32 ONNX Runtime baseline failed verification ({baseline.check}); nothing was shipped")
-    say(f"measuring {len(verified)} candidates interleaved ({rounds} rounds, {budget_s:.0f} s each)")
-    _interleaved(verified, shape, threads, budget_s, rounds)
-    for candidate in candidates:
-        if candidate.precision == "int8" and candidate.verified and candidate.median_ms and baseline.median_ms and candidate.median_ms >= baseline.median_ms:
-            candidate.rejected = f"measured slower than fp32 ORT ({candidate.median_ms:.3f} >= {baseline.median_ms:.3f} ms)"
-    shippable = [c for c in candidates if c.verified and not c.rejected and c.median_ms is not None and c.note != "baseline only"]
-    if not shippable:
-        failed = "; ".join(f"{c.label}: {c.rejected or c.check}" for c in candidates if c.note != "baseline only")
-        raise DeployError(f"no candidate passed verification ({failed}); nothing was shipped")
-    best = min(shippable, key=lambda c: c.median_ms)
-    best.shipped = True
+    best, baseline = _measure_and_choose(candidates, shape, threads, budget_s, rounds, say)
 
     shipped_files = _ship(best, out)
     float_value = float_metrics[metric.name] if float_metrics else None
