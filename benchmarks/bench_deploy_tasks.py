@@ -55,7 +55,9 @@ def bench_task(task: str, work: Path, quick: bool, epochs: int) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "train" / "model.safetensors"
     if not checkpoint.is_file():
-        options = train_options + (QUICK[task] if quick else [])
+        pairs = dict(zip(train_options[::2], train_options[1::2]))  # every option is "--flag value"; --quick overrides
+        pairs.update(dict(zip(QUICK[task][::2], QUICK[task][1::2])) if quick else {})
+        options = [item for pair in pairs.items() for item in pair]
         run(["train", "--task", task, model, "--epochs", str(epochs), "--out", str(out / "train"), *options], out / "log.txt")
     sizes = ["--calibration", "8", "--verification", "8", "--runtimes", "ort", "--budget", "1"] if quick else \
         ["--calibration", "32", "--verification", "64", "--runtimes", "ort,openvino", "--budget", "10"]
