@@ -122,3 +122,7 @@ overfit-picodet: $(STAMP)  # PicoDet-S overfit check: 16 embedded scenes x 150 e
 .PHONY: test-det-overfit
 test-det-overfit: $(STAMP)  # SSDLite must overfit 4 scenes (AP50 >= 0.9): a detection train/eval defect check, ~5-10 min idle
 	$(BIN)/python benchmarks/check_det_overfit.py
+
+.PHONY: bench-deploy-tasks
+bench-deploy-tasks: $(STAMP)  # deploy of one trained model per dense task (seg, det, SR, depth) under its task metric budget -> benchmarks/results/deploy_tasks.md (resumable, ~60-80 min idle)
+	$(BIN)/python benchmarks/bench_deploy_tasks.py

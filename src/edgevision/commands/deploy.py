@@ -17,16 +17,19 @@ def register(commands) -> None:
         "precision, NNCF for OpenVINO), verify every candidate (fp32 parity; INT8 top-1 on a held-out split), measure "
         "the verified ones interleaved and write the fastest to OUT with deploy.json and report.md.",
     )
-    parser.add_argument("model", help="registered model name, or an .onnx file")
+    parser.add_argument("model", help="registered model name (classifier or dense task model), a .safetensors checkpoint, or an .onnx file")
     parser.add_argument("--checkpoint", type=nonempty, default=None, metavar="F", help="trained weights (.safetensors from `edgevision train`); without it, random weights")
     parser.add_argument("--data", type=nonempty, default=None, metavar="D", help="calibration/verification data (default: the checkpoint's dataset, else the embedded MNIST)")
-    parser.add_argument("--max-drop", type=finite_float, default=0.5, metavar="PT", help="allowed top-1 drop in points (default 0.5)")
+    parser.add_argument("--max-drop", type=finite_float, default=None, metavar="PT",
+                        help="allowed drop in points: top-1 (classifiers, default 0.5), mIoU (segmentation, default 1), mAP (detection, default 1)")
+    parser.add_argument("--max-drop-db", type=finite_float, default=None, metavar="DB", help="super-resolution: allowed PSNR (Y) drop in dB (default 0.3)")
+    parser.add_argument("--max-abs-rel-increase", type=finite_float, default=None, metavar="X", help="depth: allowed abs-rel increase (default 0.01)")
     parser.add_argument("--runtimes", default="ort,openvino", metavar="LIST", help="comma-separated: ort, openvino, compile (default ort,openvino)")
     parser.add_argument("--precisions", default="fp32,int8", metavar="LIST", help="comma-separated: fp32, int8 (default both)")
     parser.add_argument("--input-size", type=positive_int, default=None, metavar="R", help="input resolution (default: the checkpoint's, else the model's)")
     parser.add_argument("--calibration", type=nonnegative_int, default=64, metavar="N", help="calibration images (default 64)")
-    parser.add_argument("--search", type=nonnegative_int, default=256, metavar="N", help="images for the mixed-precision search (default 256)")
-    parser.add_argument("--verification", type=positive_int, default=1000, metavar="N", help="held-out images to verify on (default 1000)")
+    parser.add_argument("--search", type=nonnegative_int, default=None, metavar="N", help="classifiers: images for the mixed-precision search (default 256)")
+    parser.add_argument("--verification", type=positive_int, default=None, metavar="N", help="held-out images to verify on (default 1000; task models 32)")
     parser.add_argument("--method", default="minmax", choices=("minmax", "entropy", "percentile"), help="calibration method (default minmax)")
     parser.add_argument("--scheme", default="machine", choices=("machine", "u8s8_rr", "u8s8", "s8s8", "u8u8"), help="INT8 types (default: this CPU's)")
     parser.add_argument("--no-mixed", dest="mixed", action="store_false", help="skip the per-block mixed-precision search")
@@ -55,8 +58,9 @@ def _run(args: argparse.Namespace) -> int:
     from ..datasets import DataError
     from ..deploy import CalibrationError, DeployError, QuantizeError, deploy
 
-    if args.max_drop < 0:
-        raise UsageError(f"--max-drop must be >= 0 points of top-1, got {args.max_drop}")
+    for option in ("max_drop", "max_drop_db", "max_abs_rel_increase"):
+        if getattr(args, option) is not None and getattr(args, option) < 0:
+            raise UsageError(f"--{option.replace('_', '-')} must be >= 0, got {getattr(args, option)}")
     for option in ("calibration", "search", "verification", "threads", "input_size", "qat"):
         value = getattr(args, option)
         if value is not None and value < (0 if option in ("search", "qat") else 1):
@@ -74,6 +78,8 @@ def _run(args: argparse.Namespace) -> int:
             checkpoint=args.checkpoint,
             data=args.data,
             max_drop=args.max_drop,
+            max_drop_db=args.max_drop_db,
+            max_abs_rel_increase=args.max_abs_rel_increase,
             runtimes=runtimes,
             precisions=precisions,
             input_size=args.input_size,
@@ -89,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
             budget_s=args.budget,
             progress=lambda message: console.print(f"[dim]{message}[/dim]"),
         )
-    except (DeployError, QuantizeError, CalibrationError, CheckpointError, DataError, OSError) as error:
+    except (DeployError, QuantizeError, CalibrationError, CheckpointError, DataError, OSError) as error:  # DataError: classifier and task loaders
         raise UsageError(str(error)) from None
     data = result.data
     print(

@@ -68,6 +68,8 @@ class Candidate:
     shipped: bool = False
     rejected: str = ""  # why a verified candidate is not shippable (an INT8 form slower than fp32 ORT)
     note: str = ""
+    change: float | None = None  # task models: loss of the task metric vs float, in the budget's unit (> 0 is worse)
+    metrics: dict | None = None  # task models: every metric of the task's evaluator
 
     @property
     def label(self) -> str:
@@ -123,6 +125,10 @@ def _load(model: nn.Module | str, checkpoint: str | None, input_size: int | None
     """(module or None, onnx path or None, name, metadata) for what the user gave."""
     from ..checkpoint import CheckpointError, load, read_metadata
 
+    if isinstance(model, (str, Path)) and str(model).endswith(".safetensors"):  # MODEL given as a checkpoint file
+        if checkpoint and Path(checkpoint).resolve() != Path(model).resolve():
+            raise DeployError(f"MODEL {str(model)!r} is a checkpoint and --checkpoint names another; give one of them")
+        model, checkpoint = None, str(model)
     if isinstance(model, (str, Path)) and str(model).endswith(".onnx"):
         if checkpoint:
             raise DeployError("--checkpoint applies to a registered model, not an .onnx file; drop one of them")
@@ -136,7 +142,7 @@ def _load(model: nn.Module | str, checkpoint: str | None, input_size: int | None
         name = module.spec.name
         if isinstance(model, str) and model != name:
             raise DeployError(f"checkpoint {checkpoint!r} holds a {name!r}, not a {model!r}; pass MODEL {name} or the checkpoint of a {model}")
-        return module, None, name, metadata
+        return module, None, name, {**metadata, "checkpoint": checkpoint}
     if isinstance(model, nn.Module):
         return model.eval(), None, getattr(getattr(model, "spec", None), "name", type(model).__name__), {}
     from ..registry import create_model
@@ -194,19 +200,54 @@ def _interleaved(candidates: list[Candidate], shape, threads: int, budget_s: flo
         candidate.noisy = not summary.relative_half_width <= 0.02
 
 
+def _export_float(work: _Work, module: nn.Module, shape) -> Path:
+    """The re-parameterized fp32 ONNX graph at ``shape`` (C, H, W), checked against PyTorch, as a reusable work artifact."""
+    from ..atomic import atomic_path
+    from ..export import ExportError, export_onnx
+
+    def export(path: Path) -> None:
+        with atomic_path(path) as temporary:
+            try:
+                export_onnx(module, temporary, shape, deploy=True)
+            except ExportError as error:
+                raise DeployError(f"export failed: {error}") from None
+
+    return work.artifact("model.fp32.onnx", export)
+
+
+def _measure_and_choose(candidates: list[Candidate], shape, threads: int, budget_s: float, rounds: int, say) -> tuple[Candidate, Candidate]:
+    """Measure the verified candidates and the fp32 ORT baseline interleaved; mark INT8 forms slower than the baseline
+    rejected; mark and return the fastest shippable one (and the baseline), or a DeployError naming each failed check."""
+    verified = [c for c in candidates if c.verified]
+    baseline = next(c for c in candidates if c.runtime == "ort" and c.precision == "fp32")
+    timed = verified if baseline in verified else [baseline, *verified]
+    say(f"measuring {len(timed)} candidates interleaved ({rounds} rounds, {budget_s:.0f} s each)")
+    _interleaved(timed, shape, threads, budget_s, rounds)
+    for candidate in candidates:
+        if candidate.precision == "int8" and candidate.verified and candidate.median_ms and baseline.median_ms and candidate.median_ms >= baseline.median_ms:
+            candidate.rejected = f"measured slower than fp32 ORT ({candidate.median_ms:.3f} >= {baseline.median_ms:.3f} ms)"
+    shippable = [c for c in candidates if c.verified and not c.rejected and c.median_ms is not None and c.note != "baseline only"]
+    if not shippable:
+        failed = "; ".join(f"{c.label}: {c.rejected or c.check}" for c in candidates if c.note != "baseline only")
+        raise DeployError(f"no candidate passed verification ({failed}); nothing was shipped")
+    best = min(shippable, key=lambda c: c.median_ms)
+    best.shipped = True
+    return best, baseline
+
+
 def deploy(
     model: nn.Module | str,
     out: str | os.PathLike,
     *,
     checkpoint: str | None = None,
-    data: str = "default",
-    max_drop: float = 0.5,
+    data: str | None = None,
+    max_drop: float | None = None,
     runtimes: Sequence[str] = ("ort", "openvino"),
     precisions: Sequence[str] = PRECISIONS,
     input_size: int | None = None,
     calibration: int = 64,
-    search: int = 256,
-    verification: int = 1000,
+    search: int | None = None,
+    verification: int | None = None,
     method: str = "minmax",
     scheme: str | None = None,
     mixed: bool = True,
@@ -216,8 +257,20 @@ def deploy(
     budget_s: float = 10.0,
     rounds: int = 4,
     progress: Callable[[str], None] | None = None,
+    max_drop_db: float | None = None,
+    max_abs_rel_increase: float | None = None,
+    evaluator=None,
+    trained: bool | None = None,
 ) -> DeployResult:
-    """Build, verify, measure and ship the fastest verified form of ``model`` into ``out``; see the module docstring."""
+    """Build, verify, measure and ship the fastest verified form of ``model`` into ``out``; see the module docstring.
+
+    A dense task model (a registered task model name, a task checkpoint, or a module whose ``spec.task`` is not
+    classification) is judged by its task's :class:`~edgevision.deploy.tasks.TaskEvaluator` (``evaluator``, default the
+    task's own) under the task's budget: ``max_drop`` in mIoU / mAP points (segmentation / detection; top-1 points for
+    classifiers, default 0.5), ``max_drop_db`` in dB of PSNR (super-resolution), ``max_abs_rel_increase`` (depth);
+    see :mod:`.task_pipeline`. ``trained`` (task models; default: a checkpoint was given) says the weights are trained,
+    so the task metric is verified rather than the output SQNR. ``verification`` defaults to 1000 held-out images for classifiers, 32 for tasks.
+    """
     from .. import __version__
     from ..atomic import atomic_path, atomic_write_text
     from ..export import ExportError, export_onnx
@@ -225,8 +278,10 @@ def deploy(
     from ..machine import machine_info
 
     say = progress or (lambda message: None)
-    if max_drop is None or not max_drop >= 0:
-        raise DeployError(f"--max-drop must be >= 0 points of top-1, got {max_drop}")
+    budgets = {"--max-drop": max_drop, "--max-drop-db": max_drop_db, "--max-abs-rel-increase": max_abs_rel_increase}
+    for option, value in budgets.items():
+        if value is not None and not value >= 0:
+            raise DeployError(f"{option} must be >= 0, got {value}")
     for runtime in runtimes:
         if runtime not in RUNTIMES:
             raise DeployError(f"unknown runtime {runtime!r} in --runtimes; choose from {', '.join(RUNTIMES)}")
@@ -242,7 +297,18 @@ def deploy(
         raise DeployError(f"--out {str(out)!r} is a file; give a directory")
     machine = machine_info()
     threads = threads or machine.physical_cores
+    task, metric = _task_options(model, checkpoint, evaluator, budgets, qat_steps=qat_steps, search=search)  # fails before any build
     module, onnx_path, name, metadata = _load(model, checkpoint, input_size, None)
+    checkpoint = metadata.pop("checkpoint", checkpoint)  # MODEL may itself be the checkpoint file
+    if metric is not None:
+        return _deploy_dense(module, out, evaluator, metric, budgets[metric.budget_option], name=name, metadata=metadata, checkpoint=checkpoint,
+                             data=data, calibration=calibration, verification=verification, input_size=input_size,
+                             runtimes=runtimes, precisions=precisions, method=method, scheme=scheme, min_sqnr_db=min_sqnr_db,
+                             threads=threads, budget_s=budget_s, rounds=rounds, machine=machine, progress=say,
+                             trained=checkpoint is not None if trained is None else trained)
+    max_drop = 0.5 if max_drop is None else max_drop
+    verification = 1000 if verification is None else verification
+    search = 256 if search is None else search
     shape = _input_shape(module, onnx_path, metadata, input_size)
     trained = checkpoint is not None
     preprocess = metadata.get("preprocess", {})
@@ -269,14 +335,7 @@ def deploy(
     # the float reference: the PyTorch model (or the given ONNX file in ONNX Runtime)
     say("exporting the deploy form")
     if onnx_path is None:
-        def export(path: Path) -> None:
-            with atomic_path(path) as temporary:
-                try:
-                    export_onnx(module, temporary, shape, deploy=True)
-                except ExportError as error:
-                    raise DeployError(f"export failed: {error}") from None
-
-        float_onnx = work.artifact("model.fp32.onnx", export)
+        float_onnx = _export_float(work, module, shape)
         with torch.no_grad():
             reference = torch.cat([module(splits.verification.images[i : i + 64]) for i in range(0, len(splits.verification), 64)]).numpy()
     else:
@@ -393,20 +452,7 @@ def deploy(
         else:
             candidate.verified = candidate.sqnr_db >= min_sqnr_db
             candidate.check = f"output SQNR {candidate.sqnr_db:.1f} dB {'>=' if candidate.verified else '<'} {min_sqnr_db} dB (accuracy not verified: random weights)"
-    verified = [c for c in candidates if c.verified]
-    baseline = next(c for c in candidates if c.runtime == "ort" and c.precision == "fp32")
-    timed = verified if baseline in verified else [baseline, *verified]
-    say(f"measuring {len(timed)} candidates interleaved ({rounds} rounds, {budget_s:.0f} s each)")
-    _interleaved(timed, shape, threads, budget_s, rounds)
-    for candidate in candidates:
-        if candidate.precision == "int8" and candidate.verified and candidate.median_ms and baseline.median_ms and candidate.median_ms >= baseline.median_ms:
-            candidate.rejected = f"measured slower than fp32 ORT ({candidate.median_ms:.3f} >= {baseline.median_ms:.3f} ms)"
-    shippable = [c for c in candidates if c.verified and not c.rejected and c.median_ms is not None and c.note != "baseline only"]
-    if not shippable:
-        failed = "; ".join(f"{c.label}: {c.rejected or c.check}" for c in candidates if c.note != "baseline only")
-        raise DeployError(f"no candidate passed verification ({failed}); nothing was shipped")
-    best = min(shippable, key=lambda c: c.median_ms)
-    best.shipped = True
+    best, baseline = _measure_and_choose(candidates, shape, threads, budget_s, rounds, say)
 
     # ship: the file(s), then deploy.json and report.md (deploy.json last: its presence means a complete deploy)
     shipped_files = _ship(best, out)
@@ -444,6 +490,74 @@ def deploy(
     atomic_write_text(out / "report.md", _report(result))
     atomic_write_text(out / "deploy.json", json.dumps(result, indent=2, default=str) + "\n")
     return DeployResult(result, best, candidates)
+
+
+_BUDGET_TASKS = {"--max-drop-db": "super-resolution (PSNR dB)", "--max-abs-rel-increase": "depth (abs-rel)"}
+
+
+def _task_of(model, checkpoint, evaluator) -> str:
+    """The task of what the user gave, without building it: the evaluator's, the checkpoint's metadata, or the registry's."""
+    from ..checkpoint import CheckpointError, read_metadata
+    from ..registry import UnknownModelError, model_task
+
+    if evaluator is not None:
+        return evaluator.task
+    if isinstance(model, nn.Module):
+        return getattr(getattr(model, "spec", None), "task", None) or "classification"
+    file = str(model) if str(model).endswith(".safetensors") else checkpoint
+    if file:
+        try:
+            metadata = read_metadata(file)
+        except CheckpointError as error:
+            raise DeployError(str(error)) from None
+        return metadata.get("task") or "classification"  # classifier checkpoints predate the "task" key
+    if str(model).endswith((".onnx", ".safetensors")):
+        return "classification"
+    try:
+        return model_task(str(model))
+    except (UnknownModelError, KeyError) as error:
+        raise DeployError(str(error).strip("'\"")) from None
+
+
+def _task_options(model, checkpoint, evaluator, budgets: dict, *, qat_steps: int, search: int | None):
+    """(task, its TaskMetric or None for classifiers) after checking the options that depend on the task."""
+    from .tasks import task_metric
+
+    task = _task_of(model, checkpoint, evaluator)
+    name = getattr(getattr(model, "spec", None), "name", None) if isinstance(model, nn.Module) else str(model)
+    if task == "classification":
+        for option in ("--max-drop-db", "--max-abs-rel-increase"):
+            if budgets[option] is not None:
+                raise DeployError(f"{option} is a {_BUDGET_TASKS[option]} budget; {name} is a classifier: use --max-drop (points of top-1)")
+        return task, None
+    if qat_steps:
+        raise DeployError(f"--qat is classifier-only (top-1 fine-tuning); {name} is a {task} model: drop --qat")
+    if search is not None:
+        raise DeployError(f"--search sizes the classifier's mixed-precision search; {name} is a {task} model: drop --search")
+    metric = evaluator.metric if evaluator is not None else task_metric(task)
+    for option, value in budgets.items():
+        if value is not None and option != metric.budget_option:
+            raise DeployError(f"{option} does not apply to {task} model {name}: its budget is {metric.budget_option} in {metric.unit} ({metric.label})")
+    return task, metric
+
+
+def _deploy_dense(module, out: Path, evaluator, metric, budget: float | None, *, name: str, metadata: dict, checkpoint, data,
+                  calibration: int, verification: int | None, input_size, trained: bool, **options) -> DeployResult:
+    """The task-model branch of :func:`deploy`: build the task's evaluator (unless given) and run :func:`deploy_task`."""
+    from .tasks import task_evaluator
+    from .task_pipeline import deploy_task
+
+    if module is None:
+        raise DeployError("an .onnx file is deployed as a classifier; give a task model's name or checkpoint to judge it by its task metric")
+    if evaluator is None:
+        try:
+            evaluator = task_evaluator(module, metadata, data, calibration=calibration, verification=verification or 32, input_size=input_size,
+                                       work_dir=out / ".work-data")
+        except (ValueError, OSError) as error:
+            raise DeployError(str(error).strip().splitlines()[0]) from None
+    out.mkdir(parents=True, exist_ok=True)
+    return deploy_task(module, out, evaluator, name=name, trained=trained, budget=metric.default_budget if budget is None else budget,
+                       checkpoint=checkpoint, **options)
 
 
 def _openvino_installed() -> bool:

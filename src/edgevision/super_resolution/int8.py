@@ -1,9 +1,13 @@
 """INT8 SR through the deploy package's static quantization, accepted against a PSNR budget instead of top-1.
 
-``quantize_sr`` writes a fixed-size QDQ ONNX graph (ORT ``quantize_static`` via
-:func:`edgevision.deploy.quantize.quantize`) calibrated on LR crops, then runs fp32 and INT8 on the same
-LR/HR crops and reports both PSNRs on Y; tries min/max, then percentile, then entropy calibration and
-keeps the first within ``max_drop_db`` of fp32 (``accepted`` False with the best one when none is).
+:class:`SREvaluator` is this task's :class:`~edgevision.deploy.tasks.TaskEvaluator`: centre LR crops
+of a fixed side (the INT8 graph has a fixed input size) for calibration, and the mean Y-channel PSNR
+of any runnable (PyTorch, ONNX Runtime, OpenVINO) on held-out LR/HR crops. ``edgevision deploy``
+uses it through :func:`deploy_evaluator`. ``quantize_sr`` writes a fixed-size QDQ ONNX graph (ORT
+``quantize_static`` via :func:`edgevision.deploy.quantize.quantize`) calibrated on LR crops, runs fp32
+and INT8 on the same crops; it tries min/max, then percentile, then entropy calibration and keeps the
+first within ``max_drop_db`` of fp32 (``accepted`` False with the best one when none is), through the
+shared :func:`~edgevision.deploy.tasks.quantize_within_budget`.
 """
 
 from __future__ import annotations
@@ -14,10 +18,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..deploy.tasks import TaskMetric, quantize_within_budget
 from .data import SRPair
 from .metrics import psnr_y
 
-__all__ = ["quantize_sr", "crop_pairs"]
+__all__ = ["METRIC", "PSNR", "SREvaluator", "crop_pairs", "deploy_evaluator", "quantize_sr"]
+
+PSNR = TaskMetric(name="psnr", label="PSNR (Y)", higher_is_better=True, budget_option="--max-drop-db", unit="dB", scale=1.0, default_budget=0.3)
+METRIC = PSNR  # read by edgevision.deploy.tasks.task_metric before any data is loaded
 
 
 def crop_pairs(pairs: list[SRPair], size: int, scale: int) -> list[SRPair]:
@@ -33,48 +41,66 @@ def crop_pairs(pairs: list[SRPair], size: int, scale: int) -> list[SRPair]:
     return out
 
 
-def _onnx_psnr(path: Path, pairs: list[SRPair], scale: int) -> float:
-    import onnxruntime as ort
+class SREvaluator:
+    """Mean Y PSNR (border = scale) on ``size``-pixel LR crops of ``evaluation``; calibration crops of ``calibration``."""
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    values = []
-    for pair in pairs:
-        sr = session.run(None, {name: pair.lr[None].numpy().astype(np.float32)})[0][0]
-        values.append(psnr_y(torch.from_numpy(sr).clamp(0, 1), pair.hr, scale))
-    return float(np.mean(values))
+    task = "super-resolution"
+    metric = PSNR
+
+    def __init__(self, calibration: list[SRPair], evaluation: list[SRPair], *, size: int, scale: int, in_channels: int = 3,
+                 data: str = "") -> None:
+        self.calibration, self.held_out = crop_pairs(calibration, size, scale), crop_pairs(evaluation, size, scale)
+        if not self.calibration or not self.held_out:
+            raise ValueError(f"no image has a {size}x{size} LR crop for calibration/evaluation; lower the size")
+        self.scale, self.input_shape = scale, (in_channels, size, size)
+        self.data = data or f"{len(self.calibration)} calibration / {len(self.held_out)} held-out {size}-px LR crops"
+
+    def calibration_images(self) -> torch.Tensor:
+        return torch.stack([p.lr for p in self.calibration])
+
+    def verification_images(self) -> torch.Tensor:
+        return torch.stack([p.lr for p in self.held_out[:8]])
+
+    def evaluate(self, forward) -> dict:
+        values = []
+        for pair in self.held_out:
+            sr = forward(pair.lr[None].float())
+            sr = (sr[0] if isinstance(sr, tuple) else sr)[0]
+            values.append(psnr_y(sr.float().clamp(0, 1), pair.hr, self.scale))
+        return {"psnr": float(np.mean(values)), "images": len(values)}
+
+
+def deploy_evaluator(model, metadata: dict, data: str | None, *, calibration: int = 32, verification: int = 32, input_size=None,
+                     work_dir: Path | None = None) -> SREvaluator:
+    """``edgevision deploy``'s evaluator: ``default`` data = the bundled JPEGs (calibration) and PNGs (held out), else a
+    dataset folder's train/valid pairs; LR crops of ``input_size`` (default 64, like ``eval --int8-size``)."""
+    from .data import bundled_images, bundled_pairs, load_folder_pairs, make_pair
+
+    scale = model.spec.scale
+    data = data or ("default" if str(metadata.get("dataset", "default")).startswith("bundled") else metadata.get("dataset")) or "default"
+    if data == "default":
+        train = [make_pair(name, hr, scale) for name, hr in bundled_images("train")]
+        held_out = bundled_pairs(scale)
+    else:
+        folder = data.split(":", 1)[1] if data.startswith("folder:") else data
+        train, held_out = load_folder_pairs(folder, scale, split="train"), load_folder_pairs(folder, scale, split="valid")
+    size = int(input_size or 64)
+    return SREvaluator(train[:calibration], held_out[:verification], size=size, scale=scale, in_channels=model.spec.in_channels,
+                       data=f"{data} (x{scale}, {size}-px LR crops)")
 
 
 def quantize_sr(model: nn.Module, calibration: list[SRPair], evaluation: list[SRPair], output: str | Path,
                 size: int = 64, max_drop_db: float = 0.3) -> dict:
     """INT8 graph of ``model`` for ``size`` x ``size`` LR inputs at ``output``, with fp32/INT8 PSNR on ``evaluation`` crops."""
-    from ..deploy.quantize import quantize
     from ..export import export_onnx
 
-    scale = model.spec.scale
-    calib = crop_pairs(calibration, size, scale)
-    held_out = crop_pairs(evaluation, size, scale)
-    if not calib or not held_out:
-        raise ValueError(f"no image has a {size}x{size} LR crop for calibration/evaluation; lower the size")
+    evaluator = SREvaluator(calibration, evaluation, size=size, scale=model.spec.scale, in_channels=model.spec.in_channels)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     float_path = output.with_suffix(".fp32.onnx")
-    export_onnx(model, float_path, (1, model.spec.in_channels, size, size))
-    fp32 = _onnx_psnr(float_path, held_out, scale)
-    images = torch.stack([p.lr for p in calib])
-    tried = []
-    for method in ("minmax", "percentile", "entropy"):
-        candidate = output.with_suffix(f".{method}.onnx")
-        quantize(float_path, images, candidate, method=method, calibration_count=len(images))
-        int8 = _onnx_psnr(candidate, held_out, scale)
-        tried.append({"method": method, "psnr": int8, "drop_db": fp32 - int8, "path": str(candidate)})
-        if fp32 - int8 <= max_drop_db:
-            break
-    best = min(tried, key=lambda t: t["drop_db"])
-    Path(best["path"]).replace(output)
-    for other in tried:
-        if other is not best:
-            Path(other["path"]).unlink(missing_ok=True)
-    return {"fp32_psnr": fp32, "int8_psnr": best["psnr"], "drop_db": best["drop_db"], "method": best["method"],
-            "max_drop_db": max_drop_db, "accepted": best["drop_db"] <= max_drop_db, "tried": tried,
-            "path": str(output), "fp32_path": str(float_path), "lr_size": size, "images": len(held_out)}
+    export_onnx(model, float_path, (1, *evaluator.input_shape))
+    result = quantize_within_budget(float_path, evaluator, output, max_drop_db, methods=("minmax", "percentile", "entropy"))
+    tried = [{"method": t["method"], "psnr": t["metrics"]["psnr"], "drop_db": t["change"]} for t in result["tried"]]
+    return {"fp32_psnr": result["float"]["psnr"], "int8_psnr": result["int8"]["psnr"], "drop_db": result["judgement"]["change"],
+            "method": result["method"], "max_drop_db": max_drop_db, "accepted": result["accepted"], "tried": tried,
+            "path": str(output), "fp32_path": str(float_path), "lr_size": size, "images": len(evaluator.held_out)}

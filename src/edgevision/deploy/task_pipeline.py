@@ -1,0 +1,267 @@
+"""``deploy()`` for dense task models: the fastest form whose task metric stays within the task's budget.
+
+The same candidates, measurement and shipping as the classifier path (:mod:`.pipeline`), judged by
+the task's :class:`~edgevision.deploy.tasks.TaskEvaluator` instead of top-1:
+
+* the graph is exported, calibrated and verified at the task's resolution (the checkpoint's
+  training resolution/crop; ``--input-size`` overrides) with a fixed H x W and a dynamic batch —
+  static INT8 scales are calibrated for one input size, and the latency is measured at it;
+* fp32 candidates: every output within ``1e-4`` of the PyTorch model's output scale on held-out inputs;
+* INT8 candidates with a trained checkpoint: the evaluator's primary metric on the held-out split
+  (mIoU, mAP, PSNR, abs-rel) within the budget of the float model's (a drop, or for abs-rel an
+  increase, in the metric's own unit); without a checkpoint (random weights) the metric means
+  nothing, so the output SQNR against fp32 must reach ``min_sqnr_db`` and deploy.json says
+  ``accuracy_verified: false``;
+* INT8 forms are static PTQ on ONNX Runtime (this CPU's scheme, the ``method`` calibration) and NNCF
+  for OpenVINO; the per-block mixed-precision search and QAT are classifier-only for now.
+
+Detectors: the raw head graph is quantized and shipped; decoding and NMS run in fp32 (see
+:mod:`edgevision.detection.deploy_eval`), and deploy.json's ``postprocess`` says so.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .tasks import TaskEvaluator, flat_outputs, onnx_forward, openvino_forward, torch_forward
+from .verify import relative_error, sqnr_db
+
+__all__ = ["deploy_task"]
+
+
+def deploy_task(
+    module: nn.Module,
+    out: Path,
+    evaluator: TaskEvaluator,
+    *,
+    name: str,
+    trained: bool,
+    budget: float,
+    checkpoint: str | None,
+    runtimes: Sequence[str],
+    precisions: Sequence[str],
+    method: str,
+    scheme,
+    min_sqnr_db: float,
+    threads: int,
+    budget_s: float,
+    rounds: int,
+    machine,
+    progress: Callable[[str], None],
+):
+    from .. import __version__
+    from ..atomic import atomic_write_text
+    from ..latency.runtimes import _version
+    from .calibration import ImageSet
+    from .isa import cpu_features, machine_scheme
+    from .pipeline import FP32_PARITY, Candidate, DeployError, DeployResult, _export_float, _key, _measure_and_choose, _openvino_installed, _row, _ship, _Work
+    from .quantize import quantize
+
+    say = progress
+    metric = evaluator.metric
+    shape = tuple(int(d) for d in evaluator.input_shape)
+    chosen_scheme = machine_scheme() if scheme in (None, "machine") else scheme
+    key = _key(model=name, task=evaluator.task, checkpoint=checkpoint and os.path.getmtime(checkpoint), data=evaluator.data, shape=shape,
+               method=method, scheme=str(chosen_scheme), version=__version__)  # the budget is not in the key: artifacts do not depend on it
+    work = _Work(out / ".work", key)
+    calibration = evaluator.calibration_images()
+    if calibration.ndim != 4 or calibration.shape[0] == 0 or tuple(calibration.shape[1:]) != shape:
+        raise DeployError(f"the {evaluator.task} calibration set is {tuple(calibration.shape)}, not N x {'x'.join(map(str, shape))} with N >= 1; "
+                          "give more images (--calibration) or another --data")
+    held_out = evaluator.verification_images()
+
+    say(f"exporting the deploy form at {'x'.join(map(str, shape))}")
+    float_onnx = _export_float(work, module, shape)
+    reference = flat_outputs(torch_forward(module)(held_out))
+    float_metrics = None
+    if trained:
+        say(f"evaluating the float model ({metric.label})")
+        float_metrics = evaluator.evaluate(torch_forward(module))
+
+    candidates: list[Candidate] = []
+    if "fp32" in precisions:
+        for runtime in runtimes:
+            if runtime == "openvino" and not _openvino_installed():
+                candidates.append(Candidate(runtime, "fp32", "fp32", None, verified=False, check="openvino not installed: pip install 'edgevision[openvino]'"))
+                continue
+            candidates.append(Candidate(runtime, "fp32", "fp32", str(float_onnx)))
+    if not any(c.runtime == "ort" and c.precision == "fp32" for c in candidates):  # the baseline is always measured
+        candidates.insert(0, Candidate("ort", "fp32", "fp32", str(float_onnx), note="baseline only"))
+    if "int8" in precisions and "ort" in runtimes:
+        say(f"quantizing (static PTQ, {method}, {getattr(chosen_scheme, 'name', chosen_scheme)}, {len(calibration)} calibration images)")
+        ptq = work.artifact("model.int8.onnx", lambda path: quantize(float_onnx, calibration, path, method=method, scheme=chosen_scheme,
+                                                                     calibration_count=len(calibration)))
+        candidates.append(Candidate("ort", "int8", "ptq", str(ptq)))
+    if "int8" in precisions and "openvino" in runtimes:
+        from .openvino import nncf_quantize, openvino_available
+
+        if openvino_available():
+            say("quantizing for OpenVINO (NNCF)")
+            images = ImageSet(calibration, None, evaluator.data)
+            try:
+                xml = work.artifact("model.nncf.xml", lambda path: nncf_quantize(float_onnx, images, path))
+                candidates.append(Candidate("openvino", "int8", "nncf", str(xml)))
+            except Exception as error:  # NNCF failing on one model is a failed candidate, not a failed deploy
+                candidates.append(Candidate("openvino", "int8", "nncf", None, verified=False, check=f"NNCF failed: {str(error).splitlines()[0] if str(error) else type(error).__name__}"))
+        else:
+            candidates.append(Candidate("openvino", "int8", "nncf", None, verified=False, check="openvino/nncf not installed: pip install 'edgevision[openvino]'"))
+
+    say(f"verifying candidates ({metric.label} on the held-out split)" if trained else "verifying candidates (parity / output SQNR)")
+    for candidate in candidates:
+        if candidate.verified is False:
+            continue
+        try:
+            if candidate.runtime == "compile":
+                candidate.model = module  # type: ignore[attr-defined]
+                compiled = torch.compile(module, backend="inductor", dynamic=False)
+                forward = torch_forward(compiled)
+            elif candidate.runtime == "openvino":
+                forward = openvino_forward(candidate.path, threads)
+            else:
+                forward = onnx_forward(candidate.path, threads)
+            output = flat_outputs(forward(held_out))
+            metrics = evaluator.evaluate(forward) if trained else None
+        except Exception as error:  # a runtime that cannot run its candidate: that candidate fails, the others go on
+            candidate.verified, candidate.check = False, f"cannot run on {candidate.runtime}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+            continue
+        finally:
+            if candidate.runtime == "compile":
+                torch._dynamo.reset()
+        candidate.sqnr_db = round(sqnr_db(reference, output), 2)
+        if metrics is not None:
+            candidate.metrics = metrics  # type: ignore[attr-defined]
+            candidate.accuracy = round(float(metrics[metric.name]), 6)
+            candidate.change = round(metric.change(float_metrics[metric.name], metrics[metric.name]), 6)  # type: ignore[attr-defined]
+        if candidate.precision == "fp32":
+            candidate.parity = relative_error(reference, output)
+            candidate.verified = candidate.parity <= FP32_PARITY
+            candidate.check = f"fp32 parity {candidate.parity:.1e} of the output scale ({'<=' if candidate.verified else '>'} {FP32_PARITY:.0e})"
+        elif trained:
+            word = "drop" if metric.higher_is_better else "increase"
+            candidate.verified = candidate.change <= budget
+            candidate.check = (f"{metric.label} {candidate.accuracy:.4g} vs float {float_metrics[metric.name]:.4g}: {word} {candidate.change:.3g} "
+                               f"{metric.unit} {'<=' if candidate.verified else '>'} {budget} ({metric.budget_option})")
+        else:
+            candidate.verified = candidate.sqnr_db >= min_sqnr_db
+            candidate.check = f"output SQNR {candidate.sqnr_db:.1f} dB {'>=' if candidate.verified else '<'} {min_sqnr_db} dB ({metric.label} not verified: random weights)"
+    baseline = next(c for c in candidates if c.runtime == "ort" and c.precision == "fp32")
+    if baseline.verified is not True:
+        raise DeployError(f"the fp32 ONNX Runtime baseline failed verification ({baseline.check}); nothing was shipped")
+    best, baseline = _measure_and_choose(candidates, shape, threads, budget_s, rounds, say)
+
+    shipped_files = _ship(best, out)
+    float_value = float_metrics[metric.name] if float_metrics else None
+    postprocess = None
+    if hasattr(module, "postprocess"):
+        postprocess = (f"model.onnx is the raw head graph ({len(_outputs(best.path)) if best.path and best.path.endswith('.onnx') else 'its'} outputs); "
+                       f"decode and NMS run in fp32 ({type(module).__name__}.postprocess), the form the metric was verified on. "
+                       "`edgevision export` writes the fp32 graph with NonMaxSuppression.")
+    result = {
+        "model": name,
+        "task": evaluator.task,
+        "runtime": best.runtime,
+        "precision": best.precision,
+        "variant": best.variant,
+        "files": shipped_files,
+        "input_shape": [1, *shape],
+        "input_size_fixed": True,
+        "median_ms": best.median_ms,
+        "ci_low_ms": best.ci_low_ms,
+        "ci_high_ms": best.ci_high_ms,
+        "fp32_ort_median_ms": baseline.median_ms,
+        "speedup_vs_fp32_ort": baseline.median_ms / best.median_ms if best.median_ms else None,
+        "metric": metric.name,
+        "metric_label": metric.label,
+        "higher_is_better": metric.higher_is_better,
+        "budget_option": metric.budget_option,
+        "budget": budget,
+        "budget_unit": metric.unit,
+        "metric_float": float_value,
+        "metric_deployed": best.accuracy if trained else None,
+        "metric_change": getattr(best, "change", None) if trained else None,
+        "metrics_float": float_metrics,
+        "metrics_deployed": getattr(best, "metrics", None) if trained else None,
+        "accuracy_float": float_value,
+        "accuracy_deployed": best.accuracy if trained else None,
+        "accuracy_verified": trained,
+        "accuracy_note": "" if trained else f"no checkpoint (random weights): {metric.label} was not verified; int8 judged on output SQNR and speed only",
+        "max_drop": budget,
+        "verified": True,
+        "verification": best.check,
+        "postprocess": postprocess,
+        "data": evaluator.data,
+        "calibration_images": int(calibration.shape[0]),
+        "quantization": {"method": method, "scheme": getattr(chosen_scheme, "to_dict", lambda: chosen_scheme)(), "per_channel": True,
+                         "format": "QDQ", "cpu": cpu_features().to_dict()},
+        "mixed_precision": None,
+        "threads": threads,
+        "machine": machine.to_dict(),
+        "versions": {"edgevision": __version__, **{p: _version(p) for p in ("torch", "onnx", "onnxruntime", "openvino", "nncf")}},
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "candidates": [_task_row(c, _row) for c in candidates],
+    }
+    atomic_write_text(out / "report.md", _report(result))
+    atomic_write_text(out / "deploy.json", json.dumps(result, indent=2, default=str) + "\n")
+    return DeployResult(result, best, candidates)
+
+
+def _outputs(path: str) -> list[str]:
+    import onnx
+
+    return [o.name for o in onnx.load(path, load_external_data=False).graph.output]
+
+
+def _task_row(candidate, row) -> dict:
+    data = row(candidate)
+    data.pop("model", None)
+    data["metric"] = data.pop("accuracy")
+    data["metric_change"] = getattr(candidate, "change", None)
+    data["metrics"] = getattr(candidate, "metrics", None)
+    return data
+
+
+def _report(result: dict) -> str:
+    def ms(value):
+        return "-" if value is None else f"{value:.3f}"
+
+    def number(value):
+        return "-" if value is None else f"{value:.4g}"
+
+    lines = [
+        f"# Deploy: {result['model']} ({result['task']})",
+        "",
+        f"Shipped **{result['runtime']} / {result['precision']}** ({result['variant']}): {ms(result['median_ms'])} ms "
+        f"(95% CI {ms(result['ci_low_ms'])}-{ms(result['ci_high_ms'])}), "
+        f"{result['speedup_vs_fp32_ort']:.2f}x fp32 ONNX Runtime ({ms(result['fp32_ort_median_ms'])} ms); files: {', '.join(result['files'])}.  ",
+        f"Verification: {result['verification']}.  ",
+        (f"{result['metric_label']}: float {number(result['metric_float'])}, deployed {number(result['metric_deployed'])} "
+         f"(budget {result['budget']} {result['budget_unit']}, {result['budget_option']})") if result["accuracy_verified"] else f"{result['accuracy_note']}.",
+        "",
+        f"Data: {result['data']}; input {'x'.join(map(str, result['input_shape']))} (fixed H x W); "
+        f"INT8 scheme {(result['quantization']['scheme'] or {}).get('name') if isinstance(result['quantization']['scheme'], dict) else result['quantization']['scheme']}, calibration {result['quantization']['method']} on {result['calibration_images']} images.  ",
+    ]
+    if result.get("postprocess"):
+        lines.append(f"Post-processing: {result['postprocess']}  ")
+    lines += [
+        f"Machine: {result['machine']['cpu_model']} ({result['machine']['physical_cores']} cores), {result['quantization']['cpu']['summary']}; "
+        f"fingerprint `{result['machine']['fingerprint']}`; {result['threads']} threads, batch 1.  ",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) + ".",
+        "",
+        f"| candidate | verified | check | {result['metric_label']} | change ({result['budget_unit']}) | SQNR dB | median ms | 95% CI | runs | shipped |",
+        "|---|---|---|---:|---:|---:|---:|---|---:|---|",
+    ]
+    for row in result["candidates"]:
+        ci = "-" if row["ci_low_ms"] is None else f"{row['ci_low_ms']:.3f}-{row['ci_high_ms']:.3f}"
+        lines.append(
+            f"| {row['label']}{' (' + row['note'] + ')' if row['note'] else ''} | {row['verified']} | {row['check']} | {number(row['metric'])} | "
+            f"{number(row['metric_change'])} | {'-' if row['sqnr_db'] is None else row['sqnr_db']} | {ms(row['median_ms'])} | {ci} | {row['runs']} | "
+            f"{'**yes**' if row['shipped'] else ('no: ' + row['rejected'] if row['rejected'] else '')} |"
+        )
+    return "\n".join(lines) + "\n"

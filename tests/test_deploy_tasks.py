@@ -1,0 +1,144 @@
+"""`edgevision deploy` on dense task models: the TaskEvaluator protocol, task budgets, deploy.json, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import edgevision as ev
+from edgevision.cli import main
+from edgevision.deploy import deploy
+from edgevision.deploy.tasks import TaskEvaluator, TaskMetric, flat_outputs, onnx_forward, task_metric
+
+
+class _TinyDense(nn.Module):
+    """3 -> 4 channels at full resolution: a dense model small enough to export and quantize in a blink."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 1))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class _ReferenceErrorEvaluator:
+    """A task whose metric is the max |output - PyTorch output| x 1000 (lower is better): exactly 0 for the float model,
+    > 0 for an INT8 graph. Not a subclass of anything: the pipeline must go by the protocol alone."""
+
+    task = "toy"
+    metric = TaskMetric(name="error", label="max error", higher_is_better=False, budget_option="--max-drop", unit="milli", scale=1.0)
+    data = "random 16x16 images"
+
+    def __init__(self, model) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.images = torch.randn(12, 3, 16, 16, generator=generator)
+        self.input_shape = (3, 16, 16)
+        with torch.no_grad():
+            self.reference = model.eval()(self.images[6:]).numpy()
+
+    def calibration_images(self):
+        return self.images[:6]
+
+    def verification_images(self):
+        return self.images[6:9]
+
+    def evaluate(self, forward):
+        output = forward(self.images[6:])
+        return {"error": float(np.abs(np.asarray(output) - self.reference).max() * 1000)}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    model = _TinyDense().eval()
+    with torch.no_grad():  # non-trivial BN statistics, so folding is exercised
+        model.body[1].running_mean.uniform_(-0.5, 0.5)
+        model.body[1].running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def test_task_metric_change_is_a_drop_or_an_increase_in_budget_units():
+    miou = task_metric("segmentation")
+    assert (miou.name, miou.budget_option, miou.higher_is_better) == ("miou", "--max-drop", True)
+    assert miou.change(0.50, 0.48) == pytest.approx(2.0)  # fractions -> points
+    assert task_metric("super-resolution").change(30.0, 29.8) == pytest.approx(0.2)
+    abs_rel = task_metric("depth")
+    assert abs_rel.budget_option == "--max-abs-rel-increase" and abs_rel.change(0.10, 0.12) == pytest.approx(0.02)
+    assert abs_rel.change(0.10, 0.09) < 0  # better than float: a negative change
+    assert (task_metric("detection").name, task_metric("detection").scale) == ("mAP", 100.0)
+    with pytest.raises(ValueError, match="no deploy evaluator for task 'classification'"):
+        task_metric("classification")
+
+
+def test_deploy_judges_int8_by_the_evaluators_metric_and_budget(tiny, tmp_path):
+    evaluator = _ReferenceErrorEvaluator(tiny)
+    assert isinstance(evaluator, TaskEvaluator)
+    strict = deploy(tiny, tmp_path / "strict", evaluator=evaluator, trained=True, runtimes=("ort",), max_drop=0.0, budget_s=0.1, rounds=1)
+    rows = {row["label"]: row for row in strict.data["candidates"]}
+    fp32, int8 = rows["ort/fp32"], rows["ort/int8"]
+    assert fp32["verified"] and fp32["metric"] < 1e-1  # the float graph reproduces PyTorch (parity check passed too)
+    assert int8["metric"] > 0 and int8["metric_change"] == pytest.approx(int8["metric"] - strict.data["metric_float"], abs=1e-6)
+    assert int8["verified"] is False and "--max-drop" in int8["check"] and "increase" in int8["check"]
+    assert strict.data["precision"] == "fp32" and strict.data["metric"] == "error" and strict.data["task"] == "toy"
+    assert strict.data["metric_float"] == 0.0 and strict.data["budget"] == 0.0 and strict.data["higher_is_better"] is False
+    written = json.loads((tmp_path / "strict" / "deploy.json").read_text())
+    assert written["candidates"] == json.loads(json.dumps(strict.data["candidates"], default=str))
+    assert (tmp_path / "strict" / "model.onnx").is_file() and "| ort/int8 |" in (tmp_path / "strict" / "report.md").read_text()
+
+    # same --out: the export and the INT8 graph are reused (the budget is not part of the artifacts' key)
+    loose = deploy(tiny, tmp_path / "strict", evaluator=evaluator, trained=True, runtimes=("ort",), max_drop=1e9, budget_s=0.1, rounds=1)
+    int8 = next(row for row in loose.data["candidates"] if row["label"] == "ort/int8")
+    assert int8["verified"] is True  # the same graph within a budget that admits it (shipped only if also faster)
+    shipped = [row["label"] for row in loose.data["candidates"] if row["shipped"]]
+    assert shipped == [f"{loose.data['runtime']}/{loose.data['precision']}"]
+
+
+def test_segmentation_deploy_records_miou_of_float_and_int8(tmp_path):
+    from test_segmentation import _mask_folder
+
+    from edgevision.segmentation import LRASPPSpec
+    from edgevision.segmentation.data import load_mask_folder
+    from edgevision.segmentation.deploy import SegmentationEvaluator
+    from edgevision.segmentation.training import evaluate_segmentation
+
+    _mask_folder(tmp_path / "data", "train", 2)
+    _mask_folder(tmp_path / "data", "val", 2)
+    train_set, val_set = load_mask_folder(tmp_path / "data", "train"), load_mask_folder(tmp_path / "data", "val")
+    torch.manual_seed(0)
+    model = LRASPPSpec(name="tiny_lraspp", backbone=ev.get_spec("mobilenetv3_small_100"), low_tap="stages.0.0", high_tap="stages.1.1",
+                       num_classes=3, input_size=32).build().eval()
+    evaluator = SegmentationEvaluator(train_set, val_set, resolution=32)
+    result = deploy(model, tmp_path / "out", evaluator=evaluator, trained=True, runtimes=("ort",), max_drop=100.0, budget_s=0.1, rounds=1)
+    data = result.data
+    expected = evaluate_segmentation(model, val_set, resolution=32)["miou"]  # independent run of the eval path
+    assert data["metric"] == "miou" and data["budget_unit"] == "mIoU points" and data["metric_float"] == pytest.approx(expected)
+    assert data["input_shape"] == [1, 3, 32, 32] and data["calibration_images"] == 2
+    int8 = next(row for row in data["candidates"] if row["label"] == "ort/int8")
+    assert int8["metric_change"] == pytest.approx(100 * (expected - int8["metric"]), abs=1e-4)
+    assert int8["verified"] == (int8["metric_change"] <= 100.0)
+    shipped = onnx_forward(tmp_path / "out" / "model.onnx")(evaluator.verification_images())
+    assert flat_outputs(shipped).size == 2 * 3 * 32 * 32
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["lraspp_mobilenet_v3_small", "--max-drop-db", "0.3"], "--max-drop-db does not apply to segmentation model lraspp_mobilenet_v3_small: its budget is --max-drop in mIoU points"),
+        (["carn_m", "--max-drop", "0.5"], "its budget is --max-drop-db in dB"),
+        (["carn_m", "--max-abs-rel-increase", "0.5"], "--max-abs-rel-increase does not apply to super-resolution model"),
+        (["lraspp_mobilenet_v3_small", "--qat", "10"], "--qat is classifier-only"),
+        (["lraspp_mobilenet_v3_small", "--search", "16"], "--search sizes the classifier's mixed-precision search"),
+        (["resnet18", "--max-drop-db", "0.3"], "--max-drop-db is a super-resolution (PSNR dB) budget; resnet18 is a classifier"),
+        (["carn_m", "--max-drop-db", "-1"], "--max-drop-db must be >= 0"),
+    ],
+)
+def test_cli_budget_flags_must_match_the_task(capsys, tmp_path, argv, message):  # checked before the model is built
+    assert main(["deploy", *argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "o" / "deploy.json").exists()
