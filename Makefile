@@ -110,3 +110,7 @@ bench-sr: $(STAMP)  # SR: params/mult-adds vs papers, PSNR/SSIM vs bicubic after
 
 bench-depth: $(STAMP)  # FCRN params vs paper, ORT fp32 latency at 228x304, depth metrics on procedural + motorcycle after a small training budget -> benchmarks/results/depth.md (resumable, ~40 min idle)
 	$(BIN)/python benchmarks/bench_depth.py
+
+.PHONY: bench-roofline-bounds
+bench-roofline-bounds: $(STAMP)  # recompute every bound from roofline.jsonl's stored measurements, no timing (~1 min idle)
+	$(BIN)/python benchmarks/bench_roofline.py --no-measure --passes 1 --out benchmarks/results/roofline-bounds.md
