@@ -126,3 +126,7 @@ test-det-overfit: $(STAMP)  # SSDLite must overfit 4 scenes (AP50 >= 0.9): a det
 .PHONY: bench-deploy-tasks
 bench-deploy-tasks: $(STAMP)  # deploy of one trained model per dense task (seg, det, SR, depth) under its task metric budget -> benchmarks/results/deploy_tasks.md (resumable, ~60-80 min idle)
 	$(BIN)/python benchmarks/bench_deploy_tasks.py
+
+.PHONY: bench-roofline-bounds
+bench-roofline-bounds: $(STAMP)  # recompute every bound from roofline.jsonl's stored measurements, no timing (~1 min idle)
+	$(BIN)/python benchmarks/bench_roofline.py --no-measure --passes 1 --out benchmarks/results/roofline-bounds.md

@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet-wait", type=float, default=30.0, help="seconds to wait for a quiet machine before re-measuring")
     parser.add_argument("--out", default=None, help="report path (default benchmarks/results/roofline[-quick].md)")
     parser.add_argument("--fresh", action="store_true", help="ignore earlier measurements in the JSONL")
+    parser.add_argument("--peaks", default=None, metavar="JSON", help="DevicePeaks JSON to use instead of device_peaks() (e.g. a stored probe)")
+    parser.add_argument("--no-measure", action="store_true", help="rebuild the report from the JSONL's measurements only (no timing)")
     args = parser.parse_args(argv)
     import torch
 
@@ -176,12 +178,17 @@ def main(argv: list[str] | None = None) -> int:
     fingerprint = ev.machine.machine_info().fingerprint
     rows = [r for r in _load(jsonl) if r["fingerprint"] == fingerprint and r["threads"] == args.threads]
     torch.set_num_threads(args.threads)
-    peaks = ev.device_peaks(threads=args.threads)
+    if args.peaks:
+        from edgevision.analysis import DevicePeaks
+
+        peaks = DevicePeaks.from_dict(json.loads(Path(args.peaks).read_text()))
+    else:
+        peaks = ev.device_peaks(threads=args.threads)
     costs: dict[str, dict] = {}
     for name in names:
         costs[name] = _costs(name, peaks)
     done = {(r["model"], r["runtime"], r["pass"]) for r in rows}
-    for pass_index in range(args.passes):  # round robin: every network once per pass
+    for pass_index in range(0 if args.no_measure else args.passes):  # round robin: every network once per pass
         for name in names:
             for runtime in args.runtimes:
                 if (name, runtime, pass_index) in done:

@@ -210,7 +210,7 @@ def test_device_peaks_are_measured_once_and_cached_per_machine(tmp_path, monkeyp
     assert calls == [1] and first == second and first.flops_per_second == 2e10
     assert first.bytes_per_second == 1e10 and first.levels == levels  # DRAM = the outermost level, inf survives JSON
     cached = json.loads((tmp_path / "device_peaks.json").read_text())
-    assert list(cached) == [f"{ev.machine.machine_info().fingerprint}/threads=1/float32/carm-v3"]
+    assert list(cached) == [f"{ev.machine.machine_info().fingerprint}/threads=1/float32/{roofline._CACHE_VERSION}"]
     slower = (roofline.MemoryLevel("L1", 2**15, 1e11), roofline.MemoryLevel("DRAM", float("inf"), 2e10))
     monkeypatch.setattr(roofline, "_measure", lambda threads, dtype, t: calls.append(threads) or ((1e10, "torch.mm 1024"), slower))
     again = device_peaks(threads=1, refresh=True)  # a busier re-probe: slower compute and L1, faster DRAM
@@ -219,7 +219,7 @@ def test_device_peaks_are_measured_once_and_cached_per_machine(tmp_path, monkeyp
 
 
 def test_a_new_cache_version_keeps_the_rates_the_old_one_observed(tmp_path, monkeypatch):
-    """carm-v3 changed the compute probe, not the machine: a first v3 probe keeps v2's higher bandwidths."""
+    """A new version changes the compute probe, not the machine: its first probe keeps an older version's higher bandwidths."""
     monkeypatch.setenv("EDGEVISION_CACHE_DIR", str(tmp_path))
     import edgevision.analysis.roofline as roofline
 
@@ -232,20 +232,36 @@ def test_a_new_cache_version_keeps_the_rates_the_old_one_observed(tmp_path, monk
     peaks = device_peaks(threads=1)
     assert peaks.flops_per_second == 3e11 and peaks.flops_probe == "onnxruntime Conv x"
     assert [lv.bytes_per_second for lv in peaks.levels] == [3e11, 3e10] and peaks.bytes_per_second == 3e10
-    assert f"{prefix}/carm-v3" in json.loads((tmp_path / "device_peaks.json").read_text())
+    assert f"{prefix}/{roofline._CACHE_VERSION}" in json.loads((tmp_path / "device_peaks.json").read_text())
 
 
 def test_compute_peak_is_the_highest_of_torch_and_onnxruntime_kernels(monkeypatch):
     """The peak must reach what every runtime's kernels reach, or ORT beats the "bound" (roofline.md, carm-v2)."""
     import edgevision.analysis.roofline as roofline
 
-    probes = roofline._onnxruntime_peak_flops(threads=1, min_run_time=0.0, repeats=1)
-    assert [name.split()[1] for _, name in probes] == ["MatMul", "Conv", "Conv", "Conv"]
+    tiny = (roofline.ConvProbe("tiny", 8, 16, (3, 3), 8), roofline.ConvProbe("tiny grouped", 16, 16, (7, 1), 6, groups=4, pairs=1))
+    probes = roofline._onnxruntime_peak_flops(threads=1, min_run_time=0.0, repeats=1, probes=tiny, matmul=64)
+    assert [name for _, name in probes] == [
+        "onnxruntime MatMul 64", "onnxruntime Conv 3x3 8<->16 at 8x8 (tiny)", "onnxruntime Conv 7x1 g4 16<->16 at 6x6 (tiny grouped)"
+    ]  # fmt: skip
     assert all(rate > 0 and math.isfinite(rate) for rate, _ in probes)
     monkeypatch.setattr(roofline, "_torch_peak_flops", lambda *a: (1.0, "torch.mm 512"))
     monkeypatch.setattr(roofline, "_onnxruntime_peak_flops", lambda *a: [(3.0, "onnxruntime Conv a"), (2.0, "onnxruntime MatMul b")])
     assert roofline._peak_flops(1, torch.float32, 0.0, 1) == (3.0, "onnxruntime Conv a")
     assert roofline._peak_flops(1, torch.int8, 0.0, 1) == (1.0, "torch.mm 512")  # ORT's probes are fp32 kernels
+
+
+def test_conv_probe_counts_the_flops_of_its_chain_and_covers_the_violating_layers():
+    from edgevision.analysis.roofline import ORT_CONV_PROBES, ConvProbe
+
+    probe = ConvProbe("x", 8, 16, (3, 3), 10, pairs=2)  # 8->16, 16->8, 8->16, 16->8 at 10x10
+    per_pair = (2 * 16 * 100 * 8 * 9 + 2 * 16 * 100) + (2 * 8 * 100 * 16 * 9 + 2 * 8 * 100)  # 2 MACs + bias + ReLU
+    assert probe.flops == 2 * per_pair
+    grouped = ConvProbe("g", 16, 16, (3, 3), 4, groups=4, pairs=1)
+    assert grouped.flops == 2 * (2 * 16 * 16 * 4 * 9 + 2 * 16 * 16)
+    shapes = {(p.in_channels, p.out_channels, p.kernel, p.size, p.groups) for p in ORT_CONV_PROBES}
+    # the largest FLOP share of each network ORT beat the carm-v3 bound on (ORT profile node shapes)
+    assert {(64, 192, (3, 3), 56, 1), (80, 192, (3, 3), 54, 1), (384, 1088, (1, 1), 12, 1), (128, 32, (3, 3), 56, 1), (256, 256, (3, 3), 56, 2)} <= shapes
 
 
 def test_report_exports_json_and_dataframe():

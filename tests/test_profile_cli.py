@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from edgevision.cli import main
 
@@ -70,3 +71,20 @@ def test_profile_user_file_without_factory(tmp_path, capsys):
     source.write_text("x = 1\n")
     assert main(["profile", f"{source}:build"]) == 2
     assert "has no callable 'build'" in capsys.readouterr().err
+
+
+def test_profile_detect_fusion_reports_each_pair_in_json(tmp_path, capsys, monkeypatch):
+    """--detect-fusion: nn-Meter's pair test per standard pair, with a fake timer (no timing)."""
+    import edgevision.analysis.fusion as fusion
+
+    def fake(runtime, threads=1, time_budget_s=1.0):
+        assert runtime == "ort" and threads == 1
+        return lambda module, shape: 1.5 if isinstance(module, torch.nn.Sequential) else 1.0  # saves 0.5 = 0.5 min: not fused
+
+    monkeypatch.setattr(fusion, "measured_timer", fake)
+    out = tmp_path / "r.json"
+    argv = ["profile", "shufflenet_v2_x0_5", "--input", "1x3x32x32", "--no-roofline", "--detect-fusion", "ort", "--threads", "1", "--json", str(out)]
+    assert main(argv) == 0
+    tests = json.loads(out.read_text())["fusion"]
+    assert [t["name"] for t in tests][:2] == ["conv+relu", "conv+hardswish"] and not any(t["fused"] for t in tests)
+    assert tests[0]["saved_ms"] == pytest.approx(0.5) and "fusion on ort" in capsys.readouterr().out

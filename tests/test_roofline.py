@@ -139,6 +139,86 @@ def test_residual_add_and_activation_join_the_conv_kernel_only_when_its_output_h
     assert compiled[1].ops == ("aten.add", "aten.hardswish")  # inductor fuses the point-wise chain
 
 
+class ScaledResidual(nn.Module):
+    """inception_resnet_v2's block tail: relu(h + 0.17 * conv(h)), h from an earlier conv."""
+
+    def __init__(self, channels: int = 8):
+        super().__init__()
+        self.stem = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x):
+        h = torch.relu(self.stem(x))
+        return torch.relu(h + self.conv(h) * 0.17)
+
+
+class PreActivation(nn.Module):
+    """DenseNet's layer: a folded BatchNorm (per-channel scale and shift) + ReLU on a concat, then a conv."""
+
+    def __init__(self, channels: int = 8, shift: float = 0.5):
+        super().__init__()
+        self.scale = nn.Parameter(torch.rand(1, 2 * channels, 1, 1) + 0.5)
+        self.shift = nn.Parameter(torch.full((1, 2 * channels, 1, 1), shift))
+        self.stem = nn.Conv2d(channels, channels, 3, padding=1)
+        self.branch = nn.Conv2d(channels, channels, 1)
+        self.conv = nn.Conv2d(2 * channels, channels, 1)
+
+    def forward(self, x):
+        h = torch.relu(self.stem(x))
+        features = torch.cat([h, self.branch(h)], 1)
+        return self.conv(torch.relu(features * self.scale + self.shift))
+
+
+def test_multiply_by_a_constant_joins_the_conv_kernel_on_ort():
+    """ORT folds conv(x) * c into the conv's weights and the residual add + ReLU into the kernel."""
+    stem, block = analyze(ScaledResidual(), (1, 8, 8, 8), peaks=None, runtime="ort").kernels
+    assert [op.split(".")[1] for op in block.ops] == ["convolution", "mul", "add", "relu"]
+    assert block.bytes_written == 8 * 8 * 8 * 4  # only the block's output is written
+    assert block.bytes_read == stem.bytes_written + (8 * 8 + 8) * 4  # h once (conv and add share it) + weights
+    assert len(analyze(ScaledResidual(), (1, 8, 8, 8), peaks=None, runtime="eager").kernels) == 6
+
+
+def test_per_channel_affine_after_a_concat_is_one_kernel_with_its_activation_on_ort():
+    kernels = analyze(PreActivation(), (1, 8, 8, 8), peaks=None, runtime="ort").kernels
+    assert [tuple(op.split(".")[1] for op in k.ops) for k in kernels] == [
+        ("convolution", "relu"), ("convolution",), ("cat",), ("mul", "add", "relu"), ("convolution",)
+    ]  # fmt: skip
+
+
+def test_multiply_of_two_activations_is_not_a_constant_affine():
+    class Gate(nn.Module):
+        def forward(self, x):
+            return torch.relu(x * torch.sigmoid(x) + 1.0)  # x * sigmoid(x): both operands are activations
+
+    kernels = analyze(Gate(), (1, 4, 4, 4), peaks=None, runtime="ort").kernels
+    # the gating multiply takes nothing in; x + 1.0 is an affine by a constant and takes the ReLU
+    assert [tuple(op.split(".")[1] for op in k.ops) for k in kernels] == [("sigmoid",), ("mul",), ("add", "relu")]
+
+
+@pytest.mark.parametrize(
+    "model, exact",
+    [(ScaledResidual, True), (lambda channels: PreActivation(channels, shift=0.0), True), (PreActivation, False)],
+    ids=["scaled-residual", "pre-activation-zero-shift", "pre-activation"],
+)
+def test_ort_rules_count_the_kernels_of_ort_optimized_graph(model, exact, tmp_path):
+    """Our ORT kernels are the nodes ORT runs (layout reorders aside), or fewer: never more.
+
+    A zero shift (every untrained zoo model's folded BatchNorm) is dropped at export and ORT runs
+    scale + ReLU as one depthwise NCHWc conv, as we count; with a non-zero shift ORT 1.31 keeps the
+    Add and the ReLU apart (3 kernels, we count 1: over-fused, so the bound stays a lower bound).
+    """
+    pytest.importorskip("onnxruntime")
+    module = model(channels=32).eval()  # NCHWc needs whole channel blocks (8 with AVX2, 16 with AVX-512)
+    path = tmp_path / "m.onnx"
+    ev.export_onnx(module, path, (1, 32, 8, 8), deploy=False, dynamic_batch=False)
+    graph = ort_optimized_graph(path)
+    nodes = [n for n in graph if not n.is_layout]
+    kernels = analyze(module, (1, 32, 8, 8), peaks=None, runtime="ort").kernels
+    assert len(kernels) <= len(nodes), [n.op_type for n in nodes]  # never fewer fusions than ORT (a lower bound)
+    if exact and any(n.domain == "com.microsoft.nchwc" for n in graph):  # x86 MLAS: ORT fuses exactly as we count
+        assert len(kernels) == len(nodes), [n.op_type for n in nodes]
+
+
 def test_weight_only_operators_are_constant_folded_on_ort_not_on_eager():
     class ScaledWeight(nn.Module):
         def __init__(self):

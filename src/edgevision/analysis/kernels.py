@@ -8,9 +8,13 @@ traced operators (:mod:`.tracer`, with their dataflow) are grouped by per-runtim
 ``ort``       ONNX Runtime's CPU graph optimizations (ORT_ENABLE_ALL, as our ``ort`` adapter runs
               it): BatchNorm folded into the conv, Conv/Gemm + Add (residual "Sum") + activation
               (Relu, Clip, HardSwish, HardSigmoid, Sigmoid, Tanh, LeakyRelu) in one kernel (the
-              NCHWc Conv's ``activation`` attribute), and operators that depend only on weights
-              constant-folded away. :func:`ort_optimized_graph` reads ORT's optimized model to check
-              these rules against the real thing.
+              NCHWc Conv's ``activation`` attribute), a multiply/divide/subtract by a constant folded
+              into the conv's weights (ConvMulFusion, or our exporter's constant folding:
+              inception_resnet_v2's scaled residual), a per-channel affine by constants that follows
+              no conv (DenseNet's pre-activation BatchNorm after a concat) run as one depthwise NCHWc
+              conv with its activation, and operators that depend only on weights constant-folded
+              away. :func:`ort_optimized_graph` reads ORT's optimized model to check these rules
+              against the real thing (densenet121: 182 NCHWc convs for our 120 convs + 62 affines).
 ``compile``   inductor: every chain of point-wise operators becomes one loop, fused into the
 ``openvino``  producing conv/matmul as an epilogue; constants folded.
 
@@ -40,6 +44,8 @@ _ORT_ACTIVATIONS = frozenset(
     for name in ("relu", "clamp", "clamp_min", "clamp_max", "hardtanh", "hardswish", "hardsigmoid", "sigmoid", "tanh", "leaky_relu", "silu", "gelu")
     for suffix in ("", "_")
 )
+# x * c, x / c, x - c, x + c with a constant c (a weight, a folded BatchNorm's scale, a number)
+_CONSTANT_AFFINE = frozenset(name + suffix for name in ("mul", "div", "sub", "add") for suffix in ("", "_"))
 _POINTWISE = frozenset(
     name for name in ELEMENTWISE_FLOPS_PER_ELEMENT if not name.startswith(("_softmax", "softmax", "_safe", "_log_softmax", "log_softmax", "native_", "cumsum"))
 )
@@ -54,11 +60,20 @@ class FusionRules:
     epilogue: frozenset[str]  # operators that join their producer's kernel (when its only consumer)
     max_epilogue: int  # operators an anchor may absorb
     constant_fold: bool  # operators that depend only on weights are computed once, at load time
+    # operators that join their producer's kernel only when every other operand is a constant (a
+    # weight or a number): the runtime folds them into the producer's weights (ORT's ConvMulFusion)
+    constant_epilogue: frozenset[str] = frozenset()
+    # operators that start a kernel able to take an epilogue when every other operand is a constant:
+    # ORT runs a per-channel scale (+ shift) + activation as one depthwise NCHWc conv
+    constant_anchors: frozenset[str] = frozenset()
 
 
 FUSION_RULES: dict[str, FusionRules] = {
     "eager": FusionRules("eager", frozenset(), frozenset(), 0, False),
-    "ort": FusionRules("ort", _CONV_GEMM, _BATCH_NORM | _ORT_ACTIVATIONS | {"add", "add_"} | {"native_layer_norm"}, 4, True),
+    "ort": FusionRules(
+        "ort", _CONV_GEMM, _BATCH_NORM | _ORT_ACTIVATIONS | {"add", "add_"} | {"native_layer_norm"}, 4, True,
+        constant_epilogue=_CONSTANT_AFFINE, constant_anchors=_CONSTANT_AFFINE | _BATCH_NORM,
+    ),
     "compile": FusionRules("compile", _CONV_GEMM | _POINTWISE, _BATCH_NORM | _POINTWISE, 64, True),
     "openvino": FusionRules("openvino", _CONV_GEMM | _POINTWISE, _BATCH_NORM | _POINTWISE, 64, True),
     "cuda": FusionRules("cuda", frozenset(), frozenset(), 0, False),
@@ -111,6 +126,17 @@ def group_kernels(calls: Sequence[Any], runtime: str) -> list[list[int]]:
         for output in call.output_ids:
             producer[root(output)] = position
 
+    # tensors computed from weights alone; id 0 = a weight or buffer; any other id derives from the input
+    weight_only = {root(o) for call in calls if not call.input_dependent for o in call.output_ids}
+
+    def by_constants(position: int) -> bool:
+        """At most one tensor operand derives from the network input; the others are weights or numbers."""
+        return sum(1 for t in calls[position].input_ids if t and root(t) not in weight_only) <= 1
+
+    def is_anchor(position: int) -> bool:
+        op = _bare(calls[position].op)
+        return op in rules.anchors or (op in rules.constant_anchors and by_constants(position))
+
     kernels: list[list[int]] = []
     kernel_of: dict[int, int] = {}
     for position, call in enumerate(calls):
@@ -119,14 +145,15 @@ def group_kernels(calls: Sequence[Any], runtime: str) -> list[list[int]]:
         if call.flops == 0 and call.bytes_read + call.bytes_written == 0:  # e.g. aten.empty: no work, no kernel
             continue
         target = None
-        if _bare(call.op) in rules.epilogue:
+        op = _bare(call.op)
+        if op in rules.epilogue or (op in rules.constant_epilogue and by_constants(position)):
             for version in reads[position]:
                 writer = version[1]
                 kernel = kernel_of.get(writer)
                 if kernel is None or consumers.get(version) != {position}:
                     continue
                 members = kernels[kernel]
-                if members[-1] == writer and _bare(calls[members[0]].op) in rules.anchors and len(members) <= rules.max_epilogue:
+                if members[-1] == writer and is_anchor(members[0]) and len(members) <= rules.max_epilogue:
                     target = kernel
                     break
         if target is None:

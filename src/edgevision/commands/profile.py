@@ -41,6 +41,14 @@ def register(commands) -> None:
         default=None,
         help="also time every layer on this runtime (PyTorch profiler / ONNX Runtime profiling) and show it beside the bound",
     )
+    parser.add_argument(
+        "--detect-fusion",
+        choices=("eager", "compile", "ort", "openvino"),
+        default=None,
+        metavar="RUNTIME",
+        help="also time standard operator pairs (conv+relu, conv+batchnorm, ...) alone and together on RUNTIME and report "
+        "which it fuses (nn-Meter: T1 + T2 - T12 > 0.5 min(T1, T2)); 'fusion' in --json",
+    )
     parser.add_argument("--json", type=output_file, default=None, metavar="FILE", help="also write the full report (every operator and module) as JSON")
     parser.set_defaults(handler=run)
 
@@ -73,10 +81,43 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     measured = _measured_layers(model, shape, args) if args.measure else None
+    fusion = _detect_fusion(args) if args.detect_fusion else None
     if args.json:
-        atomic_write_text(args.json, report.to_json() + "\n")
+        if fusion is None:
+            atomic_write_text(args.json, report.to_json() + "\n")
+        else:
+            import json
+
+            atomic_write_text(args.json, json.dumps({**json.loads(report.to_json()), "fusion": [t.to_dict() for t in fusion]}, indent=2) + "\n")
     _print(report, model, args, measured)
+    if fusion is not None:
+        _print_fusion(fusion, args.detect_fusion)
     return 0
+
+
+def _detect_fusion(args: argparse.Namespace) -> list:
+    """nn-Meter's pair test on ``args.detect_fusion`` for the standard pairs (analysis.fusion)."""
+    from ..analysis.fusion import detect_fusion, measured_timer, standard_pairs
+    from ..latency import MeasurementError
+
+    timer = measured_timer(args.detect_fusion, threads=args.threads or 1)
+    try:
+        with stderr_console().status(f"timing operator pairs on {args.detect_fusion}"):
+            return [detect_fusion(first, second, shape, timer, name=name) for name, (first, second, shape) in standard_pairs().items()]
+    except MeasurementError as error:
+        raise UsageError(str(error)) from None
+
+
+def _print_fusion(tests: list, runtime: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"fusion on {runtime} (nn-Meter: fused when T1 + T2 - T12 > 0.5 min(T1, T2); 1x64x28x28)")
+    for column in ("pair", "T1 ms", "T2 ms", "T12 ms", "saved ms", "fused"):
+        table.add_column(column, justify="left" if column == "pair" else "right")
+    for test in tests:
+        table.add_row(test.name, f"{test.first_ms:.3f}", f"{test.second_ms:.3f}", f"{test.pair_ms:.3f}", f"{test.saved_ms:.3f}", "yes" if test.fused else "no")
+    Console().print(table)
 
 
 def _measured_layers(model, shape: tuple[int, ...], args: argparse.Namespace) -> dict[str, float]:
