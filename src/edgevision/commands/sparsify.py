@@ -72,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..datasets import BatchPreprocessor, DataError, load_data
     from ..evaluation import predict, topk_accuracy
     from ..prune.sparsity import finalize, parse_pattern, sparse_size_bytes, sparsify
-    from ..training import get_recipe, train
+    from ..training import get_recipe, seed_everything, train
     from .prune import _load_model, _Resume, check_resolution
 
     try:
@@ -108,6 +108,7 @@ def _run(args: argparse.Namespace) -> int:
         resume.load_state("sparse", model)  # the dense weights under the SR-STE masks, after `done` epochs
     base = get_recipe("basic")
     for epoch in range(done, args.epochs):
+        seed_everything(epoch)  # dropout draws from the global stream: each epoch's own seed, killed or not
         recipe = dataclasses.replace(base, epochs=1, schedule="constant", lr=epoch_lr(base, epoch, args.epochs))
         model = train(model, data, recipe, resolution=args.resolution, seed=epoch, evaluate_every_epoch=False,
                       fresh_init=False).model.cpu()
