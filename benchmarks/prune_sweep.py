@@ -38,23 +38,13 @@ import edgevision as ev  # noqa: E402
 from edgevision.atomic import atomic_write_text  # noqa: E402
 from edgevision.prune import shrink, widths_for_ratio  # noqa: E402
 from edgevision.prune.groups import channel_groups  # noqa: E402
+from bench_compress import _size  # noqa: E402  (the smallest input from 64 up each model resolves at; this folder is on sys.path)
 
 RESULTS = ROOT / "results"
 JSONL = RESULTS / "prune_sweep.jsonl"
 TABLE = RESULTS / "prune_sweep.md"
 RATIO = 0.3
 QUICK = ("mobilenetv2_050", "inception_v4", "ghostnet_100", "shufflenet_v2_x0_5")
-
-
-def _size(name: str) -> int:
-    """The smallest input (from 64 up) the model resolves at: channel structure does not depend on it."""
-    for size in (64, 96, 128, 160, 192, 224, 299):
-        try:
-            ev.resolve(ev.get_spec(name), input_size=size)
-            return size
-        except ValueError:
-            continue
-    return ev.get_spec(name).input_size
 
 
 def sweep_one(name: str, ratio: float = RATIO) -> dict:
