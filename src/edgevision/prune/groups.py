@@ -360,11 +360,13 @@ def _block_map(block: ResolvedBlock, deploy: bool = False, verify: bool = True) 
     declared = _declared(block, deploy)
     if declared:  # the module's own map replaces what discovery found for those slots (and what they were tied to)
         mapped = {slot for slots in declared for slot in (slots if isinstance(slots, tuple) else (slots,))}
+        # a discovered map that tied a declared slot to another one: the other keeps no map of its own
+        orphans = [tuple(s for s in m.slots if s not in mapped) for m in maps if set(m.slots) & mapped]
         maps = [m for m in maps if not set(m.slots) & mapped] + [
             SlotMap(slots if isinstance(slots, tuple) else (slots,),
                     tuple(_declared_dim(d) for d in dims), True)
             for slots, dims in declared.items()
-        ]
+        ] + [SlotMap(o, (), False, "discovery tied it to a width the block declares itself") for o in orphans if o]
         if verify:
             maps = [_verified(block, m, deploy) if m.prunable and m.dims and set(m.slots) & mapped else m for m in maps]
     return BlockMap(identity, tuple(maps))
