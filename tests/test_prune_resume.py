@@ -25,10 +25,10 @@ class _Killed(Exception):
 
 @pytest.fixture()
 def tiny_data(tmp_path):
-    """40 RGB images of 32x32 in 4 classes: one fine-tune epoch is one batch."""
+    """16 RGB images of 32x32 in 4 classes: one fine-tune epoch is one small batch."""
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
-    np.savez(tmp_path / "tiny.npz", images=images, labels=np.arange(40) % 4)
+    images = rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    np.savez(tmp_path / "tiny.npz", images=images, labels=np.arange(16) % 4)
     return f"npz:{tmp_path / 'tiny.npz'}"
 
 
