@@ -84,15 +84,15 @@ test-reference: $(REF_STAMP)  # ~10 min on 2 cores; writes build/reference/*.jso
 pretrained-table:  # build/reference/*.json (from test-reference) -> docs/pretrained.md
 	$(BIN)/python benchmarks/pretrained_table.py build/reference docs/pretrained.md
 
-.PHONY: bench-search-quick test-search-durability test-prune-durability bench-dense bench-dense-seg bench-dense-det bench-sr-depth bench-sr bench-depth
-bench-search-quick: $(STAMP)  # bench-search on a small space, 60 s per strategy: an end-to-end smoke test (~8 min, 2 passes), not a result
+.PHONY: bench-search-quick test-search-durability test-prune-durability prune-sweep bench-dense bench-dense-seg bench-dense-det bench-sr-depth bench-sr bench-depth
+bench-search-quick: $(STAMP)  # bench-search on a small space, 60 s per strategy: an end-to-end smoke test (~15 min), not a result
 	$(BIN)/python benchmarks/bench_search.py --quick
 
 test-search-durability: $(STAMP)  # kill -9 of a search at >= 10 random moments; the Optuna SQLite study resumes (~3-5 min)
 	EDGEVISION_DURABILITY=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_search_durability.py
 
-test-prune-durability: $(STAMP)  # kill -9 of `edgevision prune` after its first NetAdapt step, then resume (~3 min CPU); see tests/test_prune_durability.py
-	EDGEVISION_DURABILITY=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_prune_durability.py
+test-prune-durability: $(STAMP)  # kill -9 of `edgevision prune` after each of its first 10 NetAdapt steps, resuming each time (~15-30 min CPU); PRUNE_KILLS=N to change
+	EDGEVISION_DURABILITY=1 EDGEVISION_PRUNE_KILLS=$(or $(PRUNE_KILLS),10) $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_prune_durability.py
 
 # Dense tasks (issues 17 and 18): each part resumable; run on an idle machine
 bench-dense: bench-dense-seg bench-dense-det  # segmentation + detection -> benchmarks/results/dense_segmentation.md, dense_detection.md
@@ -130,3 +130,6 @@ bench-deploy-tasks: $(STAMP)  # deploy of one trained model per dense task (seg,
 .PHONY: bench-roofline-bounds
 bench-roofline-bounds: $(STAMP)  # recompute every bound from roofline.jsonl's stored measurements, no timing (~1 min idle)
 	$(BIN)/python benchmarks/bench_roofline.py --no-measure --passes 1 --out benchmarks/results/roofline-bounds.md
+
+prune-sweep: $(STAMP)  # meta-device structural prune of all zoo models at 30% (no timing, ~15 min) -> benchmarks/results/prune_sweep.md
+	PYTHONPATH=src $(BIN)/python benchmarks/prune_sweep.py

@@ -94,3 +94,32 @@ def test_with_classes_on_a_pruned_head():
     assert spec.head.num_classes == 7 and spec.head.mid_channels == hidden.width // 2  # the pruned hidden width stays
     out = ev.build(ev.resolve(spec, input_size=32)).eval()(torch.randn(1, 3, 32, 32))
     assert out.shape == (1, 7)
+
+
+@pytest.mark.parametrize("name, refused", [
+    ("inception_v4", "the output width follows the input width"),  # the stem's Mixed_3a: max-pool | conv
+    ("inception_resnet_v2", "does not run with another mid width"),  # block35's up-projection alone
+])
+def test_a_concatenated_input_or_a_mid_the_branches_ignore_is_not_pruned(name, refused):
+    """Regression: both failed at 30% with torch's "Invalid channel dimensions" at the next conv.
+
+    Inception v4's Mixed_3a concatenates a max-pool of its input (its out follows its in) and an
+    Inception-ResNet module's up-projection reads ``mid`` while the branches keep their own widths:
+    the shape difference mapped both as prunable; the builder check (a meta forward) refuses them.
+    """
+    spec = ev.get_spec(name).with_classes(10)
+    if name == "inception_v4":  # the stem up to Mixed_3a, then Mixed_4a as the one stage (a fraction of the blocks)
+        spec = dataclasses.replace(spec, stem=spec.stem[:4], stages=(ev.StageSpec(blocks=(spec.stem[4],)),))
+    else:  # the stem and the first Inception-ResNet-A module
+        spec = dataclasses.replace(spec, stages=(dataclasses.replace(spec.stages[0], blocks=spec.stages[0].blocks[:1]),))
+    size = 96
+    resolved = ev.resolve(spec, input_size=size)
+    groups = channel_groups(resolved, verify=False)
+    reasons = " ".join(g.reason for g in groups if not g.prunable)
+    assert refused in reasons
+    with torch.device("meta"):
+        model = ev.build(resolved).eval()
+    widths = widths_for_ratio(groups, 0.3)
+    pruned = shrink(model, widths, scores={g.name: torch.arange(g.width, dtype=torch.float) for g in groups if g.name in widths}, groups=groups)
+    assert pruned(torch.empty(1, 3, size, size, device="meta")).shape == (1, 10)
+    assert ev.count_params(pruned) < 0.85 * ev.count_params(model)

@@ -119,6 +119,24 @@ class GhostModule(nn.Module):
         self.primary = ConvNormAct(in_channels, intrinsic, 1, act=act)
         self.cheap = ConvNormAct(intrinsic, intrinsic * (ratio - 1), kernel_size, groups=intrinsic, act=act)
 
+    def output_parts(self) -> int:
+        """Width-surgery protocol: 2 when the output is exactly [primary, cheap] (ratio 2, even width), else 0.
+
+        Then output channel u (primary) and p + u (its ghost, the cheap depthwise conv of u) are one
+        unit: a segmented map of two parts, pruned alike (``edgevision.prune.groups.TensorDim.segments``).
+        A wider ratio interleaves s - 1 ghosts per unit and an odd width slices the last ghost off.
+        """
+        intrinsic = self.primary.conv.out_channels
+        return 2 if self.cheap.conv.out_channels == intrinsic and self.out_channels == 2 * intrinsic else 0
+
+    def width_dims(self, prefix: str = "") -> dict:
+        """``{"out": dims}``: the output's tensor dims as (key, dim, segments, segment), or {} (not segmentable)."""
+        if not self.output_parts():
+            return {}
+        dims = [(f"{prefix}{part}.{key}", 0, 2, segment) for segment, part in enumerate(("primary", "cheap"))
+                for key, tensor in getattr(self, part).state_dict().items() if tensor.dim() > 0]
+        return {"out": tuple(dims)}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         intrinsic = self.primary(x)  # (B, C_in, H, W) -> (B, ceil(C/s), H, W)
         ghosts = self.cheap(intrinsic)  # -> (B, (s-1) ceil(C/s), H, W)
@@ -169,6 +187,46 @@ class GhostBottleneck(nn.Module):
         if not isinstance(self.shortcut, nn.Identity):
             return ()
         return init_last_norm(self.project.primary.norm, zero_init_last)
+
+    def width_dims(self) -> dict:
+        """Width-surgery protocol (``edgevision.prune``): the expanded width ``mid`` as a segmented map.
+
+        GhostNet's expand module outputs [primary (mid/2), cheap ghosts (mid/2)] concatenated, so
+        the shape-difference discovery cannot map ``mid`` one index per channel; declared here:
+        part 0 = the primary conv's outputs, part 1 = the cheap conv's, and every consumer of the
+        whole concatenation (stride-2 depthwise, squeeze-excite, the projection's primary conv)
+        sees both parts. Only ``mid``: the other widths are left to discovery (an empty dict
+        when the modules are not two-part Ghost modules, e.g. RepGhost's). ``out`` likewise when the
+        projection is a two-part Ghost module: its parts, plus the shortcut's last conv (or, with an
+        identity shortcut, the input side of the expand conv, since in and out are one width).
+        """
+        if not isinstance(self.expand, GhostModule) or not self.expand.output_parts():
+            return {}
+        declared = {"mid": self._mid_dims()}
+        if self.project.output_parts():
+            out = list(self.project.width_dims("project.")["out"])
+            state = self.state_dict()
+            if isinstance(self.shortcut, nn.Identity):  # in == out: the expand conv reads these channels
+                out += [(k, 1) for k, t in state.items() if k.startswith("expand.primary.") and t.dim() == 4]
+                declared[("in", "out")] = tuple(out)
+            else:
+                out += [(k, 0) for k, t in state.items() if k.startswith("shortcut.1.") and t.dim() > 0]
+                declared["out"] = tuple(out)
+        return declared
+
+    def _mid_dims(self) -> tuple:
+        mid = self.expand.out_channels
+        dims = list(self.expand.width_dims("expand.")["out"])
+        for key, tensor in self.state_dict().items():
+            if key.startswith("depthwise.") and tensor.dim() > 0:
+                dims.append((key, 0))  # depthwise (mid, 1, k, k) and its norm / folded bias
+            elif key.startswith("se.reduce.") and key.endswith("weight"):
+                dims.append((key, 1))
+            elif key.startswith("se.expand."):
+                dims.append((key, 0))
+            elif key.startswith("project.primary.") and tensor.dim() == 4 and tensor.shape[1] == mid:
+                dims.append((key, 1))
+        return tuple(dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.expand(x)  # (B, C, H, W) -> (B, C_mid, H, W)

@@ -112,12 +112,12 @@ def _fingerprint(args: argparse.Namespace) -> dict:
 
 
 class _Resume:
-    """``DIR/.prune-resume``: state.json (settings, phase, measurements) + dense / current checkpoints."""
+    """``DIR/.prune-resume`` (``DIR/.sparsify-resume``): state.json (settings, phase, measurements) + checkpoints."""
 
-    def __init__(self, out: Path, args: argparse.Namespace) -> None:
+    def __init__(self, out: Path, args: argparse.Namespace, folder: str = RESUME_DIR, command: str = "prune") -> None:
         from ..atomic import sweep_stale_temporaries
 
-        self.folder = out / RESUME_DIR
+        self.folder = out / folder
         self.settings = _fingerprint(args)
         self.state: dict = {}
         if (self.folder / "state.json").is_file():
@@ -128,7 +128,7 @@ class _Resume:
                 self.state = {}
             if self.state and self.state.get("settings") != json.loads(json.dumps(self.settings)):
                 raise UsageError(
-                    f"--out {out} holds an unfinished prune run with other settings; rerun that command to resume it, "
+                    f"--out {out} holds an unfinished {command} run with other settings; rerun that command to resume it, "
                     f"or delete {self.folder} (or use another --out) to start over"
                 )
 
@@ -149,6 +149,21 @@ class _Resume:
         from ..checkpoint import load
 
         return load(self.folder / f"{name}.safetensors").train()
+
+    def save_state(self, name: str, module) -> None:
+        """Raw tensors (a module mid-way, e.g. with SR-STE parametrizations): safetensors, written atomically."""
+        from safetensors.torch import save_file
+
+        from ..atomic import atomic_path
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.folder / f"{name}.safetensors") as temporary:
+            save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()}, str(temporary))
+
+    def load_state(self, name: str, module) -> None:
+        from safetensors.torch import load_file
+
+        module.load_state_dict(load_file(str(self.folder / f"{name}.safetensors")))
 
     def finish(self) -> None:
         import shutil

@@ -4,17 +4,43 @@ Writes ``DIR/model.safetensors`` (exact zeros in the weights; the pattern holds 
 layer) and ``DIR/sparsify.json``: parameters and non-zero parameters, dense MACs and the MACs of the
 non-zero weights, dense vs sparse-encoded weight bytes, accuracy before and after. No speed-up is
 claimed: no AVX2 CPU runtime runs these patterns faster.
+
+Resumable after kill -9 (like ``prune``): the starting model and its measurements, then the SR-STE
+weights after every fine-tune epoch, are written atomically under ``DIR/.sparsify-resume/``; the same
+command continues from the last finished epoch, a command with other settings refuses the folder
+(exit 2), and the folder goes once the outputs are written. The fine-tune runs one epoch per call
+at the learning rate the recipe's step schedule gives that epoch, so a resumed run trains exactly
+as an uninterrupted one (same weights, same data order; the optimizer's momentum restarts each
+epoch in both).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ._common import UsageError, nonempty, output_lock, nonnegative_int, output_dir, positive_int
 
-__all__ = ["register", "run"]
+__all__ = ["register", "run", "epoch_lr"]
+
+RESUME_DIR = ".sparsify-resume"
+
+
+def epoch_lr(recipe, epoch: int, epochs: int) -> float:
+    """The learning rate of ``epoch`` (0-based) of ``epochs`` under ``recipe``'s schedule, held for that whole epoch.
+
+    Step: x0.1 at 50% and 75% of training (the basic recipe); cosine: its value at the epoch's start.
+    """
+    import math
+
+    t = epoch / max(1, epochs)
+    if recipe.schedule == "step":
+        return recipe.lr * (0.1 if t >= 0.5 else 1.0) * (0.1 if t >= 0.75 else 1.0)
+    if recipe.schedule == "cosine":
+        return recipe.lr * 0.5 * (1 + math.cos(math.pi * t))
+    return recipe.lr
 
 
 def register(commands) -> None:
@@ -46,8 +72,8 @@ def _run(args: argparse.Namespace) -> int:
     from ..datasets import BatchPreprocessor, DataError, load_data
     from ..evaluation import predict, topk_accuracy
     from ..prune.sparsity import finalize, parse_pattern, sparse_size_bytes, sparsify
-    from ..training import get_recipe, train
-    from .prune import _load_model, check_resolution
+    from ..training import get_recipe, seed_everything, train
+    from .prune import _load_model, _Resume, check_resolution
 
     try:
         pattern = parse_pattern(args.pattern)
@@ -56,6 +82,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.epochs < 0:
         raise UsageError(f"--epochs must be >= 0, got {args.epochs}")
     check_resolution(args.resolution)
+    resume = _Resume(Path(args.out), args, folder=RESUME_DIR, command="sparsify")  # refuse another run's folder before loading anything
     try:
         data = load_data(args.data, image_size=args.resolution)
     except DataError as error:
@@ -67,12 +94,26 @@ def _run(args: argparse.Namespace) -> int:
         logits, labels = predict(network, data.val, lambda batch: preprocess(batch, train=False))
         return float(topk_accuracy(logits, labels, (1,))[1])
 
-    dense_macs = count_macs(model, args.resolution, data.in_channels)
-    before = accuracy(model)
+    if "before" in resume.state:  # the dense model was measured and saved by an earlier (killed) run
+        resume.load_state("dense", model)
+        dense_macs, before = resume.state["before"]["macs"], resume.state["before"]["accuracy"]
+        print(f"resuming the unfinished run in {resume.folder} after epoch {resume.state.get('epochs_done', 0)}", file=sys.stderr)
+    else:
+        dense_macs, before = count_macs(model, args.resolution, data.in_channels), accuracy(model)
+        resume.save_state("dense", model)
+        resume.write(before={"macs": dense_macs, "accuracy": before})
     layers = sparsify(model, pattern)
-    if args.epochs:
-        recipe = dataclasses.replace(get_recipe("basic"), epochs=args.epochs)
-        model = train(model, data, recipe, resolution=args.resolution, evaluate_every_epoch=False, fresh_init=False).model.cpu()
+    done = int(resume.state.get("epochs_done", 0))
+    if done:
+        resume.load_state("sparse", model)  # the dense weights under the SR-STE masks, after `done` epochs
+    base = get_recipe("basic")
+    for epoch in range(done, args.epochs):
+        seed_everything(epoch)  # dropout draws from the global stream: each epoch's own seed, killed or not
+        recipe = dataclasses.replace(base, epochs=1, schedule="constant", lr=epoch_lr(base, epoch, args.epochs))
+        model = train(model, data, recipe, resolution=args.resolution, seed=epoch, evaluate_every_epoch=False,
+                      fresh_init=False).model.cpu()
+        resume.save_state("sparse", model)  # the weights first: state.json never names an epoch not on disk
+        resume.write(epochs_done=epoch + 1)
     model = finalize(model).to(memory_format=torch.contiguous_format)
     nonzero = sum(int((p != 0).sum()) for p in model.parameters())
     report = {
@@ -86,6 +127,7 @@ def _run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     save(model, out / "model.safetensors", {"dataset": data.name, "sparsity": args.pattern})
     atomic_write_text(out / "sparsify.json", json.dumps(report, indent=2))
+    resume.finish()
     print(f"{args.model} {args.pattern}: {nonzero}/{report['params']} non-zero parameters, weights {report['dense_bytes']} -> "
           f"{report['sparse_bytes']} bytes sparse-encoded, top-1 {before:.2%} -> {report['accuracy_after']:.2%}; wrote {out}")
     return 0

@@ -51,6 +51,7 @@ __all__ = [
     "ChannelGroup",
     "block_map",
     "channel_groups",
+    "tiled",
     "has_identity_shortcut",
 ]
 
@@ -66,6 +67,10 @@ class TensorDim:
     dim: int
     groups: int = 1  # > 1: a grouped conv's input dimension, C/groups channels per group
     repeat: int = 1  # > 1: channel c owns indices [c * repeat, (c + 1) * repeat) (a flatten before a Linear)
+    # > 1: the slot's W channels are ``segments`` concatenated parts pruned alike (a Ghost module's
+    # [primary, cheap]: unit u of W / segments owns channels u + k * W / segments of every part k)
+    segments: int = 1
+    segment: int = -1  # with segments > 1: this dimension holds only part ``segment`` (W / segments wide); -1: all W
 
 
 @dataclass(frozen=True)
@@ -93,9 +98,15 @@ class ChannelGroup:
     members: tuple[tuple[int, str], ...]  # (index into resolved.blocks, slot)
     width: int
     step: int = 1  # widths must stay a multiple of this (grouped convolutions)
+    tile: int = 1  # > 1: a segmented map (TensorDim.segments): the same units are kept in each of ``tile`` parts
     prunable: bool = True
     reason: str = ""
     dims: tuple[tuple[int, TensorDim], ...] = field(default=(), repr=False)  # (block index, tensor dim)
+
+    @property
+    def multiple(self) -> int:
+        """Every width of this group is a multiple of this (equal groups x equal concatenated parts)."""
+        return self.step * self.tile
 
 
 # ---- one block ------------------------------------------------------------------------------
@@ -271,11 +282,55 @@ def _diff(block: ResolvedBlock, slots: tuple[str, ...], deploy: bool = False) ->
     for key, (groups, in_channels) in grouped.items():  # a grouped conv whose group count follows the width
         if grouped_after.get(key, (groups, 0))[0] != groups and groups != in_channels:
             return SlotMap(slots, (), False, f"{key}: the group count changes with the width (fixed group width)")
+    if dims:
+        mismatch = _builder_follows(block, _scaled(block, slots), slots, deploy)
+        if mismatch:
+            return SlotMap(slots, (), False, mismatch)
     if not dims:
         if slots == ("in", "out") and not before:  # a parameter-free pass-through (pooling): nothing to slice
             return SlotMap(slots, (), True)
         return SlotMap(slots, (), False, f"no tensor follows the {'/'.join(slots)} width (the block derives it itself)")
     return SlotMap(slots, tuple(dims), True)
+
+
+def _meta_out_width(block: ResolvedBlock, deploy: bool = False) -> int:
+    """The channel count the built block really outputs (a meta-device forward: shapes only, no arithmetic)."""
+
+    def run(candidate: ResolvedBlock) -> int:
+        module = _build(candidate, deploy=deploy).eval()
+        with torch.no_grad():
+            return module(torch.empty(1, candidate.in_channels, *candidate.input_size, device="meta")).shape[1]
+
+    return _run_small(block, run)
+
+
+def _builder_follows(block: ResolvedBlock, grown: ResolvedBlock, slots: tuple[str, ...], deploy: bool) -> str:
+    """Why the module built for ``grown`` does not run as its widths say ("" when it does).
+
+    The shape difference only sees tensors. A builder that sizes one layer from a width but the
+    layers around it from something else (an Inception-ResNet module's up-projection reads ``mid``,
+    its branches their own literal widths) or a block that concatenates its input to its output
+    (a pooling branch, Inception v4's Mixed_3a; a DenseNet layer) would pass it and then feed the
+    next block other channels than its spec says (torch's "Invalid channel dimensions" at the
+    next conv). A block that cannot run alone on a 4-D input (a token block) is left to the
+    network-level checks.
+    """
+    try:
+        expected = _meta_out_width(block, deploy)
+    except Exception:
+        return ""
+    if expected != block.out_channels:
+        return ""  # the block's output is not (B, out, H, W) in the first place (a flattening head)
+    try:
+        actual = _meta_out_width(grown, deploy)
+    except Exception as error:
+        return f"the block does not run with another {'/'.join(slots)} width ({type(error).__name__}: its layers size it from other widths)"
+    if actual != grown.out_channels:
+        if "in" in slots and "out" not in slots:
+            return ("the output width follows the input width (the input is concatenated to the output, e.g. a pooling branch): "
+                    "in and out would need one segmented map")
+        return f"with another {'/'.join(slots)} width the block outputs {actual} channels instead of {grown.out_channels}"
+    return ""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -303,11 +358,23 @@ def _block_map(block: ResolvedBlock, deploy: bool = False, verify: bool = True) 
     if verify:
         maps = [_verified(block, m, deploy) if m.prunable and m.dims else m for m in maps]
     declared = _declared(block, deploy)
-    if declared is not None:
-        maps = [m for m in maps if m.slots[0].startswith(INNER)] + [
-            SlotMap((slot,), tuple(TensorDim(k, d) for k, d in dims), True) for slot, dims in declared.items()
-        ]
+    if declared:  # the module's own map replaces what discovery found for those slots (and what they were tied to)
+        mapped = {slot for slots in declared for slot in (slots if isinstance(slots, tuple) else (slots,))}
+        # a discovered map that tied a declared slot to another one: the other keeps no map of its own
+        orphans = [tuple(s for s in m.slots if s not in mapped) for m in maps if set(m.slots) & mapped]
+        maps = [m for m in maps if not set(m.slots) & mapped] + [
+            SlotMap(slots if isinstance(slots, tuple) else (slots,),
+                    tuple(_declared_dim(d) for d in dims), True)
+            for slots, dims in declared.items()
+        ] + [SlotMap(o, (), False, "discovery tied it to a width the block declares itself") for o in orphans if o]
+        if verify:
+            maps = [_verified(block, m, deploy) if m.prunable and m.dims and set(m.slots) & mapped else m for m in maps]
     return BlockMap(identity, tuple(maps))
+
+
+def tiled(units: torch.Tensor, width: int, tile: int) -> torch.Tensor:
+    """Channel indices (of ``width``) of the kept ``units`` in each of ``tile`` equal parts: [K, K + W/t, ...]."""
+    return torch.cat([units + part * (width // tile) for part in range(tile)]) if tile > 1 else units
 
 
 def _permutation(width: int, groups: int, generator: torch.Generator) -> torch.Tensor:
@@ -363,9 +430,10 @@ def _verified(block: ResolvedBlock, slot_map: SlotMap, deploy: bool) -> SlotMap:
         return slot_map  # the block cannot run alone on a 4-D input: the network-level test covers it
     width = _width(block, slot_map.slots[0])
     step = math.lcm(*(d.groups for d in slot_map.dims))
-    if width % step:
-        return dataclasses.replace(slot_map, prunable=False, reason=f"width {width} is not a multiple of its {step} groups")
-    perm = _permutation(width, step, generator)
+    tile = math.lcm(*(d.segments for d in slot_map.dims))
+    if width % step or width % tile:
+        return dataclasses.replace(slot_map, prunable=False, reason=f"width {width} is not a multiple of its {max(step, tile)} groups / parts")
+    perm = tiled(_permutation(width // tile, step, generator), width, tile)
     state = {}
     for key, tensor in module.state_dict().items():
         for tensor_dim in slot_map.dims:
@@ -396,6 +464,17 @@ def _declared(block: ResolvedBlock, deploy: bool = False) -> dict | None:
         return None
     declare = getattr(module, "width_dims", None)
     return declare() if callable(declare) else None
+
+
+def _declared_dim(entry) -> TensorDim:
+    """A ``width_dims()`` entry: a TensorDim, (key, dim), or (key, dim, segments, segment) for one part of a segmented slot."""
+    if isinstance(entry, TensorDim):
+        return entry
+    if len(entry) == 4:
+        key, dim, segments, segment = entry
+        return TensorDim(key, dim, segments=segments, segment=segment)
+    key, dim = entry
+    return TensorDim(key, dim)
 
 
 def block_map(block: ResolvedBlock, deploy: bool = False, verify: bool = True) -> BlockMap:
@@ -447,7 +526,7 @@ def channel_groups(resolved: ResolvedNetwork, deploy: bool = False, verify: bool
             continue  # the image channels
         name = f"{blocks[first[0]].path}.{first[1]}"
         width = _width(blocks[first[0]], first[1])
-        reasons, dims, step = [], [], 1
+        reasons, dims, step, tile = [], [], 1, 1
         if any(n == (len(blocks) - 1, "out") for n in nodes):
             reasons.append("the class logits")
         seen_maps = set()
@@ -462,12 +541,15 @@ def channel_groups(resolved: ResolvedNetwork, deploy: bool = False, verify: bool
             for tensor_dim in slot_map.dims:
                 dims.append((i, tensor_dim))
                 step = math.lcm(step, tensor_dim.groups)
+                tile = math.lcm(tile, tensor_dim.segments)
         if not dims and not reasons:
             reasons.append("no tensor holds these channels")
         if step > 1 and width % step:
             reasons.append(f"width {width} is not a multiple of the group count {step}")
+        if tile > 1 and (width % tile or step > 1):
+            reasons.append(f"width {width} in {tile} concatenated parts{' and grouped' if step > 1 else ''}: not one unit per part")
         groups.append(
-            ChannelGroup(name=name, members=tuple(nodes), width=width, step=step, prunable=not reasons,
+            ChannelGroup(name=name, members=tuple(nodes), width=width, step=step, tile=tile, prunable=not reasons,
                          reason="; ".join(reasons[:2]), dims=tuple(dims))
         )
     return groups

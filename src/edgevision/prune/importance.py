@@ -68,8 +68,12 @@ def importance(
                 continue
             if key not in state:
                 continue
-            part = _per_channel(state[key], tensor_dim, group.width, 2 if criterion == "l2" else 1)
-            if part is not None:
+            part_of = tensor_dim.segment >= 0  # one part of a segmented group: its W / segments channels
+            size = group.width // tensor_dim.segments if part_of else group.width
+            part = _per_channel(state[key], tensor_dim, size, 2 if criterion == "l2" else 1)
+            if part is not None and part_of:
+                total[tensor_dim.segment * size : (tensor_dim.segment + 1) * size] += part
+            elif part is not None:
                 total += part
         if criterion == "bn" and not bool(total.any()):  # no norm on these channels: fall back to magnitude
             total = importance(model, "l1", [group])[group.name]

@@ -79,18 +79,18 @@ class NetAdaptResult:
 
 def next_width(group: ChannelGroup, width: int, fraction: float, fast_widths: Sequence[int] | None = None) -> int | None:
     """The proposal for one group: ``fraction`` narrower, rounded to its step, snapped down to a fast width."""
-    proposal = int(math.floor(width * (1.0 - fraction) / group.step)) * group.step
-    proposal = min(proposal, width - group.step)
+    proposal = int(math.floor(width * (1.0 - fraction) / group.multiple)) * group.multiple
+    proposal = min(proposal, width - group.multiple)
     if fast_widths:
-        fitting = [w for w in fast_widths if w <= proposal and w % group.step == 0 and w >= group.step]
+        fitting = [w for w in fast_widths if w <= proposal and w % group.multiple == 0 and w >= group.multiple]
         proposal = max(fitting) if fitting else proposal
-    return proposal if proposal >= group.step else None
+    return proposal if proposal >= group.multiple else None
 
 
 def latency_floor(model: Network, latency: LatencyFn) -> float:
     """Latency with every prunable group at its narrowest width: no pruned width reaches below this."""
     groups = [g for g in groups_of(model) if g.prunable]
-    narrowest = shrink(model, {g.name: g.step for g in groups}) if groups else model
+    narrowest = shrink(model, {g.name: g.multiple for g in groups}) if groups else model
     return latency(narrowest)
 
 

@@ -20,7 +20,7 @@ from torch import nn
 from ..builder import Network, build
 from ..reparam import is_deploy_form, reparameterize
 from ..resolve import resolve
-from .groups import INNER, ChannelGroup, TensorDim, channel_groups, with_inner
+from .groups import INNER, ChannelGroup, TensorDim, channel_groups, tiled, with_inner
 from .spec import replace_blocks, with_widths
 
 __all__ = ["PruneError", "shrink", "groups_of", "select_keep", "widths_for_ratio"]
@@ -45,7 +45,7 @@ def widths_for_ratio(groups: Sequence[ChannelGroup], ratio: float) -> dict[str, 
     """Remove ``ratio`` of the channels of every prunable group (rounded to the group's step)."""
     if not 0.0 <= ratio < 1.0:
         raise PruneError(f"pruning ratio must be in [0, 1), got {ratio}")
-    return {g.name: _round_to_step(g.width * (1.0 - ratio), g.step) for g in groups if g.prunable}
+    return {g.name: _round_to_step(g.width * (1.0 - ratio), g.multiple) for g in groups if g.prunable}
 
 
 
@@ -60,6 +60,10 @@ def select_keep(scores: torch.Tensor, width: int, step: int = 1) -> torch.Tensor
 
 
 def _select(tensor: torch.Tensor, tensor_dim: TensorDim, keep: torch.Tensor, total: int) -> torch.Tensor:
+    if tensor_dim.segment >= 0:  # one part of a segmented slot: the kept units, local to the part
+        part = keep.numel() // tensor_dim.segments
+        local = keep[tensor_dim.segment * part : (tensor_dim.segment + 1) * part] - tensor_dim.segment * (total // tensor_dim.segments)
+        return tensor.index_select(tensor_dim.dim, local)
     if tensor_dim.repeat > 1:  # channel c -> indices [c * r, (c + 1) * r)
         r = tensor_dim.repeat
         return tensor.index_select(tensor_dim.dim, (keep[:, None] * r + torch.arange(r)).reshape(-1))
@@ -103,16 +107,25 @@ def shrink(
         if not group.prunable:
             raise PruneError(f"channel group {name} cannot be pruned: {group.reason}")
         if isinstance(request, int):
-            if request < 1 or request > group.width or request % group.step:
+            multiple = group.multiple
+            if request < 1 or request > group.width or request % multiple:
                 raise PruneError(
-                    f"channel group {name} has {group.width} channels in {group.step} equal group(s); "
-                    f"a width must be a multiple of {group.step} in [{group.step}, {group.width}], got {request}"
+                    f"channel group {name} has {group.width} channels in {multiple} equal group(s) / part(s); "
+                    f"a width must be a multiple of {multiple} in [{multiple}, {group.width}], got {request}"
                 )
-            keep = select_keep((scores or computed)[name], request, group.step)
+            chosen = (scores or computed)[name]
+            if group.tile > 1:  # a segmented group: score each unit by all its parts, keep the same units in each part
+                units = select_keep(chosen.view(group.tile, -1).sum(0), request // group.tile)
+                keep = tiled(units, group.width, group.tile)
+            else:
+                keep = select_keep(chosen, request, group.step)
         else:
             keep = torch.as_tensor(list(request) if not isinstance(request, torch.Tensor) else request, dtype=torch.long)
             if keep.numel() < 1 or len(set(keep.tolist())) != keep.numel() or int(keep.min()) < 0 or int(keep.max()) >= group.width:
                 raise PruneError(f"channel group {name}: keep indices must be distinct and in [0, {group.width})")
+            if group.tile > 1 and (keep.numel() % group.tile or not torch.equal(keep, tiled(keep[: keep.numel() // group.tile], group.width, group.tile))):
+                raise PruneError(f"channel group {name} is {group.tile} concatenated parts of {group.width // group.tile}: "
+                                 f"keep the same units in each part, [K, K + {group.width // group.tile}, ...]")
             if group.step > 1:
                 size = group.width // group.step
                 counts = torch.bincount(keep // size, minlength=group.step)
