@@ -44,3 +44,31 @@ def xception_timm() -> NetworkSpec:
     from .xception import xception_network
 
     return xception_network("xception_timm", norm_eps=1e-5)
+
+
+def _with_norm_scale(spec: NetworkSpec, name: str) -> NetworkSpec:
+    """The same network with a BatchNorm gamma in every Inception module (``norm_scale=True``)."""
+    import dataclasses
+
+    def scaled(block):
+        return dataclasses.replace(block, norm_scale=True) if hasattr(block, "norm_scale") else block
+
+    stages = tuple(dataclasses.replace(stage, blocks=tuple(scaled(b) for b in stage.blocks)) for stage in spec.stages)
+    return dataclasses.replace(spec, name=name, stem=tuple(scaled(b) for b in spec.stem), stages=stages)
+
+
+@_variant("inception_v4", "inception_v4_timm", family="inception")
+def inception_v4_timm() -> NetworkSpec:
+    """timm ``inception_v4`` (Cadene's port of the TF-slim weights): every BatchNorm has a scale (gamma),
+    where the release's ``slim.batch_norm`` has none; eps 1e-3 as the release. 31,584 more parameters."""
+    from .inception import inception_v4
+
+    return _with_norm_scale(inception_v4(), "inception_v4_timm")
+
+
+@_variant("inception_resnet_v2", "inception_resnet_v2_timm", family="inception")
+def inception_resnet_v2_timm() -> NetworkSpec:
+    """timm ``inception_resnet_v2``: BatchNorm with a scale (gamma), the release's without; eps 1e-3."""
+    from .inception import inception_resnet_v2
+
+    return _with_norm_scale(inception_resnet_v2(), "inception_resnet_v2_timm")
