@@ -72,3 +72,19 @@ def inception_resnet_v2_timm() -> NetworkSpec:
     from .inception import inception_resnet_v2
 
     return _with_norm_scale(inception_resnet_v2(), "inception_resnet_v2_timm")
+
+
+def _shufflenet_v2_tv(size: str):
+    def spec() -> NetworkSpec:
+        """torchvision ``shufflenet_v2_x*``: ``chunk`` split and shuffle at the end of each unit, both
+        first-unit branches ``out // 2``, classifier with a bias and no dropout (the megvii release:
+        shuffle at the start, the left branch keeps its width, no bias)."""
+        from .shufflenet_v2 import shufflenet_v2
+
+        return shufflenet_v2(f"shufflenet_v2_x{size}_tv", f"{size.replace('_', '.')}x", layout="torchvision")
+
+    return spec
+
+
+for _size in ("0_5", "1_0", "1_5", "2_0"):
+    _variant(f"shufflenet_v2_x{_size}", f"shufflenet_v2_x{_size}_tv", family="shufflenet_v2")(_shufflenet_v2_tv(_size))
