@@ -120,19 +120,30 @@ edgevision weights import resnet50-tv.pth --model resnet50 --from torchvision --
 * Our deploy (re-parameterized) form is computed by `ev.reparameterize` after importing the train form; a model already
   in deploy form is refused.
 * `--json`: model, family, source, file, tensors_mapped, source_tensors, source_ignored, classifier_reinitialised,
-  stem_adapted, notes, num_classes, in_chans, out.
+  stem_adapted, norm_eps, notes, num_classes, in_chans, out.
+
+## BatchNorm eps travels with the import
+
+The zoo's `mobilenetv3_*` use BatchNorm eps 1e-3, as the authors' TF release (`slim.batch_norm`'s default) and
+torchvision's `mobilenet_v3_*`; timm's own `mobilenetv3_*` were trained in PyTorch with 1e-5. The same tensors under
+another eps move the feature maps by ~1e-3 of their scale (the pooled logits by less), so a key map may name its
+source's eps (`KeyMap.norm_eps`): importing timm's MobileNetV3 sets eps 1e-5 on the model and in its spec
+(`NetworkSpec.norm_eps`, kept by `ev.save` / `ev.load` and by `features_only=True`), and the report says so
+(`norm_eps` in `--json`, and a note). `tests/reference/test_feature_maps_reference.py` compares every pyramid level,
+not only the logits, with torchvision's `features.N` maps and timm's `forward_intermediates` in float64.
 
 ## Not covered yet
 
-Key maps still to write (the models are in the table above with "none yet"): Inception v4 and Inception-ResNet v2
-(a `_timm` variant is needed: timm's BatchNorm has a scale where the TF-slim release has none), ShuffleNet V2 (`_tv`
-variant: torchvision's first-unit branch widths and FC bias) and FBNet-C (`_timm` variant: timm's convs have no bias
-before BatchNorm). HorNet has no timm 1.0.31 / torchvision 0.28 counterpart. timm's deploy layouts (RepGhostNet's
-fused `cheap_operation`, Next-ViT's folded pre-norms) are not mapped: import the train layout, then `ev.reparameterize`.
+Key maps still to write (the models are in the table above with "none yet"): FBNet-C (`_timm` variant: timm's
+convs have no bias before BatchNorm). HorNet
+has no timm 1.0.31 / torchvision 0.28 counterpart. timm's deploy layouts (RepGhostNet's fused `cheap_operation`,
+Next-ViT's folded pre-norms) are not mapped: import the train layout, then `ev.reparameterize`.
 Compatible variants registered so far (`src/edgevision/models/compat.py`): `seresnet50_timm` (stride on the 3x3),
-`skresnext50_32x4d_timm` (padded stem pool), `xception_timm` (BatchNorm eps 1e-5); the release-layout models refuse
-those libraries' files with a message naming the variant. The authors' own release layouts are mapped for GhostNet
-only (huawei-noah's module names are timm's).
+`skresnext50_32x4d_timm` (padded stem pool), `xception_timm` (BatchNorm eps 1e-5), `inception_v4_timm` and
+`inception_resnet_v2_timm` (BatchNorm with a scale), `shufflenet_v2_x{0_5,1_0,1_5,2_0}_tv` (torchvision's units: `chunk`
+split and shuffle at the end, first-unit branches out/2, FC bias); the release-layout models refuse those libraries' files with a
+message naming the variant. The authors' own release layouts are mapped for GhostNet only (huawei-noah's module
+names are timm's).
 """
 
 if __name__ == "__main__":

@@ -197,3 +197,38 @@ def test_library_layout_of_a_release_model_points_to_its_compatible_variant():
     with pytest.raises(WeightImportError, match=r"seresnet50_timm"):
         ev.weights.map_state_dict(ev.create_model("seresnet50"), {}, source="timm")
     assert "timm" in ev.weights.keymaps_for("senet", "seresnet50_timm")
+
+
+def test_timm_mobilenetv3_import_carries_its_batchnorm_eps_into_the_spec(tmp_path):
+    """timm's PyTorch-trained MobileNetV3 computes with BatchNorm eps 1e-5, our spec (the TF release,
+    torchvision) with 1e-3: the same tensors give feature maps ~1e-3 apart, so the import sets timm's eps
+    on the model and in its spec; ev.save / ev.load and features_only keep it; torchvision's import does not."""
+    from edgevision.builder import build
+
+    name = "mobilenetv3_small_075"
+    assert ev.get_spec(name).norm_eps == 1e-3
+    timm_model = build(ev.get_spec(name).with_norm_eps(1e-5))  # what timm computes, under our names
+    _random(timm_model)
+    save_file({k: v.contiguous() for k, v in to_source_layout(timm_model, "timm").items()}, str(tmp_path / "timm.safetensors"))
+    model = ev.create_model(name)
+    report = ev.load_pretrained(model, tmp_path / "timm.safetensors", source="timm")
+    assert report.norm_eps == 1e-5 and any("eps" in note for note in report.notes)
+    assert model.spec.norm_eps == 1e-5 and model.resolved.spec.norm_eps == 1e-5
+    assert {m.eps for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {1e-5}
+    ev.save(model, tmp_path / "ours.safetensors")
+    x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
+    timm_model.double()
+    with torch.no_grad():
+        assert torch.equal(model.double().eval()(x), timm_model(x))
+        assert torch.equal(ev.load(tmp_path / "ours.safetensors").double().eval()(x), timm_model(x))
+        backbone = ev.create_model(name, features_only=True, pretrained=tmp_path / "timm.safetensors", pretrained_source="timm")
+        assert backbone.spec.norm_eps == 1e-5
+        expected = timm_model.forward_intermediates(x, intermediates_only=True)
+        for ours, theirs in zip(backbone.double().eval()(x), expected, strict=True):
+            assert torch.equal(ours, theirs)
+    # the eps is not cosmetic: the same tensors under our spec's eps give other feature maps
+    plain = build(ev.get_spec(name))
+    plain.load_state_dict(timm_model.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(plain.double().eval().forward_features(x), timm_model.forward_features(x), rtol=0, atol=1e-6)
+    assert keymaps_for("mobilenetv3")["torchvision"].norm_eps is None  # torchvision computes with our 1e-3

@@ -16,6 +16,11 @@ import edgevision as ev
 from edgevision.published import published, published_table
 
 MODELS = ev.list_models()
+# the TF-slim Inceptions' timm layouts differ from their release models only by a BatchNorm gamma; their
+# backward and deploy checks would cost ~40 s each on 2 cores, so the reference suite checks them
+# instead (train and deploy form against timm's logits in float64, tests/reference/cases.py)
+_GAMMA_ONLY_VARIANTS = {"inception_v4_timm", "inception_resnet_v2_timm"}
+MODELS_WITHOUT_GAMMA_VARIANTS = [name for name in MODELS if name not in _GAMMA_ONLY_VARIANTS]
 SMALL = 64  # forward/backward resolution: most zoo networks downsample 32x, so 64 leaves a 2x2 map
 MACS_RELATIVE_TOLERANCE = 0.02  # beyond the printed rounding; see README "Counting conventions"
 
@@ -44,7 +49,7 @@ def test_forward_shape_and_finite(name):
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", MODELS_WITHOUT_GAMMA_VARIANTS)
 def test_backward_reaches_every_parameter(name):
     torch.manual_seed(0)
     model = ev.create_model(name, num_classes=10).train()
@@ -55,7 +60,7 @@ def test_backward_reaches_every_parameter(name):
     assert any(p.grad.abs().sum() > 0 for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", MODELS_WITHOUT_GAMMA_VARIANTS)
 def test_deploy_form_matches_train_form(name):
     torch.manual_seed(0)
     model = randomize_batchnorm(ev.create_model(name), seed=1).eval()

@@ -10,7 +10,14 @@ from torch import nn
 from .network import NetworkSpec
 from .resolve import ResolvedNetwork, resolve
 
-__all__ = ["Network", "build"]
+__all__ = ["Network", "build", "set_norm_eps"]
+
+
+def set_norm_eps(module: nn.Module, eps: float) -> None:
+    """Every BatchNorm under ``module`` divides by sqrt(var + ``eps``) (``NetworkSpec.norm_eps``)."""
+    for norm in module.modules():
+        if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+            norm.eps = eps
 
 
 class Network(nn.Module):
@@ -27,6 +34,8 @@ class Network(nn.Module):
         self.stem = nn.Sequential(*(b.build() for b in resolved.section("stem")))
         self.stages = nn.Sequential(*(nn.Sequential(*(b.build() for b in resolved.stage(i))) for i in range(resolved.num_stages)))
         self.head = resolved.head.build() if resolved.head is not None else nn.Identity()
+        if self.spec.norm_eps is not None:
+            set_norm_eps(self, self.spec.norm_eps)
 
     @property
     def num_features(self) -> int:

@@ -63,6 +63,10 @@ class NetworkSpec(Spec):
     # trailing stages that only widen the features for the classifier (MobileNetV2's 1x1 conv to 1280,
     # GhostNet's to 960): not a feature level, as in timm's ``feature_info``
     pre_logits_stages: int = field(default=0, metadata={OMIT_DEFAULT: True})
+    # the eps of every BatchNorm in the network; None: each block's own (PyTorch's 1e-5 unless the block
+    # says otherwise). The release a model follows fixes it (TF's slim.batch_norm: 1e-3), and a checkpoint
+    # trained with another eps gives other feature maps from the same tensors (the importer carries it)
+    norm_eps: float | None = field(default=None, metadata={OMIT_DEFAULT: True})
 
     def validate(self) -> None:
         check(self, "name", bool(self.name), "a non-empty string")
@@ -74,6 +78,7 @@ class NetworkSpec(Spec):
         check_positive(self, "in_channels", "width_multiplier", "channel_divisor", "input_size")
         if self.output_stride is not None:
             check_choice(self, "output_stride", OUTPUT_STRIDES)
+        check(self, "norm_eps", self.norm_eps is None or self.norm_eps > 0, "None or > 0")
         check(self, "pre_logits_stages", self.pre_logits_stages == 0 or 0 < self.pre_logits_stages < len(self.stages), f"in [0, {len(self.stages)})")
 
     @property
@@ -98,6 +103,9 @@ class NetworkSpec(Spec):
 
     def with_output_stride(self, output_stride: int | None) -> "NetworkSpec":
         return dataclasses.replace(self, output_stride=output_stride)
+
+    def with_norm_eps(self, norm_eps: float | None) -> "NetworkSpec":
+        return dataclasses.replace(self, norm_eps=norm_eps)
 
     def with_input_channels(self, in_channels: int) -> "NetworkSpec":
         return dataclasses.replace(self, in_channels=in_channels)

@@ -153,9 +153,11 @@ def create_model(
         if pretrained is None:
             return build(backbone)
         # the file holds the whole classifier network: import into it, then keep the backbone's tensors
-        # (its module paths are a prefix of the full network's: stem.*, stages.*)
-        model = build(backbone)
-        loaded = model.load_state_dict(_pretrained(build(spec), pretrained, pretrained_source).state_dict(), strict=False)
+        # (its module paths are a prefix of the full network's: stem.*, stages.*) and any BatchNorm eps
+        # the import carried into its spec
+        full = _pretrained(build(spec), pretrained, pretrained_source)
+        model = build(backbone.with_norm_eps(full.spec.norm_eps))
+        loaded = model.load_state_dict(full.state_dict(), strict=False)
         if loaded.missing_keys:  # only the classifier may be left out, never a backbone tensor
             raise AssertionError(f"backbone tensors missing from the imported network: {loaded.missing_keys[:5]}")
         return model

@@ -77,3 +77,11 @@ CASES += [Case("xception_timm", TIMM, "legacy_xception", size=96)]
 CASES += [Case("levit_128s", TIMM, "levit_128s", size=224)]  # attention biases are tied to the 14x14 grid of 224 px
 CASES += [Case("efficientformer_l1", TIMM, "efficientformer_l1", size=224)]  # attention biases tied to the 7x7 grid
 CASES += [Case("repghostnet_100", TIMM, "repghostnet_100")]
+# weights3: the TF-slim Inceptions as timm ports them (BatchNorm with a scale; models/compat.py)
+CASES += [Case("inception_v4_timm", TIMM, "inception_v4", size=96), Case("inception_resnet_v2_timm", TIMM, "inception_resnet_v2", size=96)]
+# the other widths of families whose map is verified above (they were "not run" in docs/pretrained.md)
+CASES += [Case("nextvit_base", TIMM, "nextvit_base", size=32)]
+CASES += [Case(name, TIMM, name, size=224) for name in ("levit_128", "levit_192", "levit_256")]  # 14x14-grid biases
+CASES += [Case(name, TIMM, name, size=224) for name in ("efficientformer_l3", "efficientformer_l7")]  # 7x7-grid biases
+CASES += [Case(name, TIMM, name) for name in ("repghostnet_050", "repghostnet_150", "repghostnet_200")]
+CASES += [Case(f"shufflenet_v2_x{size}_tv", TV, f"shufflenet_v2_x{size}") for size in ("0_5", "1_0", "1_5", "2_0")]  # torchvision's units

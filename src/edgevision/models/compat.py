@@ -44,3 +44,47 @@ def xception_timm() -> NetworkSpec:
     from .xception import xception_network
 
     return xception_network("xception_timm", norm_eps=1e-5)
+
+
+def _with_norm_scale(spec: NetworkSpec, name: str) -> NetworkSpec:
+    """The same network with a BatchNorm gamma in every Inception module (``norm_scale=True``)."""
+    import dataclasses
+
+    def scaled(block):
+        return dataclasses.replace(block, norm_scale=True) if hasattr(block, "norm_scale") else block
+
+    stages = tuple(dataclasses.replace(stage, blocks=tuple(scaled(b) for b in stage.blocks)) for stage in spec.stages)
+    return dataclasses.replace(spec, name=name, stem=tuple(scaled(b) for b in spec.stem), stages=stages)
+
+
+@_variant("inception_v4", "inception_v4_timm", family="inception")
+def inception_v4_timm() -> NetworkSpec:
+    """timm ``inception_v4`` (Cadene's port of the TF-slim weights): every BatchNorm has a scale (gamma),
+    where the release's ``slim.batch_norm`` has none; eps 1e-3 as the release. 31,584 more parameters."""
+    from .inception import inception_v4
+
+    return _with_norm_scale(inception_v4(), "inception_v4_timm")
+
+
+@_variant("inception_resnet_v2", "inception_resnet_v2_timm", family="inception")
+def inception_resnet_v2_timm() -> NetworkSpec:
+    """timm ``inception_resnet_v2``: BatchNorm with a scale (gamma), the release's without; eps 1e-3."""
+    from .inception import inception_resnet_v2
+
+    return _with_norm_scale(inception_resnet_v2(), "inception_resnet_v2_timm")
+
+
+def _shufflenet_v2_tv(size: str):
+    def spec() -> NetworkSpec:
+        """torchvision ``shufflenet_v2_x*``: ``chunk`` split and shuffle at the end of each unit, both
+        first-unit branches ``out // 2``, classifier with a bias and no dropout (the megvii release:
+        shuffle at the start, the left branch keeps its width, no bias)."""
+        from .shufflenet_v2 import shufflenet_v2
+
+        return shufflenet_v2(f"shufflenet_v2_x{size}_tv", f"{size.replace('_', '.')}x", layout="torchvision")
+
+    return spec
+
+
+for _size in ("0_5", "1_0", "1_5", "2_0"):
+    _variant(f"shufflenet_v2_x{_size}", f"shufflenet_v2_x{_size}_tv", family="shufflenet_v2")(_shufflenet_v2_tv(_size))

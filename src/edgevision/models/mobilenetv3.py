@@ -5,6 +5,10 @@ way the authors' TF code and timm's ``mobilenetv3_*`` do (72/24 = 3, 184/80 = 2.
 0.75x models scale exactly as those references: widths make_divisible(c * multiplier, 8),
 expanded width make_divisible(C_in * ratio, 8), SE width make_divisible(expanded / 4, 8).
 Stem (16) scales with the multiplier; the 1280 (Large) / 1024 (Small) head does not.
+BatchNorm eps 1e-3: the authors' TF release (tensorflow/models ``slim/nets/mobilenet``, whose
+``slim.batch_norm`` defaults to epsilon 0.001), as torchvision's ``mobilenet_v3_*``. timm's own
+PyTorch-trained ``mobilenetv3_*`` use 1e-5: importing them carries that eps into the spec
+(``NetworkSpec.norm_eps``, docs/pretrained.md), so both give their library's feature maps.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ def _stage(*blocks: InvertedResidualSpec) -> StageSpec:
 
 
 RE, HS = "relu", "hard_swish"
+TF_BATCHNORM_EPS = 1e-3  # slim.batch_norm's default epsilon, used by the release
 
 # Table 1 (Large): rows (out c, kernel, stride, expansion, SE, activation); one stage per resolution step
 _LARGE = (
@@ -57,7 +62,7 @@ def mobilenetv3(name: str, stages: tuple[StageSpec, ...], last_channels: int, he
         head_hidden_features=head_features,
         width_multiplier=width_multiplier,
         last_conv_is_feature=True,  # timm's feature_info ends at the 960 (576) conv
-    )
+    ).with_norm_eps(TF_BATCHNORM_EPS)
 
 
 @register_model("mobilenetv3_large_075", family="mobilenetv3")

@@ -26,10 +26,11 @@ _WIDTHS = {
 _DEPTHS = (4, 8, 4)  # Table 5: 1 + 3, 1 + 7, 1 + 3 units
 
 
-def shufflenet_v2(name: str, size: str) -> NetworkSpec:
+def shufflenet_v2(name: str, size: str, layout: str = "megvii") -> NetworkSpec:
+    """``layout="torchvision"``: torchvision's units and its classifier with a bias (models/compat.py)."""
     *stage_widths, conv5_width = _WIDTHS[size]
     stages = tuple(
-        StageSpec.repeat(ShuffleNetV2UnitSpec(out_channels=width, stride=2), depth)
+        StageSpec.repeat(ShuffleNetV2UnitSpec(out_channels=width, stride=2, layout=layout), depth)
         for width, depth in zip(stage_widths, _DEPTHS)
     )
     conv5 = ConvNormActSpec(out_channels=conv5_width, kernel_size=1, activation="relu")
@@ -37,7 +38,7 @@ def shufflenet_v2(name: str, size: str) -> NetworkSpec:
         name=name,
         stem=(ConvNormActSpec(out_channels=24, kernel_size=3, stride=2, activation="relu"), MaxPoolSpec()),
         stages=stages + (StageSpec(blocks=(conv5,)),),
-        head=ClassifierHeadSpec(bias=False, dropout=0.2 if size == "2.0x" else 0.0),
+        head=ClassifierHeadSpec(bias=layout == "torchvision", dropout=0.2 if size == "2.0x" and layout == "megvii" else 0.0),
         pre_logits_stages=1,  # the last 1x1 conv feeds the classifier: not a feature level (as timm)
         width_multiplier=1.0,
         channel_divisor=2,

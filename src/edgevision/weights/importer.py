@@ -9,6 +9,9 @@ affect inference). Then
 * a stem convolution whose input channels differ is adapted as timm's ``adapt_input_conv`` does
   (Wightman, timm ``models/_manipulate.py``): summed over RGB for 1 channel, otherwise RGB
   repeated to ``in_chans`` and scaled by ``3 / in_chans`` so activations keep their magnitude.
+* where the source computes with another BatchNorm eps than our spec (``KeyMap.norm_eps``), the
+  model takes the source's eps and its spec says so (``NetworkSpec.norm_eps``), so the feature maps,
+  not only the logits, equal the source's and ``ev.save`` / ``ev.load`` keep it.
 
 Nothing is loaded unless everything matches: missing, unexpected and mis-shaped tensors are listed
 (the first few of each) in one :class:`WeightImportError`.
@@ -47,6 +50,7 @@ class ImportReport:
     source_ignored: int = 0
     classifier_reinitialised: bool = False
     stem_adapted: bool = False
+    norm_eps: float | None = None  # the source's BatchNorm eps, set on the model where it was not its spec's
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -225,12 +229,40 @@ def map_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str
         notes.append(f"classifier re-initialised for {_num_classes(spec)} classes ({', '.join(reinitialised)}); fine-tune it")
     if adapted:
         notes.append(f"stem adapted from 3 to {spec.in_channels} input channels as timm's adapt_input_conv ({', '.join(adapted)})")
+    norm_eps = _carried_norm_eps(spec, keymap)
+    if norm_eps is not None:
+        notes.append(f"BatchNorm eps set to {norm_eps:g} as {source}'s {keymap.upstream.get(spec.name, family)} (the spec's: {_spec_eps(spec)})")
     ignored = sum(1 for key in state if key not in used and (keymap.ignored(key) or key.endswith("num_batches_tracked")))
     report = ImportReport(
         model=spec.name, family=family, source=source, file=file, tensors_mapped=len(mapped), source_tensors=len(state),
-        source_ignored=ignored, classifier_reinitialised=bool(reinitialised), stem_adapted=bool(adapted), notes=notes,
+        source_ignored=ignored, classifier_reinitialised=bool(reinitialised), stem_adapted=bool(adapted), norm_eps=norm_eps, notes=notes,
     )
     return mapped, report
+
+
+def _spec_eps(spec) -> str:
+    eps = getattr(spec, "norm_eps", None)
+    return "each block's own" if eps is None else f"{eps:g}"
+
+
+def _carried_norm_eps(spec, keymap: KeyMap) -> float | None:
+    """The eps the import must set: the source's, where the (network) spec computes with another."""
+    if keymap.norm_eps is None or getattr(spec, "norm_eps", keymap.norm_eps) == keymap.norm_eps:
+        return None
+    if not hasattr(spec, "with_norm_eps"):  # a task model's spec: its map never names an eps today
+        raise WeightImportError(f"{spec.name}'s spec cannot carry the {keymap.source} BatchNorm eps {keymap.norm_eps:g}")
+    return keymap.norm_eps
+
+
+def carry_norm_eps(model: nn.Module, norm_eps: float) -> None:
+    """Set ``norm_eps`` on every BatchNorm of ``model`` and in its spec (and resolved spec), in place."""
+    from dataclasses import replace
+
+    from ..builder import set_norm_eps
+
+    set_norm_eps(model, norm_eps)
+    model.spec = model.spec.with_norm_eps(norm_eps)
+    model.resolved = replace(model.resolved, spec=model.spec)  # the blocks' widths and sizes do not depend on eps
 
 
 def to_source_layout(model: nn.Module, source: str) -> dict[str, torch.Tensor]:
@@ -264,6 +296,8 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, source: str | Non
     # strict=False: the keys left out keep our initialisation on purpose (a re-initialised classifier,
     # BatchNorm counters the file lacks, buffers a key map marks as ours)
     model.load_state_dict(mapped, strict=False)
+    if report.norm_eps is not None:
+        carry_norm_eps(model, report.norm_eps)
     return report
 
 

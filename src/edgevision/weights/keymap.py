@@ -21,6 +21,11 @@ expansion and a squeeze-excite.
 our Linear ``(O, C * 49)`` reads flattened in the same C, H, W order); it is reshaped when the element
 counts agree.
 
+``norm_eps`` is the BatchNorm eps the source's models of this family compute with, where it is not
+the zoo spec's (timm's PyTorch-trained MobileNetV3: 1e-5, the TF release and torchvision: 1e-3): the
+same tensors give other feature maps under another eps, so the import carries it into the model's
+spec (``NetworkSpec.norm_eps``) instead of a structure-identical variant per width.
+
 ``ignore`` lists regexes of source keys that carry no information of ours (derived buffers such as
 LeViT's ``attention_bias_idxs``). Every other source tensor must be used exactly once; the
 importer (:mod:`edgevision.weights.importer`) checks that and every shape.
@@ -70,6 +75,8 @@ class KeyMap:
     reshape: tuple[str, ...] = ()
     #: the upstream model names this map was verified against (documentation, docs/pretrained.md)
     upstream: dict[str, str] = field(default_factory=dict)
+    #: the source's BatchNorm eps when it is not our spec's; None: the spec's own
+    norm_eps: float | None = None
 
     @cached_property
     def _compiled(self):

@@ -24,5 +24,9 @@ from . import compat, efficientformer, levit, nextvit, repghostnet, vgg_timm, xc
 for _module in (nextvit, compat, vgg_timm, xception, levit, efficientformer, repghostnet):
     for _family, _by_source in _module.KEYMAPS.items():
         KEYMAPS.setdefault(_family, {}).update(_by_source)
+from . import inception_timm  # noqa: E402  (weights3: the Inception v4 / Inception-ResNet v2 _timm variants)
+
+for _family, _by_source in inception_timm.KEYMAPS.items():
+    KEYMAPS.setdefault(_family, {}).update(_by_source)
 for _family, _by_source in segmentation.KEYMAPS.items():
     KEYMAPS.setdefault(_family, {}).update(_by_source)

@@ -6,6 +6,8 @@ sits depends on which the block has: the rules are conditioned on our own block'
 The head's 1x1 conv is ``classifier.0`` (a Linear) and the classifier ``classifier.3``.
 timm: its EfficientNet builder layout (:mod:`.efficientnet_timm`); the head conv is a 1x1 conv
 ``conv_head`` (stored (O, I, 1, 1), ours a Linear (O, I): the same numbers).
+BatchNorm eps: torchvision 1e-3 as our spec (the TF release); timm's ``mobilenetv3_*`` were trained
+in PyTorch with 1e-5, which the timm map carries into the imported model's spec.
 """
 
 from ..keymap import KeyMap
@@ -45,6 +47,7 @@ TORCHVISION = KeyMap(
 TIMM = KeyMap(
     "timm",
     timm_efficientnet_rules(),
+    norm_eps=1e-5,  # timm's BatchNormAct2d default; ours and torchvision's 1e-3
     upstream={name: name for name in ("mobilenetv3_large_075", "mobilenetv3_large_100", "mobilenetv3_small_075", "mobilenetv3_small_100")},
 )
 KEYMAPS = {"mobilenetv3": {"torchvision": TORCHVISION, "timm": TIMM}}
