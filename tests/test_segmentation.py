@@ -259,3 +259,25 @@ def test_int8_quantization_reports_miou_drop(tmp_path):
     assert (tmp_path / "m.int8.onnx").is_file() and result.calibration_images == 2
     assert 0 <= result.int8_miou <= 1 and result.accepted == (result.drop_points <= 100.0)
     assert result.drop_points == pytest.approx(100 * (result.fp32_miou - result.int8_miou))
+
+
+def test_a_dataset_class_ignored_on_top_of_void_keeps_void_out_of_loss_and_metrics():
+    """--ignore-index 0 with masks that hold 255 (crop padding): 255 used to reach cross-entropy as a class id."""
+    from edgevision.segmentation.metrics import ConfusionMatrix
+    from edgevision.segmentation.training import segmentation_loss
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 1)
+    images = torch.randn(2, 3, 8, 8)
+    masks = torch.randint(0, 4, (2, 8, 8))
+    masks[:, :2] = 255  # void rows, as padding writes them
+    loss = segmentation_loss(conv, images, masks, aux_weight=0.0, ignore_index=0)
+    # equal to cross-entropy over the pixels that are neither void nor class 0
+    logits = conv(images)
+    keep = (masks != 255) & (masks != 0)
+    expected = torch.nn.functional.cross_entropy(logits.permute(0, 2, 3, 1)[keep], masks[keep])
+    assert torch.allclose(loss, expected, atol=1e-6)
+
+    matrix = ConfusionMatrix(4, ignore_index=0)
+    matrix.update(logits, masks)
+    assert matrix.compute()["pixels"] == int(keep.sum())

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..datasets.base import DataError
+from .metrics import VOID_LABEL
 
 __all__ = [
     "IGNORE_INDEX", "VOC_CLASSES", "CITYSCAPES_CLASSES", "CITYSCAPES_LABEL_TO_TRAIN", "SEG_DATA_FORMS",
@@ -44,7 +45,7 @@ __all__ = [
     "load_mask_folder", "load_segmentation_data",
 ]
 
-IGNORE_INDEX = 255
+IGNORE_INDEX = VOID_LABEL  # the loaders write 255 for "no label"; one value with the metrics
 SEG_DATA_FORMS = "default, voc:DIR, cityscapes:DIR, coco:FILE.json or masks:DIR"
 ON_ERROR = ("skip", "fatal")
 

@@ -15,6 +15,9 @@ import torch
 __all__ = ["ConfusionMatrix", "segmentation_metrics"]
 
 
+VOID_LABEL = 255  # what every loader writes for "no label" (VOC borders, crop/scale padding), whatever ignore_index is
+
+
 class ConfusionMatrix:
     """``matrix[t, p]``: pixels of target class t predicted as p (int64, K x K)."""
 
@@ -29,7 +32,7 @@ class ConfusionMatrix:
         if prediction.shape != target.shape:
             raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} must have the same shape")
         target, prediction = target.reshape(-1).long().cpu(), prediction.reshape(-1).long().cpu()
-        keep = target != self.ignore_index
+        keep = (target != self.ignore_index) & (target != VOID_LABEL)  # void (255: borders, crop padding) is never scored
         target, prediction = target[keep], prediction[keep]
         if target.numel() and (int(target.min()) < 0 or int(target.max()) >= self.num_classes):
             raise ValueError(f"target has class ids outside 0..{self.num_classes - 1} (and not {self.ignore_index})")

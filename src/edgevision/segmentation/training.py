@@ -57,6 +57,8 @@ def segmentation_loss(model: nn.Module, images: torch.Tensor, masks: torch.Tenso
         logits, aux = model.forward_with_aux(images)
     else:
         logits, aux = model(images), None
+    if ignore_index != IGNORE_INDEX:  # a dataset class ignored on top of void: void pixels (crop padding) must still not be targets
+        masks = masks.masked_fill(masks == IGNORE_INDEX, ignore_index)
     loss = F.cross_entropy(logits, masks, ignore_index=ignore_index)
     if aux is not None and aux_weight:
         loss = loss + aux_weight * F.cross_entropy(aux, masks, ignore_index=ignore_index)

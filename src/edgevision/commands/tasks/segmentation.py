@@ -19,7 +19,7 @@ __all__ = ["add_arguments", "train", "evaluate"]
 
 def add_arguments(group, command: str) -> None:
     """This task's own options on ``edgevision {command}``."""
-    group.add_argument("--ignore-index", type=int_in(0, 255, "a label id of 8-bit masks"), default=255, metavar="ID", help="segmentation: label id left out of loss and metrics (default 255)")
+    group.add_argument("--ignore-index", type=int_in(0, 255, "a label id of 8-bit masks"), default=255, metavar="ID", help="segmentation: label id left out of loss and metrics; 255 (void: borders, crop padding) is always left out (default 255)")
     group.add_argument("--seg-on-error", choices=("skip", "fatal"), default="skip",
                        help="segmentation: a bad sample (missing file, size mismatch, unknown class id) is skipped and reported, or fatal")
     if command == "train":
