@@ -147,3 +147,20 @@ def test_a_run_refused_by_the_lock_keeps_the_holders_lock(tmp_path, capsys):
         assert main(["sparsify", "mobilenetv2_050", "--pattern", "2:4", "--out", str(out)]) == 2
         assert "in use by pid" in capsys.readouterr().err
         assert (out / ".lock").exists() and json.loads((out / ".lock").read_text())["pid"] == os.getpid()
+
+
+@pytest.mark.parametrize("argv, folder", [
+    (["train", "ssdlite320_mobilenetv3_large", "--task", "detection"], "runs/ssdlite320_mobilenetv3_large-detection-s0"),
+    (["train", "fcrn_mobilenetv2_100", "--task", "depth"], "runs/fcrn_mobilenetv2_100-depth-s0"),
+    (["train", "lraspp_mobilenet_v3_small", "--task", "segmentation"], "runs/lraspp_mobilenet_v3_small-seg-s0"),
+    (["train", "carn_m", "--task", "super-resolution", "--scale", "4"], "runs/carn_m-x4-s0"),
+])
+def test_a_task_training_without_out_locks_its_default_folder(tmp_path, monkeypatch, capsys, argv, folder):
+    """Without --out, two trainings of a dense task into the same default run folder: the second is refused."""
+    from edgevision.locking import exclusive_lock
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / folder).mkdir(parents=True)
+    with exclusive_lock(tmp_path / folder / ".lock", "test holder"):
+        assert main([*argv, "--epochs", "1"]) == 2
+        assert "in use by pid" in capsys.readouterr().err

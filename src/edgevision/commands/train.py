@@ -113,10 +113,11 @@ def run(args: argparse.Namespace) -> int:
     from ._common import stderr_console
 
     if args.task != "classification":
-        if args.out is None:
-            return task_command(args.task).train(args)
+        module = task_command(args.task)
+        if args.out is None:  # the task's own default folder, so that it is locked like a given --out
+            args.out = str(module.default_out(args))
         with output_lock(args.out, "run folder", enabled=_is_rank_zero()):  # two trainings into one folder: the second is refused
-            return task_command(args.task).train(args)
+            return module.train(args)
     if args.resolution is None:
         args.resolution = 32
     if args.resolution < 8:

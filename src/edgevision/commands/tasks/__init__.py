@@ -7,6 +7,8 @@ Each module (``segmentation``, ``detection``, ``super_resolution``, ``depth``) p
   builds every parser at start-up);
 - ``train(args) -> int`` and ``evaluate(args, metadata) -> int``: the work, given the parsed
   arguments of ``edgevision train`` / ``edgevision eval`` (``metadata``: the checkpoint's).
+- ``default_out(args) -> Path``: the run folder when ``--out`` is not given; ``train`` locks it
+  (a second training into the same default folder is refused) before calling the task's ``train``.
 
 The library code lives in the task's package (``edgevision.segmentation``, ...); these modules
 only translate arguments and errors (``UsageError``) and print.

@@ -42,6 +42,11 @@ def _crop(args: argparse.Namespace, source: str, spec) -> tuple[int, int]:
     return PROCEDURAL_CROP if source.split(":")[0] in ("default", "procedural") else tuple(spec.input_size)
 
 
+def default_out(args: argparse.Namespace) -> Path:
+    """The run folder when --out is not given."""
+    return Path(f"runs/{Path(args.model).stem}-depth-s{args.seed}")
+
+
 def train(args: argparse.Namespace) -> int:
     from ...checkpoint import CheckpointError, load, save
     from ...depth.data import DepthDataError, depth_pairs
@@ -78,7 +83,7 @@ def train(args: argparse.Namespace) -> int:
         epochs = args.epochs or 10
         batch_size = args.batch_size or 8
         lr = args.lr or (1e-2 if args.optimizer == "sgd" else 1e-3)
-        out = Path(args.out or f"runs/{Path(args.model).stem}-depth-s{args.seed}")
+        out = Path(args.out or default_out(args))
         if out.exists() and not out.is_dir():
             raise UsageError(f"--out {str(out)!r} is a file; give a folder")
         console.print(f"training {spec.name} on {name}: {len(train_pairs)} train / {len(val_pairs)} test images, crop {crop[0]}x{crop[1]}, "

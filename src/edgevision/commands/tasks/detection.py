@@ -68,6 +68,11 @@ def _write(path, document) -> None:
     atomic_write_text(path, json.dumps(document, indent=2) + "\n")
 
 
+def default_out(args: argparse.Namespace) -> Path:
+    """The run folder when --out is not given."""
+    return Path(f"runs/{Path(args.model).stem}-detection-s{args.seed}")
+
+
 def train(args: argparse.Namespace) -> int:
     import torch
 
@@ -75,7 +80,7 @@ def train(args: argparse.Namespace) -> int:
     from ...detection.training import MEAN, STD, evaluate_detector, train_detector
     from ...registry import create_model
 
-    out = Path(args.out or f"runs/{Path(args.model).stem}-detection-s{args.seed}")
+    out = Path(args.out or default_out(args))
     out.mkdir(parents=True, exist_ok=True)
     train_file, val_file = _splits(args.data, out, args.seed)
     train_set = _load(train_file, args)

@@ -48,6 +48,11 @@ def _report_problems(console, *datasets) -> None:
             console.print(f"note: {line}")
 
 
+def default_out(args: argparse.Namespace) -> Path:
+    """The run folder when --out is not given."""
+    return Path(f"runs/{args.model}-seg-s{args.seed}")
+
+
 def train(args: argparse.Namespace) -> int:
     import torch
 
@@ -67,7 +72,7 @@ def train(args: argparse.Namespace) -> int:
     resolution = args.resolution or 160
     if resolution < 32:
         raise UsageError(f"--resolution must be >= 32 for segmentation (the backbones reduce 16-32x), got {resolution}")
-    out = Path(args.out or f"runs/{args.model}-seg-s{args.seed}")
+    out = Path(args.out or default_out(args))
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} is a file; give a folder")
     out.mkdir(parents=True, exist_ok=True)

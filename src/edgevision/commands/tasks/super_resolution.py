@@ -153,6 +153,12 @@ def _print_report(console, report) -> None:
                   f"SSIM {report['ssim']:.4f} (bicubic {report['bicubic_ssim']:.4f}) — {report['metric']}")
 
 
+def default_out(args: argparse.Namespace, spec=None) -> Path:
+    """The run folder when --out is not given (named after the model and its scale)."""
+    spec = spec if spec is not None else _spec_for(args, args.scale)[0]
+    return Path(f"runs/{spec.name}-x{spec.scale}-s{args.seed}")
+
+
 def train(args: argparse.Namespace) -> int:
     import torch
 
@@ -177,7 +183,7 @@ def train(args: argparse.Namespace) -> int:
     epochs = args.epochs or 10
     config = SRTrainConfig(steps=epochs * args.steps_per_epoch, batch_size=args.batch_size or 16, patch_size=patch,
                            lr=args.lr or 1e-3, seed=args.seed)
-    out = Path(args.out or f"runs/{spec.name}-x{scale}-s{args.seed}")
+    out = Path(args.out or default_out(args, spec))
     out.mkdir(parents=True, exist_ok=True)
     last = out / "last.safetensors"
     metadata = {"task": TASK, "dataset": dataset, "scale": scale, "preprocess": {"range": "[0, 1] RGB", "lr": "MATLAB bicubic, 8-bit"},
