@@ -186,6 +186,18 @@ def test_deploy_cli_end_to_end_writes_the_fastest_verified_form(checkpoint, tmp_
     assert ("QuantizeLinear" in ops) == (data["precision"] == "int8")
 
 
+def test_a_rerun_by_name_does_not_reuse_the_graph_of_other_random_weights(tmp_path, capsys):
+    """A model given by name without a checkpoint gets fresh random weights in every process: the work folder of a
+    killed earlier run must not hand the rerun an fp32 graph of other weights (it did: parity 1.9, nothing shipped)."""
+    argv = ["deploy", "mobilenetv2_050", "--input-size", "32", "--runtimes", "ort", "--precisions", "fp32", "--no-mixed", "--calibration", "8",
+            "--verification", "16", "--budget", "0.2", "--threads", "1", "--out", str(tmp_path / "out")]
+    torch.manual_seed(1)
+    assert main(argv) == 0
+    torch.manual_seed(2)  # another process, other random weights
+    assert main(argv) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "out" / "deploy.json").read_text())["verified"]
+
+
 def _error(capsys, argv) -> str:
     assert main(argv) == 2
     lines = capsys.readouterr().err.strip().splitlines()  # progress lines may come first; the error is one line, last

@@ -87,6 +87,18 @@ def _key(**options) -> str:
     return hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def weights_digest(module: nn.Module | None) -> str | None:
+    """Digest of a module's parameters and buffers, part of the work key: a model given by name without a checkpoint
+    has fresh random weights in every process, so an fp32 graph exported by a killed run must not be reused for it."""
+    if module is None:
+        return None
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
 class _Work:
     """OUT/.work: artifacts of finished steps, reused when the options key matches."""
 
@@ -327,7 +339,7 @@ def deploy(
             raise DeployError(f"{data} has {splits.num_classes} classes but the checkpoint predicts {classes}; deploy on its own dataset")
     out.mkdir(parents=True, exist_ok=True)
     chosen_scheme = machine_scheme() if scheme in (None, "machine") else scheme
-    key = _key(model=name, checkpoint=checkpoint and os.path.getmtime(checkpoint), data=data, shape=shape, calibration=calibration,
+    key = _key(model=name, checkpoint=checkpoint and os.path.getmtime(checkpoint), weights=weights_digest(module), data=data, shape=shape, calibration=calibration,
                search=search, method=method, scheme=str(chosen_scheme), max_drop=max_drop, min_sqnr=min_sqnr_db, version=__version__,
                onnx=str(onnx_path) if onnx_path else None, mixed=mixed, qat=qat_steps)
     work = _Work(out / ".work", key)

@@ -61,14 +61,14 @@ def deploy_task(
     from ..latency.runtimes import _version
     from .calibration import ImageSet
     from .isa import cpu_features, machine_scheme
-    from .pipeline import FP32_PARITY, Candidate, DeployError, DeployResult, _export_float, _key, _measure_and_choose, _openvino_installed, _row, _ship, _Work
+    from .pipeline import FP32_PARITY, Candidate, DeployError, DeployResult, _export_float, _key, _measure_and_choose, _openvino_installed, _row, _ship, _Work, weights_digest
     from .quantize import quantize
 
     say = progress
     metric = evaluator.metric
     shape = tuple(int(d) for d in evaluator.input_shape)
     chosen_scheme = machine_scheme() if scheme in (None, "machine") else scheme
-    key = _key(model=name, task=evaluator.task, checkpoint=checkpoint and os.path.getmtime(checkpoint), data=evaluator.data, shape=shape,
+    key = _key(model=name, task=evaluator.task, checkpoint=checkpoint and os.path.getmtime(checkpoint), weights=weights_digest(module), data=evaluator.data, shape=shape,
                method=method, scheme=str(chosen_scheme), version=__version__)  # the budget is not in the key: artifacts do not depend on it
     work = _Work(out / ".work", key)
     calibration = evaluator.calibration_images()
