@@ -55,3 +55,11 @@ def export_detector_onnx(model, path, *, image_size: int | None = None, opset: i
         if box_error > atol * max(size, 1) or score_error > atol:
             raise RuntimeError(f"ONNX Runtime boxes/scores differ from PyTorch by {box_error:.3g}/{score_error:.3g}")
     return {"path": str(path), "nodes": len(graph.node), "detections_checked": int(len(expected[0])), "max_box_error": box_error}
+
+
+class ExportsWithNMS:
+    """Mixin for detectors with ``deployable()``: the export protocol read by ``edgevision export`` (the detector
+    with NMS in the graph, checked in ONNX Runtime)."""
+
+    def export_deployable_onnx(self, path, *, image_size=None, opset: int = 17, atol: float = 1e-4) -> dict:
+        return export_detector_onnx(self, path, image_size=image_size, opset=opset, atol=atol)

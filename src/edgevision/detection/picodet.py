@@ -35,6 +35,7 @@ from torch import nn
 
 from ..task_spec import TaskModelSpec
 from .boxes import clip_boxes
+from .export import ExportsWithNMS
 from .gfl import (bbox_to_distance, distance_to_bbox, distribution_focal_loss, distribution_to_distance, giou_loss,
                   quality_focal_loss, simota_assign)
 from .nms import batched_nms, onnx_non_max_suppression
@@ -292,7 +293,7 @@ def _grid_sizes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
     return sizes
 
 
-class GFLDetector(nn.Module):
+class GFLDetector(ExportsWithNMS, nn.Module):
     """An anchor-free GFL detector: ``backbone`` -> ``neck`` -> ``head`` (built by :meth:`_build`), with points,
     decoding, the QFL/DFL/GIoU loss on SimOTA positives, post-processing and the deployable graph.
 
@@ -397,12 +398,6 @@ class GFLDetector(nn.Module):
 
     def deployable(self, image_size=None) -> "PicoDetDeployed":
         return PicoDetDeployed(self, image_size or self.spec.input_size)
-
-    def export_deployable_onnx(self, path, *, image_size=None, opset: int = 17, atol: float = 1e-4) -> dict:
-        """Export protocol read by ``edgevision export``: the detector with NMS in the graph, checked in ORT."""
-        from .export import export_detector_onnx
-
-        return export_detector_onnx(self, path, image_size=image_size, opset=opset, atol=atol)
 
 
 class PicoDet(GFLDetector):

@@ -27,6 +27,7 @@ from ..layers.make_divisible import make_divisible
 from ..task_spec import TaskModelSpec
 from .anchors import BoxCoder, ssd_anchor_counts, ssd_default_boxes
 from .boxes import box_iou, clip_boxes
+from .export import ExportsWithNMS
 from .nms import batched_nms, onnx_non_max_suppression
 
 __all__ = ["SSDLite", "SSDLiteSpec", "SSDLiteDeployed", "match_priors"]
@@ -232,7 +233,7 @@ def _feature_sizes(height: int, width: int, levels: int) -> list[tuple[int, int]
     return sizes
 
 
-class SSDLite(nn.Module):
+class SSDLite(ExportsWithNMS, nn.Module):
     """forward(images (N, 3, H, W)) -> (box deltas (N, A, 4), class logits (N, A, K+1))."""
 
     def __init__(self, spec: SSDLiteSpec) -> None:
@@ -324,12 +325,6 @@ class SSDLite(nn.Module):
 
     def deployable(self, image_size=None) -> "SSDLiteDeployed":
         return SSDLiteDeployed(self, image_size or self.spec.input_size)
-
-    def export_deployable_onnx(self, path, *, image_size=None, opset: int = 17, atol: float = 1e-4) -> dict:
-        """Export protocol read by ``edgevision export``: the detector with NMS in the graph, checked in ORT."""
-        from .export import export_detector_onnx
-
-        return export_detector_onnx(self, path, image_size=image_size, opset=opset, atol=atol)
 
 
 class SSDLiteDeployed(nn.Module):
