@@ -195,7 +195,18 @@ def test_cli_trains_a_student_from_a_teacher_with_gan_and_dual_terms(tmp_path, c
     assert {"distill", "feature", "dual", "gan", "discriminator"} <= set(metrics["final_terms"])
     student = load(out / "model.safetensors")
     assert count_params(student) == count_params(ev.create_model("realtime_srgan").spec.with_scale(2).build())
-    assert (out / "objectives.safetensors").is_file() and (out / "discriminator_optimizer.pt").is_file()
+    # training states are named for the step last.safetensors holds (here step 1), older steps' removed
+    assert (out / "objectives.step1.safetensors").is_file() and (out / "discriminator_optimizer.step1.pt").is_file()
+    assert sorted(path.name for path in out.glob("*.step*")) == ["discriminator_optimizer.step1.pt", "objectives.step1.safetensors",
+                                                                  "optimizer.step1.pt"]
+    # a kill after a next step's states but before its last.safetensors: the rerun resumes with step 1's states, the
+    # ones of the weights it reloads (before, one optimizer.pt could already hold the newer step's state)
+    for name in ("optimizer.step2.pt", "discriminator_optimizer.step2.pt", "objectives.step2.safetensors"):
+        (out / name).write_bytes(b"states of a step whose weights never landed")  # unreadable if it were read
+    (out / "model.safetensors").unlink()
+    capsys.readouterr()
+    assert main(["train", "realtime_srgan", *common, "--teacher", str(teacher), "--gan-weight", "0.005", "--dual", "--out", str(out)]) == 0
+    assert "resuming" in capsys.readouterr().err and (out / "model.safetensors").is_file()
     capsys.readouterr()
     x4_teacher = save(CARNSpec(name="carn", scale=4, scales=(4,), channels=8, blocks=1, units=1).build(), tmp_path / "t4.safetensors", {"task": "super-resolution"})
     for teacher_arg, message in ((str(x4_teacher), "x4 model but the student trains at x2"), (str(tmp_path / "none.safetensors"), "--teacher"),

@@ -153,6 +153,26 @@ def _print_report(console, report) -> None:
                   f"SSIM {report['ssim']:.4f} (bicubic {report['bicubic_ssim']:.4f}) — {report['metric']}")
 
 
+_SIDE_FILES = ("optimizer.pt", "objectives.safetensors", "discriminator_optimizer.pt")
+
+
+def _side_file(out: Path, name: str, step: int, *, reading: bool = False) -> Path:
+    """A training state saved beside last.safetensors, named for the step it belongs to (optimizer.step40.pt);
+    ``reading``: a run folder written before the states carried their step has only the plain name."""
+    stem, _, suffix = name.partition(".")
+    path = out / f"{stem}.step{step}.{suffix}"
+    return out / name if reading and not path.exists() and (out / name).exists() else path
+
+
+def _remove_side_files(out: Path, keep_step: int) -> None:
+    """Drop the training states of every step but ``keep_step`` (the step last.safetensors now holds)."""
+    for name in _SIDE_FILES:
+        stem, _, suffix = name.partition(".")
+        for path in out.glob(f"{stem}.step*.{suffix}"):
+            if path != _side_file(out, name, keep_step):
+                path.unlink(missing_ok=True)
+
+
 def default_out(args: argparse.Namespace, spec=None) -> Path:
     """The run folder when --out is not given (named after the model and its scale)."""
     spec = spec if spec is not None else _spec_for(args, args.scale)[0]
@@ -203,14 +223,14 @@ def train(args: argparse.Namespace) -> int:
         if previous.get("spec") == json.loads(spec.to_json()) and previous.get("recipe") == metadata["recipe"]:
             model = load_checkpoint(last)
             start_step = int(previous.get("step", 0))
-            state_file = out / "optimizer.pt"
+            state_file = _side_file(out, "optimizer.pt", start_step, reading=True)
             optimizer_state = torch.load(state_file, weights_only=True) if state_file.is_file() else None
             if objectives is not None:
                 from safetensors.torch import load_file
 
                 objectives, _ = _objectives(args, spec, model, teacher)  # adapters bound to the reloaded model's taps
-                objectives.load_state_dict(load_file(training_state))
-                discriminator_file = out / "discriminator_optimizer.pt"
+                objectives.load_state_dict(load_file(_side_file(out, training_state.name, start_step, reading=True)))
+                discriminator_file = _side_file(out, "discriminator_optimizer.pt", start_step, reading=True)
                 discriminator_state = torch.load(discriminator_file, weights_only=True) if discriminator_file.is_file() else None
             console.print(f"resuming {last} at step {start_step}/{config.steps}")
     result = {"terms": {}}
@@ -223,17 +243,20 @@ def train(args: argparse.Namespace) -> int:
         optimizer_state, discriminator_state = result["optimizer"], result["discriminator_optimizer"]
         from ...atomic import atomic_path
 
-        with atomic_path(out / "optimizer.pt") as temporary:
+        # the training states of step `stop` go to files named for that step, then last.safetensors marks the step
+        # complete, then the previous step's files go: a kill anywhere leaves last's own step's states to resume from
+        with atomic_path(_side_file(out, "optimizer.pt", stop)) as temporary:
             torch.save(optimizer_state, temporary)
         if objectives is not None:
             from safetensors.torch import save_file
 
-            with atomic_path(training_state) as temporary:
+            with atomic_path(_side_file(out, training_state.name, stop)) as temporary:
                 save_file({k: v.contiguous() for k, v in objectives.state_dict().items()}, str(temporary))
             if discriminator_state is not None:
-                with atomic_path(out / "discriminator_optimizer.pt") as temporary:
+                with atomic_path(_side_file(out, "discriminator_optimizer.pt", stop)) as temporary:
                     torch.save(discriminator_state, temporary)
-        save(model, last, {**metadata, "step": stop})  # written last: it marks the epoch complete
+        save(model, last, {**metadata, "step": stop})  # it marks the epoch complete
+        _remove_side_files(out, keep_step=stop)
         if args.progress:
             console.print(f"step {stop}/{config.steps}  " + "  ".join(f"{k} {v:.4f}" for k, v in result["terms"].items()))
         start_step = stop
