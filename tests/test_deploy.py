@@ -252,3 +252,6 @@ def test_measure_accepts_an_int8_onnx_file(float_onnx, tmp_path, capsys):
     assert main(["measure", report.path, "--runtime", "ort", "--threads", "1", "--budget", "0.3", "--json", str(tmp_path / "m.json")]) == 0
     (result,) = json.loads((tmp_path / "m.json").read_text())
     assert result["context"]["model_form"] == "onnx" and result["median_ms"] > 0
+    assert result["context"]["dtype"] == "int8"  # the record says what the graph computes in (it said float32)
+    assert main(["measure", str(float_onnx), "--runtime", "ort", "--threads", "1", "--budget", "0.3", "--json", str(tmp_path / "f.json")]) == 0
+    assert json.loads((tmp_path / "f.json").read_text())[0]["context"]["dtype"] == "float32"

@@ -39,6 +39,27 @@ def _onnx_input_shape(path: Path) -> tuple[int | None, ...]:
     return tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
 
 
+_INTEGER_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
+
+
+def _compute_dtype(model) -> str:
+    """What the measured graph computes in: "int8" for a quantized ONNX graph (QDQ or QLinear/Integer operators),
+    "float16" for a half-precision one, else "float32" (modules are measured in fp32)."""
+    if not isinstance(model, Path):
+        return "float32"
+    import onnx
+
+    try:
+        graph = onnx.load(str(model), load_external_data=False).graph
+    except Exception:  # unreadable files were refused before timing; keep the record's default
+        return "float32"
+    if any(node.op_type in _INTEGER_OPS for node in graph.node):
+        return "int8"
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer):
+        return "float16"
+    return "float32"
+
+
 def load_model(model: nn.Module | str | Path, deploy: bool = False) -> tuple[nn.Module | Path, str, str]:
     """(model or ONNX path, display name, form) from a module, a registered name or an .onnx path."""
     from ..registry import create_model
@@ -188,7 +209,7 @@ def _measure_once(
         runtime_versions=adapter.versions(),
         runtime_options=adapter.options(),
         threads=threads,
-        dtype="float32",
+        dtype=_compute_dtype(loaded),
         input_shape=shape,
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         cpu_model=machine.cpu_model,
