@@ -74,6 +74,9 @@ def test_refuses_foreign_and_damaged_files(tmp_path):
         ev.load(tmp_path / "junk.safetensors")
     with pytest.raises(CheckpointError, match="does not exist"):
         ev.load(tmp_path / "missing.safetensors")
+    (tmp_path / "run").mkdir()  # a run folder given for its checkpoint
+    with pytest.raises(CheckpointError, match=r"is a directory; give the \.safetensors file in it"):
+        ev.load(tmp_path / "run")
     with pytest.raises(CheckpointError, match="must end in .safetensors"):
         ev.save(tiny_model(), tmp_path / "m.pt")
     with pytest.raises(CheckpointError, match="built by edgevision"):

@@ -89,6 +89,8 @@ def save(model: nn.Module, path: str | os.PathLike, metadata: dict[str, Any] | N
 def _header(path: Path) -> dict[str, str]:
     from safetensors import safe_open
 
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a directory; give the .safetensors file in it (e.g. {str(path / 'model.safetensors')!r})")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     try:
