@@ -165,6 +165,21 @@ def test_netadapt_resumed_from_a_checkpoint_takes_the_same_steps():
     assert ev.count_params(resumed.model) == ev.count_params(full.model)
 
 
+def test_a_resumed_netadapt_remeasures_the_current_model_in_its_own_process():
+    """The killed run recorded its times in a fast machine state; the resumed process runs 1.5x slower. Comparing its
+    candidates with the recorded time stopped at once ("no narrower width saves time"); re-measured, it continues."""
+    model = _model("resnet18", 32, width=0.25)
+    accuracy = lambda network: 1.0 - 1e-8 * (ev.count_params(model) - ev.count_params(network))
+    saved = []
+    netadapt(model, _macs_ms, accuracy, target_ratio=0.3, step_fraction=0.5, max_steps=1, checkpoint=saved.append)
+    after_one = NetAdaptProgress.from_dict(saved[1].model, saved[1].to_dict())
+    slower = lambda network: 1.5 * _macs_ms(network)
+    log = []
+    resumed = netadapt(model, slower, accuracy, target_ratio=0.3, step_fraction=0.5, max_steps=40, resume=after_one, log=log.append)
+    assert len(resumed.steps) > 1, log
+    assert "recorded" in log[0] and resumed.steps[1].ms_before == pytest.approx(1.5 * after_one.current_ms)
+
+
 def test_staircase_keeps_the_right_edge_of_each_step():
     fake = lambda module, shape: float(-(-module[0].out_channels // 16))  # 16-wide blocking: a staircase
     staircase = measure_staircase(32, range(40, 72, 4), 8, time_ms=fake)

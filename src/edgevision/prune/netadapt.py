@@ -134,9 +134,13 @@ def netadapt(
         )
     result = NetAdaptResult(model=model, start_ms=start_ms, target_ms=target, floor_ms=floor)
     if resume is not None:
-        current, current_ms, current_acc = resume.model, resume.current_ms, resume.current_accuracy
+        current, current_acc = resume.model, resume.current_accuracy
         result.steps = list(resume.steps)
-        log(f"resuming after step {len(result.steps)} at {current_ms:.3f} ms")
+        # re-measured here: the next step compares candidates timed in this process against the current model, and the
+        # recorded time comes from the killed process, possibly in another machine state (on this 2-vCPU VM the same
+        # network runs up to 3x faster at some moments), which stopped resumed runs with "no narrower width saves time"
+        current_ms = latency(current)
+        log(f"resuming after step {len(result.steps)}: {current_ms:.3f} ms (recorded {resume.current_ms:.3f} ms by the killed run)")
     else:
         current, current_ms, current_acc = model, start_ms, accuracy(model)
         if checkpoint:
