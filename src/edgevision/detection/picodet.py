@@ -53,6 +53,15 @@ def _divisible(value: float, divisor: int = 16) -> int:
     return rounded + divisor if rounded < 0.9 * value else rounded
 
 
+def stage_outputs(stem: nn.Module, stages, x: torch.Tensor) -> list[torch.Tensor]:
+    """A detector backbone's forward: the stem, then every stage's output in order (strides 4, 8, 16, 32 ...)."""
+    x = stem(x)
+    features = []
+    for stage in stages:
+        x = stage(x)
+        features.append(x)
+    return features
+
 class ConvBN(nn.Sequential):
     """conv (no bias), batch norm, optional hard-swish."""
 
@@ -137,12 +146,7 @@ class ESNet(nn.Module):
         self.out_channels = widths[1:]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)
-        features = []
-        for stage in self.stages:
-            x = stage(x)
-            features.append(x)
-        return features
+        return stage_outputs(self.stem, self.stages, x)
 
 
 class CSPLayer(nn.Module):

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..blocks.gsconv import GSConv, VoVGSCSP
 from ..layers import ConvNormAct
-from .picodet import GFLDetector, GFLDetectorSpec, PicoHead
+from .picodet import GFLDetector, GFLDetectorSpec, PicoHead, stage_outputs
 
 __all__ = ["YOLOGSConv", "YOLOGSConvSpec"]
 
@@ -93,12 +93,7 @@ class CSPDarknet(nn.Module):
         self.repeats = repeats
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)
-        features = []
-        for stage in self.stages:
-            x = stage(x)
-            features.append(x)
-        return features[1:]  # strides 8, 16, 32
+        return stage_outputs(self.stem, self.stages, x)[1:]  # strides 8, 16, 32
 
 
 class SlimNeck(nn.Module):
