@@ -88,3 +88,15 @@ class BoxCoder:
         height = torch.exp((deltas[..., 3] / wh).clamp(max=self.clip_log_scale)) * anchor_h
         return torch.stack((centre_x - 0.5 * width, centre_y - 0.5 * height,
                             centre_x + 0.5 * width, centre_y + 0.5 * height), dim=-1)
+
+
+def halving_grid_sizes(height: int, width: int, *, halvings_before: int, levels: int) -> list[tuple[int, int]]:
+    """Cell grids of ``levels`` feature levels when every stride-2 op maps n -> ceil(n / 2): the first level after
+    ``halvings_before`` such ops, then one more per level (padded convs and pools of this package's detectors)."""
+    sizes = []
+    for _ in range(halvings_before):
+        height, width = math.ceil(height / 2), math.ceil(width / 2)
+    for _ in range(levels):
+        sizes.append((height, width))
+        height, width = math.ceil(height / 2), math.ceil(width / 2)
+    return sizes

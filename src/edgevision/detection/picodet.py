@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..task_spec import TaskModelSpec
+from .anchors import halving_grid_sizes
 from .boxes import clip_boxes
 from .export import ExportsWithNMS
 from .gfl import (bbox_to_distance, distance_to_bbox, distribution_focal_loss, distribution_to_distance, giou_loss,
@@ -288,13 +289,7 @@ class PicoDetSpec(GFLDetectorSpec):
 
 def _grid_sizes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
     """Cells per level: every stride-2 op here (3x3/p1, max-pool 3/p1, 5x5/p2) maps n -> ceil(n / 2)."""
-    sizes = []
-    for _ in range(3):  # stem, max-pool, first stage -> stride 8
-        height, width = math.ceil(height / 2), math.ceil(width / 2)
-    for _ in range(levels):
-        sizes.append((height, width))
-        height, width = math.ceil(height / 2), math.ceil(width / 2)
-    return sizes
+    return halving_grid_sizes(height, width, halvings_before=3, levels=levels)  # stem, max-pool, first stage -> stride 8
 
 
 class GFLDetector(ExportsWithNMS, nn.Module):

@@ -15,7 +15,6 @@ The model takes images already normalized with mean = std = 0.5 (torchvision's S
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -25,7 +24,7 @@ from torch import nn
 
 from ..layers.make_divisible import make_divisible
 from ..task_spec import TaskModelSpec
-from .anchors import BoxCoder, ssd_anchor_counts, ssd_default_boxes
+from .anchors import BoxCoder, halving_grid_sizes, ssd_anchor_counts, ssd_default_boxes
 from .boxes import box_iou, clip_boxes
 from .export import ExportsWithNMS
 from .nms import batched_nms, onnx_non_max_suppression
@@ -224,13 +223,7 @@ def match_priors(boxes: torch.Tensor, priors: torch.Tensor, iou_threshold: float
 
 def _feature_sizes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
     """Cell grids of the six levels: stride 16 and 32, then one stride-2 conv per extra (ceil halving)."""
-    sizes = []
-    for _ in range(4):
-        height, width = math.ceil(height / 2), math.ceil(width / 2)
-    for _ in range(levels):
-        sizes.append((height, width))
-        height, width = math.ceil(height / 2), math.ceil(width / 2)
-    return sizes
+    return halving_grid_sizes(height, width, halvings_before=4, levels=levels)
 
 
 class SSDLite(ExportsWithNMS, nn.Module):
