@@ -17,7 +17,7 @@ import torch
 
 import edgevision as ev
 from edgevision.datasets.scenes import generate_scenes
-from edgevision.detection.data import load_coco_detection
+from edgevision.detection.data import FLIP_ONLY, load_coco_detection
 from edgevision.detection.training import evaluate_detector, train_detector
 
 
@@ -36,7 +36,8 @@ def main(argv=None) -> int:
         torch.manual_seed(0)
         model = ev.create_model(args.model, num_classes=len(data.class_names))
         start = time.perf_counter()
-        result = train_detector(model, data, epochs=epochs, batch_size=8, lr=3e-3, image_size=size, seed=0, log=lambda _: None)
+        result = train_detector(model, data, epochs=epochs, batch_size=8, lr=3e-3, image_size=size, seed=0, log=lambda _: None,
+                                augmentation=FLIP_ONLY)  # an overfit check: the recipe it was verified with
         metrics = evaluate_detector(model, data, annotations, image_size=size)
     print(f"{args.model}: {scenes} scenes x {epochs} epochs at {size} px, loss {result['losses'][0]:.3f} -> {result['losses'][-1]:.3f} "
           f"({time.perf_counter() - start:.0f} s); train-set " + " ".join(f"{k} {metrics[k]:.3f}" for k in ("mAP", "AP50", "AP75", "APs", "APm", "APl")))

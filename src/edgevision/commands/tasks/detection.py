@@ -3,6 +3,15 @@
 ``--data`` is a COCO instances JSON (images beside it in ``../images/<split>``), or ``scenes`` for the
 embedded procedural scenes (generated into the run folder: 256 train / 64 val images, 5 classes).
 A train file ``.../instances_train.json`` is validated on ``instances_val.json`` beside it when present.
+
+Training is resumable after ``kill -9``: after every epoch the run folder gets the optimizer state
+``optimizer.step<N>.pt`` (N = optimizer steps done), then ``last.safetensors`` (weights, with the step,
+the recipe and the per-epoch rows in its metadata) marks that step complete, then older states go.
+Rerunning the same command resumes at ``last.safetensors``'s step and ends with the same weights as an
+uninterrupted run; a different recipe (model, data, epochs, batch, lr, resolution, seed, augmentation)
+starts afresh. ``model.safetensors`` and its ``metrics.jsonl`` / ``metrics.csv`` (one row per epoch, the
+last with the validation metrics) are replaced together (:func:`~edgevision.training.loop.commit_metrics`);
+``metrics.json`` is the summary written after them.
 """
 
 from __future__ import annotations
@@ -25,6 +34,13 @@ def add_arguments(group, command: str) -> None:
                            help="detection --calibration: score detections at or above this (default 0.3)")
     group.add_argument("--bad-annotations", choices=("skip", "fatal"), default="skip",
                        help="detection: skip and report bad annotations, or stop on the first file with any (default skip)")
+    if command == "train":
+        group.add_argument("--det-augment", choices=tuple(AUGMENTATIONS), default="ssd",
+                           help="detection: ssd = random scale/crop/expand + flip + photometric jitter (default); flip = flip only; none")
+
+
+#: --det-augment choices -> the augmentation (built lazily: torch is not imported to build the parser)
+AUGMENTATIONS = {"ssd": "SSD_AUGMENTATION", "flip": "FLIP_ONLY", "none": None}
 
 
 def _splits(data: str, out: Path, seed: int):
@@ -73,12 +89,39 @@ def default_out(args: argparse.Namespace) -> Path:
     return Path(f"runs/{Path(args.model).stem}-detection-s{args.seed}")
 
 
+def _state_file(out: Path, step: int) -> Path:
+    """The optimizer state of ``step``, saved beside last.safetensors and named for its step."""
+    return out / f"optimizer.step{step}.pt"
+
+
+def _resume_point(out: Path, recipe: dict):
+    """(model, epoch, step, optimizer state, rows) of last.safetensors when it was written by this recipe, else None."""
+    import torch
+
+    from ...checkpoint import CheckpointError, load, read_metadata
+
+    last = out / "last.safetensors"
+    if not last.is_file():
+        return None
+    try:
+        previous = read_metadata(last)
+    except (CheckpointError, OSError, ValueError):
+        return None
+    step = previous.get("step")
+    if previous.get("recipe") != recipe or not isinstance(step, int) or not _state_file(out, step).is_file():
+        return None
+    return (load(last), int(previous["epoch"]), step, torch.load(_state_file(out, step), weights_only=True), list(previous["history"]))
+
+
 def train(args: argparse.Namespace) -> int:
     import torch
 
+    from ...atomic import atomic_path
     from ...checkpoint import save
+    from ...detection import data as detection_data
     from ...detection.training import MEAN, STD, evaluate_detector, train_detector
     from ...registry import create_model
+    from ...training.loop import MetricsLog
 
     out = Path(args.out or default_out(args))
     out.mkdir(parents=True, exist_ok=True)
@@ -86,6 +129,8 @@ def train(args: argparse.Namespace) -> int:
     train_set = _load(train_file, args)
     val_set = _load(val_file, args, class_names=train_set.class_names)
     size = args.resolution or 320
+    augmentation = getattr(detection_data, AUGMENTATIONS[args.det_augment]) if AUGMENTATIONS[args.det_augment] else None
+    epochs, batch_size, lr = args.epochs or 10, args.batch_size or 16, args.lr or 3e-3
     torch.manual_seed(args.seed)
     try:
         model = create_model(args.model, num_classes=len(train_set.class_names))
@@ -94,14 +139,43 @@ def train(args: argparse.Namespace) -> int:
     if getattr(model.spec, "task", None) != "detection":
         raise UsageError(f"{args.model} is not a detection model; see `edgevision models --task detection`")
     model = _with_options(model, args)
-    result = train_detector(model, train_set, epochs=args.epochs or 10, batch_size=args.batch_size or 16,
-                            lr=args.lr or 3e-3, image_size=size, seed=args.seed)
+    recipe = {"model": args.model, "spec": json.loads(model.spec.to_json()), "data": str(train_file), "class_names": train_set.class_names,
+              "epochs": epochs, "batch_size": batch_size, "lr": lr, "resolution": size, "seed": args.seed, "optimizer": "adamw", "schedule": "cosine",
+              "augmentation": augmentation.to_dict() if augmentation else None}
+    metadata = {"task": "detection", "dataset": str(val_file), "class_names": train_set.class_names,
+                "preprocess": {"resolution": size, "mean": list(MEAN), "std": list(STD)}, "seed": args.seed, "recipe": recipe}
+    start_epoch, optimizer_state, rows = 0, None, []
+    resumed = _resume_point(out, recipe)
+    if resumed is not None:
+        model, start_epoch, step, optimizer_state, rows = resumed
+        print(f"resuming {out / 'last.safetensors'} at epoch {start_epoch}/{epochs} (step {step})")
+    log = MetricsLog(out)  # restores the metrics of a run killed while committing; drops a killed run's rows
+    for row in rows:
+        log.append(row)
+
+    def checkpoint_epoch(state: dict) -> None:
+        # the optimizer state of step N, then last.safetensors naming step N, then older states go:
+        # a kill anywhere leaves last.safetensors with its own step's state to resume from
+        with atomic_path(_state_file(out, state["step"])) as temporary:
+            torch.save(state["optimizer"], temporary)
+        rows.append({"epoch": state["epoch"], "step": state["step"], "train_loss": state["losses"][-1], "lr": state["lr"]})
+        save(model, out / "last.safetensors", {**metadata, "epoch": state["epoch"], "step": state["step"], "history": rows})
+        for stale in out.glob("optimizer.step*.pt"):
+            if stale != _state_file(out, state["step"]):
+                stale.unlink(missing_ok=True)
+        log.append(rows[-1])
+
+    result = train_detector(model, train_set, epochs=epochs, batch_size=batch_size, lr=lr, image_size=size, seed=args.seed,
+                            augmentation=augmentation, start_epoch=start_epoch, optimizer_state=optimizer_state,
+                            losses=[row["train_loss"] for row in rows], on_epoch=checkpoint_epoch, log=lambda line: None)
     metrics = evaluate_detector(model, val_set, val_file, image_size=size)
-    save(model, out / "model.safetensors", metadata={
-        "task": "detection", "dataset": str(val_file), "class_names": train_set.class_names,
-        "preprocess": {"resolution": size, "mean": list(MEAN), "std": list(STD)}, "seed": args.seed})
-    _write(out / "metrics.json", {"model": args.model, "task": "detection", "epochs": len(result["losses"]),
-                                  "losses": result["losses"], "train_seconds": result["train_seconds"], **metrics})
+    final = {**rows[-1], **metrics, "val_images": len(val_set.samples)}
+    log.rows.pop()  # the last epoch's row, now with the validation metrics of the weights it ends with
+    log.append(final)
+    log.commit(lambda: save(model, out / "model.safetensors", {**metadata, "metrics": final}))
+    losses = [row["train_loss"] for row in rows]
+    _write(out / "metrics.json", {"model": args.model, "task": "detection", "epochs": len(losses), "losses": losses,
+                                  "train_seconds": result["train_seconds"], **metrics})
     print(f"{args.model}: mAP {metrics['mAP']:.3f} AP50 {metrics['AP50']:.3f} on {len(val_set.samples)} images; {out / 'model.safetensors'}")
     return 0
 
