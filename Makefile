@@ -95,7 +95,8 @@ test-prune-durability: $(STAMP)  # kill -9 of `edgevision prune` after each of i
 	EDGEVISION_DURABILITY=1 EDGEVISION_PRUNE_KILLS=$(or $(PRUNE_KILLS),10) $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_prune_durability.py
 
 # Dense tasks (issues 17 and 18): each part resumable; run on an idle machine
-bench-dense: bench-dense-seg bench-dense-det  # segmentation + detection -> benchmarks/results/dense_segmentation.md, dense_detection.md
+bench-dense: $(STAMP)  # every segmentation + detection model: params/MACs vs published, ORT fp32 + INT8 latency at the task resolution, mIoU/mAP (fp32, INT8) after a fixed budget -> benchmarks/results/dense.md (resumable, ~45-60 min idle; per-task details: bench-dense-seg, bench-dense-det)
+	$(BIN)/python benchmarks/bench_dense.py
 
 bench-dense-seg: $(STAMP)  # segmentation models: params/MACs vs published, ORT fp32 at 520, mIoU on the embedded scenes -> benchmarks/results/dense_segmentation.md (resumable, ~40 min)
 	$(BIN)/python benchmarks/bench_dense_seg.py
