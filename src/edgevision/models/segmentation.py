@@ -9,11 +9,14 @@
   (Sandler et al. 2018, Sec. 6.3, Table 7): ASPP reduced to 1x1 + image pooling on the 320-ch
   features, classified directly (no 3x3 conv); 513 px; 2.11M params at 21 classes as the paper's Table 7.
 * ``unet_mobilenet_v2``: a real-time U-Net on MobileNetV2's pyramid (depthwise-separable decoder).
+* ``binary_fcn``: a binarized FCN (binary weights and activations with learnable thresholds; 256 px,
+  output stride 8), :mod:`edgevision.segmentation.binary`.
 """
 
 from __future__ import annotations
 
 from ..registry import get_spec, register_model
+from ..segmentation.binary import BinaryFCNSpec
 from ..segmentation.models import DeepLabV3Spec, LRASPPSpec, UNetSpec, block_path_at
 
 
@@ -64,3 +67,9 @@ def unet_mobilenet_v2() -> UNetSpec:
     net = get_spec("mobilenetv2_100")
     skips = tuple(block_path_at(net, r) for r in (2, 4, 8, 16)) + (f"stages.{len(net.stages) - 2}.0",)
     return UNetSpec(name="unet_mobilenet_v2", backbone=net, skip_taps=skips, decoder_channels=(96, 64, 32, 16), output_stride=32, input_size=512)
+
+
+@register_model("binary_fcn", family="binary_fcn", task="segmentation")
+def binary_fcn() -> BinaryFCNSpec:
+    # four 3x3 convs 32-64-128-256 at strides 2-2-2-1 (output stride 8): the first full precision, three binary
+    return BinaryFCNSpec(name="binary_fcn")
