@@ -9,8 +9,8 @@ graph (:func:`edgevision.deploy.tasks.quantize_within_budget`, the path ``edgevi
 by). Detectors are timed on the head graph that ``deploy`` quantizes (decode + NMS stay fp32) and,
 for fp32, also on the exported graph with ``NonMaxSuppression`` inside.
 
-    python benchmarks/bench_dense.py            # full (make bench-dense): 11 models; ~60-75 min on 2 idle cores
-    python benchmarks/bench_dense.py --quick    # smoke test: 6 models, 64 px, 1 epoch on 8 scenes (checks the script)
+    python benchmarks/bench_dense.py            # full (make bench-dense): 12 models; ~45-60 min on 2 idle cores
+    python benchmarks/bench_dense.py --quick    # smoke test: 7 models, 64 px, 1 epoch on 8 scenes (checks the script)
     python benchmarks/bench_dense.py --models lraspp_mobilenet_v3_small picodet_s_320
 
 Rows go to benchmarks/results/dense.jsonl as each model finishes (a killed run resumes with the next
@@ -49,7 +49,7 @@ PUBLISHED = {
     "yolov5n_gsconv": (1_900_000, 2.25, 640, "YOLOv5n, Ultralytics v6.0 (4.5 GFLOPs; PAN neck)"),
     "yolov5s_gsconv": (7_200_000, 8.25, 640, "YOLOv5s, Ultralytics v6.0 (16.5 GFLOPs; PAN neck)"),
 }
-QUICK_MODELS = ["lraspp_mobilenet_v3_small", "deeplabv3_mobilenet_v2", "unet_mobilenet_v2", "ssdlite320_mobilenetv3_large",
+QUICK_MODELS = ["lraspp_mobilenet_v3_small", "deeplabv3_mobilenet_v2", "unet_mobilenet_v2", "binary_fcn", "ssdlite320_mobilenetv3_large",
                 "picodet_s_320", "yolov5n_gsconv"]
 
 
@@ -109,9 +109,11 @@ def _detection(name: str, budget: dict, work: Path):
     from edgevision.detection.deploy_eval import DetectionEvaluator
     from edgevision.detection.training import evaluate_detector, train_detector
 
-    root = work / "det-scenes"
-    train_file = generate_scenes(root, split="train", num_images=budget["train_scenes"], image_size=max(budget["size"], 64), seed=0)
-    val_file = generate_scenes(root, split="val", num_images=budget["val_scenes"], image_size=max(budget["size"], 64), seed=0)
+    root = work / "det-scenes"  # generate_scenes is deterministic: every detector of the run reads the same files
+    train_file, val_file = (root / "annotations" / f"instances_{split}.json" for split in ("train", "val"))
+    if not (train_file.is_file() and val_file.is_file()):
+        train_file = generate_scenes(root, split="train", num_images=budget["train_scenes"], image_size=max(budget["size"], 64), seed=0)
+        val_file = generate_scenes(root, split="val", num_images=budget["val_scenes"], image_size=max(budget["size"], 64), seed=0)
     train_set, val_set = load_coco_detection(train_file), load_coco_detection(val_file)
     torch.manual_seed(0)
     model = ev.create_model(name, num_classes=len(train_set.class_names))
@@ -205,7 +207,7 @@ def _table(rows: list[dict], args, threads: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="6 models at 64 px, 1 epoch on 8 scenes: the script end to end, not a result")
+    parser.add_argument("--quick", action="store_true", help="7 models at 64 px, 1 epoch on 8 scenes: the script end to end, not a result")
     parser.add_argument("--models", nargs="+", default=None, help="a subset (default: every segmentation and detection model)")
     parser.add_argument("--threads", type=int, default=2, help="ORT intra-op threads and torch threads (default 2)")
     parser.add_argument("--fresh", action="store_true", help="ignore the rows of an earlier (killed) run")
