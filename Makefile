@@ -134,3 +134,7 @@ bench-roofline-bounds: $(STAMP)  # recompute every bound from roofline.jsonl's s
 
 prune-sweep: $(STAMP)  # meta-device structural prune of all zoo models at 30% (no timing, ~15 min) -> benchmarks/results/prune_sweep.md
 	PYTHONPATH=src $(BIN)/python benchmarks/prune_sweep.py
+
+.PHONY: test-det-durability
+test-det-durability: $(STAMP)  # kill -9 of `train --task detection` at 10 random moments: each rerun resumes at its step, the result equals an uninterrupted run (~3-5 min idle); DET_KILLS=N to change
+	EDGEVISION_DURABILITY=1 EDGEVISION_DET_KILLS=$(or $(DET_KILLS),10) $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_detection_durability.py

@@ -2,8 +2,8 @@
 back, every kill resumes from the step ``last.safetensors`` names, and the finished run has exactly the
 weights and per-epoch rows of an uninterrupted run.
 
-Slow (each run imports torch; about 1-2 minutes on 2 idle cores), so it runs only with
-``EDGEVISION_DURABILITY=1`` (``make test-durability`` style): ``EDGEVISION_DET_KILLS`` kills (default 5).
+Slow (each run imports torch; a few minutes on 2 idle cores), so it runs only with
+``EDGEVISION_DURABILITY=1`` (``make test-det-durability``): ``EDGEVISION_DET_KILLS`` kills (default 10).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import torch
 
 pytestmark = pytest.mark.skipif(not os.environ.get("EDGEVISION_DURABILITY"), reason="slow kill -9 test: EDGEVISION_DURABILITY=1")
 
-KILLS = int(os.environ.get("EDGEVISION_DET_KILLS", "5"))
-EPOCHS = 8  # 2 steps each: more epochs than kills, so every kill lands while work remains
+KILLS = int(os.environ.get("EDGEVISION_DET_KILLS", "10"))
+EPOCHS = KILLS + 3  # 2 steps each: more epochs than kills, so every kill lands while work remains
 
 
 def _environment() -> dict:

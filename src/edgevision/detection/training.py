@@ -25,7 +25,7 @@ import torch
 from .data import SSD_AUGMENTATION, DetectionAugmentation, DetectionSet, augment_detection
 from .metrics import coco_detection_metrics
 
-__all__ = ["detector_corruption_map", "evaluate_detector", "load_batch", "predict_detections", "train_detector", "MEAN", "STD"]
+__all__ = ["cosine_lr", "detector_corruption_map", "evaluate_detector", "load_batch", "predict_detections", "train_detector", "MEAN", "STD"]
 
 MEAN = STD = (0.5, 0.5, 0.5)
 
