@@ -132,3 +132,19 @@ def test_bad_augmentation_settings_name_the_field():
         DetectionAugmentation(scale_range=(2.0, 1.0))
     with pytest.raises(ValueError, match="brightness"):
         DetectionAugmentation(brightness=1.5)
+
+
+def test_loading_masks_reports_an_annotation_without_segmentation(tmp_path):
+    import json
+
+    annotations = generate_scenes(tmp_path, split="val", num_images=1, image_size=48, num_classes=2, seed=2)
+    document = json.loads(annotations.read_text())
+    document["annotations"][0].pop("segmentation")
+    annotations.write_text(json.dumps(document))
+    data = load_coco_detection(annotations, masks=True)
+    assert any("no segmentation (masks were asked for)" in line for line in data.problems)
+    sample = data.samples[0]
+    assert len(sample.segmentations) == len(sample.boxes) == len(document["annotations"]) - 1
+    assert sample.instance_masks().shape == (len(sample.boxes), 48, 48)
+    with pytest.raises(ValueError, match="masks=True"):
+        load_coco_detection(annotations).samples[0].instance_masks()
