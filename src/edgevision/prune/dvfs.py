@@ -133,7 +133,7 @@ def choose(ms_by_ratio: Mapping[float, float], target_ms: float, speed: str = ""
     if fitting:
         ratio = min(fitting)
         return Choice(speed, ratio, ms_by_ratio[ratio], True)
-    ratio = min(ms_by_ratio, key=lambda r: (ms_by_ratio[r], -r))
+    ratio = min(ms_by_ratio, key=lambda r: (ms_by_ratio[r], r))  # the fastest; of equally fast ones the widest
     return Choice(speed, ratio, ms_by_ratio[ratio], False)
 
 
