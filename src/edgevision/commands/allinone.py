@@ -153,19 +153,21 @@ def _run(args: argparse.Namespace) -> int:
         resume.write(dense=True)
 
     # ---- 2. one ranking, one weight set, sandwich training -------------------------------------
-    try:
-        batches = _taylor_batches(data, preprocess, make_loader) if args.criterion == "taylor" else None
-        allinone = AllInOne.from_model(model.eval(), args.ratios, args.criterion, batches)
-    except AllInOneError as error:
-        raise UsageError(f"{args.model}: {error}") from None
     done_epochs = int(resume.state.get("epochs_done", 0))
+    if resume.state.get("calibrated"):
+        allinone = AllInOne.load(resume.folder / "final")
+    elif done_epochs:
+        allinone = AllInOne.load(resume.folder / f"epoch{done_epochs}")
+    else:
+        try:
+            batches = _taylor_batches(data, preprocess, make_loader) if args.criterion == "taylor" else None
+            allinone = AllInOne.from_model(model.eval(), args.ratios, args.criterion, batches)
+        except AllInOneError as error:
+            raise UsageError(f"{args.model}: {error}") from None
     parameters = dict(allinone.full.named_parameters())
     lr = args.lr if args.lr is not None else (0.0125 if trained else 0.05)
     optimizer = torch.optim.SGD(parameters.values(), lr=lr, momentum=0.9, weight_decay=4e-5, nesterov=True)
-    if done_epochs:
-        allinone = AllInOne.load(resume.folder / f"epoch{done_epochs}")
-        parameters = dict(allinone.full.named_parameters())
-        optimizer = torch.optim.SGD(parameters.values(), lr=lr, momentum=0.9, weight_decay=4e-5, nesterov=True)
+    if done_epochs and not resume.state.get("calibrated"):
         _load_momentum(optimizer, parameters, resume.folder / f"epoch{done_epochs}" / "momentum.safetensors")
     loader = make_loader(data.train, args.batch_size, train=True, seed=args.seed, workers=0)
     per_epoch = len(loader) if args.steps_per_epoch is None else min(len(loader), args.steps_per_epoch)
@@ -199,8 +201,6 @@ def _run(args: argparse.Namespace) -> int:
         allinone.recalibrate(calibration)
         allinone.save(resume.folder / "final")
         resume.write(calibrated=True)
-    else:
-        allinone = AllInOne.load(resume.folder / "final")
     allinone.eval()
 
     # ---- 3. every ratio: counts, accuracy, latency at every emulated speed -----------------------
