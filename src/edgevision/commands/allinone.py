@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 from ._common import UsageError, nonempty, nonnegative_int, output_dir, output_lock, positive_float, positive_int, seed
@@ -118,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..datasets import BatchPreprocessor, DataError, load_data, make_loader
     from ..evaluation import predict, topk_accuracy
     from ..latency import measure
-    from ..prune.allinone import AllInOne, AllInOneError
+    from ..prune.allinone import AllInOne, AllInOneError, calibration_batches, train_allinone
     from ..prune.dvfs import choose, cpu_quota, speeds
     from ..training import get_recipe, seed_everything, train
     from ._common import stderr_console
@@ -169,36 +168,20 @@ def _run(args: argparse.Namespace) -> int:
     optimizer = torch.optim.SGD(parameters.values(), lr=lr, momentum=0.9, weight_decay=4e-5, nesterov=True)
     if done_epochs and not resume.state.get("calibrated"):
         _load_momentum(optimizer, parameters, resume.folder / f"epoch{done_epochs}" / "momentum.safetensors")
-    loader = make_loader(data.train, args.batch_size, train=True, seed=args.seed, workers=0)
-    per_epoch = len(loader) if args.steps_per_epoch is None else min(len(loader), args.steps_per_epoch)
-    total_steps = max(1, per_epoch * args.epochs)
-    generator = torch.Generator().manual_seed(args.seed)
-    for epoch in range(done_epochs, args.epochs):
-        loader.sampler.set_epoch(epoch)
-        generator.manual_seed(args.seed * 1000 + epoch)  # the same ratio draws after a resume
-        losses = []
-        for step, (images, labels) in enumerate(loader):
-            if step >= per_epoch:
-                break
-            at = epoch * per_epoch + step
-            for group in optimizer.param_groups:  # cosine decay over the whole run, from the peak
-                group["lr"] = 0.5 * lr * (1 + math.cos(math.pi * at / total_steps))
-            step_losses = allinone.train_step(preprocess(images, train=True), labels, optimizer,
-                                              inplace_distill=not args.no_inplace_distill, sample=args.sample, generator=generator)
-            losses.append(sum(step_losses.values()) / len(step_losses))
-        folder = resume.folder / f"epoch{epoch + 1}"
+
+    def finished(epoch: int, optimizer, loss: float) -> None:  # the files first: state.json never names an epoch not on disk
+        folder = resume.folder / f"epoch{epoch}"
         allinone.save(folder)
         _save_momentum(optimizer, parameters, folder / "momentum.safetensors")
-        resume.write(epochs_done=epoch + 1)  # after the files: state.json never names an epoch not on disk
-        _remove(resume.folder / f"epoch{epoch}")
-        console.print(f"epoch {epoch + 1}/{args.epochs}: mean loss over ratios {sum(losses) / max(1, len(losses)):.4f}")
+        resume.write(epochs_done=epoch)
+        _remove(resume.folder / f"epoch{epoch - 1}")
+        console.print(f"epoch {epoch}/{args.epochs}: mean loss over ratios {loss:.4f}")
+
+    train_allinone(allinone, data, epochs=args.epochs, lr=lr, batch_size=args.batch_size, resolution=args.resolution,
+                   steps_per_epoch=args.steps_per_epoch, seed=args.seed, inplace_distill=not args.no_inplace_distill,
+                   sample=args.sample, start_epoch=done_epochs, optimizer=optimizer, on_epoch=finished)
     if not resume.state.get("calibrated"):  # exact BatchNorm statistics per ratio for the final weights
-        calibration = []
-        for images, _ in make_loader(data.train, args.batch_size, train=True, seed=args.seed + 1, workers=0):
-            calibration.append(preprocess(images, train=False))
-            if len(calibration) == 8:
-                break
-        allinone.recalibrate(calibration)
+        allinone.recalibrate(calibration_batches(data, args.resolution, batch_size=args.batch_size, seed=args.seed + 1))
         allinone.save(resume.folder / "final")
         resume.write(calibrated=True)
     allinone.eval()

@@ -45,7 +45,7 @@ from .groups import ChannelGroup, tiled
 from .importance import importance
 from .surgery import PruneError, Selection, groups_of, select_along, shrink, tensor_selections, widths_for_ratio
 
-__all__ = ["AllInOne", "AllInOneError", "check_ratios", "ranking"]
+__all__ = ["AllInOne", "AllInOneError", "check_ratios", "ranking", "nested_keep", "train_allinone", "calibration_batches"]
 
 _STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -409,3 +409,64 @@ class AllInOne(nn.Module):
             return cls(full, info["ratios"], stats).eval()
         except AllInOneError as error:
             raise CheckpointError(f"{str(folder)!r}: {error}") from None
+
+
+def train_allinone(
+    allinone: AllInOne,
+    data,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int = 64,
+    resolution: int = 32,
+    steps_per_epoch: int | None = None,
+    seed: int = 0,
+    inplace_distill: bool = True,
+    sample: int | None = None,
+    start_epoch: int = 0,
+    optimizer: torch.optim.Optimizer | None = None,
+    on_epoch=None,
+) -> torch.optim.Optimizer:
+    """Sandwich-train ``allinone`` on ``data`` (``edgevision.datasets`` splits) for ``epochs`` epochs.
+
+    SGD (Nesterov momentum 0.9, weight decay 4e-5) with cosine decay from ``lr`` over the whole run;
+    ``start_epoch`` and ``optimizer`` continue an interrupted run; ``on_epoch(epoch, optimizer, mean_loss)``
+    is called after each finished epoch (1-based) so a caller can save it. Returns the optimizer.
+    """
+    from ..datasets import BatchPreprocessor, make_loader
+
+    preprocess = BatchPreprocessor(resolution, data.in_channels, data.mean, data.std)
+    if optimizer is None:
+        optimizer = torch.optim.SGD(allinone.full.parameters(), lr=lr, momentum=0.9, weight_decay=4e-5, nesterov=True)
+    loader = make_loader(data.train, batch_size, train=True, seed=seed, workers=0)
+    per_epoch = len(loader) if steps_per_epoch is None else min(len(loader), steps_per_epoch)
+    total = max(1, per_epoch * epochs)
+    generator = torch.Generator()
+    for epoch in range(start_epoch, epochs):
+        loader.sampler.set_epoch(epoch)
+        generator.manual_seed(seed * 1000 + epoch)  # the same ratio draws after a resume
+        losses = []
+        for step, (images, labels) in enumerate(loader):
+            if step >= per_epoch:
+                break
+            for group in optimizer.param_groups:  # cosine decay over the whole run
+                group["lr"] = 0.5 * lr * (1 + math.cos(math.pi * (epoch * per_epoch + step) / total))
+            step_losses = allinone.train_step(preprocess(images, train=True), labels, optimizer,
+                                              inplace_distill=inplace_distill, sample=sample, generator=generator)
+            losses.append(sum(step_losses.values()) / len(step_losses))
+        if on_epoch is not None:
+            on_epoch(epoch + 1, optimizer, sum(losses) / max(1, len(losses)))
+    return optimizer
+
+
+def calibration_batches(data, resolution: int = 32, count: int = 8, batch_size: int = 64, seed: int = 1) -> list[torch.Tensor]:
+    """``count`` preprocessed training batches (images only) for :meth:`AllInOne.recalibrate`."""
+    from ..datasets import BatchPreprocessor, make_loader
+
+    preprocess = BatchPreprocessor(resolution, data.in_channels, data.mean, data.std)
+    batches = []
+    for images, _ in make_loader(data.train, batch_size, train=True, seed=seed, workers=0):
+        batches.append(preprocess(images, train=False))
+        if len(batches) == count:
+            break
+    return batches
