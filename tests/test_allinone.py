@@ -202,7 +202,8 @@ def test_cli_trains_measures_chooses_and_resumes(tmp_path, monkeypatch, capsys):
     calls: list[int] = []
     generator = np.random.default_rng(0)  # a tiny data set: 24 grey 16x16 images of 3 classes
     np.savez(tmp_path / "tiny.npz", images=generator.integers(0, 255, (24, 16, 16), dtype=np.uint8), labels=np.arange(24) % 3)
-    checkpoint = ev.save(ev.create_model("resnet18", num_classes=3, in_chans=1), tmp_path / "dense.safetensors")
+    narrow = ev.get_spec("resnet18").with_classes(3).with_input_channels(1).with_width(0.25)  # still named resnet18: a quarter of the weights
+    checkpoint = ev.save(ev.build(ev.resolve(narrow, input_size=32)), tmp_path / "dense.safetensors")
     argv = ["allinone", "resnet18", "--checkpoint", str(checkpoint), "--data", f"npz:{tmp_path / 'tiny.npz'}", "--ratios", "0.5", "0.75",
             "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "8", "--threads", "2", "1", "--out", str(tmp_path / "out")]
 
