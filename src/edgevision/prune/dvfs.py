@@ -72,6 +72,8 @@ try:
         os.kill(target, signal.SIGSTOP)
         time.sleep(off)
         os.kill(target, signal.SIGCONT)
+except ProcessLookupError:  # the measured process is gone (killed): nothing left to throttle
+    pass
 finally:
     try:
         os.kill(target, signal.SIGCONT)
