@@ -134,5 +134,5 @@ bench-roofline-bounds: $(STAMP)  # recompute every bound from roofline.jsonl's s
 prune-sweep: $(STAMP)  # meta-device structural prune of all zoo models at 30% (no timing, ~15 min) -> benchmarks/results/prune_sweep.md
 	PYTHONPATH=src $(BIN)/python benchmarks/prune_sweep.py
 
-bench-allinone: $(STAMP)  # All-in-One (one weight set, ratios 0.25/0.5/0.75) vs K separately pruned, latency per emulated speed -> benchmarks/results/compress.md (idle machine, ~40-60 min)
+bench-allinone: $(STAMP)  # All-in-One (one weight set, ratios 0.25/0.5/0.75) vs K separately pruned, latency per emulated speed -> benchmarks/results/compress.md (idle machine, ~20-40 min)
 	$(BIN)/python benchmarks/bench_compress.py --part allinone

@@ -11,7 +11,7 @@ that measures the same latency; both fine-tuned with the same budget on the embe
 
     python benchmarks/bench_compress.py --part coverage            # 81 models, ~15-25 min on 2 idle cores
     python benchmarks/bench_compress.py --part latency             # 3 models x 2 targets, ~1-2 h on an idle machine
-    python benchmarks/bench_compress.py --part allinone            # All-in-One vs K separately pruned, ~40-60 min idle
+    python benchmarks/bench_compress.py --part allinone            # All-in-One vs K separately pruned, ~20-40 min idle
     python benchmarks/bench_compress.py --quick                    # every part on small models, minutes
 
 Part 3, All-in-One (timing: run on an idle machine): one weight set trained for pruning ratios
