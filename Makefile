@@ -132,9 +132,14 @@ bench-deploy-tasks: $(STAMP)  # deploy of one trained model per dense task (seg,
 bench-roofline-bounds: $(STAMP)  # recompute every bound from roofline.jsonl's stored measurements, no timing (~1 min idle)
 	$(BIN)/python benchmarks/bench_roofline.py --no-measure --passes 1 --out benchmarks/results/roofline-bounds.md
 
+.PHONY: prune-sweep
 prune-sweep: $(STAMP)  # meta-device structural prune of all zoo models at 30% (no timing, ~15 min) -> benchmarks/results/prune_sweep.md
 	PYTHONPATH=src $(BIN)/python benchmarks/prune_sweep.py
 
 .PHONY: test-det-durability
 test-det-durability: $(STAMP)  # kill -9 of `train --task detection` at 10 random moments: each rerun resumes at its step, the result equals an uninterrupted run (~3-5 min idle); DET_KILLS=N to change
 	EDGEVISION_DURABILITY=1 EDGEVISION_DET_KILLS=$(or $(DET_KILLS),10) $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_detection_durability.py
+
+.PHONY: bench-allinone
+bench-allinone: $(STAMP)  # All-in-One (one weight set, ratios 0.25/0.5/0.75) vs K separately pruned, latency per emulated speed -> benchmarks/results/compress.md (idle machine, ~20-40 min)
+	$(BIN)/python benchmarks/bench_compress.py --part allinone

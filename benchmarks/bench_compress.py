@@ -11,7 +11,14 @@ that measures the same latency; both fine-tuned with the same budget on the embe
 
     python benchmarks/bench_compress.py --part coverage            # 81 models, ~15-25 min on 2 idle cores
     python benchmarks/bench_compress.py --part latency             # 3 models x 2 targets, ~1-2 h on an idle machine
-    python benchmarks/bench_compress.py --quick                    # both parts on 3 small models, minutes
+    python benchmarks/bench_compress.py --part allinone            # All-in-One vs K separately pruned, ~20-40 min idle
+    python benchmarks/bench_compress.py --quick                    # every part on small models, minutes
+
+Part 3, All-in-One (timing: run on an idle machine): one weight set trained for pruning ratios
+0.25 / 0.5 / 0.75 (sandwich rule, in-place distillation) against K separately pruned models (the
+same widths, L1-selected from the same dense model, each fine-tuned for the same epochs): top-1 per
+ratio, and the measured ORT latency of each ratio at each emulated speed (threads x CPU quota),
+with the ratio the policy picks per speed to stay under the dense model's full-speed latency.
 
 Results are appended to benchmarks/results/compress.jsonl (resumable: finished rows are skipped) and
 the table is rewritten each time.
@@ -182,6 +189,83 @@ def latency_part(models: list[str], targets: list[float], quick: bool, done: set
             print(json.dumps(row), flush=True)
 
 
+ALLINONE_MODELS = ("mobilenetv2_100", "resnet18")
+ALLINONE_RATIOS = (0.25, 0.5, 0.75)
+
+
+def allinone_part(models: list[str], quick: bool, done: set) -> None:
+    """All-in-One (one weight set, K ratios) vs K separately pruned models, same epochs; latency per emulated speed."""
+    import dataclasses
+
+    from edgevision.datasets import BatchPreprocessor, load_data
+    from edgevision.evaluation import predict, topk_accuracy
+    from edgevision.latency import measure
+    from edgevision.prune.allinone import AllInOne, calibration_batches, train_allinone
+    from edgevision.prune.dvfs import choose, cpu_quota, speeds
+    from edgevision.training import get_recipe, train
+
+    resolution = 32
+    data = load_data("default", image_size=resolution)
+    preprocess = BatchPreprocessor(resolution, data.in_channels, data.mean, data.std)
+    shape = (data.in_channels, resolution, resolution)
+    recipe = get_recipe("tricks")
+    epochs, steps, budget = (1, 20, 0.3) if quick else (5, None, 2.0)
+    cores = max(1, machine_info().physical_cores)
+    speed_list = speeds([1] if quick else sorted({cores, max(1, cores // 2), 1}, reverse=True), [1.0, 0.5] if quick else [1.0, 0.5, 0.25])
+
+    def fit(network, epochs_):
+        result = train(network, data, dataclasses.replace(recipe, epochs=epochs_, warmup_epochs=0), resolution=resolution,
+                       max_steps=None if steps is None else steps * epochs_, evaluate_every_epoch=False, fresh_init=False)
+        return result.model.cpu().to(memory_format=torch.contiguous_format)
+
+    def accuracy(network) -> float:
+        logits, labels = predict(network.eval(), data.val, lambda b: preprocess(b, train=False))
+        return float(topk_accuracy(logits, labels, (1,))[1])
+
+    for name in models:
+        if all((name, f"{r:g}", "allinone") in done for r in (0.0,) + ALLINONE_RATIOS):
+            continue
+        torch.manual_seed(0)
+        dense = fit(ev.create_model(name, num_classes=data.num_classes, in_chans=data.in_channels), epochs).eval()
+        started = time.perf_counter()
+        allinone = AllInOne.from_model(dense, ALLINONE_RATIOS)
+        train_allinone(allinone, data, epochs=epochs, lr=0.0125, resolution=resolution, steps_per_epoch=steps)
+        allinone.recalibrate(calibration_batches(data, resolution))
+        allinone.eval()
+        allinone_seconds = time.perf_counter() - started
+        prunable = list(allinone.groups)
+        rows = []
+        for ratio in allinone.ratios:
+            subnet = allinone.subnet(ratio)
+            started = time.perf_counter()
+            # the separately pruned model of the same widths: L1 channels of the same dense model, its own fine-tune of the
+            # same epochs (ratio 0: the dense model fine-tuned as long, so every row compares equal training after the dense run)
+            widths = {g: w for g, w in allinone.widths(ratio).items() if g in prunable and w < allinone.groups[g].width}
+            separate = fit(shrink(dense, widths).train(), epochs)
+            assert separate.spec == subnet.spec  # same widths, same network: the same latency
+            median_ms = {}
+            for speed in speed_list:
+                with cpu_quota(speed.quota):
+                    median_ms[speed.name] = measure(subnet, shape, runtime="ort", threads=speed.threads, deploy=True,
+                                                    time_budget_s=budget, watch_machine=False).median_ms
+            rows.append({"part": "allinone", "model": name, "key": f"{ratio:g}", "ratio": ratio, "params": ev.count_params(subnet),
+                         "macs": ev.count_macs(subnet, resolution, data.in_channels), "allinone_acc": accuracy(subnet),
+                         "separate_acc": accuracy(separate), "separate_seconds": round(time.perf_counter() - started, 1),
+                         "allinone_seconds": round(allinone_seconds, 1), "median_ms": median_ms, "epochs": epochs,
+                         "speeds": [s.name for s in speed_list], "quick": quick})
+            print(json.dumps(rows[-1]), flush=True)
+        target = rows[0]["median_ms"][speed_list[0].name]
+        for speed in speed_list:
+            choice = choose({r["ratio"]: r["median_ms"][speed.name] for r in rows}, target, speed.name)
+            for row in rows:
+                row.setdefault("chosen_at", [])
+                if row["ratio"] == choice.ratio:
+                    row["chosen_at"].append(speed.name + ("" if choice.meets_target else " (misses target)"))
+        for row in rows:
+            row["target_ms"] = target
+            _append(row)
+
+
 def _append(row: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
     with JSONL.open("a") as handle:
@@ -235,17 +319,38 @@ def report() -> None:
                          f"{'yes' if r['pruned_acc'] > r['scaled_acc'] else 'no'} |")
         if any(r.get("quick") for r in latency_rows):
             lines += ["", "Rows marked quick come from `--quick` (1 epoch, short measurements): a smoke test, not a result."]
+    allinone_rows = [r for r in rows if r["part"] == "allinone"]
+    if allinone_rows:
+        lines += ["", "## All-in-One: one weight set for pruning ratios 0 / 0.25 / 0.5 / 0.75 vs K separately pruned models (embedded MNIST, 32x32)", "",
+                  "Each ratio of the one weight set is a sliced dense subnetwork; the separately pruned model has the same widths "
+                  "(L1 channels of the same dense model) and its own fine-tune of the same epochs, so both measure the same latency. "
+                  "ORT median ms at each emulated speed (threads x CPU quota); the policy picks, per speed, the widest ratio whose "
+                  "latency stays under the dense model's latency at the fastest speed.", ""]
+        for model in sorted({r["model"] for r in allinone_rows}):
+            members = sorted((r for r in allinone_rows if r["model"] == model), key=lambda r: r["ratio"])
+            names = members[0]["speeds"]
+            lines += [f"### {model} (target {members[0]['target_ms']:.3f} ms; All-in-One trained in {members[0]['allinone_seconds']:.0f} s, "
+                      f"separately pruned {sum(r['separate_seconds'] for r in members[1:]):.0f} s in total)", "",
+                      "| ratio | params | MMACs | All-in-One top-1 | separately pruned top-1 | " + " | ".join(f"ms @ {n}" for n in names) + " | policy picks it at |",
+                      "|---|---|---|---|---|" + "---|" * len(names) + "---|"]
+            for r in members:
+                lines.append(f"| {r['ratio']:g} | {r['params']:,} | {r['macs'] / 1e6:.1f} | {r['allinone_acc']:.2%} | {r['separate_acc']:.2%} | "
+                             + " | ".join(f"{r['median_ms'][n]:.3f}" for n in names) + f" | {', '.join(r.get('chosen_at', [])) or '-'} |")
+            lines.append("")
+        if any(r.get("quick") for r in allinone_rows):
+            lines += ["Rows marked quick come from `--quick` (20 steps per epoch, short measurements): a smoke test, not a result.", ""]
     atomic_write_text(RESULTS / "compress.md", "\n".join(lines) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("coverage", "latency", "all"), default="all")
+    parser.add_argument("--part", choices=("coverage", "latency", "allinone", "all"), default="all")
     parser.add_argument("--models", nargs="*", default=None)
     parser.add_argument("--quick", action="store_true", help="3 small models, short runs")
     parser.add_argument("--trace", action="store_true")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, machine_info().physical_cores))
+    # quick is a smoke test, often on a busy machine, where two spinning OpenMP threads run many times slower than one
+    torch.set_num_threads(1 if args.quick else max(1, machine_info().physical_cores))
     done = {
         (r["model"], r["key"], r["part"]) for r in _rows()
         if (not r.get("quick") or args.quick) and not (r["key"] == "edgevision" and r["part"] == "coverage" and r.get("version") != COVERAGE_VERSION)
@@ -256,6 +361,8 @@ def main() -> None:
     if args.part in ("latency", "all"):
         models = args.models or (["mobilenetv2_050"] if args.quick else list(LATENCY_MODELS))
         latency_part(models, [0.7] if args.quick else [0.7, 0.5], args.quick, done)
+    if args.part in ("allinone", "all"):
+        allinone_part(args.models or (["mobilenetv2_050"] if args.quick else list(ALLINONE_MODELS)), args.quick, done)
     report()
 
 

@@ -160,21 +160,34 @@ def _apply(model: Network, groups: Mapping[str, ChannelGroup], keeps: Mapping[st
     except ValueError as error:
         raise PruneError(f"the pruned widths do not fit {model.spec.name}: {error}") from None
 
-    # state key -> [(tensor dim, keep, full width)]
-    selections: dict[str, list[tuple[TensorDim, torch.Tensor, int]]] = {}
+    selections = tensor_selections(model, groups, keeps)
+    state = {}
+    with torch.no_grad():
+        for key, tensor in model.state_dict().items():
+            state[key] = select_along(tensor, selections.get(key, ())).clone()
+    pruned = _build_with(pruned_resolved, deploy, state, model.spec.name)
+    pruned.train(model.training)
+    return pruned.to(next(model.parameters()).device)
+
+
+Selection = tuple[TensorDim, torch.Tensor, int]  # (tensor dim, kept channel indices, the group's full width)
+
+
+def tensor_selections(model: Network, groups: Mapping[str, ChannelGroup], keeps: Mapping[str, torch.Tensor]) -> dict[str, list[Selection]]:
+    """State key of ``model`` -> the selections that cut it to the kept channels (keys not listed stay whole)."""
+    selections: dict[str, list[Selection]] = {}
     for name, keep in keeps.items():
         group = groups[name]
         for i, tensor_dim in group.dims:
             selections.setdefault(f"{model.resolved.blocks[i].path}.{tensor_dim.key}", []).append((tensor_dim, keep, group.width))
-    state = {}
-    with torch.no_grad():
-        for key, tensor in model.state_dict().items():
-            for tensor_dim, keep, total in selections.get(key, ()):
-                tensor = _select(tensor, tensor_dim, keep, total)
-            state[key] = tensor.clone()
-    pruned = _build_with(pruned_resolved, deploy, state, model.spec.name)
-    pruned.train(model.training)
-    return pruned.to(next(model.parameters()).device)
+    return selections
+
+
+def select_along(tensor: torch.Tensor, selections: Sequence[Selection]) -> torch.Tensor:
+    """``tensor`` indexed by every selection in turn (differentiable: index_select carries gradients back)."""
+    for tensor_dim, keep, total in selections:
+        tensor = _select(tensor, tensor_dim, keep, total)
+    return tensor
 
 
 def _build_with(resolved, deploy: bool, state: dict[str, torch.Tensor], name: str) -> Network:
