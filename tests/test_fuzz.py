@@ -336,7 +336,11 @@ def dense_cases(root: Path, sr_checkpoint: Path, lr_image: Path):
     files = st.sampled_from(["", str(root / "missing.safetensors"), str(root / "adir"), str(root / "afile"), str(root / "existing.json"),
                              str(root / "ck.safetensors")])
     search = ["search", "--latency-ms", "5", "--trials", "1", "--table", str(root / "search.sqlite"), "--out", str(root / "search_out")]
+    prune = ["prune", "mobilenetv2_050", "--target-ratio", "0.5", "--epochs", "0", "--out", str(root / "prune_out")]
     return [
+        (prune, "--table", out_files(root)), (prune, "--threads", ints_outside(1, 1024)),
+        (prune, "--predictor", st.just(str(root / "existing.json"))),  # without --table
+        ([*prune, "--table", str(root / "table.sqlite")], "--predictor", files),
         (seg, "--ignore-index", ignore_index), (seg, "--seg-on-error", choices), (seg, "--aux-weight", NONNEGATIVE),
         (seg, "--seg-scenes", ints_outside(1, 100_000)),
         (det, "--score-threshold", score), (det, "--nms-iou", iou), (det, "--bad-annotations", choices),
@@ -367,7 +371,7 @@ def dense_cases(root: Path, sr_checkpoint: Path, lr_image: Path):
 
 
 def test_bad_values_of_the_dense_task_options_upscale_and_search_flags_are_refused(ws, sr_files):
-    fuzz_options(dense_cases(ws, *sr_files), ws, 180, name_the_option=True)
+    fuzz_options(dense_cases(ws, *sr_files), ws, 200, name_the_option=True)
 
 
 # ---- corrupt files ----------------------------------------------------------------------------------
