@@ -808,6 +808,21 @@ def test_stale_lock_and_temporaries_of_a_killed_run_are_taken_over_and_removed(t
     assert (tmp_path / ".lock").read_text() == ""  # released cleanly: no stale holder left behind
 
 
+def test_every_output_folder_lock_removes_a_killed_writers_temporaries(tmp_path):
+    """train, deploy, prune, sparsify, search and lut validate hold --out through output_lock: taking it removes the
+    temporaries of writers that no longer run (a kill -9 mid-write), never a live writer's."""
+    from edgevision.commands._common import output_lock
+
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    leftover = tmp_path / f".deploy.json.{finished.pid}.abc123.tmp"
+    leftover.write_text("half a report")
+    mine = tmp_path / f".deploy.json.{os.getpid()}.def456.tmp"
+    mine.write_text("being written")
+    with output_lock(tmp_path, "deploy output directory"):
+        assert not leftover.exists() and mine.exists()
+
+
 # ---- a few real subprocesses --------------------------------------------------------------------------
 def test_real_processes_exit_2_with_one_line(ws):
     (ws / "sub").mkdir()
