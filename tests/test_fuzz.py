@@ -627,6 +627,25 @@ def test_spec_json_from_anywhere_raises_only_value_or_type_errors():
             NetworkSpec.from_json(text)
 
 
+def test_a_size_past_memory_names_what_it_needs_and_what_the_machine_has(ws):
+    """Issue 19, deliverable 2: the refusal names both numbers (estimated need, available), before any allocation."""
+    import re
+
+    units = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "PB": 1e15, "EB": 1e18, "ZB": 1e21, "YB": 1e24}
+
+    def parse(text: str) -> float:
+        number, unit = text.split()
+        return float(number) * units[unit]
+
+    for argv in (["profile", "mobilenetv2_050", "--input", "1x3x100000x100000", "--no-roofline"],
+                 ["train", "mobilenetv2_050", "--resolution", "65536000", "--epochs", "1", "--out", ws / "r"],
+                 ["prune", "mobilenetv2_050", "--target-ratio", "0.5", "--resolution", "2147483647", "--out", ws / "p"]):
+        err = assert_refused(argv, ws)
+        match = re.search(r"needs about (.+) of memory but this machine has (.+) available", err)
+        assert match, err
+        assert parse(match[1]) > parse(match[2]) > 0, err
+
+
 def test_python_api_rejects_wrong_types_and_infinite_widths_clearly():
     for name in (None, 123, 1.5):
         with pytest.raises(TypeError, match="model name must be a string"):
