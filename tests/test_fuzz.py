@@ -785,6 +785,9 @@ def test_a_second_lut_build_on_the_same_table_is_refused(ws):
     table = ws / "busy.sqlite"
     with exclusive_lock(ws / ".busy.sqlite.lock", "test"):
         assert_refused(["lut", "build", "mobilenetv2_050", "--table", table, "--runtime", "eager"], ws, mentions=f"pid {os.getpid()}")
+        # prune --table measures missing blocks into the table: held by a build, it is refused before any model is built
+        assert_refused(["prune", "mobilenetv2_050", "--target-ratio", "0.5", "--table", table, "--runtime", "eager", "--out", ws / "prune_busy"],
+                       ws, mentions=f"pid {os.getpid()}")
 
 
 def test_a_second_writer_of_any_output_folder_is_refused_naming_the_first(ws):

@@ -252,6 +252,10 @@ def _run(args: argparse.Namespace, cleanup) -> int:
     console = stderr_console()
     out = Path(args.out)
     resume = _Resume(out, args)
+    if args.table is not None and not args.no_build:  # it may measure into the table: one such writer at a time
+        from ..lut.build import table_lock
+
+        cleanup.enter_context(table_lock(args.table))
     try:
         data = load_data(args.data, image_size=args.resolution)
     except DataError as error:
