@@ -50,7 +50,7 @@ bench-compress: $(STAMP)  # pruning coverage of the 81-model zoo (vs Torch-Pruni
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
 
-test-durability: $(STAMP)  # kill -9 of bench, lut build, train and deploy at >= 10 random moments each (~10-15 min idle, estimated); see tests/test_durability.py
+test-durability: $(STAMP)  # kill -9 of bench, lut build, train, deploy and sparsify at >= 10 random moments each (~15-20 min idle, estimated); see tests/test_durability.py
 	EDGEVISION_DURABILITY=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_durability.py
 
 bench-search: $(STAMP)  # every search strategy, same wall clock, vs random; zoo at the same latency; proxies -> benchmarks/results/search.md (resumable, ~2 h)
@@ -91,7 +91,7 @@ bench-search-quick: $(STAMP)  # bench-search on a small space, 60 s per strategy
 test-search-durability: $(STAMP)  # kill -9 of a search at >= 10 random moments; the Optuna SQLite study resumes (~3-5 min)
 	EDGEVISION_DURABILITY=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_search_durability.py
 
-test-prune-durability: $(STAMP)  # kill -9 of `edgevision prune` after each of its first 10 NetAdapt steps, resuming each time (~15-30 min CPU); PRUNE_KILLS=N to change
+test-prune-durability: $(STAMP)  # kill -9 of `edgevision prune --table` at a random moment after each new NetAdapt step, 10 times, resuming each time (~5 min idle, estimated; 14 min on the busy VM); PRUNE_KILLS=N to change
 	EDGEVISION_DURABILITY=1 EDGEVISION_PRUNE_KILLS=$(or $(PRUNE_KILLS),10) $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_prune_durability.py
 
 # Dense tasks (issues 17 and 18): each part resumable; run on an idle machine

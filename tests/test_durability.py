@@ -1,4 +1,5 @@
-"""kill -9 at random moments of ``bench`` and ``lut build`` (issue 19): nothing lost, nothing twice, files readable.
+"""kill -9 at random moments of ``bench``, ``lut build``, ``train``, ``deploy`` and ``sparsify`` (issue 19): nothing lost,
+nothing twice, files readable (``prune`` and ``search``: tests/test_prune_durability.py, tests/test_search_durability.py).
 
 Slow (about 2 minutes on 2 idle cores: each run imports torch), so it runs only with
 ``EDGEVISION_DURABILITY=1`` (``make test-durability``). Each command is killed with SIGKILL at
@@ -40,11 +41,11 @@ def _environment() -> dict:
     return {**os.environ, "PYTHONPATH": str(Path(edgevision.__file__).parents[1])}
 
 
-def _kill_at_random(argv: list[str], check, progress, rng: random.Random, spread_s: float) -> int:
-    """Start ``argv`` KILLS times; once it has finished one more unit of work (``progress()`` grew), SIGKILL it
+def _kill_at_random(argv: list[str], check, progress, rng: random.Random, spread_s: float, count: int = KILLS) -> int:
+    """Start ``argv`` ``count`` times; once it has finished one more unit of work (``progress()`` grew), SIGKILL it
     after a random further 0..``spread_s`` seconds (mid-measurement, mid-write or mid-report); ``check()`` after each."""
     kills = 0
-    for _ in range(KILLS):
+    for _ in range(count):
         before = progress()
         process = subprocess.Popen(argv, env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 600
@@ -141,10 +142,13 @@ def test_lut_build_survives_kill_9(tmp_path):
 
 # ---- train and deploy: no half-written result ever replaces a good one ---------------------------------
 def _kill_at_uniform_moments(argv: list[str], check, rng: random.Random, span_s: float) -> int:
-    """Start ``argv`` KILLS times and SIGKILL it at a uniform random moment of its ``span_s``-second run
-    (start-up, work or the final writes); ``check()`` after each."""
+    """Start ``argv`` until it has been SIGKILLed KILLS times (at most 2 x KILLS starts), each time at a uniform random
+    moment of its ``span_s``-second run (start-up, work or the final writes); ``check()`` after each. A run that
+    finishes before its moment is no kill, so the count of kills, not of starts, meets the target."""
     kills = 0
-    for _ in range(KILLS):
+    for _ in range(2 * KILLS):
+        if kills == KILLS:
+            break
         process = subprocess.Popen(argv, env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             process.wait(timeout=rng.uniform(0.2, span_s))
@@ -204,7 +208,7 @@ def test_train_killed_never_leaves_a_half_written_checkpoint(tmp_path):
     assert not list(out.glob(".*.tmp")), list(out.glob(".*.tmp"))
     assert (out / ".lock").read_text() == ""  # released by the clean run
     print(f"train: {kills} kill -9, {len(digests)} distinct complete checkpoints seen, run {span:.1f} s")
-    assert kills >= KILLS // 2  # most runs were killed mid-way (a few may finish before their moment)
+    assert kills == KILLS
 
 
 def test_deploy_killed_resumes_and_never_leaves_a_half_written_result(tmp_path):
@@ -230,4 +234,66 @@ def test_deploy_killed_resumes_and_never_leaves_a_half_written_result(tmp_path):
     check()
     assert (out / "deploy.json").is_file() and not list(out.glob(".*.tmp"))
     print(f"deploy: {kills} kill -9, one run {span:.1f} s")
-    assert kills >= KILLS // 2
+    assert kills == KILLS
+
+
+# ---- sparsify: every SR-STE epoch applied exactly once across kills ------------------------------------
+SPARSIFY_KILLS = int(os.environ.get("EDGEVISION_SPARSIFY_KILLS", str(KILLS)))
+
+
+def _sparsify_epochs_done(out: Path) -> int:
+    try:
+        return int(json.loads((out / ".sparsify-resume" / "state.json").read_text()).get("epochs_done", 0))
+    except (OSError, ValueError):
+        return 0
+
+
+def test_sparsify_survives_kill_9_with_every_epoch_applied_exactly_once(tmp_path):
+    """sparsify killed at a random moment after each newly finished epoch (``EDGEVISION_SPARSIFY_KILLS`` times, default
+    ``EDGEVISION_KILLS``): after every kill the resume state reads back (state.json parses, its weights load) and no
+    finished epoch is lost; the final run ends with exactly the weights and report of an uninterrupted run, which an
+    epoch applied twice or skipped would change (each epoch trains from its own seed at its own learning rate)."""
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file
+
+    import edgevision as ev
+
+    rng = np.random.default_rng(0)  # 40 images, 4 classes: an epoch is one small batch, the run is mostly start-up
+    data = tmp_path / "tiny.npz"
+    np.savez(data, images=rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), labels=np.arange(40) % 4)
+    start = tmp_path / "start.safetensors"  # fixed starting weights: a run without --checkpoint draws its own
+    torch.manual_seed(0)
+    ev.save(ev.create_model("mobilenetv2_050", num_classes=4), start)
+    epochs = 3 * SPARSIFY_KILLS + 3  # at most ~2 epochs between a run's first new epoch and its kill
+
+    def argv(out: Path) -> list[str]:
+        return _command("sparsify", "mobilenetv2_050", "--checkpoint", str(start), "--pattern", "2:4", "--epochs", str(epochs),
+                        "--data", f"npz:{data}", "--resolution", "32", "--out", str(out))
+
+    span = _run_timed(argv(tmp_path / "reference"))
+    reference = load_file(str(tmp_path / "reference" / "model.safetensors"))
+    out = tmp_path / "run"
+    done = [0]
+
+    def check():
+        resume = out / ".sparsify-resume"
+        now = _sparsify_epochs_done(out)
+        if (resume / "state.json").exists():
+            json.loads((resume / "state.json").read_text())  # never torn
+            load_file(str(resume / "dense.safetensors"))
+            if now:
+                load_file(str(resume / "sparse.safetensors"))  # the weights state.json's epoch names are on disk
+        assert now >= done[-1], f"finished epochs lost: {done[-1]} -> {now}"
+        assert not (out / "sparsify.json").exists()
+        done.append(now)
+
+    kills = _kill_at_random(argv(out), check, lambda: _sparsify_epochs_done(out), random.Random(23), span / epochs, SPARSIFY_KILLS)
+    _run_timed(argv(out))
+    final = load_file(str(out / "model.safetensors"))
+    assert final.keys() == reference.keys() and all(torch.equal(final[k], reference[k]) for k in reference)
+    report, expected = (json.loads((folder / "sparsify.json").read_text()) for folder in (out, tmp_path / "reference"))
+    assert report == expected
+    assert not (out / ".sparsify-resume").exists() and not list(out.rglob("*.tmp"))
+    print(f"sparsify: {kills} kill -9, epochs done after each: {done[1:]} of {epochs}, one run {span:.1f} s")
+    assert kills == SPARSIFY_KILLS

@@ -336,7 +336,11 @@ def dense_cases(root: Path, sr_checkpoint: Path, lr_image: Path):
     files = st.sampled_from(["", str(root / "missing.safetensors"), str(root / "adir"), str(root / "afile"), str(root / "existing.json"),
                              str(root / "ck.safetensors")])
     search = ["search", "--latency-ms", "5", "--trials", "1", "--table", str(root / "search.sqlite"), "--out", str(root / "search_out")]
+    prune = ["prune", "mobilenetv2_050", "--target-ratio", "0.5", "--epochs", "0", "--out", str(root / "prune_out")]
     return [
+        (prune, "--table", out_files(root)), (prune, "--threads", ints_outside(1, 1024)),
+        (prune, "--predictor", st.just(str(root / "existing.json"))),  # without --table
+        ([*prune, "--table", str(root / "table.sqlite")], "--predictor", files),
         (seg, "--ignore-index", ignore_index), (seg, "--seg-on-error", choices), (seg, "--aux-weight", NONNEGATIVE),
         (seg, "--seg-scenes", ints_outside(1, 100_000)),
         (det, "--score-threshold", score), (det, "--nms-iou", iou), (det, "--bad-annotations", choices),
@@ -367,7 +371,7 @@ def dense_cases(root: Path, sr_checkpoint: Path, lr_image: Path):
 
 
 def test_bad_values_of_the_dense_task_options_upscale_and_search_flags_are_refused(ws, sr_files):
-    fuzz_options(dense_cases(ws, *sr_files), ws, 180, name_the_option=True)
+    fuzz_options(dense_cases(ws, *sr_files), ws, 200, name_the_option=True)
 
 
 # ---- corrupt files ----------------------------------------------------------------------------------
@@ -623,6 +627,25 @@ def test_spec_json_from_anywhere_raises_only_value_or_type_errors():
             NetworkSpec.from_json(text)
 
 
+def test_a_size_past_memory_names_what_it_needs_and_what_the_machine_has(ws):
+    """Issue 19, deliverable 2: the refusal names both numbers (estimated need, available), before any allocation."""
+    import re
+
+    units = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "PB": 1e15, "EB": 1e18, "ZB": 1e21, "YB": 1e24}
+
+    def parse(text: str) -> float:
+        number, unit = text.split()
+        return float(number) * units[unit]
+
+    for argv in (["profile", "mobilenetv2_050", "--input", "1x3x100000x100000", "--no-roofline"],
+                 ["train", "mobilenetv2_050", "--resolution", "65536000", "--epochs", "1", "--out", ws / "r"],
+                 ["prune", "mobilenetv2_050", "--target-ratio", "0.5", "--resolution", "2147483647", "--out", ws / "p"]):
+        err = assert_refused(argv, ws)
+        match = re.search(r"needs about (.+) of memory but this machine has (.+) available", err)
+        assert match, err
+        assert parse(match[1]) > parse(match[2]) > 0, err
+
+
 def test_python_api_rejects_wrong_types_and_infinite_widths_clearly():
     for name in (None, 123, 1.5):
         with pytest.raises(TypeError, match="model name must be a string"):
@@ -762,6 +785,9 @@ def test_a_second_lut_build_on_the_same_table_is_refused(ws):
     table = ws / "busy.sqlite"
     with exclusive_lock(ws / ".busy.sqlite.lock", "test"):
         assert_refused(["lut", "build", "mobilenetv2_050", "--table", table, "--runtime", "eager"], ws, mentions=f"pid {os.getpid()}")
+        # prune --table measures missing blocks into the table: held by a build, it is refused before any model is built
+        assert_refused(["prune", "mobilenetv2_050", "--target-ratio", "0.5", "--table", table, "--runtime", "eager", "--out", ws / "prune_busy"],
+                       ws, mentions=f"pid {os.getpid()}")
 
 
 def test_a_second_writer_of_any_output_folder_is_refused_naming_the_first(ws):
@@ -804,29 +830,78 @@ def test_stale_lock_and_temporaries_of_a_killed_run_are_taken_over_and_removed(t
     assert (tmp_path / ".lock").read_text() == ""  # released cleanly: no stale holder left behind
 
 
+def test_every_output_folder_lock_removes_a_killed_writers_temporaries(tmp_path):
+    """train, deploy, prune, sparsify, search and lut validate hold --out through output_lock: taking it removes the
+    temporaries of writers that no longer run (a kill -9 mid-write), never a live writer's."""
+    from edgevision.commands._common import output_lock
+
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    leftover = tmp_path / f".deploy.json.{finished.pid}.abc123.tmp"
+    leftover.write_text("half a report")
+    mine = tmp_path / f".deploy.json.{os.getpid()}.def456.tmp"
+    mine.write_text("being written")
+    with output_lock(tmp_path, "deploy output directory"):
+        assert not leftover.exists() and mine.exists()
+
+
 # ---- a few real subprocesses --------------------------------------------------------------------------
+#: run in a subprocess that imports edgevision once, then forks one fresh process per case with its own fd 1 and 2
+#: (native code writing C++ frames to fd 2 would show, which redirect_stderr in-process cannot see) and its own exit
+#: status; the import (~3 s a process on 2 idle cores) is paid once instead of once per case
+_FORKING_DRIVER = r"""
+import json, os, sys, traceback
+from edgevision.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the case's own process
+        os.close(read)
+        os.dup2(write, 2)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        try:
+            code = main(argv)
+        except SystemExit as error:
+            code = error.code if isinstance(error.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        err = pipe.read().decode(errors="replace")
+    results.append({"argv": argv, "code": os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), "stderr": err})
+print(json.dumps(results))
+"""
+
+
 def test_real_processes_exit_2_with_one_line(ws):
+    """One case through ``python -m edgevision.cli`` itself (the entry point's sys.exit), the rest as forked processes."""
     (ws / "sub").mkdir()
     bad_ck = ws / "sub" / "bad.safetensors"
     save_file({"w": torch.zeros(1)}, str(bad_ck), metadata={"edgevision.format": "edgevision.checkpoint/1", "edgevision.metadata": "[}"})
-    argvs = [
+    entry_point = ["profile", "mobilenetv2_050", "--input", "1x3x100000x100000"]
+    forked = [
         ["profile", "mobilenetv2_050", "--input", "1x3x32x32", "--no-roofline", "--json", "/dev/full"],
-        ["profile", "mobilenetv2_050", "--input", "1x3x100000x100000"],
         ["export", "mobilenetv2_050", str(ws / "sub" / "m.onnx"), "--opset", "7"],
         ["eval", str(bad_ck)],
         ["measure", "mobilenetv2_050", "--budget", "nan"],
     ]
     environment = {**os.environ, "PYTHONPATH": str(Path(ev.__file__).parents[1])}
-    processes = [subprocess.Popen([sys.executable, "-m", "edgevision.cli", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment)
-                 for argv in argvs]
-    for argv, process in zip(argvs, processes):
-        _, err = process.communicate(timeout=120)
+    whole = subprocess.Popen([sys.executable, "-m", "edgevision.cli", *entry_point], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment)
+    driver = subprocess.run([sys.executable, "-c", _FORKING_DRIVER, json.dumps(forked)], capture_output=True, text=True, env=environment, timeout=300)
+    assert driver.returncode == 0, driver.stderr[-2000:]
+    _, err = whole.communicate(timeout=300)
+    results = [{"argv": entry_point, "code": whole.returncode, "stderr": err.decode()}, *json.loads(driver.stdout)]
+    assert [r["argv"] for r in results] == [entry_point, *forked]
+    for result in results:
         CASES["count"] += 1
-        text = err.decode()
-        assert process.returncode == 2 and len(text.splitlines()) == 1 and text.startswith("edgevision: error:"), (argv, text)
+        text = result["stderr"]
+        assert result["code"] == 2 and len(text.splitlines()) == 1 and text.startswith("edgevision: error:"), result
     assert stat.S_ISCHR(os.stat("/dev/full").st_mode) and not (ws / "sub" / "m.onnx").exists()
-
-
 
 
 def test_lut_build_drops_entries_without_a_median_so_they_are_measured_again(tmp_path):

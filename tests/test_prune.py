@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from helpers import max_relative_error, randomize_batchnorm, test_input_size
 
 import edgevision as ev
 from edgevision.prune import FixedWidthSpec, PruneError, groups_of, importance, shrink, widths_for_ratio
-from edgevision.prune.netadapt import NetAdaptProgress, netadapt, next_width
+from edgevision.prune.netadapt import NetAdaptProgress, netadapt, next_width, settled_latency
 from edgevision.prune.staircase import fast_widths, measure_staircase
 from edgevision.training.distill import DistillationLoss, kd_loss
 
@@ -178,6 +179,89 @@ def test_a_resumed_netadapt_remeasures_the_current_model_in_its_own_process():
     resumed = netadapt(model, slower, accuracy, target_ratio=0.3, step_fraction=0.5, max_steps=40, resume=after_one, log=log.append)
     assert len(resumed.steps) > 1, log
     assert "recorded" in log[0] and resumed.steps[1].ms_before == pytest.approx(1.5 * after_one.current_ms)
+
+
+def test_the_start_latency_is_the_settled_reading_not_the_first():
+    """A process's first reading is inflated (12.5 ms where the network runs 8.2 ms, as measured in `edgevision prune`):
+    the target is set from the lower of two readings, and a resumed process re-measures the same way."""
+    model = _model("resnet18", 32, width=0.25)
+    accuracy = lambda network: 1.0 - 1e-8 * (ev.count_params(model) - ev.count_params(network))
+    true_start = _macs_ms(model)
+
+    def cold_first_reading():  # a fake timer: the first call of each "process" reads 1.5x slow
+        calls = []
+
+        def latency(network):
+            calls.append(network)
+            return _macs_ms(network) * (1.5 if len(calls) == 1 else 1.0)
+
+        return latency, calls
+
+    latency, calls = cold_first_reading()
+    assert settled_latency(latency, model) == true_start and len(calls) == 2
+    latency, calls = cold_first_reading()
+    assert settled_latency(latency, model, 1) == pytest.approx(1.5 * true_start)  # one reading: a deterministic source
+    latency, _ = cold_first_reading()
+    saved = []  # max_steps=0: the start and floor only (each step would shrink and score every group)
+    result = netadapt(model, latency, accuracy, target_ratio=0.3, max_steps=0, checkpoint=saved.append)
+    assert result.start_ms == true_start and result.target_ms == pytest.approx(0.3 * true_start)
+    latency, _ = cold_first_reading()  # the resumed process is cold too
+    resumed = netadapt(model, latency, accuracy, target_ratio=0.3, max_steps=0, resume=NetAdaptProgress.from_dict(saved[0].model, saved[0].to_dict()))
+    assert resumed.final_ms == true_start  # re-measured settled, not 1.5x
+    known = netadapt(model, _macs_ms, accuracy, target_ratio=0.5, max_steps=0, start_ms=2 * true_start)
+    assert known.start_ms == 2 * true_start and known.target_ms == pytest.approx(true_start)  # the caller's start reading, as given
+    with pytest.raises(PruneError, match="readings must be >= 1"):
+        settled_latency(_macs_ms, model, 0)
+
+
+def test_cli_prunes_to_a_target_predicted_from_the_latency_table(tmp_path, monkeypatch):
+    """`prune --table`: every proposal priced as the sum of its blocks' table entries (blocks the table lacks are
+    measured into it, here by a fake timer); prune.json says where its milliseconds come from."""
+    import importlib
+
+    from edgevision.cli import main
+    from edgevision.lut import LatencyTable, MeasurementSetting, block_key
+    from edgevision.resolve import resolve
+    from helpers import fake_block_latency
+
+    lut_build = importlib.import_module("edgevision.lut.build")  # the module (the package re-exports its build())
+    monkeypatch.setattr(lut_build, "measure_block_latency", lambda block, setting, **_: fake_block_latency(block, setting))
+    table, out, data = tmp_path / "lut.sqlite", tmp_path / "run", tmp_path / "tiny.npz"
+    rng = np.random.default_rng(0)  # 40 images in 4 classes: 8 held out, so scoring a proposal is one small batch
+    np.savez(data, images=rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), labels=np.arange(40) % 4)
+    argv = ["prune", "resnet18", "--table", str(table), "--runtime", "eager", "--target-ratio", "0.9", "--epochs", "0",
+            "--step-steps", "0", "--step-fraction", "0.25", "--data", f"npz:{data}", "--resolution", "32", "--out", str(out)]
+    assert main(argv) == 0
+    report = json.loads((out / "prune.json").read_text())
+    assert report["latency"]["source"] == "table" and report["latency"]["threads"] == 2 and report["reached"]
+    setting = MeasurementSetting(runtime="eager", threads=2)
+    with LatencyTable(table) as lut:
+        def table_sum(spec):
+            return sum(lut.get(block_key(block, setting)).median_ms for block in resolve(spec, input_size=32))
+
+        dense = ev.create_model("resnet18", num_classes=4).spec
+        assert report["before"]["median_ms"] == pytest.approx(table_sum(dense))
+        assert report["after"]["median_ms"] == pytest.approx(table_sum(ev.load(out / "model.safetensors").spec))
+        assert report["after"]["median_ms"] <= report["target_ms"] == pytest.approx(0.9 * report["before"]["median_ms"])
+        assert report["latency"]["blocks_measured_on_demand"] == len(lut) > len(resolve(dense))
+    assert [s["step"] for s in report["steps"]] == list(range(1, len(report["steps"]) + 1))
+    assert all(s["ms_after"] < s["ms_before"] for s in report["steps"])
+
+
+def test_cli_table_refusals(tmp_path, capsys):
+    from edgevision.cli import main
+    from edgevision.lut import LatencyTable
+
+    base = ["prune", "mobilenetv2_050", "--target-ratio", "0.5", "--epochs", "0", "--resolution", "32", "--out", str(tmp_path / "o")]
+    assert main([*base, "--no-build"]) == 2
+    assert "give --table FILE as well" in capsys.readouterr().err
+    LatencyTable(tmp_path / "empty.sqlite").close()
+    assert main([*base, "--table", str(tmp_path / "empty.sqlite"), "--no-build", "--runtime", "eager"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "not in latency table" in err and "edgevision lut build" in err
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    assert main([*base, "--table", str(tmp_path / "empty.sqlite"), "--predictor", str(tmp_path / "bad.json")]) == 2
+    assert "--predictor" in capsys.readouterr().err
 
 
 def test_staircase_keeps_the_right_edge_of_each_step():

@@ -170,7 +170,9 @@ def output_dir(text: str) -> str:
 def output_lock(directory: str | os.PathLike, what: str, *, enabled: bool = True) -> Iterator[None]:
     """Create ``directory`` and hold its ``.lock`` while a command writes there: a second writer (two trainings into
     one run folder, two deploys into one --out) is refused at once with a line naming the first; a killed holder's
-    lock is released by the kernel. ``enabled=False`` (a non-zero DDP rank, which writes nothing) takes no lock."""
+    lock is released by the kernel; the temporaries its killed writes left in ``directory`` are removed once the lock is
+    held. ``enabled=False`` (a non-zero DDP rank, which writes nothing) takes no lock."""
+    from ..atomic import sweep_stale_temporaries
     from ..locking import exclusive_lock
 
     if not enabled:
@@ -183,6 +185,7 @@ def output_lock(directory: str | os.PathLike, what: str, *, enabled: bool = True
     own_lock = not lock.exists()
     try:
         with exclusive_lock(lock, f"{what} {str(path)!r}", remove_on_error=own_lock):
+            sweep_stale_temporaries(path)  # only files of writers no longer running: a kill -9 mid-write leaves them
             yield
     except BaseException:
         # a refused or failed run leaves behind no lock file and no folder it created (a folder only while empty);

@@ -4,6 +4,13 @@ Writes ``DIR/model.safetensors`` (the pruned spec inside: ``ev.load`` rebuilds i
 ``DIR/prune.json``: params, MACs, measured median ms and accuracy before and after, the widths of
 every block and every step taken.
 
+Latency is measured end to end on ``--runtime`` (the start as the lowest of two readings: a process's
+first reading is inflated), or, with ``--table``, predicted from this machine's block latency table
+(the sum of the blocks' entries, FBNet Eq. 5; ``--predictor`` adds the fitted correction and the
+regressor for blocks never measured; missing blocks are measured on demand into the table unless
+``--no-build``). A table prices every candidate the same way in every process, so the run does not
+depend on the machine's moment-to-moment speed, and it is much faster than timing every proposal.
+
 Resumable after kill -9: the dense (trained) model, the measured start, and the network after every
 accepted NetAdapt step are written atomically under ``DIR/.prune-resume/``; running the same command
 again continues from the last of them (a run with other settings refuses the folder), and the folder
@@ -18,7 +25,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ._common import UsageError, check_input_memory, output_lock, select_runtimes, nonempty, nonnegative_int, output_dir, positive_float, positive_int, seed
+from ._common import (UsageError, check_input_memory, output_file, output_lock, select_runtimes, nonempty, nonnegative_int, output_dir,
+                      positive_float, positive_int, seed, threads)
 
 __all__ = ["register", "run"]
 
@@ -46,6 +54,10 @@ def register(commands) -> None:
     parser.add_argument("--resolution", type=positive_int, default=32, metavar="R", help="input resolution R x R (default 32)")
     parser.add_argument("--eval-images", type=positive_int, default=256, help="held-out images that score each proposal (default 256)")
     parser.add_argument("--time-budget", type=positive_float, default=1.0, metavar="S", help="seconds per latency measurement (default 1)")
+    parser.add_argument("--threads", type=threads, default=None, metavar="N", help="intra-op threads for latency (default: physical cores; 2 with --table, as `lut build`)")
+    parser.add_argument("--table", type=output_file, default=None, metavar="FILE", help="predict latency from this block latency table (`edgevision lut build`) instead of measuring every proposal; missing blocks are measured into it")
+    parser.add_argument("--predictor", type=nonempty, default=None, metavar="FILE", help="with --table: price networks with this fitted predictor (predictor.json of `edgevision lut validate`): its correction, and its regressor for blocks the table lacks")
+    parser.add_argument("--no-build", action="store_true", help="with --table: never measure missing blocks (the predictor's regressor prices them, else exit 2 naming `edgevision lut build`)")
     parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--out", type=output_dir, required=True, metavar="DIR", help="output folder")
     parser.set_defaults(handler=run)
@@ -69,6 +81,44 @@ def _checked(args: argparse.Namespace) -> None:
     from ..latency.runtimes import RUNTIMES
 
     select_runtimes(args.runtime, tuple(RUNTIMES))
+    if args.table is None and (args.predictor is not None or args.no_build):
+        raise UsageError("--predictor and --no-build price networks from a latency table; give --table FILE as well")
+    if args.predictor is not None:  # read now, before any model is built or trained
+        from ..lut import LutError
+        from ..lut.predictor import read_predictor_file
+
+        try:
+            read_predictor_file(args.predictor)
+        except LutError as error:
+            raise UsageError(f"--predictor: {error}") from None
+
+
+def _table_latency(args: argparse.Namespace, console):
+    """(network -> predicted ms, the open table) from ``--table`` (and ``--predictor``), at ``--resolution``."""
+    from ..lut import LatencyPredictor, LatencyTable, LutError, MeasurementSetting
+    from ..resolve import resolve
+    from ..search.latency import LatencyModel
+
+    setting = MeasurementSetting(runtime=args.runtime, threads=args.threads or 2)
+    try:
+        table = LatencyTable(args.table)
+    except LutError as error:
+        raise UsageError(f"--table: {error}") from None
+    try:
+        predictor = None if args.predictor is None else LatencyPredictor.load(args.predictor, table)
+    except LutError as error:
+        table.close()
+        raise UsageError(f"--predictor: {error}") from None
+    if predictor is not None and predictor.setting != setting:
+        table.close()
+        raise UsageError(f"--predictor {args.predictor} was fitted for {predictor.setting.to_dict()}, not {setting.to_dict()}; "
+                         f"pass the matching --runtime/--threads")
+
+    def progress(done: int, total: int, block) -> None:
+        console.print(f"measuring missing block {done}/{total} into {table.path}: {block.spec.kind} {block.in_channels}->{block.out_channels} at {block.input_size[0]} px")
+
+    model = LatencyModel(table, setting, predictor=predictor, build_missing=not args.no_build, block_budget_s=args.time_budget, progress=progress)
+    return (lambda network: model.network_ms(resolve(network.spec, input_size=args.resolution))), table, model
 
 
 def check_resolution(resolution: int, batch: int = 64) -> None:
@@ -172,11 +222,14 @@ class _Resume:
 
 
 def run(args: argparse.Namespace) -> int:
-    with output_lock(args.out, "prune output directory"):  # one writer at a time: a second run on this --out is refused naming the first
-        return _run(args)
+    import contextlib
+
+    # one writer at a time: a second run on this --out is refused naming the first; `cleanup` closes the latency table
+    with output_lock(args.out, "prune output directory"), contextlib.ExitStack() as cleanup:
+        return _run(args, cleanup)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, cleanup) -> int:
     import dataclasses
 
     import torch
@@ -188,8 +241,9 @@ def _run(args: argparse.Namespace) -> int:
     from ..datasets import BatchPreprocessor, DataError, load_data, make_loader
     from ..evaluation import predict, topk_accuracy
     from ..latency import measure
+    from ..lut import LutError
     from ..prune import PruneError
-    from ..prune.netadapt import NetAdaptProgress, netadapt
+    from ..prune.netadapt import NetAdaptProgress, netadapt, settled_latency
     from ..training import get_recipe, seed_everything, train
     from ..training.distill import DistillationLoss
     from ._common import stderr_console
@@ -198,6 +252,10 @@ def _run(args: argparse.Namespace) -> int:
     console = stderr_console()
     out = Path(args.out)
     resume = _Resume(out, args)
+    if args.table is not None and not args.no_build:  # it may measure into the table: one such writer at a time
+        from ..lut.build import table_lock
+
+        cleanup.enter_context(table_lock(args.table))
     try:
         data = load_data(args.data, image_size=args.resolution)
     except DataError as error:
@@ -222,9 +280,18 @@ def _run(args: argparse.Namespace) -> int:
         logits, labels = predict(network, dataset, lambda batch: preprocess(batch, train=False))
         return float(topk_accuracy(logits, labels, (1,))[1])
 
-    def latency(network) -> float:
-        return measure(network.eval(), shape, runtime=args.runtime, deploy=True, time_budget_s=args.time_budget).median_ms
-
+    table = pricing = None
+    if args.table is None:
+        def latency(network) -> float:
+            return measure(network.eval(), shape, runtime=args.runtime, threads=args.threads, deploy=True, time_budget_s=args.time_budget).median_ms
+    else:
+        latency, table, pricing = _table_latency(args, console)
+        cleanup.callback(table.close)
+        try:
+            latency(model)  # price the dense widths now: a table that cannot (--no-build, blocks missing) is refused before any training
+        except LutError as error:
+            raise UsageError(f"--table: {error}") from None
+    readings = 2 if table is None else 1  # a table prices the same network the same every time
     if "before" in resume.state:  # the dense phase finished in an earlier (killed) run
         model = resume.load_model("dense")
         before = resume.state["before"]
@@ -236,7 +303,7 @@ def _run(args: argparse.Namespace) -> int:
         elif not trained:
             console.print(f"[yellow]no --checkpoint and --epochs 0: pruning an untrained {args.model} (accuracy is chance)[/]")
         before = {"params": count_params(model), "macs": count_macs(model, args.resolution, data.in_channels),
-                  "median_ms": latency(model), "accuracy": accuracy(model, data.val)}
+                  "median_ms": settled_latency(latency, model, readings), "accuracy": accuracy(model, data.val)}
         resume.save_model("dense", model)
         resume.write(before=before)
     teacher = __import__("copy").deepcopy(model).eval() if args.distill else None
@@ -255,8 +322,9 @@ def _run(args: argparse.Namespace) -> int:
             batches=_taylor_batches(data, preprocess, make_loader) if args.criterion == "taylor" else None,
             finetune=lambda network: finetune(network, max_steps=args.step_steps, teacher=teacher),
             step_fraction=args.step_fraction, log=console.print, resume=progress, checkpoint=checkpoint,
+            start_ms=before["median_ms"], start_readings=readings,
         )
-    except PruneError as error:
+    except (PruneError, LutError) as error:
         raise UsageError(str(error)) from None
     pruned = finetune(result.model, epochs=args.epochs, teacher=teacher)
     after = {"params": count_params(pruned), "macs": count_macs(pruned, args.resolution, data.in_channels),
@@ -269,6 +337,10 @@ def _run(args: argparse.Namespace) -> int:
         "distill": args.distill,
         "data": data.name,
         "resolution": args.resolution,
+        # where every ms in this report comes from: measured end to end, or predicted from the block latency table
+        "latency": {"source": "measured" if table is None else ("predictor" if args.predictor else "table"), "table": args.table,
+                    "predictor": args.predictor, "threads": args.threads if table is None else pricing.setting.threads,
+                    "blocks_measured_on_demand": None if pricing is None else pricing.measured_on_demand},
         "target_ms": result.target_ms,
         "floor_ms": result.floor_ms,
         "reached": after["median_ms"] <= result.target_ms,

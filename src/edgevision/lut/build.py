@@ -27,7 +27,7 @@ from .key import MeasurementSetting, block_key
 from .space import SearchSpace
 from .table import BlockLatency, LatencyTable
 
-__all__ = ["BuildReport", "BlockMeasure", "build", "measure_missing", "distinct_blocks", "measure_block_latency", "resolve_networks", "BLOCK_PLAN"]
+__all__ = ["BuildReport", "BlockMeasure", "build", "measure_missing", "distinct_blocks", "measure_block_latency", "resolve_networks", "table_lock", "BLOCK_PLAN"]
 
 #: default protocol for one block: a block runs in microseconds to a few ms, so a second is plenty
 BLOCK_PLAN = MeasurementPlan(time_budget_s=1.0, target_precision=0.02, min_runs=10)
@@ -45,6 +45,15 @@ class BuildReport:
     distinct_blocks: int
     measured: int  # blocks measured by this call
     already_present: int  # blocks skipped because the table had them
+
+
+def table_lock(table: str | os.PathLike):
+    """The lock (``.<name>.lock`` beside the table) every process that measures into ``table`` holds: a second one is
+    refused at once naming the first, so two never time blocks against each other or write the same keys twice."""
+    from ..locking import exclusive_lock
+
+    path = Path(table)
+    return exclusive_lock(path.with_name(f".{path.name}.lock"), f"latency table {str(path)!r}")
 
 
 def resolve_networks(networks: Networks, *, count: int | None = None, seed: int = 0, input_size: int | None = None) -> list[ResolvedNetwork]:
@@ -174,11 +183,8 @@ def build(
     setting = MeasurementSetting(runtime=runtime, threads=threads, batch=batch, model_form=model_form)
     networks = resolve_networks(space_or_models, count=count, seed=seed, input_size=input_size)
     blocks = distinct_blocks(networks, setting)
-    from ..locking import exclusive_lock
-
     owned = not isinstance(table, LatencyTable)
-    path = Path(table.path if not owned else table)
-    with exclusive_lock(path.with_name(f".{path.name}.lock"), f"latency table {str(path)!r}"):
+    with table_lock(table if owned else table.path):
         lut = LatencyTable(table, allow_other_machine=allow_other_machine, drop_invalid=True) if owned else table
         try:
             measured = measure_missing(
