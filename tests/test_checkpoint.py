@@ -98,6 +98,18 @@ class _Exploit:
         return (os.system, (f"touch {_Exploit.marker}",))
 
 
+def test_saved_files_get_the_permissions_of_an_ordinary_write(tmp_path):
+    # the atomic temporary is 0600 and safetensors replaces it with its own 0600 file; a saved model must
+    # still be readable by whoever the umask allows, as if written with open()
+    previous = os.umask(0o022)
+    try:
+        ev.save(tiny_model(), tmp_path / "m.safetensors")
+        (tmp_path / "plain").write_text("x")
+    finally:
+        os.umask(previous)
+    assert oct((tmp_path / "m.safetensors").stat().st_mode & 0o777) == oct((tmp_path / "plain").stat().st_mode & 0o777) == "0o644"
+
+
 def test_user_pt_files_load_with_weights_only(tmp_path):
     state = tiny_model().state_dict()
     torch.save(state, tmp_path / "ok.pt")

@@ -150,9 +150,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(handle)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; give the file ordinary permissions
     try:
         yield Path(temporary)
+        # mkstemp makes 0600, and a writer may replace the temporary with its own (safetensors does,
+        # again 0600): give the finished file ordinary permissions, as open() under this umask would
+        os.chmod(temporary, 0o666 & ~umask)
         _fsync(temporary)
         _refuse_non_regular(target, shown)  # it may have become a device or FIFO while we worked
         os.replace(temporary, target)
