@@ -221,3 +221,31 @@ def test_depth_model_exports_with_dynamic_height_and_width(tmp_path):
     assert report.dynamic_hw and max(report.max_relative_error.values()) < 1e-4
     # the graph's output carries the model's declared name (onnx_output_names), not the classifiers' "logits"
     assert list(report.max_relative_error) == ["depth"]
+
+
+def test_cli_deploy_of_a_trained_depth_checkpoint_judges_int8_by_abs_rel(tmp_path, capsys):
+    scenes = [render_scene(i, 32, 32, TINY_BANK)[:2] for i in range(4)]
+    write_nyu_layout(tmp_path / "nyu", scenes[:2], split="train")
+    write_nyu_layout(tmp_path / "nyu", scenes[2:], split="test")
+    torch.manual_seed(0)
+    tiny = fcrn("fcrn_tiny", "mobilenetv3_small_075", (16, 8, 8, 8, 8))
+    result = train_depth(tiny.build(), scenes[:2], scenes[2:], epochs=1, batch_size=2, lr=1e-3, crop=(32, 32), min_depth=1e-3, max_depth=10.0,
+                         log=lambda _: None)
+    # the metadata `train --task depth` writes: dataset, training crop, normalisation, depth range
+    checkpoint = save(result.model, tmp_path / "m.safetensors", {"task": "depth", "dataset": f"nyu:{tmp_path / 'nyu'}", "min_depth": 1e-3,
+                                                                 "max_depth": 10.0, "preprocess": {"crop": [32, 32], "mean": [0.5] * 3, "std": [0.25] * 3}})
+    assert main(["deploy", str(checkpoint), "--max-abs-rel-increase", "0", "--runtimes", "ort", "--budget", "0.1", "--out", str(tmp_path / "d")]) == 0
+    data = json.loads((tmp_path / "d" / "deploy.json").read_text())
+    assert (data["task"], data["metric"], data["budget_option"], data["higher_is_better"]) == ("depth", "abs_rel", "--max-abs-rel-increase", False)
+    assert data["input_shape"] == [1, 3, 32, 32] and data["calibration_images"] == 2 and data["metrics_float"]["images"] == 2
+    from edgevision.depth.training import evaluate_depth
+
+    expected = evaluate_depth(result.model, scenes[2:], mean=[0.5] * 3, std=[0.25] * 3, min_depth=1e-3, max_depth=10.0)["abs_rel"]
+    assert data["metric_float"] == pytest.approx(expected, rel=1e-3)  # the eval path, independently (ORT fp32 vs PyTorch)
+    int8 = next(row for row in data["candidates"] if row["label"] == "ort/int8")
+    assert int8["metric_change"] == pytest.approx(int8["metric"] - data["metric_float"], abs=1e-5)
+    assert int8["verified"] == (int8["metric_change"] <= 0) and "--max-abs-rel-increase" in int8["check"]
+    assert data["precision"] == "fp32" or int8["verified"]  # INT8 ships only within the budget
+    capsys.readouterr()
+    assert main(["deploy", str(checkpoint), "--max-drop-db", "0.3", "--out", str(tmp_path / "e")]) == 2
+    assert "its budget is --max-abs-rel-increase" in capsys.readouterr().err
