@@ -72,7 +72,9 @@ def _sr_fps_table(sr: dict) -> list[str]:
             fps.setdefault((row["model"], label), {})["int8 ort"] = value["int8"]
     if not fps:
         return []
-    lines = ["", "## Headline: frames per second at x4, batch 1 (fp32 deploy form; INT8 = the dynamic-size QDQ graph)", "",
+    lines = ["## Headline: frames per second at x4, batch 1 (fp32 deploy form; INT8 = the dynamic-size QDQ graph)", "",
+             "fp32 columns from the latency table, INT8 from the INT8 table: for the INT8 speed-up read that table, whose fp32 and "
+             "INT8 graphs were timed back to back.", "",
              "| model | output | fp32 ORT | fp32 eager | INT8 ORT |", "|---|---|---:|---:|---:|"]
     for (model, label), cells in fps.items():
         cell = lambda key: f"{cells[key]:.2f}" if key in cells else "-"  # noqa: E731

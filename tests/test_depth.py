@@ -249,3 +249,42 @@ def test_cli_deploy_of_a_trained_depth_checkpoint_judges_int8_by_abs_rel(tmp_pat
     capsys.readouterr()
     assert main(["deploy", str(checkpoint), "--max-drop-db", "0.3", "--out", str(tmp_path / "e")]) == 2
     assert "its budget is --max-abs-rel-increase" in capsys.readouterr().err
+
+
+def test_nyu_downsample_by_two_averages_blocks_and_only_valid_depth(tmp_path, capsys):
+    from edgevision.depth.data import depth_pairs, downsample_pair
+
+    rng = np.random.default_rng(0)
+    image = rng.random((6, 8, 3)).astype(np.float32)
+    depth = rng.uniform(1.0, 5.0, (6, 8)).astype(np.float32)
+    depth[0:2, 0:2] = 0.0  # a whole Kinect hole: stays invalid
+    depth[2, 2] = 0.0  # one missing pixel of its 2x2 block: the other three are averaged
+    small_image, small_depth = downsample_pair(image, depth, 2)
+    assert small_image.shape == (3, 4, 3) and small_depth.shape == (3, 4)
+    np.testing.assert_allclose(small_image[1, 2], image[2:4, 4:6].mean(axis=(0, 1)), rtol=1e-6)
+    assert small_depth[0, 0] == 0.0
+    assert small_depth[1, 1] == pytest.approx((depth[2, 3] + depth[3, 2] + depth[3, 3]) / 3, rel=1e-6)
+    assert small_depth[2, 3] == pytest.approx(depth[4:6, 6:8].mean(), rel=1e-6)
+    # through the NYU loader and the CLI: frames halved, the factor recorded and reused by eval
+    scenes = [render_scene(i, 64, 88, TINY_BANK)[:2] for i in range(3)]
+    write_nyu_layout(tmp_path / "nyu", scenes[:2], split="train")
+    write_nyu_layout(tmp_path / "nyu", scenes[2:], split="test")
+    _, pairs = depth_pairs(f"nyu:{tmp_path / 'nyu'}", "test", downsample=2)
+    assert pairs[0][0].shape == (32, 44, 3) and pairs[0][1].shape == (32, 44)
+    torch.manual_seed(0)
+    initial = save(fcrn("fcrn_tiny", "mobilenetv3_small_075", (16, 8, 8, 8, 8)).build(), tmp_path / "init.safetensors", {"task": "depth"})
+    assert main(["train", str(initial), "--task", "depth", "--data", f"nyu:{tmp_path / 'nyu'}", "--depth-downsample", "2", "--resolution", "32",
+                 "--epochs", "1", "--batch-size", "2", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    checkpoint = str(tmp_path / "run" / "model.safetensors")
+    from edgevision.checkpoint import read_metadata
+
+    assert read_metadata(checkpoint)["depth_downsample"] == 2
+    valid = {}
+    for factor in (None, "1"):
+        assert main(["eval", checkpoint, "--json", str(tmp_path / "e.json"), *(["--depth-downsample", factor] if factor else [])]) == 0
+        valid[factor] = json.loads((tmp_path / "e.json").read_text())["valid_pixels"]
+    assert valid[None] == 32 * 44 and valid["1"] == 64 * 88  # the checkpoint's factor by default; a given one wins
+    capsys.readouterr()
+    assert main(["train", "fcrn_mobilenetv2_100", "--task", "depth", "--depth-downsample", "2", "--out", str(tmp_path / "p")]) == 2
+    error = capsys.readouterr().err
+    assert "applies to nyu:DIR frames" in error and error.count("\n") == 1
