@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import UsageError, int_in, output_file, positive_int, stderr_console
+from ._common import UsageError, int_in, nonempty, output_file, positive_int, stderr_console
 
 __all__ = ["register", "run"]
 
@@ -25,7 +25,7 @@ def register(commands) -> None:
     parser.add_argument("--scale", type=positive_int, default=None, help="check that the checkpoint is this scale (default: its own)")
     parser.add_argument("--tile", type=positive_int, default=256, metavar="PX", help="LR tile side (default 256)")
     parser.add_argument("--tile-overlap", type=int_in(0, 1024, "LR pixels of context"), default=16, metavar="PX", help="LR context around each tile (default 16)")
-    parser.add_argument("--onnx", default=None, metavar="GRAPH",
+    parser.add_argument("--onnx", type=nonempty, default=None, metavar="GRAPH",
                         help="run this dynamic-size ONNX graph of the checkpoint in ONNX Runtime instead of PyTorch, e.g. the INT8 one "
                         "from `edgevision eval CKPT --max-drop-db 0.3 --int8-dynamic` (CKPT.int8-dynamic.onnx)")
     parser.set_defaults(handler=run)

@@ -86,6 +86,8 @@ def onnx_sr_runnable(path: str | os.PathLike, spec, threads: int | None = None) 
     from ..deploy.quantize import QuantizeError, load_onnx_model
     from ..deploy.tasks import onnx_forward
 
+    if os.path.isdir(path):
+        raise ValueError(f"{os.fspath(path)!r} is a directory, not an ONNX graph (.onnx)")
     try:
         graph = load_onnx_model(path)
     except QuantizeError as error:
