@@ -277,6 +277,13 @@ def test_dynamic_size_int8_graph_matches_fp32_within_the_budget_at_several_sizes
     assert [d.HasField("dim_value") for d in dims] == [False, True, False, False]  # N x 3 x H x W, H and W free
     assert [(row["lr_size"], row["lr_shapes"]) for row in result["sizes"]] == [("12x20", ["12x20"]), ("whole images", ["24x24"])]
     assert result["accepted"] == (result["drop_db"] <= 0.5 and all(row["drop_db"] <= 0.5 for row in result["sizes"]))
+    assert result["worst_drop_db"] == max(result["drop_db"], *(row["drop_db"] for row in result["sizes"]))
+    # a budget no graph meets: every calibration is tried on every size, the least bad one is kept, no candidate left behind
+    strict = quantize_sr(model, calibration, evaluation, tmp_path / "s.int8.onnx", size=16, max_drop_db=-1.0, dynamic_hw=True,
+                         check_sizes=((12, 20),))
+    assert [t["method"] for t in strict["tried"]] == ["minmax", "percentile", "entropy"] and not strict["accepted"]
+    assert strict["worst_drop_db"] == min(t["worst_drop_db"] for t in strict["tried"])
+    assert sorted(p.name for p in tmp_path.glob("s.int8*")) == ["s.int8.fp32.onnx", "s.int8.onnx"]
     # independently: the INT8 graph at three sizes against the fp32 graph, PSNR of its output to the HR photo
     fp32, int8 = onnx_forward(result["fp32_path"]), onnx_forward(result["path"])
     for size in (16, (12, 20), (24, 24)):
