@@ -103,10 +103,10 @@ bench-dense-seg: $(STAMP)  # segmentation models: params/MACs vs published, ORT 
 bench-dense-det: $(STAMP)  # SSDLite detectors: params vs published, ORT fp32 latency with NMS in the graph, mAP on the embedded scenes -> benchmarks/results/dense_detection.md (~30-40 min idle)
 	$(BIN)/python benchmarks/bench_dense_det.py
 
-bench-sr-depth: $(STAMP)  # issue 18's summary: SR (bench_sr, 2000 steps a model) + depth (depth.json reused when current) -> benchmarks/results/sr_depth.md (~1.5-2.5 h idle, estimate; resumable)
+bench-sr-depth: $(STAMP)  # issue 18's summary: SR (bench_sr, 2000 steps a model) + depth (depth.json reused when current) -> benchmarks/results/sr_depth.md (~1.5-2.5 h idle, estimate, +20 min when depth.json is stale; resumable)
 	$(BIN)/python benchmarks/bench_sr_depth.py
 
-bench-sr-depth-fast: $(STAMP)  # the same at full size on 500 SR training steps a model -> benchmarks/results/sr_depth.md (~35-50 min idle, estimate)
+bench-sr-depth-fast: $(STAMP)  # the same at full size on 500 SR training steps a model -> benchmarks/results/sr_depth.md (~35-50 min idle, estimate, +20 min when depth.json is stale)
 	$(BIN)/python benchmarks/bench_sr_depth.py --fast
 
 bench-sr: $(STAMP)  # SR: params/mult-adds vs papers, PSNR/SSIM vs bicubic after 2000 steps, fp32 + INT8 fps at x4 -> benchmarks/results/sr.md (~1.5-2.5 h idle, estimate)

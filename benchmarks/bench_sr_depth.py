@@ -1,6 +1,7 @@
 """Super-resolution + monocular depth summary (issue 18) -> benchmarks/results/sr_depth.md (+ sr_depth.json).
 
     make bench-sr-depth                              # full: bench_sr.py (2000 steps a model) + depth; ~1.5-2.5 h idle (estimate)
+                                                     # (+~20 min when depth.json is stale and bench_depth.py reruns)
     make bench-sr-depth-fast                         # full-size, 500 SR steps a model: ~35-50 min idle (estimate)
     python benchmarks/bench_sr_depth.py --quick      # end-to-end smoke run (~10 min on a busy machine)
 
