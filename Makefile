@@ -84,7 +84,7 @@ test-reference: $(REF_STAMP)  # ~10 min on 2 cores; writes build/reference/*.jso
 pretrained-table:  # build/reference/*.json (from test-reference) -> docs/pretrained.md
 	$(BIN)/python benchmarks/pretrained_table.py build/reference docs/pretrained.md
 
-.PHONY: bench-search-quick test-search-durability test-prune-durability prune-sweep bench-dense bench-dense-seg bench-dense-det bench-sr-depth bench-sr bench-depth
+.PHONY: bench-search-quick test-search-durability test-prune-durability prune-sweep bench-dense bench-dense-seg bench-dense-det bench-sr-depth bench-sr-depth-fast bench-sr bench-depth
 bench-search-quick: $(STAMP)  # bench-search on a small space, 60 s per strategy: an end-to-end smoke test (~15 min), not a result
 	$(BIN)/python benchmarks/bench_search.py --quick
 
@@ -104,9 +104,13 @@ bench-dense-seg: $(STAMP)  # segmentation models: params/MACs vs published, ORT 
 bench-dense-det: $(STAMP)  # SSDLite detectors: params vs published, ORT fp32 latency with NMS in the graph, mAP on the embedded scenes -> benchmarks/results/dense_detection.md (~30-40 min idle)
 	$(BIN)/python benchmarks/bench_dense_det.py
 
-bench-sr-depth: bench-sr bench-depth  # super-resolution + depth -> benchmarks/results/sr.md, depth.md
+bench-sr-depth: $(STAMP)  # issue 18's summary: SR (bench_sr, 2000 steps a model) + depth (depth.json reused when current) -> benchmarks/results/sr_depth.md (~1.5-2.5 h idle, estimate, +20 min when depth.json is stale; resumable)
+	$(BIN)/python benchmarks/bench_sr_depth.py
 
-bench-sr: $(STAMP)  # SR: params/mult-adds vs papers, PSNR/SSIM vs bicubic after 2000 steps, fp32 fps at x4 -> benchmarks/results/sr.md (~55 min idle)
+bench-sr-depth-fast: $(STAMP)  # the same at full size on 500 SR training steps a model -> benchmarks/results/sr_depth.md (~35-50 min idle, estimate, +20 min when depth.json is stale)
+	$(BIN)/python benchmarks/bench_sr_depth.py --fast
+
+bench-sr: $(STAMP)  # SR: params/mult-adds vs papers, PSNR/SSIM vs bicubic after 2000 steps, fp32 + INT8 fps at x4 -> benchmarks/results/sr.md (~1.5-2.5 h idle, estimate)
 	$(BIN)/python benchmarks/bench_sr.py
 
 bench-depth: $(STAMP)  # FCRN params vs paper, ORT fp32 latency at 228x304, depth metrics on procedural + motorcycle after a small training budget -> benchmarks/results/depth.md (resumable, ~40 min idle)

@@ -10,7 +10,8 @@ bundled JPEG photos; PSNR/SSIM on the bundled PNG photos (Y, scale border crop) 
   teacher (output L1 + matched features), with DRN's dual loss (lambda 0.1), both, and with the relativistic GAN
   term (5e-3 after an L1 half: ESRGAN's warm-up; PSNR is expected to drop: the GAN trades fidelity for texture,
   and we have no perceptual metric to show the other side);
-- INT8 (ONNX Runtime static QDQ, 64x64 LR, 0.3 dB budget) of the L1 and the distilled students;
+- INT8 (ONNX Runtime static QDQ, one dynamic-size graph calibrated on 64x64 LR, 0.3 dB budget) of the L1 and the distilled
+  students, fps beside fp32 at both outputs;
 - fp32 fps of both generators at x4 for a 256x256 and a 1280x720 output (``bench_sr.latency``).
 On 5 training photos and a few thousand steps this ranks the options, it does not reproduce DIV2K numbers.
 """
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     accuracy, trained = train_variants(args.steps, args.batch_size, args.val_size, args.seed)
     bench_sr.TRAINED.update(trained)  # bench_sr.int8 quantizes the trained models by name; here by variant label
     with tempfile.TemporaryDirectory() as work:
-        quantized = bench_sr.int8(quantized_labels, 4, args.budget, Path(work))
+        quantized = bench_sr.int8(quantized_labels, 4, args.budget, Path(work), sizes)
     timings = bench_sr.latency([STUDENT, TEACHER], args.budget, runtimes, sizes)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

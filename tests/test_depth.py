@@ -221,3 +221,70 @@ def test_depth_model_exports_with_dynamic_height_and_width(tmp_path):
     assert report.dynamic_hw and max(report.max_relative_error.values()) < 1e-4
     # the graph's output carries the model's declared name (onnx_output_names), not the classifiers' "logits"
     assert list(report.max_relative_error) == ["depth"]
+
+
+def test_cli_deploy_of_a_trained_depth_checkpoint_judges_int8_by_abs_rel(tmp_path, capsys):
+    scenes = [render_scene(i, 32, 32, TINY_BANK)[:2] for i in range(4)]
+    write_nyu_layout(tmp_path / "nyu", scenes[:2], split="train")
+    write_nyu_layout(tmp_path / "nyu", scenes[2:], split="test")
+    torch.manual_seed(0)
+    tiny = fcrn("fcrn_tiny", "mobilenetv3_small_075", (16, 8, 8, 8, 8))
+    result = train_depth(tiny.build(), scenes[:2], scenes[2:], epochs=1, batch_size=2, lr=1e-3, crop=(32, 32), min_depth=1e-3, max_depth=10.0,
+                         log=lambda _: None)
+    # the metadata `train --task depth` writes: dataset, training crop, normalisation, depth range
+    checkpoint = save(result.model, tmp_path / "m.safetensors", {"task": "depth", "dataset": f"nyu:{tmp_path / 'nyu'}", "min_depth": 1e-3,
+                                                                 "max_depth": 10.0, "preprocess": {"crop": [32, 32], "mean": [0.5] * 3, "std": [0.25] * 3}})
+    assert main(["deploy", str(checkpoint), "--max-abs-rel-increase", "0", "--runtimes", "ort", "--budget", "0.1", "--out", str(tmp_path / "d")]) == 0
+    data = json.loads((tmp_path / "d" / "deploy.json").read_text())
+    assert (data["task"], data["metric"], data["budget_option"], data["higher_is_better"]) == ("depth", "abs_rel", "--max-abs-rel-increase", False)
+    assert data["input_shape"] == [1, 3, 32, 32] and data["calibration_images"] == 2 and data["metrics_float"]["images"] == 2
+    from edgevision.depth.training import evaluate_depth
+
+    expected = evaluate_depth(result.model, scenes[2:], mean=[0.5] * 3, std=[0.25] * 3, min_depth=1e-3, max_depth=10.0)["abs_rel"]
+    assert data["metric_float"] == pytest.approx(expected, rel=1e-3)  # the eval path, independently (ORT fp32 vs PyTorch)
+    int8 = next(row for row in data["candidates"] if row["label"] == "ort/int8")
+    assert int8["metric_change"] == pytest.approx(int8["metric"] - data["metric_float"], abs=1e-5)
+    assert int8["verified"] == (int8["metric_change"] <= 0) and "--max-abs-rel-increase" in int8["check"]
+    assert data["precision"] == "fp32" or int8["verified"]  # INT8 ships only within the budget
+    capsys.readouterr()
+    assert main(["deploy", str(checkpoint), "--max-drop-db", "0.3", "--out", str(tmp_path / "e")]) == 2
+    assert "its budget is --max-abs-rel-increase" in capsys.readouterr().err
+
+
+def test_nyu_downsample_by_two_averages_blocks_and_only_valid_depth(tmp_path, capsys):
+    from edgevision.depth.data import depth_pairs, downsample_pair
+
+    rng = np.random.default_rng(0)
+    image = rng.random((6, 8, 3)).astype(np.float32)
+    depth = rng.uniform(1.0, 5.0, (6, 8)).astype(np.float32)
+    depth[0:2, 0:2] = 0.0  # a whole Kinect hole: stays invalid
+    depth[2, 2] = 0.0  # one missing pixel of its 2x2 block: the other three are averaged
+    small_image, small_depth = downsample_pair(image, depth, 2)
+    assert small_image.shape == (3, 4, 3) and small_depth.shape == (3, 4)
+    np.testing.assert_allclose(small_image[1, 2], image[2:4, 4:6].mean(axis=(0, 1)), rtol=1e-6)
+    assert small_depth[0, 0] == 0.0
+    assert small_depth[1, 1] == pytest.approx((depth[2, 3] + depth[3, 2] + depth[3, 3]) / 3, rel=1e-6)
+    assert small_depth[2, 3] == pytest.approx(depth[4:6, 6:8].mean(), rel=1e-6)
+    # through the NYU loader and the CLI: frames halved, the factor recorded and reused by eval
+    scenes = [render_scene(i, 64, 88, TINY_BANK)[:2] for i in range(3)]
+    write_nyu_layout(tmp_path / "nyu", scenes[:2], split="train")
+    write_nyu_layout(tmp_path / "nyu", scenes[2:], split="test")
+    _, pairs = depth_pairs(f"nyu:{tmp_path / 'nyu'}", "test", downsample=2)
+    assert pairs[0][0].shape == (32, 44, 3) and pairs[0][1].shape == (32, 44)
+    torch.manual_seed(0)
+    initial = save(fcrn("fcrn_tiny", "mobilenetv3_small_075", (16, 8, 8, 8, 8)).build(), tmp_path / "init.safetensors", {"task": "depth"})
+    assert main(["train", str(initial), "--task", "depth", "--data", f"nyu:{tmp_path / 'nyu'}", "--depth-downsample", "2", "--resolution", "32",
+                 "--epochs", "1", "--batch-size", "2", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    checkpoint = str(tmp_path / "run" / "model.safetensors")
+    from edgevision.checkpoint import read_metadata
+
+    assert read_metadata(checkpoint)["depth_downsample"] == 2
+    valid = {}
+    for factor in (None, "1"):
+        assert main(["eval", checkpoint, "--json", str(tmp_path / "e.json"), *(["--depth-downsample", factor] if factor else [])]) == 0
+        valid[factor] = json.loads((tmp_path / "e.json").read_text())["valid_pixels"]
+    assert valid[None] == 32 * 44 and valid["1"] == 64 * 88  # the checkpoint's factor by default; a given one wins
+    capsys.readouterr()
+    assert main(["train", "fcrn_mobilenetv2_100", "--task", "depth", "--depth-downsample", "2", "--out", str(tmp_path / "p")]) == 2
+    error = capsys.readouterr().err
+    assert "applies to nyu:DIR frames" in error and error.count("\n") == 1

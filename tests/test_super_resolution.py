@@ -256,3 +256,85 @@ def test_int8_is_accepted_only_within_the_psnr_budget(tmp_path):
     assert result["accepted"] == (result["drop_db"] <= 0.5)
     with pytest.raises(ValueError, match="no image has a 64x64 LR crop"):
         quantize_sr(model, calibration, evaluation, tmp_path / "x.onnx", size=64)
+
+
+def test_dynamic_size_int8_graph_matches_fp32_within_the_budget_at_several_sizes(tmp_path):
+    import onnx
+
+    from edgevision.deploy.tasks import onnx_forward
+    from edgevision.super_resolution.data import bundled_pairs
+    from edgevision.super_resolution.int8 import crop_pairs, quantize_sr
+    from edgevision.super_resolution.tiling import onnx_sr_runnable
+
+    torch.manual_seed(0)
+    model = TINY.build().eval()
+    generator = torch.Generator().manual_seed(0)
+    calibration = [make_pair(f"c{i}", torch.rand(3, 32, 32, generator=generator), 2) for i in range(4)]
+    evaluation = bundled_pairs(2, limit=2, max_side=48)  # LR 24x24
+    result = quantize_sr(model, calibration, evaluation, tmp_path / "t.int8.onnx", size=16, max_drop_db=0.5, dynamic_hw=True,
+                         check_sizes=((12, 20), None))
+    dims = onnx.load(result["path"]).graph.input[0].type.tensor_type.shape.dim
+    assert [d.HasField("dim_value") for d in dims] == [False, True, False, False]  # N x 3 x H x W, H and W free
+    assert [(row["lr_size"], row["lr_shapes"]) for row in result["sizes"]] == [("12x20", ["12x20"]), ("whole images", ["24x24"])]
+    assert result["accepted"] == (result["drop_db"] <= 0.5 and all(row["drop_db"] <= 0.5 for row in result["sizes"]))
+    assert result["worst_drop_db"] == max(result["drop_db"], *(row["drop_db"] for row in result["sizes"]))
+    # a budget no graph meets: every calibration is tried on every size, the least bad one is kept, no candidate left behind
+    strict = quantize_sr(model, calibration, evaluation, tmp_path / "s.int8.onnx", size=16, max_drop_db=-1.0, dynamic_hw=True,
+                         check_sizes=((12, 20),))
+    assert [t["method"] for t in strict["tried"]] == ["minmax", "percentile", "entropy"] and not strict["accepted"]
+    assert strict["worst_drop_db"] == min(t["worst_drop_db"] for t in strict["tried"])
+    assert sorted(p.name for p in tmp_path.glob("s.int8*")) == ["s.int8.fp32.onnx", "s.int8.onnx"]
+    # independently: the INT8 graph at three sizes against the fp32 graph, PSNR of its output to the HR photo
+    fp32, int8 = onnx_forward(result["fp32_path"]), onnx_forward(result["path"])
+    for size in (16, (12, 20), (24, 24)):
+        for pair in crop_pairs(evaluation, size, 2):
+            a, b = fp32(pair.lr[None]), int8(pair.lr[None])
+            assert b.shape == a.shape == (1, 3, *pair.hr.shape[-2:])
+            drop = psnr_y(a[0].clamp(0, 1), pair.hr, 2) - psnr_y(b[0].clamp(0, 1), pair.hr, 2)
+            assert abs(drop) <= 0.5 and 0 < (a - b).abs().max() < 0.1  # quantized (differs), within the budget
+    # tiled INT8 through the ONNX runnable equals one whole-image INT8 pass (per-tensor scales: tiling changes nothing)
+    runnable = onnx_sr_runnable(result["path"], TINY)
+    lr = torch.rand(1, 3, 37, 29, generator=generator)
+    torch.testing.assert_close(tiled_super_resolve(runnable, lr, 2, tile=12, overlap=8), runnable(lr), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="fixed 16x16 input.*--int8-dynamic"):
+        onnx_sr_runnable(quantize_sr(model, calibration, evaluation, tmp_path / "f.int8.onnx", size=16)["path"], TINY)
+    with pytest.raises(ValueError, match="not the checkpoint's x3"):
+        onnx_sr_runnable(result["path"], TINY.with_scale(3))
+
+
+def test_cli_eval_makes_a_dynamic_int8_graph_that_upscale_runs_through_tiles(tmp_path, capsys, monkeypatch):
+    import edgevision.super_resolution.data as sr_data
+
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        _png(tmp_path / "data" / f"{i}.png", rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.manual_seed(0)
+    checkpoint = str(save(TINY.build().eval(), out / "model.safetensors", {"task": "super-resolution", "scale": 2}))
+    assert main(["eval", checkpoint, "--int8-dynamic"]) == 2
+    assert "give --max-drop-db DB too" in capsys.readouterr().err
+    # calibration reads the bundled training photos: small stand-ins keep the test fast
+    small = [(f"c{i}", torch.from_numpy(rng.random((3, 40, 40), dtype=np.float32))) for i in range(3)]
+    monkeypatch.setattr(sr_data, "bundled_images", lambda split="test", rgb=True: small)
+    assert main(["eval", checkpoint, "--data", str(tmp_path / "data"), "--max-drop-db", "3", "--int8-size", "16", "--int8-dynamic",
+                 "--json", str(tmp_path / "e.json")]) == 0
+    int8 = json.loads((tmp_path / "e.json").read_text())["int8"]
+    graph = out / "model.int8-dynamic.onnx"
+    assert int8["dynamic_hw"] and int8["path"] == str(graph) and graph.is_file()
+    assert [row["lr_size"] for row in int8["sizes"]] == ["whole images"] and int8["sizes"][0]["lr_shapes"] == ["24x24"]
+    Image.fromarray(rng.integers(0, 256, (30, 41, 3), dtype=np.uint8)).save(tmp_path / "lr.png")
+    assert main(["upscale", checkpoint, str(tmp_path / "lr.png"), str(tmp_path / "torch.png"), "--tile", "12", "--tile-overlap", "4"]) == 0
+    assert main(["upscale", checkpoint, str(tmp_path / "lr.png"), str(tmp_path / "int8.png"), "--tile", "12", "--tile-overlap", "4",
+                 "--onnx", str(graph)]) == 0
+    with Image.open(tmp_path / "torch.png") as a, Image.open(tmp_path / "int8.png") as b:
+        reference, quantized = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    assert quantized.shape == reference.shape == (60, 82, 3) and 0 < np.abs(quantized - reference).mean() < 3  # INT8: close, not equal
+    capsys.readouterr()
+    assert main(["upscale", checkpoint, str(tmp_path / "lr.png"), str(tmp_path / "x.png"), "--onnx", str(out / "model.int8-dynamic.fp32.onnx"),
+                 "--scale", "2"]) == 0  # the fp32 dynamic graph too
+    ev.export_onnx(load(checkpoint), tmp_path / "fixed.onnx", (1, 3, 16, 16))
+    capsys.readouterr()
+    assert main(["upscale", checkpoint, str(tmp_path / "lr.png"), str(tmp_path / "x.png"), "--onnx", str(tmp_path / "fixed.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "--onnx:" in err and "fixed 16x16 input" in err and err.count("\n") == 1 and "Traceback" not in err

@@ -1,11 +1,12 @@
-"""``edgevision upscale CKPT IN OUT``: super-resolve an image file with a trained SR checkpoint, tiled for large images."""
+"""``edgevision upscale CKPT IN OUT [--onnx GRAPH]``: super-resolve an image file with a trained SR checkpoint (or its dynamic-size
+ONNX/INT8 graph in ONNX Runtime), tiled for large images."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from ._common import UsageError, int_in, output_file, positive_int, stderr_console
+from ._common import UsageError, int_in, nonempty, output_file, positive_int, stderr_console
 
 __all__ = ["register", "run"]
 
@@ -24,6 +25,9 @@ def register(commands) -> None:
     parser.add_argument("--scale", type=positive_int, default=None, help="check that the checkpoint is this scale (default: its own)")
     parser.add_argument("--tile", type=positive_int, default=256, metavar="PX", help="LR tile side (default 256)")
     parser.add_argument("--tile-overlap", type=int_in(0, 1024, "LR pixels of context"), default=16, metavar="PX", help="LR context around each tile (default 16)")
+    parser.add_argument("--onnx", type=nonempty, default=None, metavar="GRAPH",
+                        help="run this dynamic-size ONNX graph of the checkpoint in ONNX Runtime instead of PyTorch, e.g. the INT8 one "
+                        "from `edgevision eval CKPT --max-drop-db 0.3 --int8-dynamic` (CKPT.int8-dynamic.onnx)")
     parser.set_defaults(handler=run)
 
 
@@ -56,15 +60,24 @@ def run(args: argparse.Namespace) -> int:
         check_sr_input(spec, lr.shape[0], *lr.shape[-2:], tile=args.tile, overlap=args.tile_overlap)
     except ValueError as error:
         raise UsageError(f"{args.image}: {error}") from None
-    try:
-        model = load(args.checkpoint)
-    except CheckpointError as error:
-        raise UsageError(str(error)) from None
+    if args.onnx is not None:
+        from ..super_resolution.tiling import onnx_sr_runnable
+
+        try:
+            model = onnx_sr_runnable(args.onnx, spec)
+        except ValueError as error:
+            raise UsageError(f"--onnx: {error}") from None
+    else:
+        try:
+            model = load(args.checkpoint)
+        except CheckpointError as error:
+            raise UsageError(str(error)) from None
     sr = super_resolve(model, lr, spec.scale, tile=args.tile, overlap=args.tile_overlap)  # [3, H*s, W*s]
     if gray:
         sr = sr.mean(0, keepdim=True)
     array = (sr.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     with atomic_path(args.output) as temporary:
         Image.fromarray(array[..., 0] if gray else array).save(temporary, format="PNG")
-    stderr_console().print(f"{args.image} {lr.shape[-1]}x{lr.shape[-2]} -> {args.output} {array.shape[1]}x{array.shape[0]} (x{spec.scale}, {spec.name})")
+    stderr_console().print(f"{args.image} {lr.shape[-1]}x{lr.shape[-2]} -> {args.output} {array.shape[1]}x{array.shape[0]} (x{spec.scale}, {spec.name}"
+                           f"{', ' + args.onnx if args.onnx else ''})")
     return 0

@@ -71,11 +71,14 @@ def load_onnx_model(path: str | os.PathLike):
     return model
 
 
-def onnx_input_shape(path: str | os.PathLike) -> tuple[int, int, int]:
-    """(C, H, W) of the first input of an image model; a QuantizeError when it is not fixed."""
+def onnx_input_shape(path: str | os.PathLike, fill: Sequence[int] | None = None) -> tuple[int, int, int]:
+    """(C, H, W) of the first input of an image model; a QuantizeError when it is not fixed. ``fill`` (C, H, W)
+    stands in for free dimensions: a dynamic-size graph (SR, depth) is calibrated on images of that size."""
     model = load_onnx_model(path)
     dims = model.graph.input[0].type.tensor_type.shape.dim
     shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+    if fill is not None and len(shape) == 4:
+        shape = (shape[0], *(int(given) if dim is None else dim for dim, given in zip(shape[1:], fill)))
     if len(shape) != 4 or any(d is None for d in shape[1:]):
         raise QuantizeError(f"{str(path)!r} has input {shape}, not a fixed Nx C x H x W image input; re-export it with a fixed input size")
     return shape[1], shape[2], shape[3]
@@ -234,7 +237,10 @@ def quantize(
 
         input_shape = input_shape_of(model_or_onnx, None)[1:]
     with _float_onnx(model_or_onnx, input_shape) as float_path:
-        shape = onnx_input_shape(float_path)
+        # a graph with a free H x W is calibrated at the size of the images given; ranges are per tensor, not per pixel,
+        # so one graph serves every size (callers check the metric at the sizes they run)
+        given = calibration.images if isinstance(calibration, ImageSet) else calibration
+        shape = onnx_input_shape(float_path, fill=tuple(given.shape[1:]) if isinstance(given, torch.Tensor) and given.dim() == 4 else None)
         images, source = _calibration_images(calibration, shape, calibration_count, seed)
         if output is None:
             output = Path(float_path).with_suffix(".int8.onnx") if not isinstance(model_or_onnx, nn.Module) else Path("model.int8.onnx")

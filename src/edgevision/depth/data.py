@@ -22,6 +22,8 @@ truth (inf in the map) are marked invalid (depth 0). The depth ranges 2.1 - 5.0 
 (the third column, the focal length, is optional). Without a split file the folder is scanned.
 Depth may also be stored as ``.npy`` float32 metres (non-finite values are refused).
 :func:`write_nyu_layout` writes scenes in exactly this layout, so the real loader reads them.
+``downsample=2`` halves every frame as FCRN trains (Laina et al. 2016, Sec. 4.1: NYU's 640x480 down-sampled
+to 320x240, then the 304x228 crop), see :func:`downsample_pair`.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ __all__ = [
     "ProceduralDepthScenes",
     "DepthSamples",
     "augment_pair",
+    "downsample_pair",
+    "checkpoint_downsample",
 ]
 
 #: 16-bit PNG value per metre in the NYU-v2 "sync" release (millimetres)
@@ -322,9 +326,12 @@ def _read_depth(path: Path, depth_scale: float) -> np.ndarray:
 class NYUDepthFolder:
     """Pairs of an NYU-v2-layout folder (see the module docstring): ``samples[i]`` = (image path, depth path)."""
 
-    def __init__(self, root: str | Path, split: str = "train", depth_scale: float = NYU_DEPTH_SCALE) -> None:
+    def __init__(self, root: str | Path, split: str = "train", depth_scale: float = NYU_DEPTH_SCALE, downsample: int = 1) -> None:
         self.root = Path(root)
         self.depth_scale = depth_scale
+        if downsample not in (1, 2, 4):
+            raise DepthDataError(f"NYU-v2 downsample must be 1, 2 (FCRN's 640x480 -> 320x240) or 4, got {downsample}")
+        self.downsample = downsample
         if not self.root.is_dir():
             raise DepthDataError(f"NYU-v2 folder {str(self.root)!r} does not exist; give a folder with <scene>/rgb_*.jpg and sync_depth_*.png")
         split_file = self.root / f"{split}.txt"
@@ -381,7 +388,29 @@ class NYUDepthFolder:
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         image_path, depth_path = self.samples[index]
-        return _read_image(image_path), _read_depth(depth_path, self.depth_scale)
+        return downsample_pair(_read_image(image_path), _read_depth(depth_path, self.depth_scale), self.downsample)
+
+
+def downsample_pair(image: np.ndarray, depth: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """(image [H, W, 3], depth [H, W]) -> both ``factor`` times smaller (sides trimmed to a multiple of it).
+
+    The image is the mean of each factor x factor block (an area / antialiased resize, cv2's INTER_AREA at an
+    integer factor). Depth is the mean of the block's *valid* pixels (> 0) and 0 where none is: averaging the
+    0 of a Kinect hole into its neighbours would invent depth nearer than any surface there, and nearest-neighbour
+    would drop 3 of 4 measurements."""
+    if factor == 1:
+        return image, depth
+    height, width = (depth.shape[0] // factor) * factor, (depth.shape[1] // factor) * factor
+    if height == 0 or width == 0:
+        raise DepthDataError(f"a {depth.shape[0]}x{depth.shape[1]} frame is smaller than the downsample factor {factor}")
+    blocks = (height // factor, factor, width // factor, factor)
+    small_image = image[:height, :width].reshape(*blocks, image.shape[-1]).mean(axis=(1, 3), dtype=np.float64).astype(np.float32)
+    depth_blocks = depth[:height, :width].reshape(blocks).astype(np.float64)
+    valid = depth_blocks > 0
+    counts = valid.sum(axis=(1, 3))
+    sums = np.where(valid, depth_blocks, 0.0).sum(axis=(1, 3))
+    small_depth = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0).astype(np.float32)
+    return small_image, small_depth
 
 
 class ProceduralDepthScenes:
@@ -475,15 +504,28 @@ PROCEDURAL_TEST_SCENES = 16
 _TRAIN_FAMILY, _TEST_FAMILY = 0, 1
 
 
-def depth_pairs(source: str, split: str, scenes: int = 48, depth_scale: float = NYU_DEPTH_SCALE):
+def checkpoint_downsample(source: str, metadata: dict, given: int | None = None) -> int:
+    """The NYU downsample factor to score a checkpoint with: ``given`` (--depth-downsample), else the one it was trained
+    with (metadata ``depth_downsample``) when ``source`` is NYU, else 1: a model trained on half-resolution frames is
+    evaluated and deployed on half-resolution frames."""
+    if given is not None:
+        return given
+    return int(metadata.get("depth_downsample", 1)) if source.split(":")[0] == "nyu" else 1
+
+
+def depth_pairs(source: str, split: str, scenes: int = 48, depth_scale: float = NYU_DEPTH_SCALE, downsample: int = 1):
     """(dataset name, sequence of (image [H, W, 3], depth [H, W] metres)) for a ``--data`` source and split.
 
     ``procedural`` / ``procedural:N`` (N training scenes; the test split is 16 other seeded scenes),
     ``nyu:DIR`` (``train.txt`` / ``test.txt`` or a scan), ``motorcycle`` (the one real test scene).
+    ``downsample`` (NYU only: 2 is FCRN's half resolution) shrinks every NYU frame by that factor.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     kind, _, argument = source.partition(":")
+    if downsample != 1 and kind != "nyu":
+        raise DepthDataError(f"--depth-downsample {downsample} applies to nyu:DIR frames (FCRN halves NYU's 640x480); "
+                             f"--data {source!r} is already at its working size")
     if kind in ("default", "procedural"):
         count = scenes
         if argument:
@@ -496,7 +538,7 @@ def depth_pairs(source: str, split: str, scenes: int = 48, depth_scale: float = 
     if kind == "nyu":
         if not argument:
             raise DepthDataError("--data nyu: needs a folder, e.g. nyu:data/nyu_depth_v2")
-        return f"nyu:{argument}", NYUDepthFolder(argument, split, depth_scale)
+        return f"nyu:{argument}", NYUDepthFolder(argument, split, depth_scale, downsample)
     if kind == "motorcycle":
         if split == "train":
             raise DepthDataError("--data motorcycle is one real evaluation scene (Middlebury 2014); train on procedural or nyu:DIR")

@@ -68,7 +68,7 @@ def deploy_evaluator(model, metadata: dict, data: str | None, *, calibration: in
                      work_dir: Path | None = None) -> DepthEvaluator:
     """``data`` as ``train --task depth`` takes it (default: the checkpoint's, else procedural scenes); crop = the checkpoint's
     training crop, or ``input_size`` x 4/3 of it, or the model's input size."""
-    from .data import depth_pairs
+    from .data import checkpoint_downsample, depth_pairs
     from .training import IMAGENET_MEAN, IMAGENET_STD
 
     preprocess = metadata.get("preprocess", {})
@@ -79,8 +79,10 @@ def deploy_evaluator(model, metadata: dict, data: str | None, *, calibration: in
         crop = tuple(int(v) for v in preprocess["crop"])
     else:
         crop = (96, 128) if source.split(":")[0] in ("default", "procedural") else tuple(model.spec.input_size)
-    _, train_pairs = depth_pairs(source, "train", scenes=calibration, depth_scale=float(metadata.get("depth_scale", 1000.0)))
-    _, test_pairs = depth_pairs(source, "test", depth_scale=float(metadata.get("depth_scale", 1000.0)))
+    scale = float(metadata.get("depth_scale", 1000.0))
+    downsample = checkpoint_downsample(source, metadata)  # the frames it was trained on
+    _, train_pairs = depth_pairs(source, "train", scenes=calibration, depth_scale=scale, downsample=downsample)
+    _, test_pairs = depth_pairs(source, "test", depth_scale=scale, downsample=downsample)
     return DepthEvaluator(list(train_pairs)[:calibration], list(test_pairs)[:verification], crop=crop,
                           mean=preprocess.get("mean", IMAGENET_MEAN), std=preprocess.get("std", IMAGENET_STD),
                           min_depth=float(metadata.get("min_depth", model.spec.min_depth)),

@@ -20,6 +20,9 @@ def add_arguments(group, command: str) -> None:
                        help="depth: ground truth beyond M metres is invalid, predictions are clamped to it (default: the model's, 10 for NYU-v2)")
     group.add_argument("--min-depth", type=positive_float, default=None, metavar="M", help="depth: ground truth at or below M metres is invalid (default 0.001)")
     group.add_argument("--depth-scale", type=positive_float, default=1000.0, metavar="S", help="depth: 16-bit PNG value per metre (default 1000: NYU-v2 mm)")
+    group.add_argument("--depth-downsample", type=int, choices=(1, 2, 4), default=None, metavar="F",
+                       help="depth: shrink nyu:DIR frames F times first (2: FCRN's 640x480 -> 320x240 before the 228x304 crop; "
+                       "default 1, eval: the checkpoint's)")
     if command == "train":
         group.add_argument("--depth-scenes", type=int_in(1, 100_000, "a scene count"), default=48, metavar="N", help="depth: procedural training scenes (default 48)")
         group.add_argument("--depth-max-scale", type=float_in(1, 4, "a scale factor >= 1"), default=1.0, metavar="S",
@@ -78,8 +81,9 @@ def train(args: argparse.Namespace) -> int:
     min_depth, max_depth = _depth_range(args, spec)
     crop = _crop(args, args.data, spec)
     try:
-        name, train_pairs = depth_pairs(args.data, "train", args.depth_scenes, args.depth_scale)
-        _, val_pairs = depth_pairs(args.data, "test", args.depth_scenes, args.depth_scale)
+        downsample = args.depth_downsample or 1
+        name, train_pairs = depth_pairs(args.data, "train", args.depth_scenes, args.depth_scale, downsample)
+        _, val_pairs = depth_pairs(args.data, "test", args.depth_scenes, args.depth_scale, downsample)
         epochs = args.epochs or 10
         batch_size = args.batch_size or 8
         lr = args.lr or (1e-2 if args.optimizer == "sgd" else 1e-3)
@@ -102,6 +106,7 @@ def train(args: argparse.Namespace) -> int:
         "min_depth": min_depth,
         "max_depth": max_depth,
         "depth_scale": args.depth_scale,
+        "depth_downsample": downsample,
         "seed": args.seed,
         "epochs": epochs,
         "metrics": result.final,
@@ -118,7 +123,7 @@ def train(args: argparse.Namespace) -> int:
 def evaluate(args: argparse.Namespace, metadata: dict) -> int:
     from ...atomic import atomic_write_text, check_writable
     from ...checkpoint import CheckpointError, load
-    from ...depth.data import DepthDataError, depth_pairs
+    from ...depth.data import DepthDataError, checkpoint_downsample, depth_pairs
     from ...depth.metrics import DEPTH_METRICS
     from ...depth.training import IMAGENET_MEAN, IMAGENET_STD, evaluate_depth
 
@@ -137,7 +142,7 @@ def evaluate(args: argparse.Namespace, metadata: dict) -> int:
     preprocess = metadata.get("preprocess", {})
     source = args.data or metadata.get("dataset") or "procedural"
     try:
-        name, pairs = depth_pairs(source, "test", depth_scale=args.depth_scale)
+        name, pairs = depth_pairs(source, "test", depth_scale=args.depth_scale, downsample=checkpoint_downsample(source, metadata, args.depth_downsample))
         metrics = evaluate_depth(model, pairs, mean=preprocess.get("mean", IMAGENET_MEAN), std=preprocess.get("std", IMAGENET_STD),
                                  min_depth=min_depth, max_depth=max_depth, batch_size=min(args.batch_size, 16))
     except DepthDataError as error:

@@ -26,7 +26,10 @@ def add_arguments(group, command: str) -> None:
         group.add_argument("--max-drop-db", type=nonnegative_float, default=None, metavar="DB",
                            help="SR: also quantize to INT8 (ONNX Runtime, static) and accept it if PSNR drops at most DB on LR crops")
         group.add_argument("--int8-size", type=int_in(8, 1024, "an LR side"), default=64, metavar="PX",
-                           help="SR: LR input side of the fixed-size INT8 graph (default 64)")
+                           help="SR: LR side of the INT8 graph's calibration and evaluation crops, its input size unless --int8-dynamic (default 64)")
+        group.add_argument("--int8-dynamic", action="store_true",
+                           help="SR: make the INT8 graph take any height and width (for `upscale --onnx` and tiles); also checked on a "
+                           "non-square crop and the whole images -> CKPT.int8-dynamic.onnx")
     if command == "train":
         group.add_argument("--patch-size", type=int_in(4, 1024, "an LR patch side"), default=None, metavar="PX",
                            help="SR: LR training patch side (default 24; 96-pixel HR patches at x4)")
@@ -275,11 +278,14 @@ def _int8(args, model, pairs) -> dict:
     from ...super_resolution.int8 import quantize_sr
 
     calibration, _ = load_sr_data("default", model.spec.scale, "train")
-    output = Path(args.checkpoint).with_suffix(f".int8-{args.int8_size}.onnx")
+    output = Path(args.checkpoint).with_suffix(".int8-dynamic.onnx" if args.int8_dynamic else f".int8-{args.int8_size}.onnx")
     try:
-        result = quantize_sr(model, calibration, pairs, output, size=args.int8_size, max_drop_db=args.max_drop_db)
+        result = quantize_sr(model, calibration, pairs, output, size=args.int8_size, max_drop_db=args.max_drop_db, dynamic_hw=args.int8_dynamic)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    for row in result.get("sizes", []):
+        stderr_console().print(f"INT8 at {row['lr_size']} ({row['images']} image(s)): PSNR {row['int8_psnr']:.2f} dB vs fp32 {row['fp32_psnr']:.2f}, "
+                               f"drop {row['drop_db']:.3f} dB")
     stderr_console().print(f"INT8 ({result['method']}): PSNR {result['int8_psnr']:.2f} dB vs fp32 {result['fp32_psnr']:.2f} on {result['images']} "
                            f"{args.int8_size}-px LR crops, drop {result['drop_db']:.3f} dB ({'within' if result['accepted'] else 'OVER'} "
                            f"the {args.max_drop_db} dB budget) -> {output}")
@@ -291,6 +297,8 @@ def evaluate(args: argparse.Namespace, metadata: dict) -> int:
     from ...checkpoint import load
     from ...super_resolution.engine import evaluate_sr
 
+    if args.int8_dynamic and args.max_drop_db is None:
+        raise UsageError("--int8-dynamic shapes the INT8 graph that --max-drop-db makes; give --max-drop-db DB too (e.g. 0.3)")
     model = load(args.checkpoint)
     spec = model.spec
     if args.scale is not None and args.scale != spec.scale:
