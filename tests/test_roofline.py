@@ -459,3 +459,21 @@ def test_a_cached_peak_without_a_machine_state_does_not_seed_a_new_version(tmp_p
     monkeypatch.setattr(roofline, "_measure", lambda threads, dtype, t, between: between() or ((1e11, "conv"), levels))
     peaks = roofline.device_peaks(threads=1)
     assert peaks.flops_per_second == 1e11 and peaks.reference_ms == 0.5
+
+
+def test_bench_rows_bound_each_measurement_in_its_own_machine_state():
+    from bench_helpers import make_row
+
+    from edgevision.bench.analysis import entries_from_rows
+
+    def row(model: str, median_ms: float, before: float, after: float, threads: int = 1) -> dict:
+        data = make_row(model, "ort", median_ms, 1e8, None)  # bound 1.0 ms (macs / 1e8)
+        data["costs"].update(peaks_reference_ms=0.5, peaks_threads=1)
+        data["result"]["context"]["threads"] = threads
+        data["result"]["machine_load"] = {"reference_before_ms": before, "reference_after_ms": after}
+        return data
+
+    fast, slow, other_threads = entries_from_rows([row("fast", 0.8, 0.45, 0.4), row("slow", 1.5, 0.9, 1.0), row("two", 0.8, 0.2, 0.2, threads=2)])
+    assert fast.model == "fast" and fast.bound_ms == pytest.approx(1.0 * 0.4 / 0.5) and not fast.bound_violated
+    assert slow.bound_ms == pytest.approx(1.0)  # slower than at the probe: never raised
+    assert other_threads.bound_ms == pytest.approx(1.0) and other_threads.bound_violated  # another thread count's reference is other work
