@@ -128,8 +128,12 @@ bench-deploy-tasks: $(STAMP)  # deploy of one trained model per dense task (seg,
 	$(BIN)/python benchmarks/bench_deploy_tasks.py
 
 .PHONY: bench-roofline-bounds
-bench-roofline-bounds: $(STAMP)  # recompute every bound from roofline.jsonl's stored measurements, no timing (~1 min idle)
-	$(BIN)/python benchmarks/bench_roofline.py --no-measure --passes 1 --out benchmarks/results/roofline-bounds.md
+bench-roofline-bounds: $(STAMP)  # every bound from roofline.jsonl's stored measurements, each scaled to its machine state; probes the peaks 3x (carm-v5) on an IDLE machine (~3 min)
+	$(BIN)/python benchmarks/bench_roofline.py --no-measure --passes 1 --reprobe 2 --out benchmarks/results/roofline-bounds.md
 
 prune-sweep: $(STAMP)  # meta-device structural prune of all zoo models at 30% (no timing, ~15 min) -> benchmarks/results/prune_sweep.md
 	PYTHONPATH=src $(BIN)/python benchmarks/prune_sweep.py
+
+.PHONY: lut-calibration
+lut-calibration: $(STAMP)  # nominal vs empirical coverage of the latency predictor's 80% intervals on the stored bench-lut tables, no timing (~5 min)
+	$(BIN)/python benchmarks/lut_calibration.py
