@@ -12,10 +12,11 @@
   quantile regression (10th/50th/90th percentiles of log latency), conformally calibrated so the
   interval covers ~80% of unseen blocks: conformalized quantile regression (Romano, Patterson and
   Candès, NeurIPS 2019), its conformity scores taken out of fold over every table row (5-fold
-  cross-conformal, Vovk 2015; Barber et al. 2021's CV+) rather than on one 25% split, whose
-  ~60 calibration rows left the widening itself noisy (one split covered 72% on the ORT table,
-  89% on eager; benchmarks/results/lut-calibration.md). Network prediction falls back to it for
-  blocks missing from the table and widens the network's uncertainty accordingly.
+  cross-conformal, Vovk 2015; the scores of Barber et al. 2021's CV+) rather than on one 25%
+  split, whose ~60 calibration rows make the widening itself noisy (one split's coverage swings
+  by about ±5 points; benchmarks/results/lut-calibration.md has both on the stored tables).
+  Network prediction falls back to it for blocks missing from the table and widens the
+  network's uncertainty accordingly.
 * **Network interval**: the corrected sum's ±80% half-width is the conformal quantile of the
   correction's leave-one-out relative errors on its training networks (jackknife+ style), not
   1.28 x its in-sample residual σ (which assumed normal errors and saw its own training fit).
