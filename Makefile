@@ -135,5 +135,5 @@ prune-sweep: $(STAMP)  # meta-device structural prune of all zoo models at 30% (
 	PYTHONPATH=src $(BIN)/python benchmarks/prune_sweep.py
 
 .PHONY: lut-calibration
-lut-calibration: $(STAMP)  # nominal vs empirical coverage of the latency predictor's 80% intervals on the stored bench-lut tables, no timing (~5 min)
+lut-calibration: $(STAMP)  # nominal vs empirical coverage of the latency predictor's 80% intervals on the stored bench-lut tables, no timing (resumable; est. ~10 min idle, 26 min on the loaded machine)
 	$(BIN)/python benchmarks/lut_calibration.py

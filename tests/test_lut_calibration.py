@@ -1,7 +1,7 @@
 """Calibrated latency intervals (issue 13): synthetic data whose true coverage is known, saved fits, stored-only validation.
 
-The block regressor's 80% interval is conformalized quantile regression with out-of-fold scores
-(lut.predictor); the corrected sum's interval is the conformal quantile of its leave-one-out errors.
+The block regressor's 80% interval is conformalized quantile regression (split or out-of-fold scores,
+lut.predictor); the corrected sum's interval is the conformal quantile of its leave-one-out errors.
 """
 
 from __future__ import annotations
@@ -101,9 +101,9 @@ def test_network_interval_is_the_conformal_quantile_of_leave_one_out_errors():
 def test_a_saved_regressor_reuses_its_calibration_and_old_files_recalibrate_by_split(monkeypatch):
     rng = np.random.default_rng(6)
     rows, ms = _blocks(rng, 60)
-    fitted = BlockRegressor(n_estimators=20).fit(rows, list(ms))
+    fitted = BlockRegressor(n_estimators=20).fit(rows, list(ms))  # the default: split-conformal
     saved = fitted.to_dict()
-    assert saved["calibration"] == "cross" and saved["conformal_offset"] == fitted.conformal_offset
+    assert saved["calibration"] == "split" and saved["conformal_offset"] == fitted.conformal_offset
     monkeypatch.setattr(BlockRegressor, "calibration_scores", lambda self, x, y: pytest.fail("a saved fit must not recalibrate"))
     loaded = BlockRegressor.from_dict(saved)
     assert loaded.conformal_offset == fitted.conformal_offset
