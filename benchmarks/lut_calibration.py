@@ -14,7 +14,7 @@ as `make bench-lut` left them, and for each runtime reports
 Resumable: every finished figure is kept in ``lut-calibration.json`` beside the report and not
 recomputed (the block rows fit 15-90 boosted-tree models each: minutes on 2 cores).
 
-    python benchmarks/lut_calibration.py                       # both runtimes, every row (~15 min on 2 idle cores)
+    python benchmarks/lut_calibration.py                       # both runtimes, every row (resumable; est. ~10 min on 2 idle cores)
     python benchmarks/lut_calibration.py --calibrations split  # the default calibration only
     python benchmarks/lut_calibration.py --quick               # one runtime, network rows only (seconds)
 """
