@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import pytest
-from lut_helpers import TINY_SPACE, FakeBlockMeasure, synthetic_network_ms
+from lut_helpers import TINY_SPACE, CountingNetworkMeasure, FakeBlockMeasure
 
 from edgevision.lut import LutError, validate
 from edgevision.lut.features import BLOCK_FEATURE_NAMES
@@ -115,20 +115,11 @@ def test_a_saved_regressor_reuses_its_calibration_and_old_files_recalibrate_by_s
         BlockRegressor(calibration="bootstrap")
 
 
-class _Counting:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, network, setting, run):
-        self.calls += 1
-        return synthetic_network_ms(network, setting, run)
-
-
 def test_validate_from_stored_measurements_only_times_nothing_and_reports_coverage(tmp_path):
     table = tmp_path / "lut.sqlite"
-    kwargs = dict(train=8, test=5, seed=2, measure_block=FakeBlockMeasure(), measure_network=_Counting(), regressor_hyperparameters={"n_estimators": 20})
+    kwargs = dict(train=8, test=5, seed=2, measure_block=FakeBlockMeasure(), measure_network=CountingNetworkMeasure(), regressor_hyperparameters={"n_estimators": 20})
     first = validate(TINY_SPACE, table, tmp_path, **kwargs)
-    again, blocks = _Counting(), FakeBlockMeasure()
+    again, blocks = CountingNetworkMeasure(), FakeBlockMeasure()
     stored = validate(TINY_SPACE, table, tmp_path, **{**kwargs, "measure_network": again, "measure_block": blocks}, stored_only=True)
     assert again.calls == 0 and blocks.calls == 0 and stored.corrected_metrics == first.corrected_metrics
     assert set(stored.network_interval) == {"pass_1", "pass_2"} and stored.network_interval["pass_1"]["count"] == 5
