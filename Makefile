@@ -133,8 +133,8 @@ bench-deploy-tasks: $(STAMP)  # deploy of one trained model per dense task (seg,
 	$(BIN)/python benchmarks/bench_deploy_tasks.py
 
 .PHONY: bench-roofline-bounds
-bench-roofline-bounds: $(STAMP)  # recompute every bound from roofline.jsonl's stored measurements, no timing (~1 min idle)
-	$(BIN)/python benchmarks/bench_roofline.py --no-measure --passes 1 --out benchmarks/results/roofline-bounds.md
+bench-roofline-bounds: $(STAMP)  # every bound from roofline.jsonl's stored measurements, each scaled to its machine state; probes the peaks 3x (carm-v5) on an IDLE machine (~3 min)
+	$(BIN)/python benchmarks/bench_roofline.py --no-measure --passes 1 --reprobe 2 --out benchmarks/results/roofline-bounds.md
 
 .PHONY: prune-sweep
 prune-sweep: $(STAMP)  # meta-device structural prune of all zoo models at 30% (no timing, ~15 min) -> benchmarks/results/prune_sweep.md
@@ -147,3 +147,7 @@ test-det-durability: $(STAMP)  # kill -9 of `train --task detection` at 10 rando
 .PHONY: bench-allinone
 bench-allinone: $(STAMP)  # All-in-One (one weight set, ratios 0.25/0.5/0.75) vs K separately pruned, latency per emulated speed -> benchmarks/results/compress.md (idle machine, ~20-40 min)
 	$(BIN)/python benchmarks/bench_compress.py --part allinone
+
+.PHONY: lut-calibration
+lut-calibration: $(STAMP)  # nominal vs empirical coverage of the latency predictor's 80% intervals on the stored bench-lut tables, no timing (resumable; est. ~10 min idle, 26 min on the loaded machine)
+	$(BIN)/python benchmarks/lut_calibration.py

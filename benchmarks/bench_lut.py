@@ -44,6 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default=None, metavar="DIR", help="results directory (default benchmarks/results; --quick: a temporary one)")
     parser.add_argument("--quick", action="store_true", help="smoke test: 8 + 4 networks, tiny budgets")
     parser.add_argument("--fresh", action="store_true", help="delete earlier tables and network measurements first")
+    parser.add_argument("--no-measure", action="store_true", help="recompute the report from the stored tables and networks.jsonl only (no timing)")
     args = parser.parse_args(argv)
     if args.quick:
         args.train, args.test, args.block_budget, args.network_budget = 8, 4, 0.2, 0.3
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     from edgevision.machine import machine_info
 
     args = parse_args(argv)
+    if args.no_measure and args.fresh:
+        print("bench_lut: --no-measure recomputes from the stored measurements; --fresh would delete them", file=sys.stderr)
+        return 2
     root = Path(args.out) if args.out else (Path(tempfile.mkdtemp(prefix="edgevision-lut-quick-")) if args.quick else RESULTS)
     missing = [name for name in args.runtimes if name not in available_runtimes()]
     if missing:
@@ -86,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             block_budget_s=args.block_budget,
             network_plan=plan,
             progress=lambda message: print(message, flush=True),
+            stored_only=args.no_measure,
         )
         elapsed[runtime] = time.perf_counter() - begin
         print(report.to_markdown(), flush=True)

@@ -76,6 +76,28 @@ def _repeatability(pairs: list[tuple[float, float]]) -> str:
     return f"{within:.0%} of {len(pairs)} | {spread:.1%}"
 
 
+def row_reference_ms(row: dict) -> float | None:
+    """The machine state of a stored measurement: the fastest reference time recorded around it (bench's and measure()'s)."""
+    from edgevision.analysis.roofline import measurement_reference_ms
+
+    load = row.get("machine_load") or {}
+    return measurement_reference_ms(row.get("reference_ms"), load.get("reference_before_ms"), load.get("reference_after_ms"))
+
+
+def bound_check(rows: list[dict], bound_ms: float, peaks, corrected: bool) -> tuple[bool, float, dict]:
+    """(violated, measured/bound, the tightest row) of one model on one runtime over its stored measurements.
+
+    ``corrected``: each row's bound is scaled to the machine state it was measured in
+    (``DevicePeaks.bound_factor``); otherwise every row is held to the probe's bound.
+    """
+    def ratio(row: dict) -> float:
+        factor = peaks.bound_factor(row_reference_ms(row)) if corrected else 1.0
+        return row["median_ms"] / (bound_ms * factor)
+
+    tightest = min(rows, key=ratio)
+    return ratio(tightest) < 1.0, ratio(tightest), tightest
+
+
 def write_report(rows: list[dict], costs: dict[str, dict], peaks, path: Path, args) -> None:
     from edgevision.atomic import atomic_write_text
     from edgevision.machine import machine_info
@@ -98,24 +120,54 @@ def write_report(rows: list[dict], costs: dict[str, dict], peaks, path: Path, ar
         "",
         "## Is the bound a lower bound?",
         "",
-        "Violation: bound > the fastest pass's median. CARM = cache-aware bound on the kernels each runtime fuses; flat = the "
-        "previous model (every operator's bytes at DRAM bandwidth).",
+        "Violation: bound > a measured median. CARM = cache-aware bound on the kernels each runtime fuses; flat = the "
+        "previous model (every operator's bytes at DRAM bandwidth). Tightness = median over models of the smallest "
+        "measured/bound. *Machine-state corrected*: each measurement's bound x min(1, reference network at measurement / "
+        "at probe) (`DevicePeaks.bound_factor`; the machine ran the reference faster than while probing, so its peaks were "
+        "higher by that ratio; a slower machine never raises the bound).",
         "",
-        "| runtime | models | CARM violations | CARM tightness (median measured/bound) | flat violations | flat tightness |",
-        "|---|---|---|---|---|---|",
+    ]
+    references = sorted(r for r in (row_reference_ms(row) for row in rows) if r)
+    if peaks.reference_ms is None:
+        lines.append("The peaks record no reference time (probed before carm-v5): the corrected columns are n/a; re-probe with `--reprobe 1`.")
+    else:
+        samples = ", ".join(f"{v:.3f}" for v in peaks.reference_samples_ms) or "-"
+        lines.append(f"Reference network at probe: {peaks.reference_ms:.3f} ms (samples {samples} ms).")
+    if references:
+        lines.append(f"Reference network at the measurements: {references[0]:.3f}-{references[-1]:.3f} ms (median {statistics.median(references):.3f}) over {len(references)}.")
+    lines += [
+        "",
+        "| runtime | models | CARM violations | CARM tightness | corrected violations | corrected tightness | flat violations | flat tightness |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     detail = []
+    has_reference = peaks.reference_ms is not None
     for runtime in args.runtimes:
-        measured = {m: min(r["median_ms"] for r in rs) for (m, rt), rs in by_key.items() if rt == runtime and m in costs}
-        carm = {m: costs[m]["bound_ms"][runtime] for m in measured}
-        flat = {m: costs[m]["flat_ms"] for m in measured}
-        carm_bad = sorted(m for m in measured if carm[m] > measured[m])
-        flat_bad = sorted(m for m in measured if flat[m] > measured[m])
-        tight = statistics.median(measured[m] / carm[m] for m in measured) if measured else float("nan")
-        flat_tight = statistics.median(measured[m] / flat[m] for m in measured) if measured else float("nan")
-        lines.append(f"| {runtime} | {len(measured)} | {len(carm_bad)} {', '.join(carm_bad)} | {tight:.2f}x | {len(flat_bad)} | {flat_tight:.2f}x |")
-        for model in sorted(measured):
-            detail.append(f"| {model} | {runtime} | {measured[model]:.2f} | {carm[model]:.3f} | {measured[model] / carm[model]:.1f}x | {flat[model]:.3f} |")
+        models = sorted(m for (m, rt) in by_key if rt == runtime and m in costs)
+        checks = {
+            kind: {m: bound_check(by_key[(m, runtime)], costs[m][key] if key == "flat_ms" else costs[m]["bound_ms"][runtime], peaks, corrected)
+                   for m in models}
+            for kind, key, corrected in (("carm", "bound_ms", False), ("corrected", "bound_ms", True), ("flat", "flat_ms", False))
+        }  # fmt: skip
+
+        def summary(kind: str, names: bool = True) -> str:
+            bad = [m for m in models if checks[kind][m][0]]
+            tight = statistics.median(checks[kind][m][1] for m in models) if models else float("nan")
+            return f"{len(bad)} {', '.join(bad) if names else ''} | {tight:.2f}x"
+
+        corrected_cells = summary("corrected") if has_reference else "n/a | n/a"
+        lines.append(f"| {runtime} | {len(models)} | {summary('carm')} | {corrected_cells} | {summary('flat', names=False)} |")
+        for model in models:
+            _, ratio, fastest = checks["carm"][model]
+            bound = costs[model]["bound_ms"][runtime]
+            measured = fastest["median_ms"]
+            reference = row_reference_ms(fastest)
+            factor = peaks.bound_factor(reference)
+            corrected = f"{bound * factor:.3f} | {measured / (bound * factor):.2f}x" if has_reference else "- | -"
+            detail.append(
+                f"| {model} | {runtime} | {measured:.2f} | {'-' if reference is None else f'{reference:.3f}'} | {bound:.3f} | {ratio:.2f}x | "
+                f"{corrected} | {costs[model]['flat_ms']:.3f} |"
+            )
     lines += ["", "## Repeatability: the same network in two passes", ""]
     lines += [
         "Share of (model, runtime) whose first two passes agree within ±5%, and the median |difference|.",
@@ -138,7 +190,13 @@ def write_report(rows: list[dict], costs: dict[str, dict], peaks, path: Path, ar
         lines.append(f"| {runtime} | {_repeatability(raw)} | {_repeatability(normalised)} | {_repeatability(quiet)} |")
     contended = sum(r["contended"] for r in rows)
     lines += ["", f"{contended} of {len(rows)} measurements were contended (after re-measuring)."]
-    lines += ["", "## Every model", "", "| model | runtime | measured ms (fastest pass) | CARM bound ms | measured/bound | flat bound ms |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Every model",
+        "",
+        "| model | runtime | measured ms (fastest pass) | reference ms beside it | CARM bound ms | measured/bound | corrected bound ms | measured/corrected | flat bound ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     lines += detail
     atomic_write_text(path, "\n".join(lines) + "\n")
 
@@ -156,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="ignore earlier measurements in the JSONL")
     parser.add_argument("--peaks", default=None, metavar="JSON", help="DevicePeaks JSON to use instead of device_peaks() (e.g. a stored probe)")
     parser.add_argument("--no-measure", action="store_true", help="rebuild the report from the JSONL's measurements only (no timing)")
+    parser.add_argument(
+        "--reprobe", type=int, default=0, metavar="N",
+        help="probe the peaks N more times (device_peaks(refresh=True); each keeps the higher rate in a common machine state, ~1 min each idle)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     import torch
 
@@ -184,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         peaks = DevicePeaks.from_dict(json.loads(Path(args.peaks).read_text()))
     else:
         peaks = ev.device_peaks(threads=args.threads)
+        for _ in range(args.reprobe):
+            peaks = ev.device_peaks(threads=args.threads, refresh=True)
+        print(f"peaks: {peaks.flops_per_second / 1e9:.0f} GFLOP/s ({peaks.flops_probe}), reference at probe {peaks.reference_ms} ms", file=sys.stderr)
     costs: dict[str, dict] = {}
     for name in names:
         costs[name] = _costs(name, peaks)
@@ -209,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                 }  # fmt: skip
                 _append(jsonl, row)
                 rows.append(row)
-                bound = costs[name]["bound_ms"][runtime]
+                bound = costs[name]["bound_ms"][runtime] * peaks.bound_factor(row_reference_ms(row))  # in this measurement's machine state
                 flag = " VIOLATION" if bound > result.median_ms else ""
                 print(f"pass {pass_index} {name:28s} {runtime:6s} {result.median_ms:8.2f} ms  bound {bound:7.3f} ms{flag}{' contended' if result.contended else ''}", file=sys.stderr)
     write_report(rows, costs, peaks, report, args)

@@ -69,3 +69,14 @@ def synthetic_network_ms(network, setting: MeasurementSetting, run: int = 1) -> 
 def other_machine() -> MachineInfo:
     here = machine_info()
     return MachineInfo(**{**here.to_dict(), "cpu_model": "Some Other CPU", "fingerprint": "0123456789ab"})
+
+
+class CountingNetworkMeasure:
+    """Network latency from the known formula (synthetic_network_ms); counts calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, network, setting, run):
+        self.calls += 1
+        return synthetic_network_ms(network, setting, run)

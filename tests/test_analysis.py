@@ -202,9 +202,10 @@ def test_device_peaks_are_measured_once_and_cached_per_machine(tmp_path, monkeyp
     monkeypatch.setenv("EDGEVISION_CACHE_DIR", str(tmp_path))
     import edgevision.analysis.roofline as roofline
 
+    monkeypatch.setattr(roofline, "_reference_ms", lambda threads: 0.5)  # the same machine state for both probes
     calls = []
     levels = (roofline.MemoryLevel("L1", 2**15, 3e11), roofline.MemoryLevel("DRAM", float("inf"), 1e10))
-    monkeypatch.setattr(roofline, "_measure", lambda threads, dtype, t: calls.append(threads) or ((2e10, "torch.mm 2048"), levels))
+    monkeypatch.setattr(roofline, "_measure", lambda threads, dtype, t, between: calls.append(threads) or ((2e10, "torch.mm 2048"), levels))
     first = device_peaks(threads=1)
     second = device_peaks(threads=1)
     assert calls == [1] and first == second and first.flops_per_second == 2e10
@@ -212,23 +213,25 @@ def test_device_peaks_are_measured_once_and_cached_per_machine(tmp_path, monkeyp
     cached = json.loads((tmp_path / "device_peaks.json").read_text())
     assert list(cached) == [f"{ev.machine.machine_info().fingerprint}/threads=1/float32/{roofline._CACHE_VERSION}"]
     slower = (roofline.MemoryLevel("L1", 2**15, 1e11), roofline.MemoryLevel("DRAM", float("inf"), 2e10))
-    monkeypatch.setattr(roofline, "_measure", lambda threads, dtype, t: calls.append(threads) or ((1e10, "torch.mm 1024"), slower))
+    monkeypatch.setattr(roofline, "_measure", lambda threads, dtype, t, between: calls.append(threads) or ((1e10, "torch.mm 1024"), slower))
     again = device_peaks(threads=1, refresh=True)  # a busier re-probe: slower compute and L1, faster DRAM
     assert calls == [1, 1] and again.flops_per_second == 2e10 and [lv.bytes_per_second for lv in again.levels] == [3e11, 2e10]
     assert again.flops_probe == "torch.mm 2048"  # the probe that reached the kept (higher) peak
 
 
 def test_a_new_cache_version_keeps_the_rates_the_old_one_observed(tmp_path, monkeypatch):
-    """A new version changes the compute probe, not the machine: its first probe keeps an older version's higher bandwidths."""
+    """A new version changes the compute probe, not the machine: its first probe keeps an older version's higher bandwidths
+    (when the old entry records its machine state; one that does not is dropped, see test_roofline's machine-state tests)."""
     monkeypatch.setenv("EDGEVISION_CACHE_DIR", str(tmp_path))
     import edgevision.analysis.roofline as roofline
 
+    monkeypatch.setattr(roofline, "_reference_ms", lambda threads: 0.5)
     prefix = f"{ev.machine.machine_info().fingerprint}/threads=1/float32"
     old_levels = (roofline.MemoryLevel("L1", 2**15, 3e11), roofline.MemoryLevel("DRAM", float("inf"), 3e10))
-    old = roofline.DevicePeaks(2e11, 3e10, 1, "float32", "x", levels=old_levels)
-    (tmp_path / "device_peaks.json").write_text(json.dumps({f"{prefix}/carm-v2": old.to_dict()}))
+    old = roofline.DevicePeaks(2e11, 3e10, 1, "float32", "x", levels=old_levels, reference_ms=0.5)
+    (tmp_path / "device_peaks.json").write_text(json.dumps({f"{prefix}/{roofline._PREVIOUS_VERSIONS[-1]}": old.to_dict()}))
     new_levels = (roofline.MemoryLevel("L1", 2**15, 2e11), roofline.MemoryLevel("DRAM", float("inf"), 2e10))
-    monkeypatch.setattr(roofline, "_measure", lambda threads, dtype, t: ((3e11, "onnxruntime Conv x"), new_levels))
+    monkeypatch.setattr(roofline, "_measure", lambda threads, dtype, t, between: ((3e11, "onnxruntime Conv x"), new_levels))
     peaks = device_peaks(threads=1)
     assert peaks.flops_per_second == 3e11 and peaks.flops_probe == "onnxruntime Conv x"
     assert [lv.bytes_per_second for lv in peaks.levels] == [3e11, 3e10] and peaks.bytes_per_second == 3e10

@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-from lut_helpers import TINY_SPACE, FakeBlockMeasure, other_machine, synthetic_network_ms
+from lut_helpers import TINY_SPACE, CountingNetworkMeasure, FakeBlockMeasure, other_machine
 
 from edgevision.cli import main
 from edgevision.lut import LatencyTable, accuracy, validate
@@ -28,15 +28,6 @@ def test_accuracy_on_known_numbers():
         accuracy([1.0, 2.0], [1.0, 0.0])
     with pytest.raises(ValueError, match="equally long"):
         accuracy([1.0, 2.0], [1.0])
-
-
-class CountingNetworkMeasure:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, network, setting, run):
-        self.calls += 1
-        return synthetic_network_ms(network, setting, run)
 
 
 def test_validate_reports_sum_corrected_and_noise_and_resumes(tmp_path):

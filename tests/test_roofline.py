@@ -7,6 +7,7 @@ No timing here: the bound is computed with given peaks on a fake machine, the de
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -352,29 +353,127 @@ def test_measure_flags_a_contended_run_and_remeasures_once_the_machine_is_quiet(
     assert again.remeasured and waited == [5.0]
 
 
-def test_block_regressor_intervals_are_conformally_calibrated_to_cover_80_percent():
-    import numpy as np
+# ---- the machine state of a probe and of a measurement (roofline-violations.md) -------------------
+def _probed(flops: float, dram: float, reference_ms: float | None) -> DevicePeaks:
+    levels = (MemoryLevel("L1", 64 * 2**10, dram * 10), MemoryLevel("DRAM", math.inf, dram))
+    return DevicePeaks(flops, dram, 2, "float32", "fake", levels=levels, reference_ms=reference_ms)
 
-    from edgevision.lut.features import BLOCK_FEATURE_NAMES
-    from edgevision.lut.predictor import BlockRegressor
 
-    rng = np.random.default_rng(1)
+def test_a_bound_follows_the_machine_state_only_downwards():
+    """Probed while the reference took 0.8 ms: a run measured at 0.4 ms (2x faster machine) gets half the bound; a slower one the same."""
+    peaks = _probed(100e9, 10e9, reference_ms=0.8)
+    assert peaks.bound_factor(0.4) == pytest.approx(0.5)
+    assert peaks.bound_factor(1.6) == 1.0  # slower than while probing: never raised
+    assert peaks.bound_factor(None) == 1.0 and _probed(100e9, 10e9, None).bound_factor(0.4) == 1.0
+    # the factor is exactly the bound of the peaks moved to the measurement's state (every rate x 2)
+    moved = peaks.at_reference(0.4)
+    assert moved.reference_ms == 0.4 and moved.flops_per_second == pytest.approx(200e9)
+    for flops, nbytes in ((1e9, 1e6), (1e6, 5e8)):
+        assert moved.bound_seconds(flops, nbytes)[0] == pytest.approx(peaks.bound_seconds(flops, nbytes)[0] * peaks.bound_factor(0.4))
+    with pytest.raises(ValueError, match="no reference time"):
+        _probed(100e9, 10e9, None).at_reference(0.4)
+    with pytest.raises(ValueError, match="reference_ms"):
+        _probed(100e9, 10e9, -1.0)
 
-    def blocks(n):
-        rows = [{name: 0.0 for name in BLOCK_FEATURE_NAMES} for _ in range(n)]
-        macs = rng.uniform(1, 10, n)
-        for row, value in zip(rows, macs):
-            row["macs"], row["in_channels"] = value, rng.uniform(8, 64)
-        # heavy-tailed noise: the raw quantile trees, fitted on few blocks, under-cover it
-        return rows, np.exp(0.3 * macs + 0.4 * rng.standard_t(3, n))
 
-    train, train_ms = blocks(120)
-    test, test_ms = blocks(400)
-    regressor = BlockRegressor(n_estimators=100, min_samples_leaf=3).fit(train, list(train_ms))
-    low, _, high = regressor.predict(test).T
-    calibrated = np.mean((low <= test_ms) & (test_ms <= high))
-    offset, regressor.conformal_offset = regressor.conformal_offset, 0.0
-    low, _, high = regressor.predict(test).T
-    raw = np.mean((low <= test_ms) & (test_ms <= high))
-    print(f"coverage raw {raw:.2f}, calibrated {calibrated:.2f}")
-    assert offset > 0 and raw < 0.75 and 0.72 <= calibrated <= 0.9  # over-fitted trees under-cover; calibration restores ~80%
+def test_stored_fake_measurements_in_a_faster_state_no_longer_violate(monkeypatch):
+    """The roofline-violations.md case on a fake machine: a network measured while the machine ran 1.25x faster than at the probe."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    import bench_roofline
+
+    peaks = _probed(100e9, 10e9, reference_ms=0.36)
+    bound_ms = 10.0  # the probe-state bound of the network
+    fast = {"median_ms": 8.5, "reference_ms": 0.30, "machine_load": {"reference_before_ms": 0.31, "reference_after_ms": 0.288}}
+    slow = {"median_ms": 12.0, "reference_ms": 0.70, "machine_load": {"reference_before_ms": 0.69, "reference_after_ms": 0.72}}
+    assert bench_roofline.row_reference_ms(fast) == 0.288  # the fastest state seen around the measurement
+    assert bench_roofline.bound_check([fast, slow], bound_ms, peaks, corrected=False)[:2] == (True, pytest.approx(0.85))
+    violated, ratio, tightest = bench_roofline.bound_check([fast, slow], bound_ms, peaks, corrected=True)
+    assert not violated and ratio == pytest.approx(8.5 / (10.0 * 0.288 / 0.36)) and tightest is fast
+    # a run slower than its bound in a slow state stays a violation: the correction never excuses it
+    too_fast_for_its_state = {"median_ms": 9.0, "reference_ms": 0.9}
+    assert bench_roofline.bound_check([too_fast_for_its_state], bound_ms, peaks, corrected=True)[0]
+    unreferenced = {"median_ms": 9.0}
+    assert bench_roofline.bound_check([unreferenced], bound_ms, peaks, corrected=True)[0]
+
+
+def test_the_probe_records_the_reference_between_and_around_its_sweeps(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEVISION_CACHE_DIR", str(tmp_path))
+    import edgevision.analysis.roofline as roofline
+
+    events, references = [], iter([0.30, 0.45, 0.33, 0.9, 0.8, 0.85])
+    monkeypatch.setattr(roofline, "_reference_ms", lambda threads: events.append("reference") or next(references))
+    levels = (MemoryLevel("L1", 2**15, 3e11), MemoryLevel("DRAM", math.inf, 1e10))
+
+    def fake_measure(threads, dtype, min_run_time, between):
+        events.append("compute")
+        between()
+        events.append("memory")
+        return (2e11, "fake conv"), levels
+
+    monkeypatch.setattr(roofline, "_measure", fake_measure)
+    peaks = roofline.device_peaks(threads=2)
+    assert events == ["reference", "compute", "reference", "memory", "reference"]
+    assert peaks.reference_ms == 0.45 and peaks.reference_samples_ms == (0.30, 0.45, 0.33)  # the slowest sample: the safe side
+    assert roofline.DevicePeaks.from_dict(peaks.to_dict()) == peaks
+    # a re-probe while the machine runs 2x slower (reference 0.9 ms) at half the rates: the merged peaks do not change
+    monkeypatch.setattr(roofline, "_measure", lambda threads, dtype, t, between: between() or ((1e11, "slow conv"), tuple(
+        replace(lv, bytes_per_second=lv.bytes_per_second / 2) for lv in levels)))  # fmt: skip
+    again = roofline.device_peaks(threads=2, refresh=True)
+    assert again.reference_ms == 0.45 and again.flops_per_second == pytest.approx(2e11)
+    assert [lv.bytes_per_second for lv in again.levels] == pytest.approx([3e11, 1e10])
+    assert again.reference_samples_ms == (0.30, 0.45, 0.33, 0.9, 0.8, 0.85)
+
+
+def test_merging_probes_from_two_machine_states_never_raises_a_bound():
+    """Each probe alone bounds a run by bound x factor; the merge must bound every run at least as low as either does."""
+    from edgevision.analysis.roofline import _highest
+
+    fast_state = _probed(300e9, 20e9, reference_ms=0.3)  # compute probe good, memory probe unlucky
+    slow_state = _probed(200e9, 25e9, reference_ms=0.9)  # 3x slower state, yet higher raw bandwidth
+    merged = _highest(slow_state, fast_state)
+    assert merged.reference_ms == 0.3
+    assert merged.flops_per_second == pytest.approx(max(300e9, 200e9 * 3))  # the slow probe's rate moved to the fast state
+    for measured_reference in (0.2, 0.3, 0.5, 0.9, 1.5):
+        for flops, nbytes in ((1e9, 1e6), (1e6, 5e8), (1e8, 1e8)):
+            merged_bound = merged.bound_seconds(flops, nbytes)[0] * merged.bound_factor(measured_reference)
+            for probe in (fast_state, slow_state):
+                assert merged_bound <= probe.bound_seconds(flops, nbytes)[0] * probe.bound_factor(measured_reference) * (1 + 1e-12)
+    # a probe with no recorded state cannot be placed in one: the referenced probe stands alone
+    legacy = _probed(900e9, 90e9, reference_ms=None)
+    assert _highest(fast_state, legacy) == fast_state
+
+
+def test_a_cached_peak_without_a_machine_state_does_not_seed_a_new_version(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("EDGEVISION_CACHE_DIR", str(tmp_path))
+    import edgevision.analysis.roofline as roofline
+
+    prefix = f"{ev.machine.machine_info().fingerprint}/threads=1/float32"
+    legacy = _probed(9e11, 9e10, reference_ms=None)  # a carm-v4 entry: higher rates, but from an unknown state
+    levels = (MemoryLevel("L1", 64 * 2**10, 1e11), MemoryLevel("DRAM", math.inf, 1e10))
+    (tmp_path / "device_peaks.json").write_text(json.dumps({f"{prefix}/carm-v4": legacy.to_dict()}))
+    monkeypatch.setattr(roofline, "_reference_ms", lambda threads: 0.5)
+    monkeypatch.setattr(roofline, "_measure", lambda threads, dtype, t, between: between() or ((1e11, "conv"), levels))
+    peaks = roofline.device_peaks(threads=1)
+    assert peaks.flops_per_second == 1e11 and peaks.reference_ms == 0.5
+
+
+def test_bench_rows_bound_each_measurement_in_its_own_machine_state():
+    from bench_helpers import make_row
+
+    from edgevision.bench.analysis import entries_from_rows
+
+    def row(model: str, median_ms: float, before: float, after: float, threads: int = 1) -> dict:
+        data = make_row(model, "ort", median_ms, 1e8, None)  # bound 1.0 ms (macs / 1e8)
+        data["costs"].update(peaks_reference_ms=0.5, peaks_threads=1)
+        data["result"]["context"]["threads"] = threads
+        data["result"]["machine_load"] = {"reference_before_ms": before, "reference_after_ms": after}
+        return data
+
+    fast, slow, other_threads = entries_from_rows([row("fast", 0.8, 0.45, 0.4), row("slow", 1.5, 0.9, 1.0), row("two", 0.8, 0.2, 0.2, threads=2)])
+    assert fast.model == "fast" and fast.bound_ms == pytest.approx(1.0 * 0.4 / 0.5) and not fast.bound_violated
+    assert slow.bound_ms == pytest.approx(1.0)  # slower than at the probe: never raised
+    assert other_threads.bound_ms == pytest.approx(1.0) and other_threads.bound_violated  # another thread count's reference is other work

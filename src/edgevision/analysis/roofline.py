@@ -25,6 +25,21 @@ Peaks are measured with ``torch.utils.benchmark`` at the thread count in use and
 count and dtype, so they are measured once per machine and never mixed across machines; a
 re-probe (``refresh=True``) keeps the higher of the old and new rate for each, so probing again on
 a busy machine never raises the bound.
+
+**Machine state.** A shared virtual machine runs the same work up to 3.6x faster at some moments
+than at others with no load or steal visible from inside (benchmarks/results/roofline-violations.md:
+a fixed reference network took 0.27-0.97 ms over 110 measurements), so peaks probed in a slow state
+do not bound a network measured in a fast one. Every probe therefore times the reference network of
+:mod:`edgevision.latency.contention` before, between and after its compute and memory sweeps and
+records the slowest of those times as :attr:`DevicePeaks.reference_ms`. A measurement that stores
+the reference time beside it is bounded by ``bound x min(1, reference at measurement / reference at
+probe)`` (:meth:`DevicePeaks.bound_factor`): a faster machine lowers the bound by the speed ratio; a
+slower one never raises it (the ratio is an estimate, and raising would be the unsafe direction).
+We scale per measurement rather than probing "at the fastest state seen": the fastest state is only
+known after every measurement is taken, and a per-measurement factor keeps the bound as tight as
+the probe allows for every measurement taken in the probe's state or a slower one. The correction
+assumes every rate scales like the reference network's speed (frequency, a neighbour's share of a
+core); where that fails it is a lower estimate of the speed-up, not a guarantee.
 """
 
 from __future__ import annotations
@@ -41,13 +56,16 @@ import torch
 from ..atomic import atomic_write_text
 from ..machine import machine_info
 
-__all__ = ["ORT_CONV_PROBES", "CacheLevel", "ConvProbe", "DevicePeaks", "MemoryLevel", "cache_levels", "cache_path", "device_peaks"]
+__all__ = ["ORT_CONV_PROBES", "CacheLevel", "ConvProbe", "DevicePeaks", "MemoryLevel", "cache_levels", "cache_path", "device_peaks", "measurement_reference_ms"]
 
 #: bump when the cached measurement changes meaning (v2: per-level bandwidths, max over repeats;
 #: v3: the compute peak is the highest of torch's GEMM and ONNX Runtime's own GEMM and convolution;
-#: v4: ORT's convolutions probed as NCHWc chains of the shapes of the networks v3 left violating)
-_CACHE_VERSION = "carm-v4"
-_PREVIOUS_VERSIONS = ("carm-v3", "carm-v2")  # newest first: their rates seed a first probe under the current version
+#: v4: ORT's convolutions probed as NCHWc chains of the shapes of the networks v3 left violating;
+#: v5: every probe records the reference network's time, so bounds can follow the machine's state)
+_CACHE_VERSION = "carm-v5"
+#: newest first: their rates seed a first probe under the current version, if they record a machine
+#: state (``reference_ms``); v2-v4 do not, so a rate from them cannot be placed in a state and is dropped
+_PREVIOUS_VERSIONS = ("carm-v4", "carm-v3", "carm-v2")
 
 
 @dataclass(frozen=True)
@@ -81,6 +99,10 @@ class DevicePeaks:
     contended: bool = False
     # the kernel that reached ``flops_per_second`` ("torch.mm 2048", "onnxruntime Conv 3x3 ...")
     flops_probe: str = ""
+    # the reference network's median ms (latency.contention.reference_ms, same threads) in the machine
+    # state these rates belong to: the slowest of the samples taken around the probe; None = not recorded
+    reference_ms: float | None = None
+    reference_samples_ms: tuple[float, ...] = field(default=())  # every sample taken around the probe(s)
 
     def __post_init__(self) -> None:
         if not (self.flops_per_second > 0 and self.bytes_per_second > 0):
@@ -90,6 +112,9 @@ class DevicePeaks:
         if capacities != sorted(capacities) or any(lv.bytes_per_second <= 0 for lv in levels):
             raise ValueError("DevicePeaks.levels must go from the core outwards (growing capacity) with positive bandwidths")
         object.__setattr__(self, "levels", levels)
+        object.__setattr__(self, "reference_samples_ms", tuple(float(v) for v in self.reference_samples_ms))
+        if self.reference_ms is not None and not (self.reference_ms > 0 and math.isfinite(self.reference_ms)):
+            raise ValueError(f"DevicePeaks.reference_ms must be a positive number of ms or None, got {self.reference_ms}")
 
     @property
     def ridge_intensity(self) -> float:
@@ -116,6 +141,24 @@ class DevicePeaks:
         compute, memory = flops / self.flops_per_second, self.memory_seconds(bytes_moved)
         return (compute, "compute") if compute >= memory else (memory, "memory")
 
+    def bound_factor(self, measured_reference_ms: float | None) -> float:
+        """What to multiply a bound from these peaks by to bound a run measured while the reference took ``measured_reference_ms``.
+
+        ``min(1, measured / probe)``: the machine ran the reference faster than while probing, so every
+        rate was higher by that ratio and the bound lower; a slower machine leaves the bound unchanged
+        (see the module docstring). 1.0 when either reference time is unknown.
+        """
+        if self.reference_ms is None or not measured_reference_ms or not (measured_reference_ms > 0):
+            return 1.0
+        return min(1.0, measured_reference_ms / self.reference_ms)
+
+    def at_reference(self, reference_ms: float) -> "DevicePeaks":
+        """These peaks moved to the machine state where the reference takes ``reference_ms`` (every rate x probe / given)."""
+        if self.reference_ms is None:
+            raise ValueError("these peaks record no reference time (probed before carm-v5): they cannot be moved to another machine state")
+        moved = self.scaled(self.reference_ms / reference_ms)
+        return replace(moved, source=self.source, reference_ms=float(reference_ms))
+
     def scaled(self, factor: float) -> "DevicePeaks":
         """Every rate multiplied by ``factor`` (a faster machine for factor > 1)."""
         levels = tuple(replace(lv, bytes_per_second=lv.bytes_per_second * factor) for lv in self.levels)
@@ -133,7 +176,18 @@ class DevicePeaks:
             MemoryLevel(lv["name"], math.inf if lv["capacity_bytes"] is None else lv["capacity_bytes"], lv["bytes_per_second"])
             for lv in data.get("levels", ())
         )
+        data["reference_samples_ms"] = tuple(data.get("reference_samples_ms") or ())
         return cls(**data)
+
+
+def measurement_reference_ms(*samples: float | None) -> float | None:
+    """The machine state of one measurement: the fastest of the reference times taken around it (None if none).
+
+    The fastest sample gives the smaller :meth:`DevicePeaks.bound_factor`, so of the states seen
+    around a measurement we bound it as if taken in the fastest one.
+    """
+    known = [float(v) for v in samples if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0]
+    return min(known) if known else None
 
 
 def cache_path() -> Path:
@@ -421,15 +475,45 @@ def _monotone_levels(measured: list[tuple[str, float, float]]) -> tuple[MemoryLe
     return tuple(reversed(result))
 
 
-def _measure(threads: int, dtype: torch.dtype, min_run_time: float, repeats: int = 2) -> tuple[tuple[float, str], tuple[MemoryLevel, ...]]:
-    """((peak FLOP/s for ``dtype``, its kernel), memory levels with their bandwidths), each the best of ``repeats``."""
-    return _peak_flops(threads, dtype, min_run_time, repeats), _measure_levels(threads, min_run_time, repeats)
+def _measure(
+    threads: int, dtype: torch.dtype, min_run_time: float, repeats: int = 2, between=lambda: None
+) -> tuple[tuple[float, str], tuple[MemoryLevel, ...]]:
+    """((peak FLOP/s for ``dtype``, its kernel), memory levels with their bandwidths), each the best of ``repeats``.
+
+    ``between`` runs after the compute probe and before the memory sweep (the reference-network sample).
+    """
+    flops = _peak_flops(threads, dtype, min_run_time, repeats)
+    between()
+    return flops, _measure_levels(threads, min_run_time, repeats)
+
+
+def _reference_ms(threads: int) -> float:
+    """The reference network's median ms now (latency.contention), the machine-state yardstick of a probe."""
+    from ..latency.contention import reference_ms
+
+    return reference_ms(threads)
+
+
+#: reference samples kept in a merged entry (the latest ones): enough to show the spread of a few re-probes
+_KEPT_SAMPLES = 12
 
 
 def _highest(new: DevicePeaks, old: DevicePeaks) -> DevicePeaks:
-    """Every rate the higher of two probes of one machine: a re-probe on a busy machine cannot raise the bound."""
+    """Every rate the higher of two probes of one machine: a re-probe on a busy machine cannot raise the bound.
+
+    Probes in different machine states are compared in one state: both are moved to the faster
+    probe's reference time (``at_reference``) before taking the higher rate, so the merged peaks
+    bound every measurement at least as low as either probe alone would. A probe that records no
+    reference cannot be placed in a state: against a referenced one it is dropped.
+    """
     if [(lv.name, lv.capacity_bytes) for lv in new.levels] != [(lv.name, lv.capacity_bytes) for lv in old.levels]:
         return new  # the cache layout changed (another sysfs view): the old rates do not apply
+    if (new.reference_ms is None) != (old.reference_ms is None):
+        return new if new.reference_ms is not None else old
+    reference = None
+    if new.reference_ms is not None:
+        reference = min(new.reference_ms, old.reference_ms)
+        new, old = new.at_reference(reference), old.at_reference(reference)
     levels = tuple(replace(a, bytes_per_second=max(a.bytes_per_second, b.bytes_per_second)) for a, b in zip(new.levels, old.levels))
     return replace(
         new,
@@ -438,6 +522,8 @@ def _highest(new: DevicePeaks, old: DevicePeaks) -> DevicePeaks:
         bytes_per_second=max(new.bytes_per_second, old.bytes_per_second),
         levels=levels,
         contended=new.contended and old.contended,
+        reference_ms=reference,
+        reference_samples_ms=(old.reference_samples_ms + new.reference_samples_ms)[-_KEPT_SAMPLES:],
     )
 
 
@@ -457,9 +543,11 @@ def _previous_version(cache: dict, prefix: str) -> DevicePeaks | None:
     """
     for version in _PREVIOUS_VERSIONS:
         try:
-            return DevicePeaks.from_dict(cache[f"{prefix}/{version}"])
+            peaks = DevicePeaks.from_dict(cache[f"{prefix}/{version}"])
         except (KeyError, TypeError, ValueError):
             continue
+        if peaks.reference_ms is not None:  # a rate with no machine state cannot be merged with one that has one
+            return peaks
     return None
 
 
@@ -485,10 +573,20 @@ def device_peaks(
         earlier = _previous_version(cache, f"{fingerprint}/threads={threads}/{dtype_name}")
     from ..latency.contention import watch
 
+    samples: list[float] = []
+
+    def sample() -> None:  # probe, reference, probe: the machine state of each sweep
+        samples.append(_reference_ms(threads))
+
     with watch(threads, reference=False) as load:
-        (flops, probe), levels = _measure(threads, dtype, min_run_time)
+        sample()
+        (flops, probe), levels = _measure(threads, dtype, min_run_time, between=sample)
+        sample()
     dram = levels[-1].bytes_per_second if levels else 0.0
-    peaks = DevicePeaks(flops, dram, threads, dtype_name, fingerprint, levels=levels, contended=bool(load and load[0].contended), flops_probe=probe)
+    peaks = DevicePeaks(
+        flops, dram, threads, dtype_name, fingerprint, levels=levels, contended=bool(load and load[0].contended), flops_probe=probe,
+        reference_ms=max(samples), reference_samples_ms=tuple(samples),
+    )  # fmt: skip
     if earlier is not None:
         peaks = _highest(peaks, earlier)
     cache[key] = peaks.to_dict()

@@ -67,6 +67,8 @@ def entries_from_rows(rows: Iterable[dict]) -> list[Entry]:
         runtime = result["context"]["runtime"]
         # the bound of the kernels this runtime fuses (analysis.kernels); older rows: per aten operator
         bound_ms = (costs.get("bound_ms_by_runtime") or {}).get(runtime, costs.get("bound_ms"))
+        if bound_ms is not None:
+            bound_ms *= machine_state_factor(costs, result)
         entries.append(
             Entry(
                 model=row["model"],
@@ -89,6 +91,22 @@ def entries_from_rows(rows: Iterable[dict]) -> list[Entry]:
             )
         )
     return sorted(entries, key=lambda e: (e.model, e.runtime))
+
+
+def machine_state_factor(costs: dict, result: dict) -> float:
+    """min(1, reference network at measurement / at probe) for one stored row; 1.0 when either is unknown.
+
+    The peaks were probed in one machine state and the network measured in another (analysis.roofline,
+    ``DevicePeaks.bound_factor``); compared only at the same thread count, where the reference is the same work.
+    """
+    from ..analysis.roofline import measurement_reference_ms
+
+    probe = costs.get("peaks_reference_ms")
+    load = result.get("machine_load") or {}
+    measured = measurement_reference_ms(load.get("reference_before_ms"), load.get("reference_after_ms"))
+    if not probe or measured is None or costs.get("peaks_threads") != result.get("context", {}).get("threads"):
+        return 1.0
+    return min(1.0, measured / probe)
 
 
 def pareto_front(points: Sequence[tuple[str, float, float | None]]) -> list[str]:

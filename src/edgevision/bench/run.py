@@ -80,6 +80,10 @@ def model_costs(name: str, input_shape: Sequence[int], peaks="measure") -> dict:
         "bound_by": total.bound_by,  # None without peaks
         # per runtime: the bound of the kernels it fuses (analysis.kernels); what the report checks
         "bound_ms_by_runtime": {r: None if b is None else b * 1e3 for r, b in by_runtime.items()},
+        # the machine state of the peaks (reference network ms at probe, analysis.roofline): the report scales
+        # each bound to the state its measurement was taken in
+        "peaks_reference_ms": report.peaks.reference_ms if report.peaks else None,
+        "peaks_threads": report.peaks.threads if report.peaks else None,
     }
 
 

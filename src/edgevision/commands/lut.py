@@ -61,6 +61,11 @@ def register(commands) -> None:
     validate.add_argument("--block-budget", type=positive_float, default=1.0, metavar="S", help="seconds per block (default 1)")
     validate.add_argument("--network-budget", type=positive_float, default=2.0, metavar="S", help="seconds per network measurement (default 2)")
     validate.add_argument("--no-noise", action="store_true", help="skip the second measurement pass (no noise floor)")
+    validate.add_argument(
+        "--no-measure", action="store_true",
+        help="recompute the report (accuracy, interval coverage, predictor.json) from the table and --out's networks.jsonl only; "
+        "refused if a block or network is missing",
+    )  # fmt: skip
     _common_options(validate, table_required=False)
     validate.set_defaults(handler=_validate)
 
@@ -200,6 +205,7 @@ def _validate(args: argparse.Namespace) -> int:
             network_plan=MeasurementPlan(**{**NETWORK_PLAN.__dict__, "time_budget_s": args.network_budget}),
             allow_other_machine=args.allow_other_machine,
             progress=lambda message: console.print(f"[dim]{message}[/dim]"),
+            stored_only=args.no_measure,
         )
     except (LutError, MixedResultsError, ValueError, OSError) as error:
         raise UsageError(str(error)) from None

@@ -29,10 +29,10 @@ from ..latency import MeasurementPlan
 from ..resolve import ResolvedNetwork, resolve
 from .build import BlockMeasure, build
 from .features import block_features
-from .key import MeasurementSetting, block_from_key
+from .key import MeasurementSetting, block_from_key, block_key
 from .predictor import BlockRegressor, LatencyPredictor
 from .space import SearchSpace
-from .table import LatencyTable
+from .table import LatencyTable, LutError
 
 __all__ = [
     "AccuracyMetrics",
@@ -40,6 +40,8 @@ __all__ = [
     "TARGETS",
     "ValidationReport",
     "accuracy",
+    "block_cross_validation",
+    "coverage_summary",
     "measure_network_latency",
     "plot_scatter",
     "validate",
@@ -136,6 +138,8 @@ class ValidationReport:
     block_holdout: dict | None  # the block regressor on table entries it never saw
     rows: list[dict] = field(default_factory=list, repr=False)  # one per test network
     date: str = ""
+    # the corrected sum's ±uncertainty (80% nominal) on the test networks: pass 1 and pass 2
+    network_interval: dict | None = None
 
     def targets(self) -> dict[str, dict]:
         """Each target: the figure for the sum and the corrected predictor, the goal, and whether it is met."""
@@ -190,13 +194,32 @@ class ValidationReport:
             + " + ".join(f"{coef:.4g}·{name}" for coef, name in zip(c["coefficients"], c["features"]))
             + f" (relative residual σ on the training set {c['relative_residual_std'] * 100:.2f}%).",
         ]
-        if self.block_holdout:
-            b = self.block_holdout
-            lines.append(
-                f"Block regressor on {b['test_blocks']} held-out table entries (fitted on the other {b['train_blocks']}): "
-                f"MAPE {b['mape_pct']:.1f}%, within ±10% {b['within_10_pct']:.0f}%, its 80% interval covers {b['interval_coverage_pct']:.0f}%."
-            )
+        lines += ["", *self.coverage_lines()]
         return "\n".join(lines) + "\n"
+
+    def coverage_lines(self) -> list[str]:
+        """The block regressor's and the network predictor's intervals: nominal vs empirical coverage (markdown)."""
+        lines = ["| interval | nominal | empirical coverage | 95% CI | over |", "|---|---:|---:|---|---|"]
+
+        def row(label: str, coverage: dict, over: str) -> str:
+            low, high = coverage["ci95_pct"]
+            return f"| {label} | {coverage['nominal_pct']:.0f}% | {coverage['empirical_pct']:.1f}% | {low:.0f}-{high:.0f}% | {coverage['count']} {over} |"
+
+        b = self.block_holdout
+        if b and b.get("interval_coverage"):
+            lines.append(row(f"block regressor ({b.get('calibration', 'split')}-conformal)", b["interval_coverage"], f"table entries, {b['folds']}-fold cross-validated"))
+        elif b:  # a report written before cross-validation: one split, no CI
+            lines.append(f"| block regressor | 80% | {b['interval_coverage_pct']:.1f}% | - | {b['test_blocks']} held-out table entries |")
+        for name, label in (("pass_1", "corrected sum ± uncertainty, pass 1"), ("pass_2", "corrected sum ± uncertainty, pass 2")):
+            if self.network_interval and self.network_interval.get(name):
+                lines.append(row(label, self.network_interval[name], "unseen test networks"))
+        if b:
+            lines += [
+                "",
+                f"Block regressor cross-validated over the table ({b['test_blocks']} entries, each predicted by a regressor fitted on "
+                f"~{b['train_blocks']} others): MAPE {b['mape_pct']:.1f}%, within ±10% {b['within_10_pct']:.0f}%, Spearman ρ {b['spearman']:.3f}.",
+            ]
+        return lines
 
 
 def plot_scatter(report: ValidationReport, path: str | os.PathLike) -> None:
@@ -234,30 +257,64 @@ def plot_scatter(report: ValidationReport, path: str | os.PathLike) -> None:
     plt.close(figure)
 
 
-def _holdout_check(table: LatencyTable, setting: MeasurementSetting, hyperparameters: dict) -> dict | None:
-    """Fit the block regressor on ~80% of the table's entries (split by key hash), test on the rest."""
-    train, test = ([], []), ([], [])
+def coverage_summary(covered: Sequence[bool], nominal: float = 0.8) -> dict:
+    """Nominal vs empirical coverage of intervals, with a 95% Wilson interval on the empirical share (percent)."""
+    hits, count = int(np.sum(covered)), len(covered)
+    if count == 0:
+        return {"nominal_pct": nominal * 100, "empirical_pct": math.nan, "count": 0, "ci95_pct": [math.nan, math.nan]}
+    z, share = 1.959963984540054, hits / count
+    centre = (share + z * z / (2 * count)) / (1 + z * z / count)
+    spread = z * math.sqrt(share * (1 - share) / count + z * z / (4 * count * count)) / (1 + z * z / count)
+    return {"nominal_pct": nominal * 100, "empirical_pct": share * 100, "count": count, "ci95_pct": [(centre - spread) * 100, (centre + spread) * 100]}
+
+
+def block_cross_validation(
+    features: Sequence[dict], latencies_ms: Sequence[float], fold_of: Sequence[int], folds: int, hyperparameters: dict
+) -> dict | None:
+    """Every row predicted by a :class:`BlockRegressor` fitted (and calibrated) on the other folds' rows.
+
+    Returns accuracy of the medians and coverage of the 80% intervals over all rows; None when a fold
+    leaves fewer than 10 rows to fit or the table has fewer than 2 rows per fold.
+    """
+    measured = np.asarray(latencies_ms, dtype=float)
+    folds_of = np.asarray(fold_of)
+    predicted = np.full((len(measured), 3), math.nan)
+    for fold in range(folds):
+        test = np.flatnonzero(folds_of == fold)
+        train = np.flatnonzero(folds_of != fold)
+        if len(train) < 10 or len(test) < 1:
+            return None
+        regressor = BlockRegressor(**hyperparameters).fit([features[i] for i in train], measured[train])
+        predicted[test] = regressor.predict([features[i] for i in test])
+    if len(measured) < 2:
+        return None
+    metrics = accuracy(predicted[:, 1], measured)
+    covered = (predicted[:, 0] <= measured) & (measured <= predicted[:, 2])
+    coverage = coverage_summary(covered)
+    return {
+        "folds": folds,
+        "train_blocks": int(round(len(measured) * (folds - 1) / folds)),  # per fold, about
+        "test_blocks": len(measured),  # every entry, each by a regressor that never saw it
+        "mape_pct": metrics.mape_pct,
+        "within_10_pct": metrics.within_10_pct,
+        "spearman": metrics.spearman,
+        "interval_coverage_pct": coverage["empirical_pct"],
+        "interval_coverage": coverage,
+        "calibration": BlockRegressor(**hyperparameters).calibration,
+    }
+
+
+def _holdout_check(table: LatencyTable, setting: MeasurementSetting, hyperparameters: dict, folds: int = 5) -> dict | None:
+    """The block regressor cross-validated over the table's entries (folds by key hash, so a rerun splits alike)."""
+    features, latencies, fold_of = [], [], []
     for key, latency in table.items():
         block, entry_setting = block_from_key(key)
         if entry_setting != setting:
             continue
-        part = test if int(hashlib.sha256(key.encode()).hexdigest(), 16) % 5 == 0 else train
-        part[0].append(block_features(block, setting))
-        part[1].append(latency.median_ms)
-    if len(train[0]) < 10 or len(test[0]) < 2:
-        return None
-    quantiles = BlockRegressor(**hyperparameters).fit(*train).predict(test[0])
-    measured = np.asarray(test[1])
-    metrics = accuracy(quantiles[:, 1], measured)
-    covered = (quantiles[:, 0] <= measured) & (measured <= quantiles[:, 2])
-    return {
-        "train_blocks": len(train[0]),
-        "test_blocks": len(test[0]),
-        "mape_pct": metrics.mape_pct,
-        "within_10_pct": metrics.within_10_pct,
-        "spearman": metrics.spearman,
-        "interval_coverage_pct": float(covered.mean() * 100),
-    }
+        features.append(block_features(block, setting))
+        latencies.append(latency.median_ms)
+        fold_of.append(int(hashlib.sha256(key.encode()).hexdigest(), 16) % folds)
+    return block_cross_validation(features, latencies, fold_of, folds, hyperparameters)
 
 
 def validate(
@@ -277,12 +334,15 @@ def validate(
     measure_network: NetworkMeasure | None = None,
     allow_other_machine: bool = False,
     progress: Callable[[str], None] | None = None,
+    stored_only: bool = False,
 ) -> ValidationReport:
     """Run the whole validation (resumable) and write ``validation.json``, ``predictor.json`` and
     ``scatter.png`` to ``out_dir``; returns the report.
 
     ``regressor_hyperparameters`` go to :class:`BlockRegressor` (checked on held-out table entries,
-    then fitted on the whole table for ``predictor.json``).
+    then fitted on the whole table for ``predictor.json``). ``stored_only``: recompute every figure
+    from the table and ``networks.jsonl`` already there, refusing (LutError) before timing anything
+    a block or network they lack (a new predictor on old measurements, no machine time).
     """
     from ..results import ResultStore
 
@@ -306,6 +366,13 @@ def validate(
     train_networks, test_networks = networks[:train], networks[train:]
 
     started = time.perf_counter()
+    if stored_only:
+        if not Path(table).exists():
+            raise LutError(f"stored_only: no table at {str(table)!r}")
+        with LatencyTable(table, allow_other_machine=allow_other_machine) as lut:
+            missing = {block_key(b, setting) for n in networks for b in n if lut.get(block_key(b, setting)) is None}
+        if missing:
+            raise LutError(f"stored_only: {len(missing)} block(s) of the sampled networks are not in {table}; drop --no-measure to time them")
 
     def block_progress(done: int, total: int, block) -> None:
         if done == 1 or done % 25 == 0 or done == total:
@@ -344,6 +411,8 @@ def validate(
             count += 1
             if (network.spec.name, run, setting_text) in done:
                 continue
+            if stored_only:
+                raise LutError(f"stored_only: {network.spec.name} (pass {run}) is not in {out / 'networks.jsonl'}; drop --no-measure to time it")
             result = measure_network(network, setting, run)
             median = float(getattr(result, "median_ms", result))
             context = result.to_dict()["context"] if hasattr(result, "to_dict") else {
@@ -382,6 +451,10 @@ def validate(
         predictor.save(out / "predictor.json")
         entries = len(lut)
     first = [measured(n, 1) for n in test_networks]
+    network_interval = {
+        f"pass_{run}": coverage_summary([abs(p.latency_ms - measured(n, run)) <= p.uncertainty_ms for p, n in zip(corrected, test_networks)])
+        for run in ((1, 2) if noise else (1,))
+    }
     rows = [
         {
             "network": n.spec.name,
@@ -410,6 +483,7 @@ def validate(
         block_holdout=holdout,
         rows=rows,
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        network_interval=network_interval,
     )
     from ..atomic import atomic_write_text
 
