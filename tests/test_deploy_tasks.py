@@ -142,3 +142,41 @@ def test_cli_budget_flags_must_match_the_task(capsys, tmp_path, argv, message): 
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "o" / "deploy.json").exists()
+
+
+def test_int8_detector_head_ships_composed_with_fp32_nms_and_gives_the_same_detections(tmp_path):
+    """One ONNX: the INT8 head feeding the fp32 decode + NonMaxSuppression graph; ORT's detections on it equal the INT8
+    head's outputs (ORT) decoded by SSDLite.postprocess in PyTorch, image by image."""
+    from dataclasses import replace
+
+    import onnx
+
+    from edgevision.deploy import quantize
+    from edgevision.detection.deploy_eval import check_composed, compose_with_postprocess
+    from edgevision.export import export_onnx
+
+    torch.manual_seed(0)
+    model = ev.create_model("ssdlite320_mobilenetv3_large", num_classes=2).eval()
+    # an INT8 head has few distinct scores: a high threshold and a short list keep the kept scores untied
+    model.spec = replace(model.spec, score_threshold=0.3, detections_per_image=20)
+    with torch.no_grad():  # BN statistics of one batch: varied scores
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = None
+        model.train()(torch.randn(8, 3, 64, 64))
+    model.eval()
+    images = torch.randn(6, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    export_onnx(model, tmp_path / "head.onnx", (3, 64, 64), deploy=True)
+    quantize(tmp_path / "head.onnx", images[:4], tmp_path / "head.int8.onnx")
+    report = compose_with_postprocess(tmp_path / "head.int8.onnx", model, tmp_path / "model.onnx", image_size=64)
+    graph = onnx.load(str(tmp_path / "model.onnx")).graph
+    assert [o.name for o in graph.output] == ["batch_index", "boxes", "scores", "labels"] and len(graph.input) == 1
+    assert report["ops"]["NonMaxSuppression"] == 1 and report["ops"]["QuantizeLinear"] > 50  # INT8 head + NMS, one graph
+    check = check_composed(tmp_path / "model.onnx", tmp_path / "head.int8.onnx", model, images, image_size=64)
+    assert check["same"] and check["head_outputs_error"] == 0.0 and check["compared_images"] == 6 and check["detections"] > 6
+    assert check["max_score_error"] <= 1e-6 and check["max_box_error"] <= 1e-3
+
+    # the check can fail: the fp32 head composed with NMS is not what the INT8 head + postprocess gives
+    compose_with_postprocess(tmp_path / "head.onnx", model, tmp_path / "fp32.onnx", image_size=64)
+    wrong = check_composed(tmp_path / "fp32.onnx", tmp_path / "head.int8.onnx", model, images, image_size=64)
+    assert not wrong["same"] and wrong["mismatch"]

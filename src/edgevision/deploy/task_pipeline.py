@@ -15,8 +15,10 @@ the task's :class:`~edgevision.deploy.tasks.TaskEvaluator` instead of top-1:
 * INT8 forms are static PTQ on ONNX Runtime (this CPU's scheme, the ``method`` calibration) and NNCF
   for OpenVINO; the per-block mixed-precision search and QAT are classifier-only for now.
 
-Detectors: the raw head graph is quantized and shipped; decoding and NMS run in fp32 (see
-:mod:`edgevision.detection.deploy_eval`), and deploy.json's ``postprocess`` says so.
+Detectors: the raw head graph is quantized, verified and measured; the chosen head is then composed
+with the fp32 decode + NMS graph into the one shipped ``model.onnx``, checked in ONNX Runtime to give
+the detections of head + ``model.postprocess`` (:mod:`edgevision.detection.deploy_eval`); deploy.json's
+``postprocess`` says what was checked, and the head alone ships only when that check fails.
 """
 
 from __future__ import annotations
@@ -159,10 +161,8 @@ def deploy_task(
     shipped_files = _ship(best, out)
     float_value = float_metrics[metric.name] if float_metrics else None
     postprocess = None
-    if hasattr(module, "postprocess"):
-        postprocess = (f"model.onnx is the raw head graph ({len(_outputs(best.path)) if best.path and best.path.endswith('.onnx') else 'its'} outputs); "
-                       f"decode and NMS run in fp32 ({type(module).__name__}.postprocess), the form the metric was verified on. "
-                       "`edgevision export` writes the fp32 graph with NonMaxSuppression.")
+    if hasattr(module, "postprocess") and hasattr(module, "deployable"):
+        postprocess = _ship_with_nms(module, best, out, work, held_out, shape, threads, budget_s, rounds, say)
     result = {
         "model": name,
         "task": evaluator.task,
@@ -212,6 +212,48 @@ def deploy_task(
     return DeployResult(result, best, candidates)
 
 
+def _ship_with_nms(module, best, out: Path, work, held_out, shape, threads: int, budget_s: float, rounds: int, say) -> dict:
+    """Detectors: replace the shipped head graph by the head composed with the fp32 decode + NMS graph (one ONNX),
+    after checking in ONNX Runtime that it gives the detections of head + ``postprocess``; deploy.json's ``postprocess``."""
+    from ..atomic import atomic_path
+    from ..detection.deploy_eval import check_composed, compose_with_postprocess
+    from .pipeline import Candidate, _interleaved
+
+    head_outputs = len(_outputs(best.path)) if best.path and best.path.endswith(".onnx") else None
+    in_python = (f"decode and NMS run in fp32 ({type(module).__name__}.postprocess), the form the metric was verified on; "
+                 "`edgevision export` writes the fp32 graph with NonMaxSuppression")
+    if head_outputs is None:  # an OpenVINO IR: its head is shipped, post-processing stays in Python
+        return {"in_graph": False, "note": f"model.xml is the raw head graph; {in_python}"}
+    say("composing the shipped head with the fp32 decode + NMS graph")
+    size = int(shape[1])
+    composed = work.root / f"model.{best.variant}.{best.precision}.nms.onnx"
+    try:
+        graph = compose_with_postprocess(best.path, module, composed, image_size=size)
+        check = check_composed(composed, best.path, module, held_out, image_size=size, threads=threads)
+    except Exception as error:  # a detector whose post-processing does not trace: ship the head, say why
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return {"in_graph": False, "note": f"model.onnx is the raw head graph ({head_outputs} outputs): composing with NMS failed ({reason}); {in_python}"}
+    if not check["same"]:
+        return {"in_graph": False, "check": check,
+                "note": f"model.onnx is the raw head graph ({head_outputs} outputs): the composed graph failed its check ({check['mismatch']}); {in_python}"}
+    with atomic_path(out / "model.onnx") as temporary:
+        temporary.write_bytes(composed.read_bytes())
+    timed = Candidate("ort", best.precision, f"{best.variant}+nms", str(composed))
+    _interleaved([timed], shape, threads, budget_s / 2, max(1, rounds // 2))
+    return {
+        "in_graph": True,
+        "note": (f"model.onnx is the {best.precision} head composed with the fp32 decode + NonMaxSuppression graph "
+                 f"({graph['head_nodes']} + {graph['postprocess_nodes']} nodes); outputs batch_index, boxes, scores, labels; "
+                 f"same detections as head + {type(module).__name__}.postprocess on {check['compared_images']} of {check['images']} held-out images "
+                 f"({check['tied_images']} with tied scores left out), inner head outputs identical (error {check['head_outputs_error']:.1g})"),
+        "check": check,
+        "ops": graph["ops"],
+        "median_ms_with_nms": timed.median_ms,
+        "ci_low_ms_with_nms": timed.ci_low_ms,
+        "ci_high_ms_with_nms": timed.ci_high_ms,
+    }
+
+
 def _outputs(path: str) -> list[str]:
     import onnx
 
@@ -248,7 +290,10 @@ def _report(result: dict) -> str:
         f"INT8 scheme {(result['quantization']['scheme'] or {}).get('name') if isinstance(result['quantization']['scheme'], dict) else result['quantization']['scheme']}, calibration {result['quantization']['method']} on {result['calibration_images']} images.  ",
     ]
     if result.get("postprocess"):
-        lines.append(f"Post-processing: {result['postprocess']}  ")
+        post = result["postprocess"]
+        timing = (f" Shipped graph with NMS: {ms(post['median_ms_with_nms'])} ms (measured after the choice, not interleaved)."
+                  if post.get("median_ms_with_nms") is not None else "")
+        lines.append(f"Post-processing: {post['note']}.{timing}  ")
     lines += [
         f"Machine: {result['machine']['cpu_model']} ({result['machine']['physical_cores']} cores), {result['quantization']['cpu']['summary']}; "
         f"fingerprint `{result['machine']['fingerprint']}`; {result['threads']} threads, batch 1.  ",
