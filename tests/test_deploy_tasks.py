@@ -94,8 +94,8 @@ def test_deploy_judges_int8_by_the_evaluators_metric_and_budget(tiny, tmp_path):
     loose = deploy(tiny, tmp_path / "strict", evaluator=evaluator, trained=True, runtimes=("ort",), max_drop=1e9, budget_s=0.1, rounds=1)
     int8 = next(row for row in loose.data["candidates"] if row["label"] == "ort/int8")
     assert int8["verified"] is True  # the same graph within a budget that admits it (shipped only if also faster)
-    shipped = [row["label"] for row in loose.data["candidates"] if row["shipped"]]
-    assert shipped == [f"{loose.data['runtime']}/{loose.data['precision']}"]
+    shipped = [(row["runtime"], row["precision"], row["variant"]) for row in loose.data["candidates"] if row["shipped"]]
+    assert shipped == [(loose.data["runtime"], loose.data["precision"], loose.data["variant"])]
 
 
 def test_segmentation_deploy_records_miou_of_float_and_int8(tmp_path):
@@ -131,7 +131,6 @@ def test_segmentation_deploy_records_miou_of_float_and_int8(tmp_path):
         (["lraspp_mobilenet_v3_small", "--max-drop-db", "0.3"], "--max-drop-db does not apply to segmentation model lraspp_mobilenet_v3_small: its budget is --max-drop in mIoU points"),
         (["carn_m", "--max-drop", "0.5"], "its budget is --max-drop-db in dB"),
         (["carn_m", "--max-abs-rel-increase", "0.5"], "--max-abs-rel-increase does not apply to super-resolution model"),
-        (["lraspp_mobilenet_v3_small", "--qat", "10"], "--qat is classifier-only"),
         (["lraspp_mobilenet_v3_small", "--search", "16"], "--search sizes the classifier's mixed-precision search"),
         (["resnet18", "--max-drop-db", "0.3"], "--max-drop-db is a super-resolution (PSNR dB) budget; resnet18 is a classifier"),
         (["carn_m", "--max-drop-db", "-1"], "--max-drop-db must be >= 0"),
@@ -180,3 +179,61 @@ def test_int8_detector_head_ships_composed_with_fp32_nms_and_gives_the_same_dete
     compose_with_postprocess(tmp_path / "head.onnx", model, tmp_path / "fp32.onnx", image_size=64)
     wrong = check_composed(tmp_path / "fp32.onnx", tmp_path / "head.int8.onnx", model, images, image_size=64)
     assert not wrong["same"] and wrong["mismatch"]
+
+
+class _TinyBackbone(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(*[
+            nn.Sequential(nn.Conv2d(3 if i == 0 else 8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 1), nn.ReLU()) for i in range(4)
+        ])
+
+    def forward(self, x):
+        return self.features(x)
+
+
+class _TinyBackboneDense(nn.Module):
+    """A dense model laid out like the task models: backbone.features.{0..3} (4 nodes each) and a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = _TinyBackbone()
+        self.head = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+
+def test_task_mixed_precision_and_qat_run_under_the_task_budget(tmp_path):
+    from edgevision.deploy.mixed import quantizable_units
+    from edgevision.export import export_onnx
+
+    torch.manual_seed(0)
+    model = _TinyBackboneDense().eval()
+    export_onnx(model, tmp_path / "m.onnx", (3, 16, 16), deploy=True)
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "m.onnx"))
+    assert set(quantizable_units(graph)) == {"backbone", "head"}  # the classifier rule: the whole backbone is one unit
+    assert set(quantizable_units(graph, 12)) == {f"backbone.features.{i}" for i in range(4)} | {"head"}
+
+    evaluator = _ReferenceErrorEvaluator(model)
+    loose = deploy(model, tmp_path / "loose", evaluator=evaluator, trained=True, runtimes=("ort",), max_drop=1e9, budget_s=0.1, rounds=1,
+                   qat_steps=3)
+    rows = {row["label"]: row for row in loose.data["candidates"]}
+    assert {"ort/int8", "ort/int8/mixed", "ort/int8/qat"} <= set(rows)
+    assert rows["ort/int8/qat"]["metric"] > 0 and rows["ort/int8/qat"]["verified"] is True  # judged by the task metric
+    ptq_change = rows["ort/int8"]["metric_change"]
+    assert ptq_change > 0 and loose.data["qat_steps"] == 3
+
+    # a budget the fully quantized graph misses: the search returns units to float until the task metric is within it
+    budget = ptq_change / 2
+    strict = deploy(model, tmp_path / "strict", evaluator=evaluator, trained=True, runtimes=("ort",), max_drop=budget, budget_s=0.1, rounds=1,
+                    precisions=("fp32", "int8"))
+    plan = strict.data["mixed_precision"]
+    assert "max error" in plan["criterion"] and plan["full_change"] == pytest.approx(ptq_change, rel=1e-3)
+    assert {unit["name"] for unit in plan["units"]} == {f"backbone.features.{i}" for i in range(4)} | {"head"}
+    assert plan["met"] and plan["mixed_change"] <= budget and plan["kept_float_units"]
+    mixed = next(row for row in strict.data["candidates"] if row["label"] == "ort/int8/mixed")
+    assert mixed["verified"] is True and mixed["metric_change"] == pytest.approx(plan["mixed_change"], abs=1e-6)
+    assert "## Mixed precision" in (tmp_path / "strict" / "report.md").read_text()
