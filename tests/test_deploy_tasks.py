@@ -237,3 +237,20 @@ def test_task_mixed_precision_and_qat_run_under_the_task_budget(tmp_path):
     mixed = next(row for row in strict.data["candidates"] if row["label"] == "ort/int8/mixed")
     assert mixed["verified"] is True and mixed["metric_change"] == pytest.approx(plan["mixed_change"], abs=1e-6)
     assert "## Mixed precision" in (tmp_path / "strict" / "report.md").read_text()
+
+
+def test_op_report_finds_the_float_islands_of_an_int8_graph(tmp_path):
+    """Conv -> HardSwish -> Conv: ORT has no integer hard-swish, so the INT8 graph runs it in fp32 between DQ and Q."""
+    from edgevision.deploy import quantize
+    from edgevision.deploy.ops import op_report
+    from edgevision.export import export_onnx
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Hardswish(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    export_onnx(model, tmp_path / "m.onnx", (3, 16, 16), deploy=True)
+    quantize(tmp_path / "m.onnx", torch.randn(4, 3, 16, 16), tmp_path / "m.int8.onnx")
+    fp32, int8 = op_report(tmp_path / "m.onnx", runs=2), op_report(tmp_path / "m.int8.onnx", runs=2)
+    assert fp32["float_islands"] == {} and fp32["integer_ms"] == 0 and "QLinearConv" not in fp32["ops"]
+    assert int8["ops"]["QLinearConv"]["nodes"] == 3  # every conv runs in integer kernels (the ReLU folds into its conv)
+    assert set(int8["float_islands"]) & {"HardSwish", "HardSigmoid"} and "Relu" not in int8["float_islands"]
+    assert int8["ops"]["QuantizeLinear"]["nodes"] >= 2 and int8["total_ms"] > 0
