@@ -178,6 +178,7 @@ def mixed_precision(
     metric_label: str = "",
     split_larger_than: int | None = None,
     all_outputs: bool = False,
+    unit_metric: bool = True,
 ) -> MixedPlan:
     """Search which blocks of ``float_onnx`` stay in fp32; write the chosen mixed graph to ``output``.
 
@@ -188,7 +189,8 @@ def mixed_precision(
 
     Dense task models: ``metric_change(path)`` is the task metric's loss of the INT8 graph at ``path`` against float,
     in the budget's unit (e.g. mIoU points, dB of PSNR; > 0 is worse); with it the target is ``metric_change <= max_drop``
-    and each unit's ``drop_alone`` is its change when quantized alone. ``all_outputs``: SQNRs are computed on every
+    and each unit's ``drop_alone`` is its change when quantized alone (``unit_metric=False``: units are ranked by
+    their SQNR alone and the metric is computed only for the graphs the search tries). ``all_outputs``: SQNRs are computed on every
     output, flattened (not only the first). ``split_larger_than`` sizes the units (:func:`quantizable_units`).
     """
     import shutil
@@ -238,7 +240,7 @@ def mixed_precision(
             quantized_tensor = _dequantized_name(alone, tensor)
             local = sqnr_db(float_activations[tensor], onnx_outputs(alone, probe, [quantized_tensor], threads)[quantized_tensor])
             drop = (float_top1 - top1(onnx_logits(alone, search.images, threads), search.labels) if use_labels
-                    else metric_change(alone) if use_metric else None)
+                    else metric_change(alone) if use_metric and unit_metric else None)
             sensitivity[unit] = (local, drop)
 
         slow = [u for u in units if latency_aware and u != "(graph)" and float_ms.get(u, 0.0) - int8_ms.get(u, 0.0) <= 0.0]

@@ -14,7 +14,8 @@ the task's :class:`~edgevision.deploy.tasks.TaskEvaluator` instead of top-1:
   ``accuracy_verified: false``;
 * INT8 forms on ONNX Runtime: static PTQ (this CPU's scheme, the ``method`` calibration); the per-unit
   mixed-precision search of :mod:`.mixed` judged by the task metric within the budget (units are split
-  below ``TASK_UNIT_NODES`` nodes, since a task model's backbone is one module); QAT by output
+  below ``TASK_UNIT_NODES`` nodes, since a task model's backbone is one module; ranked by their output
+  SQNR alone, because one task evaluation per unit costs minutes on a 38-unit detector); QAT by output
   distillation from the float model (:func:`~edgevision.deploy.qat.qat_distill`, label-free) on the
   calibration images; NNCF for OpenVINO. The mixed search scores units on the evaluator's held-out
   split, the split verification uses (the protocol gives one), and deploy.json's criterion says so.
@@ -253,7 +254,7 @@ def _mixed_candidates(work, float_onnx, evaluator, calibration, held_out, float_
                                max_drop=budget, min_sqnr_db=min_sqnr_db, labels_meaningful=False, scheme=scheme, method=method, threads=threads,
                                work_dir=work.root / "mixed", metric_change=change if trained else None,
                                metric_label=f"{metric.label} ({metric.unit}; the evaluator's held-out split, which verification also uses)",
-                               split_larger_than=TASK_UNIT_NODES, all_outputs=True)
+                               split_larger_than=TASK_UNIT_NODES, all_outputs=True, unit_metric=False)
         atomic_write_text(work.root / "mixed_plan.json", json.dumps(plan.to_dict(), default=str))
 
     path = work.artifact("model.mixed.onnx", build)
