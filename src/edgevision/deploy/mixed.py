@@ -311,7 +311,7 @@ def mixed_precision(
             for unit in units
         )
         criterion = (f"top-1 drop <= {max_drop} pt on the search split" if use_labels
-                     else f"{metric_label or 'task metric'} change <= {max_drop} on the search split" if use_metric
+                     else f"{metric_label or 'task metric on the search split'} change <= {max_drop}" if use_metric
                      else f"output SQNR >= {min_sqnr_db} dB (no meaningful labels)")
         return MixedPlan(
             path=os.fspath(output),

@@ -253,7 +253,7 @@ def _mixed_candidates(work, float_onnx, evaluator, calibration, held_out, float_
         plan = mixed_precision(float_onnx, ImageSet(calibration, None, evaluator.data), ImageSet(held_out, None, evaluator.data), path,
                                max_drop=budget, min_sqnr_db=min_sqnr_db, labels_meaningful=False, scheme=scheme, method=method, threads=threads,
                                work_dir=work.root / "mixed", metric_change=change if trained else None,
-                               metric_label=f"{metric.label} ({metric.unit}; the evaluator's held-out split, which verification also uses)",
+                               metric_label=f"{metric.label} on the evaluator's held-out split (the one verification uses), in {metric.unit},",
                                split_larger_than=TASK_UNIT_NODES, all_outputs=True, unit_metric=False)
         atomic_write_text(work.root / "mixed_plan.json", json.dumps(plan.to_dict(), default=str))
 
