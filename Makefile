@@ -129,7 +129,7 @@ test-det-overfit: $(STAMP)  # SSDLite must overfit 4 scenes (AP50 >= 0.9): a det
 	$(BIN)/python benchmarks/check_det_overfit.py
 
 .PHONY: bench-deploy-tasks
-bench-deploy-tasks: $(STAMP)  # deploy of one trained model per dense task (seg, det, SR, depth) under its task metric budget -> benchmarks/results/deploy_tasks.md (resumable, ~60-80 min idle)
+bench-deploy-tasks: $(STAMP)  # deploy of one trained model per dense task (seg, det, SR, depth) under its task metric budget -> benchmarks/results/deploy_tasks.md (resumable, ~80-100 min idle)
 	$(BIN)/python benchmarks/bench_deploy_tasks.py
 
 .PHONY: bench-roofline-bounds

@@ -1,10 +1,11 @@
 """Deploy of dense task models under their task metric (issue 14 with 17/18): per task, train a small model
-with ``edgevision train --task``, then ``edgevision deploy`` it (ORT fp32 / INT8 PTQ, OpenVINO fp32 / NNCF)
+with ``edgevision train --task``, then ``edgevision deploy`` it (ORT fp32 / INT8 PTQ / per-unit mixed precision /
+QAT (100 distillation steps; full run only), OpenVINO fp32 / NNCF)
 and tabulate fp32 vs INT8 latency, the task metric of each form, the drop against the budget, and the
 shipped form -> benchmarks/results/deploy_tasks.md (+ deploy_tasks.json).
 
-    make bench-deploy-tasks                          # full: ~60-80 min on an idle 2-core machine
-    python benchmarks/bench_deploy_tasks.py --quick  # smoke run: 1 epoch, tiny sizes, ORT only (~10 min on a busy machine)
+    make bench-deploy-tasks                          # full: ~80-100 min on an idle 2-core machine (estimate)
+    python benchmarks/bench_deploy_tasks.py --quick  # smoke run: 1 epoch, tiny sizes, ORT only (~40 min on a machine at load 14, ~10-15 min idle: estimate)
 
 Each task is one subprocess pair (train, deploy); a finished task's deploy.json is reused on rerun
 (resumable after kill). The trained models see a few epochs of the embedded/procedural data, so the
@@ -60,7 +61,7 @@ def bench_task(task: str, work: Path, quick: bool, epochs: int) -> dict:
         options = [item for pair in pairs.items() for item in pair]
         run(["train", "--task", task, model, "--epochs", str(epochs), "--out", str(out / "train"), *options], out / "log.txt")
     sizes = ["--calibration", "8", "--verification", "8", "--runtimes", "ort", "--budget", "1"] if quick else \
-        ["--calibration", "32", "--verification", "64", "--runtimes", "ort,openvino", "--budget", "10"]
+        ["--calibration", "32", "--verification", "64", "--runtimes", "ort,openvino", "--budget", "10", "--qat", "100"]
     run(["deploy", str(checkpoint), *budget, *sizes, "--out", str(out / "deployed")], out / "log.txt")
     return json.loads(deployed.read_text())
 

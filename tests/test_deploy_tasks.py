@@ -94,8 +94,8 @@ def test_deploy_judges_int8_by_the_evaluators_metric_and_budget(tiny, tmp_path):
     loose = deploy(tiny, tmp_path / "strict", evaluator=evaluator, trained=True, runtimes=("ort",), max_drop=1e9, budget_s=0.1, rounds=1)
     int8 = next(row for row in loose.data["candidates"] if row["label"] == "ort/int8")
     assert int8["verified"] is True  # the same graph within a budget that admits it (shipped only if also faster)
-    shipped = [row["label"] for row in loose.data["candidates"] if row["shipped"]]
-    assert shipped == [f"{loose.data['runtime']}/{loose.data['precision']}"]
+    shipped = [(row["runtime"], row["precision"], row["variant"]) for row in loose.data["candidates"] if row["shipped"]]
+    assert shipped == [(loose.data["runtime"], loose.data["precision"], loose.data["variant"])]
 
 
 def test_segmentation_deploy_records_miou_of_float_and_int8(tmp_path):
@@ -131,7 +131,6 @@ def test_segmentation_deploy_records_miou_of_float_and_int8(tmp_path):
         (["lraspp_mobilenet_v3_small", "--max-drop-db", "0.3"], "--max-drop-db does not apply to segmentation model lraspp_mobilenet_v3_small: its budget is --max-drop in mIoU points"),
         (["carn_m", "--max-drop", "0.5"], "its budget is --max-drop-db in dB"),
         (["carn_m", "--max-abs-rel-increase", "0.5"], "--max-abs-rel-increase does not apply to super-resolution model"),
-        (["lraspp_mobilenet_v3_small", "--qat", "10"], "--qat is classifier-only"),
         (["lraspp_mobilenet_v3_small", "--search", "16"], "--search sizes the classifier's mixed-precision search"),
         (["resnet18", "--max-drop-db", "0.3"], "--max-drop-db is a super-resolution (PSNR dB) budget; resnet18 is a classifier"),
         (["carn_m", "--max-drop-db", "-1"], "--max-drop-db must be >= 0"),
@@ -142,3 +141,116 @@ def test_cli_budget_flags_must_match_the_task(capsys, tmp_path, argv, message): 
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "o" / "deploy.json").exists()
+
+
+def test_int8_detector_head_ships_composed_with_fp32_nms_and_gives_the_same_detections(tmp_path):
+    """One ONNX: the INT8 head feeding the fp32 decode + NonMaxSuppression graph; ORT's detections on it equal the INT8
+    head's outputs (ORT) decoded by SSDLite.postprocess in PyTorch, image by image."""
+    from dataclasses import replace
+
+    import onnx
+
+    from edgevision.deploy import quantize
+    from edgevision.detection.deploy_eval import check_composed, compose_with_postprocess
+    from edgevision.export import export_onnx
+
+    torch.manual_seed(0)
+    model = ev.create_model("ssdlite320_mobilenetv3_large", num_classes=2).eval()
+    # an INT8 head has few distinct scores: a high threshold and a short list keep the kept scores untied
+    model.spec = replace(model.spec, score_threshold=0.3, detections_per_image=20)
+    with torch.no_grad():  # BN statistics of one batch: varied scores
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = None
+        model.train()(torch.randn(8, 3, 64, 64))
+    model.eval()
+    images = torch.randn(6, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    export_onnx(model, tmp_path / "head.onnx", (3, 64, 64), deploy=True)
+    quantize(tmp_path / "head.onnx", images[:4], tmp_path / "head.int8.onnx")
+    report = compose_with_postprocess(tmp_path / "head.int8.onnx", model, tmp_path / "model.onnx", image_size=64)
+    graph = onnx.load(str(tmp_path / "model.onnx")).graph
+    assert [o.name for o in graph.output] == ["batch_index", "boxes", "scores", "labels"] and len(graph.input) == 1
+    assert report["ops"]["NonMaxSuppression"] == 1 and report["ops"]["QuantizeLinear"] > 50  # INT8 head + NMS, one graph
+    check = check_composed(tmp_path / "model.onnx", tmp_path / "head.int8.onnx", model, images, image_size=64)
+    assert check["same"] and check["head_outputs_error"] == 0.0 and check["compared_images"] == 6 and check["detections"] > 6
+    assert check["max_score_error"] <= 1e-6 and check["max_box_error"] <= 1e-3
+
+    # the check can fail: the fp32 head composed with NMS is not what the INT8 head + postprocess gives
+    compose_with_postprocess(tmp_path / "head.onnx", model, tmp_path / "fp32.onnx", image_size=64)
+    wrong = check_composed(tmp_path / "fp32.onnx", tmp_path / "head.int8.onnx", model, images, image_size=64)
+    assert not wrong["same"] and wrong["mismatch"]
+
+
+class _TinyBackbone(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(*[
+            nn.Sequential(nn.Conv2d(3 if i == 0 else 8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 1), nn.ReLU()) for i in range(4)
+        ])
+
+    def forward(self, x):
+        return self.features(x)
+
+
+class _TinyBackboneDense(nn.Module):
+    """A dense model laid out like the task models: backbone.features.{0..3} (4 nodes each) and a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = _TinyBackbone()
+        self.head = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+
+def test_task_mixed_precision_and_qat_run_under_the_task_budget(tmp_path):
+    from edgevision.deploy.mixed import quantizable_units
+    from edgevision.export import export_onnx
+
+    torch.manual_seed(0)
+    model = _TinyBackboneDense().eval()
+    export_onnx(model, tmp_path / "m.onnx", (3, 16, 16), deploy=True)
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "m.onnx"))
+    assert set(quantizable_units(graph)) == {"backbone", "head"}  # the classifier rule: the whole backbone is one unit
+    assert set(quantizable_units(graph, 12)) == {f"backbone.features.{i}" for i in range(4)} | {"head"}
+
+    evaluator = _ReferenceErrorEvaluator(model)
+    loose = deploy(model, tmp_path / "loose", evaluator=evaluator, trained=True, runtimes=("ort",), max_drop=1e9, budget_s=0.1, rounds=1,
+                   qat_steps=3)
+    rows = {row["label"]: row for row in loose.data["candidates"]}
+    assert {"ort/int8", "ort/int8/mixed", "ort/int8/qat"} <= set(rows)
+    assert rows["ort/int8/qat"]["metric"] > 0 and rows["ort/int8/qat"]["verified"] is True  # judged by the task metric
+    ptq_change = rows["ort/int8"]["metric_change"]
+    assert ptq_change > 0 and loose.data["qat_steps"] == 3
+
+    # a budget the fully quantized graph misses: the search returns units to float until the task metric is within it
+    budget = ptq_change / 2
+    strict = deploy(model, tmp_path / "strict", evaluator=evaluator, trained=True, runtimes=("ort",), max_drop=budget, budget_s=0.1, rounds=1,
+                    precisions=("fp32", "int8"))
+    plan = strict.data["mixed_precision"]
+    assert "max error" in plan["criterion"] and plan["full_change"] == pytest.approx(ptq_change, rel=1e-3)
+    assert {unit["name"] for unit in plan["units"]} == {f"backbone.features.{i}" for i in range(4)} | {"head"}
+    assert plan["met"] and plan["mixed_change"] <= budget and plan["kept_float_units"]
+    mixed = next(row for row in strict.data["candidates"] if row["label"] == "ort/int8/mixed")
+    assert mixed["verified"] is True and mixed["metric_change"] == pytest.approx(plan["mixed_change"], abs=1e-6)
+    assert "## Mixed precision" in (tmp_path / "strict" / "report.md").read_text()
+
+
+def test_op_report_finds_the_float_islands_of_an_int8_graph(tmp_path):
+    """Conv -> HardSwish -> Conv: ORT has no integer hard-swish, so the INT8 graph runs it in fp32 between DQ and Q."""
+    from edgevision.deploy import quantize
+    from edgevision.deploy.ops import op_report
+    from edgevision.export import export_onnx
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Hardswish(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    export_onnx(model, tmp_path / "m.onnx", (3, 16, 16), deploy=True)
+    quantize(tmp_path / "m.onnx", torch.randn(4, 3, 16, 16), tmp_path / "m.int8.onnx")
+    fp32, int8 = op_report(tmp_path / "m.onnx", runs=2), op_report(tmp_path / "m.int8.onnx", runs=2)
+    assert fp32["float_islands"] == {} and fp32["integer_ms"] == 0 and "QLinearConv" not in fp32["ops"]
+    assert int8["ops"]["QLinearConv"]["nodes"] == 3  # every conv runs in integer kernels (the ReLU folds into its conv)
+    assert set(int8["float_islands"]) & {"HardSwish", "HardSigmoid"} and "Relu" not in int8["float_islands"]
+    assert int8["ops"]["QuantizeLinear"]["nodes"] >= 2 and int8["total_ms"] > 0

@@ -30,7 +30,7 @@ import tempfile
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -59,13 +59,45 @@ def _unit_of_path(path: str) -> str:
     return ".".join(parts[:3]) if parts[0] == "stages" and len(parts) >= 3 else parts[0]
 
 
-def quantizable_units(model) -> dict[str, list[str]]:
-    """unit -> node names, in graph order, of an ``onnx.ModelProto``."""
+def quantizable_units(model, split_larger_than: int | None = None) -> dict[str, list[str]]:
+    """unit -> node names, in graph order, of an ``onnx.ModelProto``.
+
+    ``split_larger_than``: a unit with more nodes is split one module level deeper, until every unit is small
+    enough or cannot be split (dense task models: a detector's ``backbone.features``, SR's ``body.steps`` are one
+    unit under the classifier rule, which only knows ``stages.i.j``).
+    """
+    from ..latency.layers import onnx_node_module_path
+
+    paths = {node.name: onnx_node_module_path(node.name) for node in model.graph.node if node.op_type not in _PASSIVE and node.name}
+    unit = {name: "(graph)" if path is None else _unit_of_path(path) for name, path in paths.items()}
+    while split_larger_than is not None:
+        sizes: dict[str, int] = defaultdict(int)
+        for value in unit.values():
+            sizes[value] += 1
+        changed = False
+        for name, path in paths.items():
+            current = unit[name]
+            if path is None or sizes[current] <= split_larger_than or current == "(graph)":
+                continue
+            parts, depth = path.split("."), len(current.split("."))
+            if len(parts) > depth:
+                unit[name], changed = ".".join(parts[: depth + 1]), True
+        if not changed:
+            break
     units: dict[str, list[str]] = defaultdict(list)
-    for node in model.graph.node:
-        if node.op_type not in _PASSIVE and node.name:
-            units[unit_of(node.name)].append(node.name)
+    for name in paths:
+        units[unit[name]].append(name)
     return dict(units)
+
+
+def _resolver(units: dict[str, list[str]]):
+    """module path -> its unit: the longest unit name that is the path or a prefix of it (else the classifier rule)."""
+    names = sorted((u for u in units if u != "(graph)"), key=len, reverse=True)
+
+    def resolve(path: str) -> str:
+        return next((u for u in names if path == u or path.startswith(u + ".")), _unit_of_path(path))
+
+    return resolve
 
 
 @dataclass(frozen=True)
@@ -102,6 +134,8 @@ class MixedPlan:
     accuracy_only_path: str | None = None  # the search without latency verdicts (only when some block profiled slower)
     accuracy_only_units: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    mixed_change: float | None = None  # task models: the task metric's change (budget units) of the mixed graph
+    full_change: float | None = None  # ... of the fully quantized graph
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -109,7 +143,7 @@ class MixedPlan:
         return data
 
 
-def _unit_times(path: Path, runs: int, threads: int, repeats: int = 3) -> dict[str, float]:
+def _unit_times(path: Path, runs: int, threads: int, repeats: int = 3, resolve=_unit_of_path) -> dict[str, float]:
     """Profiled ms per unit: the minimum over ``repeats`` profiles, so a burst of load on a shared machine does not count."""
     from ..latency import layer_times
 
@@ -119,7 +153,7 @@ def _unit_times(path: Path, runs: int, threads: int, repeats: int = 3) -> dict[s
         for layer in layer_times(path, runtime="ort", threads=threads, runs=runs):
             if layer.self_ms <= 0 or layer.path in ("(model)", "(runtime)"):
                 continue
-            times[_unit_of_path(layer.path)] += layer.self_ms
+            times[resolve(layer.path)] += layer.self_ms
         best = {unit: min(value, best.get(unit, value)) for unit, value in times.items()}
     return best
 
@@ -140,6 +174,11 @@ def mixed_precision(
     unit_accuracy: bool = True,
     latency_aware: bool = True,
     work_dir: str | os.PathLike | None = None,
+    metric_change: Callable[[Path], float] | None = None,
+    metric_label: str = "",
+    split_larger_than: int | None = None,
+    all_outputs: bool = False,
+    unit_metric: bool = True,
 ) -> MixedPlan:
     """Search which blocks of ``float_onnx`` stay in fp32; write the chosen mixed graph to ``output``.
 
@@ -147,35 +186,52 @@ def mixed_precision(
     drop of at most ``max_drop`` points on ``search``; otherwise (random weights) an output SQNR of at
     least ``min_sqnr_db``. With ``latency_aware``, units whose INT8 form profiles slower than fp32 stay in
     float regardless.
+
+    Dense task models: ``metric_change(path)`` is the task metric's loss of the INT8 graph at ``path`` against float,
+    in the budget's unit (e.g. mIoU points, dB of PSNR; > 0 is worse); with it the target is ``metric_change <= max_drop``
+    and each unit's ``drop_alone`` is its change when quantized alone (``unit_metric=False``: units are ranked by
+    their SQNR alone and the metric is computed only for the graphs the search tries). ``all_outputs``: SQNRs are computed on every
+    output, flattened (not only the first). ``split_larger_than`` sizes the units (:func:`quantizable_units`).
     """
     import shutil
 
-    use_labels = labels_meaningful and search.labels is not None and len(search) > 0
+    use_labels = metric_change is None and labels_meaningful and search.labels is not None and len(search) > 0
+    use_metric = metric_change is not None
+
+    def outputs_of(path: Path) -> np.ndarray:
+        if not all_outputs:
+            return onnx_logits(path, search.images, threads)
+        from .tasks import flat_outputs, onnx_forward
+
+        return flat_outputs(onnx_forward(path, threads)(search.images))
+
     scratch = tempfile.TemporaryDirectory(prefix="edgevision-mixed-") if work_dir is None else None
     work = Path(work_dir or scratch.name)
     work.mkdir(parents=True, exist_ok=True)
     try:
         prepared = _pre_process(Path(float_onnx), work / "prepared.onnx")
         cache = work / "calibration.json"
-        units = quantizable_units(load_onnx_model(prepared))
-        ops_of = _unit_ops(prepared)
+        units = quantizable_units(load_onnx_model(prepared), split_larger_than)
+        resolve = _resolver(units)
+        ops_of = _unit_ops(prepared, units)
         common = dict(scheme=scheme, method=method, calibration_cache=cache)
 
         full_path = work / "full.int8.onnx"
         quantize(prepared, calibration, full_path, **common)
-        reference = onnx_logits(prepared, search.images, threads)
-        full_logits = onnx_logits(full_path, search.images, threads)
+        reference = outputs_of(prepared)
+        full_logits = outputs_of(full_path)
         float_top1 = top1(reference, search.labels) if use_labels else None
+        full_change = metric_change(full_path) if use_metric else None
 
-        float_ms = _unit_times(prepared, profile_runs, threads)
-        int8_ms = _unit_times(full_path, profile_runs, threads)
+        float_ms = _unit_times(prepared, profile_runs, threads, resolve=resolve)
+        int8_ms = _unit_times(full_path, profile_runs, threads, resolve=resolve)
 
         def all_nodes_but(kept: Sequence[str]) -> list[str]:
             return [node for unit in kept for node in units[unit]]
 
         sensitivity: dict[str, tuple[float | None, float | None]] = {}
         probe = search.images[:32]
-        unit_outputs = _unit_outputs(prepared)
+        unit_outputs = _unit_outputs(prepared, units)
         float_activations = onnx_outputs(prepared, probe, list(unit_outputs.values()), threads) if unit_accuracy else {}
         for unit in units if unit_accuracy else ():
             alone = work / "alone.int8.onnx"
@@ -183,7 +239,8 @@ def mixed_precision(
             tensor = unit_outputs[unit]
             quantized_tensor = _dequantized_name(alone, tensor)
             local = sqnr_db(float_activations[tensor], onnx_outputs(alone, probe, [quantized_tensor], threads)[quantized_tensor])
-            drop = float_top1 - top1(onnx_logits(alone, search.images, threads), search.labels) if use_labels else None
+            drop = (float_top1 - top1(onnx_logits(alone, search.images, threads), search.labels) if use_labels
+                    else metric_change(alone) if use_metric and unit_metric else None)
             sensitivity[unit] = (local, drop)
 
         slow = [u for u in units if latency_aware and u != "(graph)" and float_ms.get(u, 0.0) - int8_ms.get(u, 0.0) <= 0.0]
@@ -200,20 +257,27 @@ def mixed_precision(
                 shutil.copyfile(full_path, path)
             else:
                 quantize(prepared, calibration, path, keep_float=all_nodes_but(kept_units), **common)
-            return path, onnx_logits(path, search.images, threads)
+            return path, outputs_of(path)
 
-        def meets(logits: np.ndarray) -> bool:
+        changes: dict[str, float] = {}
+
+        def meets(logits: np.ndarray, path: Path | None = None) -> bool:
             if use_labels:
                 return float_top1 - top1(logits, search.labels) <= max_drop
+            if use_metric:
+                changes[str(path)] = metric_change(path)
+                return changes[str(path)] <= max_drop
             return sqnr_db(reference, logits) >= min_sqnr_db
 
         path, logits = evaluate(kept)
-        while not meets(logits) and order:
+        met = meets(logits, path)
+        while not met and order:
             unit = order.pop(0)
             kept.append(unit)
             accuracy_kept.append(unit)
             path, logits = evaluate(kept)
-        met = meets(logits)
+            met = meets(logits, path)
+        mixed_change = changes.get(str(path))
         shutil.copyfile(path, output)
         # the same search without the profile's verdicts: if the profile misjudged a block, end-to-end timing of the
         # two graphs (in deploy) decides which one ships
@@ -222,10 +286,12 @@ def mixed_precision(
             ranked = sorted((u for u in units if u in sensitivity), key=lambda u: (-(sensitivity[u][1] or 0.0), sensitivity[u][0]))
             kept_for_accuracy: list[str] = []
             candidate, candidate_logits = evaluate(kept_for_accuracy, work / "accuracy_only.int8.onnx")
-            while not meets(candidate_logits) and ranked:
+            accurate = meets(candidate_logits, candidate)
+            while not accurate and ranked:
                 kept_for_accuracy.append(ranked.pop(0))
                 candidate, candidate_logits = evaluate(kept_for_accuracy, work / "accuracy_only.int8.onnx")
-            if meets(candidate_logits) and kept_for_accuracy:  # with nothing kept it is the fully quantized graph (PTQ)
+                accurate = meets(candidate_logits, candidate)
+            if accurate and kept_for_accuracy:  # with nothing kept it is the fully quantized graph (PTQ)
                 accuracy_only_path = Path(output).with_name(Path(output).stem + ".accuracy_only.onnx")
                 shutil.copyfile(candidate, accuracy_only_path)
                 accuracy_only_units = tuple(kept_for_accuracy)
@@ -244,7 +310,9 @@ def mixed_precision(
             )
             for unit in units
         )
-        criterion = f"top-1 drop <= {max_drop} pt on the search split" if use_labels else f"output SQNR >= {min_sqnr_db} dB (no meaningful labels)"
+        criterion = (f"top-1 drop <= {max_drop} pt on the search split" if use_labels
+                     else f"{metric_label or 'task metric on the search split'} change <= {max_drop}" if use_metric
+                     else f"output SQNR >= {min_sqnr_db} dB (no meaningful labels)")
         return MixedPlan(
             path=os.fspath(output),
             full_int8_path=os.fspath(full_copy),
@@ -261,18 +329,21 @@ def mixed_precision(
             full_sqnr_db=round(sqnr_db(reference, full_logits), 2),
             criterion=criterion,
             met=met,
+            mixed_change=None if mixed_change is None else round(mixed_change, 6),
+            full_change=None if full_change is None else round(full_change, 6),
         )
     finally:
         if scratch is not None:
             scratch.cleanup()
 
 
-def _unit_outputs(path: Path) -> dict[str, str]:
+def _unit_outputs(path: Path, units: dict[str, list[str]]) -> dict[str, str]:
     """unit -> the first output tensor of its last node in graph order (what the next block reads)."""
+    owner = {name: unit for unit, names in units.items() for name in names}
     outputs: dict[str, str] = {}
     for node in load_onnx_model(path).graph.node:
-        if node.op_type not in _PASSIVE and node.name and node.output:
-            outputs[unit_of(node.name)] = node.output[0]
+        if node.name in owner and node.output:
+            outputs[owner[node.name]] = node.output[0]
     return outputs
 
 
@@ -288,9 +359,10 @@ def _dequantized_name(qdq_path: Path, tensor: str) -> str:
     return tensor
 
 
-def _unit_ops(path: Path) -> dict[str, set[str]]:
+def _unit_ops(path: Path, units: dict[str, list[str]]) -> dict[str, set[str]]:
+    owner = {name: unit for unit, names in units.items() for name in names}
     ops: dict[str, set[str]] = defaultdict(set)
     for node in load_onnx_model(path).graph.node:
-        if node.op_type not in _PASSIVE and node.name:
-            ops[unit_of(node.name)].add(node.op_type)
+        if node.name in owner:
+            ops[owner[node.name]].add(node.op_type)
     return ops

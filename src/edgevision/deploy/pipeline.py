@@ -317,7 +317,7 @@ def deploy(
                              data=data, calibration=calibration, verification=verification, input_size=input_size,
                              runtimes=runtimes, precisions=precisions, method=method, scheme=scheme, min_sqnr_db=min_sqnr_db,
                              threads=threads, budget_s=budget_s, rounds=rounds, machine=machine, progress=say,
-                             trained=checkpoint is not None if trained is None else trained)
+                             trained=checkpoint is not None if trained is None else trained, mixed=mixed, qat_steps=qat_steps)
     max_drop = 0.5 if max_drop is None else max_drop
     verification = 1000 if verification is None else verification
     search = 256 if search is None else search
@@ -542,8 +542,6 @@ def _task_options(model, checkpoint, evaluator, budgets: dict, *, qat_steps: int
             if budgets[option] is not None:
                 raise DeployError(f"{option} is a {_BUDGET_TASKS[option]} budget; {name} is a classifier: use --max-drop (points of top-1)")
         return task, None
-    if qat_steps:
-        raise DeployError(f"--qat is classifier-only (top-1 fine-tuning); {name} is a {task} model: drop --qat")
     if search is not None:
         raise DeployError(f"--search sizes the classifier's mixed-precision search; {name} is a {task} model: drop --search")
     metric = evaluator.metric if evaluator is not None else task_metric(task)
@@ -634,11 +632,16 @@ def _report(result: dict) -> str:
             f"{'-' if row['accuracy'] is None else row['accuracy']} | {'-' if row['sqnr_db'] is None else row['sqnr_db']} | "
             f"{ms(row['median_ms'])} | {ci} | {row['runs']} | {'**yes**' if row['shipped'] else ('no: ' + row['rejected'] if row['rejected'] else '')} |"
         )
-    plan = result.get("mixed_precision")
-    if plan:
-        lines += ["", f"## Mixed precision ({plan['criterion']}; met: {plan['met']})", "",
-                  "| block | ops | fp32 ms (profiled) | int8 ms | SQNR alone dB | top-1 drop alone | decision |", "|---|---|---:|---:|---:|---:|---|"]
-        for unit in plan["units"]:
-            lines.append(f"| {unit['name']} | {', '.join(unit['ops'])} | {unit['float_ms']:.3f} | {unit['int8_ms']:.3f} | "
-                         f"{unit['sqnr_alone_db']} | {unit['drop_alone']} | {unit['decision']} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + mixed_table(result.get("mixed_precision"), "top-1 drop alone")) + "\n"
+
+
+def mixed_table(plan: dict | None, drop_label: str) -> list[str]:
+    """report.md lines of a mixed-precision plan (``MixedPlan.to_dict()``): one row per unit; none without a plan."""
+    if not plan:
+        return []
+    lines = ["", f"## Mixed precision ({plan['criterion']}; met: {plan['met']})", "",
+             f"| unit | ops | fp32 ms (profiled) | int8 ms | SQNR alone dB | {drop_label} | decision |", "|---|---|---:|---:|---:|---:|---|"]
+    for unit in plan["units"]:
+        lines.append(f"| {unit['name']} | {', '.join(unit['ops'])} | {unit['float_ms']:.3f} | {unit['int8_ms']:.3f} | "
+                     f"{unit['sqnr_alone_db']} | {unit['drop_alone']} | {unit['decision']} |")
+    return lines

@@ -34,7 +34,7 @@ from torch import nn
 
 from .isa import QuantScheme, machine_scheme
 
-__all__ = ["QatResult", "qat_finetune", "FakeQuantized", "onnx_activation_ranges"]
+__all__ = ["QatResult", "qat_finetune", "qat_distill", "FakeQuantized", "onnx_activation_ranges"]
 
 
 class _WeightFakeQuant(nn.Module):
@@ -181,3 +181,60 @@ def qat_finetune(
         schedule.step()
     ranges = dict(fake.ranges)
     return QatResult(fake.remove().eval(), steps, float(loss.detach()), distill, ranges)
+
+
+def _as_tuple(outputs) -> tuple[torch.Tensor, ...]:
+    return tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs,)
+
+
+def qat_distill(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    steps: int = 200,
+    batch_size: int = 16,
+    lr: float = 1e-4,
+    scheme: QuantScheme | None = None,
+    flip: bool = True,
+    seed: int = 0,
+) -> QatResult:
+    """QAT for dense task models without their task loss: the fake-quantized deploy form learns to reproduce the float
+    model's outputs on ``images`` (N, C, H, W), preprocessed images of the training split (the calibration set).
+
+    The loss is the mean squared error of every output, each divided by the float output's variance over the batch
+    (so box deltas, class logits, a depth map or an SR image weigh alike): output distillation (Hinton et al. 2015
+    in its regression form), label-free, so any task's checkpoint can be fine-tuned. ``flip``: random horizontal
+    flips of the batch (the teacher sees the same flipped images). Adam at ``lr`` with a cosine schedule.
+    """
+    from ..reparam import reparameterize
+
+    if steps < 1:
+        raise ValueError(f"QAT needs at least 1 step, got {steps}")
+    if images.ndim != 4 or images.shape[0] == 0:
+        raise ValueError(f"QAT needs images (N, C, H, W) with N >= 1, got {tuple(images.shape)}")
+    teacher = reparameterize(copy.deepcopy(model)).eval()
+    student = reparameterize(copy.deepcopy(model)).train()
+    for module in student.modules():  # BatchNorm is folded in the deploy form; any left keeps its statistics
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    fake = FakeQuantized(student, scheme or machine_scheme())
+    optimizer = torch.optim.Adam(student.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    generator = torch.Generator().manual_seed(seed)
+    loss = torch.tensor(0.0)
+    for _ in range(steps):
+        index = torch.randint(0, images.shape[0], (min(batch_size, images.shape[0]),), generator=generator)
+        batch = images[index]
+        if flip:
+            flipped = torch.rand(batch.shape[0], generator=generator) < 0.5
+            batch = torch.where(flipped[:, None, None, None], batch.flip(-1), batch)
+        with torch.no_grad():
+            targets = _as_tuple(teacher(batch))
+        outputs = _as_tuple(student(batch))
+        loss = sum(F.mse_loss(o, t) / t.var().clamp_min(1e-8) for o, t in zip(outputs, targets)) / len(targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    ranges = dict(fake.ranges)
+    return QatResult(fake.remove().eval(), steps, float(loss.detach()), True, ranges)

@@ -12,11 +12,18 @@ the task's :class:`~edgevision.deploy.tasks.TaskEvaluator` instead of top-1:
   increase, in the metric's own unit); without a checkpoint (random weights) the metric means
   nothing, so the output SQNR against fp32 must reach ``min_sqnr_db`` and deploy.json says
   ``accuracy_verified: false``;
-* INT8 forms are static PTQ on ONNX Runtime (this CPU's scheme, the ``method`` calibration) and NNCF
-  for OpenVINO; the per-block mixed-precision search and QAT are classifier-only for now.
+* INT8 forms on ONNX Runtime: static PTQ (this CPU's scheme, the ``method`` calibration); the per-unit
+  mixed-precision search of :mod:`.mixed` judged by the task metric within the budget (units are split
+  below ``TASK_UNIT_NODES`` nodes, since a task model's backbone is one module; ranked by their output
+  SQNR alone, because one task evaluation per unit costs minutes on a 38-unit detector); QAT by output
+  distillation from the float model (:func:`~edgevision.deploy.qat.qat_distill`, label-free) on the
+  calibration images; NNCF for OpenVINO. The mixed search scores units on the evaluator's held-out
+  split, the split verification uses (the protocol gives one), and deploy.json's criterion says so.
 
-Detectors: the raw head graph is quantized and shipped; decoding and NMS run in fp32 (see
-:mod:`edgevision.detection.deploy_eval`), and deploy.json's ``postprocess`` says so.
+Detectors: the raw head graph is quantized, verified and measured; the chosen head is then composed
+with the fp32 decode + NMS graph into the one shipped ``model.onnx``, checked in ONNX Runtime to give
+the detections of head + ``model.postprocess`` (:mod:`edgevision.detection.deploy_eval`); deploy.json's
+``postprocess`` says what was checked, and the head alone ships only when that check fails.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import torch
 from torch import nn
 
 from .tasks import TaskEvaluator, flat_outputs, onnx_forward, openvino_forward, torch_forward
+from .pipeline import mixed_table
 from .verify import relative_error, sqnr_db
 
 __all__ = ["deploy_task"]
@@ -55,6 +63,8 @@ def deploy_task(
     rounds: int,
     machine,
     progress: Callable[[str], None],
+    mixed: bool = True,
+    qat_steps: int = 0,
 ):
     from .. import __version__
     from ..atomic import atomic_write_text
@@ -69,7 +79,7 @@ def deploy_task(
     shape = tuple(int(d) for d in evaluator.input_shape)
     chosen_scheme = machine_scheme() if scheme in (None, "machine") else scheme
     key = _key(model=name, task=evaluator.task, checkpoint=checkpoint and os.path.getmtime(checkpoint), weights=weights_digest(module), data=evaluator.data, shape=shape,
-               method=method, scheme=str(chosen_scheme), version=__version__)  # the budget is not in the key: artifacts do not depend on it
+               method=method, scheme=str(chosen_scheme), version=__version__, mixed=mixed, qat=qat_steps, trained=trained)  # the budget is not in the key: artifacts do not depend on it
     work = _Work(out / ".work", key)
     calibration = evaluator.calibration_images()
     if calibration.ndim != 4 or calibration.shape[0] == 0 or tuple(calibration.shape[1:]) != shape:
@@ -99,6 +109,13 @@ def deploy_task(
         ptq = work.artifact("model.int8.onnx", lambda path: quantize(float_onnx, calibration, path, method=method, scheme=chosen_scheme,
                                                                      calibration_count=len(calibration)))
         candidates.append(Candidate("ort", "int8", "ptq", str(ptq)))
+        if mixed:
+            candidates.extend(_mixed_candidates(work, float_onnx, evaluator, calibration, held_out, float_metrics, budget=budget, trained=trained,
+                                                min_sqnr_db=min_sqnr_db, scheme=chosen_scheme, method=method, threads=threads, say=say))
+        if qat_steps > 0 and trained:
+            say(f"quantization-aware fine-tuning ({qat_steps} steps, distilled from the float model's outputs)")
+            candidates.append(Candidate("ort", "int8", "qat", str(work.artifact("model.qat.int8.onnx", lambda path: _build_qat(
+                path, work, module, calibration, shape, qat_steps, method=method, scheme=chosen_scheme)))))
     if "int8" in precisions and "openvino" in runtimes:
         from .openvino import nncf_quantize, openvino_available
 
@@ -159,10 +176,8 @@ def deploy_task(
     shipped_files = _ship(best, out)
     float_value = float_metrics[metric.name] if float_metrics else None
     postprocess = None
-    if hasattr(module, "postprocess"):
-        postprocess = (f"model.onnx is the raw head graph ({len(_outputs(best.path)) if best.path and best.path.endswith('.onnx') else 'its'} outputs); "
-                       f"decode and NMS run in fp32 ({type(module).__name__}.postprocess), the form the metric was verified on. "
-                       "`edgevision export` writes the fp32 graph with NonMaxSuppression.")
+    if hasattr(module, "postprocess") and hasattr(module, "deployable"):
+        postprocess = _ship_with_nms(module, best, out, work, held_out, shape, threads, budget_s, rounds, say)
     result = {
         "model": name,
         "task": evaluator.task,
@@ -200,7 +215,8 @@ def deploy_task(
         "calibration_images": int(calibration.shape[0]),
         "quantization": {"method": method, "scheme": getattr(chosen_scheme, "to_dict", lambda: chosen_scheme)(), "per_channel": True,
                          "format": "QDQ", "cpu": cpu_features().to_dict()},
-        "mixed_precision": None,
+        "mixed_precision": json.loads((work.root / "mixed_plan.json").read_text()) if (work.root / "mixed_plan.json").exists() else None,
+        "qat_steps": qat_steps if trained else 0,
         "threads": threads,
         "machine": machine.to_dict(),
         "versions": {"edgevision": __version__, **{p: _version(p) for p in ("torch", "onnx", "onnxruntime", "openvino", "nncf")}},
@@ -210,6 +226,104 @@ def deploy_task(
     atomic_write_text(out / "report.md", _report(result))
     atomic_write_text(out / "deploy.json", json.dumps(result, indent=2, default=str) + "\n")
     return DeployResult(result, best, candidates)
+
+
+#: a unit (what mixed precision keeps in float or not) of a task model is split while it holds more nodes than this:
+#: about one inverted-residual block or one SR residual step (a classifier's units are its spec's blocks)
+TASK_UNIT_NODES = 12
+
+
+def _mixed_candidates(work, float_onnx, evaluator, calibration, held_out, float_metrics, *, budget, trained, min_sqnr_db, scheme, method, threads,
+                      say) -> list:
+    """The per-unit mixed-precision graph (and, when the profile kept some unit in float for speed, the accuracy-only
+    one) judged by the task metric within ``budget`` (trained) or the output SQNR (random weights)."""
+    from ..atomic import atomic_write_text
+    from .calibration import ImageSet
+    from .mixed import mixed_precision
+    from .pipeline import Candidate
+    from .tasks import onnx_forward
+
+    metric = evaluator.metric
+    say(f"mixed-precision search (per unit: {metric.label if trained else 'SQNR'} alone, profiled gain)")
+
+    def change(path) -> float:
+        return metric.change(float_metrics[metric.name], evaluator.evaluate(onnx_forward(path, threads))[metric.name])
+
+    def build(path: Path) -> None:
+        plan = mixed_precision(float_onnx, ImageSet(calibration, None, evaluator.data), ImageSet(held_out, None, evaluator.data), path,
+                               max_drop=budget, min_sqnr_db=min_sqnr_db, labels_meaningful=False, scheme=scheme, method=method, threads=threads,
+                               work_dir=work.root / "mixed", metric_change=change if trained else None,
+                               metric_label=f"{metric.label} on the evaluator's held-out split (the one verification uses), in {metric.unit},",
+                               split_larger_than=TASK_UNIT_NODES, all_outputs=True, unit_metric=False)
+        atomic_write_text(work.root / "mixed_plan.json", json.dumps(plan.to_dict(), default=str))
+
+    path = work.artifact("model.mixed.onnx", build)
+    plan = json.loads((work.root / "mixed_plan.json").read_text())
+    kept = plan["kept_float_units"]
+    found = [Candidate("ort", "int8", "mixed", str(path), note=f"{len(kept)} of {len(plan['units'])} units in fp32")]
+    if plan.get("accuracy_only_path") and Path(plan["accuracy_only_path"]).exists():
+        found.append(Candidate("ort", "int8", "mixed-accuracy-only", plan["accuracy_only_path"],
+                               note=f"{len(plan['accuracy_only_units'])} units in fp32, chosen on accuracy alone"))
+    return found
+
+
+def _build_qat(path: Path, work, module, calibration, shape, steps: int, *, method: str, scheme) -> None:
+    """QAT by output distillation on the calibration images, then static QDQ with the learned input ranges."""
+    from ..export import ExportError, export_onnx
+    from .pipeline import DeployError
+    from .qat import onnx_activation_ranges, qat_distill
+    from .quantize import quantize
+
+    tuned = qat_distill(module, calibration, steps=steps, scheme=scheme)
+    tuned_onnx = work.root / "model.qat.fp32.onnx"
+    try:
+        export_onnx(tuned.model, tuned_onnx, shape, deploy=False)
+    except ExportError as error:
+        raise DeployError(f"export of the QAT model failed: {error}") from None
+    quantize(tuned_onnx, calibration, path, method=method, scheme=scheme, calibration_count=len(calibration),
+             activation_ranges=onnx_activation_ranges(tuned_onnx, tuned.input_ranges))
+
+
+def _ship_with_nms(module, best, out: Path, work, held_out, shape, threads: int, budget_s: float, rounds: int, say) -> dict:
+    """Detectors: replace the shipped head graph by the head composed with the fp32 decode + NMS graph (one ONNX),
+    after checking in ONNX Runtime that it gives the detections of head + ``postprocess``; deploy.json's ``postprocess``."""
+    from ..atomic import atomic_path
+    from ..detection.deploy_eval import check_composed, compose_with_postprocess
+    from .pipeline import Candidate, _interleaved
+
+    head_outputs = len(_outputs(best.path)) if best.path and best.path.endswith(".onnx") else None
+    in_python = (f"decode and NMS run in fp32 ({type(module).__name__}.postprocess), the form the metric was verified on; "
+                 "`edgevision export` writes the fp32 graph with NonMaxSuppression")
+    if head_outputs is None:  # an OpenVINO IR: its head is shipped, post-processing stays in Python
+        return {"in_graph": False, "note": f"model.xml is the raw head graph; {in_python}"}
+    say("composing the shipped head with the fp32 decode + NMS graph")
+    size = int(shape[1])
+    composed = work.root / f"model.{best.variant}.{best.precision}.nms.onnx"
+    try:
+        graph = compose_with_postprocess(best.path, module, composed, image_size=size)
+        check = check_composed(composed, best.path, module, held_out, image_size=size, threads=threads)
+    except Exception as error:  # a detector whose post-processing does not trace: ship the head, say why
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return {"in_graph": False, "note": f"model.onnx is the raw head graph ({head_outputs} outputs): composing with NMS failed ({reason}); {in_python}"}
+    if not check["same"]:
+        return {"in_graph": False, "check": check,
+                "note": f"model.onnx is the raw head graph ({head_outputs} outputs): the composed graph failed its check ({check['mismatch']}); {in_python}"}
+    with atomic_path(out / "model.onnx") as temporary:
+        temporary.write_bytes(composed.read_bytes())
+    timed = Candidate("ort", best.precision, f"{best.variant}+nms", str(composed))
+    _interleaved([timed], shape, threads, budget_s / 2, max(1, rounds // 2))
+    return {
+        "in_graph": True,
+        "note": (f"model.onnx is the {best.precision} head composed with the fp32 decode + NonMaxSuppression graph "
+                 f"({graph['head_nodes']} + {graph['postprocess_nodes']} nodes); outputs batch_index, boxes, scores, labels; "
+                 f"same detections as head + {type(module).__name__}.postprocess on {check['compared_images']} of {check['images']} held-out images "
+                 f"({check['tied_images']} with tied scores left out), inner head outputs identical (error {check['head_outputs_error']:.1g})"),
+        "check": check,
+        "ops": graph["ops"],
+        "median_ms_with_nms": timed.median_ms,
+        "ci_low_ms_with_nms": timed.ci_low_ms,
+        "ci_high_ms_with_nms": timed.ci_high_ms,
+    }
 
 
 def _outputs(path: str) -> list[str]:
@@ -248,7 +362,10 @@ def _report(result: dict) -> str:
         f"INT8 scheme {(result['quantization']['scheme'] or {}).get('name') if isinstance(result['quantization']['scheme'], dict) else result['quantization']['scheme']}, calibration {result['quantization']['method']} on {result['calibration_images']} images.  ",
     ]
     if result.get("postprocess"):
-        lines.append(f"Post-processing: {result['postprocess']}  ")
+        post = result["postprocess"]
+        timing = (f" Shipped graph with NMS: {ms(post['median_ms_with_nms'])} ms (measured after the choice, not interleaved)."
+                  if post.get("median_ms_with_nms") is not None else "")
+        lines.append(f"Post-processing: {post['note']}.{timing}  ")
     lines += [
         f"Machine: {result['machine']['cpu_model']} ({result['machine']['physical_cores']} cores), {result['quantization']['cpu']['summary']}; "
         f"fingerprint `{result['machine']['fingerprint']}`; {result['threads']} threads, batch 1.  ",
@@ -264,4 +381,4 @@ def _report(result: dict) -> str:
             f"{number(row['metric_change'])} | {'-' if row['sqnr_db'] is None else row['sqnr_db']} | {ms(row['median_ms'])} | {ci} | {row['runs']} | "
             f"{'**yes**' if row['shipped'] else ('no: ' + row['rejected'] if row['rejected'] else '')} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + mixed_table(result.get("mixed_precision"), f"{result['metric_label']} change alone")) + "\n"

@@ -425,11 +425,17 @@ class PicoDetDeployed(nn.Module):
         self.register_buffer("points", points, persistent=False)
         self.register_buffer("strides", strides, persistent=False)
 
-    def forward(self, images: torch.Tensor):
-        distributions, logits = self.model(images)
+    #: ``postprocess`` caps the (point, class) candidates of the whole image before NMS
+    candidates_per_class = False
+
+    def boxes_and_scores(self, distributions: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw head outputs -> decoded, clipped boxes (N, A, 4) and class scores (N, K, A)."""
         height, width = self.image_size
-        boxes = clip_boxes(self.model.decode(distributions, self.points, self.strides), height, width)  # (N, A, 4)
-        scores = logits.sigmoid().transpose(1, 2)  # (N, K, A)
+        boxes = clip_boxes(self.model.decode(distributions, self.points, self.strides), height, width)
+        return boxes, logits.sigmoid().transpose(1, 2)
+
+    def forward(self, images: torch.Tensor):
+        boxes, scores = self.boxes_and_scores(*self.model(images))
         rows = onnx_non_max_suppression(boxes, scores, max_per_class=self.spec.detections_per_image,
                                         iou_threshold=self.spec.nms_iou, score_threshold=self.spec.score_threshold)
         batch, label, point = rows[:, 0], rows[:, 1], rows[:, 2]

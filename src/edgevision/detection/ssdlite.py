@@ -335,11 +335,17 @@ class SSDLiteDeployed(nn.Module):
         self.register_buffer("priors", model.priors(image_size), persistent=False)
         self.image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
 
-    def forward(self, images: torch.Tensor):
-        deltas, logits = self.model(images)
+    #: ``postprocess`` caps the candidates of each class (not of the image) before NMS
+    candidates_per_class = True
+
+    def boxes_and_scores(self, deltas: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw head outputs -> decoded, clipped boxes (N, A, 4) and class scores (N, K, A), background dropped."""
         height, width = self.image_size
-        boxes = clip_boxes(self.model.coder.decode(deltas, self.priors), height, width)  # (N, A, 4)
-        scores = F.softmax(logits, dim=-1)[..., 1:].transpose(1, 2)  # (N, K, A), background dropped
+        boxes = clip_boxes(self.model.coder.decode(deltas, self.priors), height, width)
+        return boxes, F.softmax(logits, dim=-1)[..., 1:].transpose(1, 2)
+
+    def forward(self, images: torch.Tensor):
+        boxes, scores = self.boxes_and_scores(*self.model(images))
         rows = onnx_non_max_suppression(boxes, scores, max_per_class=self.spec.detections_per_image,
                                         iou_threshold=self.spec.nms_iou, score_threshold=self.spec.score_threshold)
         batch, label, prior = rows[:, 0], rows[:, 1], rows[:, 2]
