@@ -337,21 +337,48 @@ def test_inherited_subnetwork_computes_exactly_the_supernets_path():
         path_of(supernet, choose(supernet, [0, 0]).replace(stages=(StageSpec(blocks=(InvertedResidualSpec(out_channels=16, stride=2, kernel_size=7),)),)))
 
 
-def test_random_search_with_shared_weights_trains_one_supernet(latency, tiny_data):
-    from edgevision.search.sharing import path_of
+class Killed(BaseException):
+    """Raised from the progress callback: the search stops there as a kill would (nothing after it runs)."""
 
-    calls = []
-    result = run(
-        tiny_supernet(), "random", latency_ms=1.0, table=latency, accuracy="supernet", data=tiny_data, trials=3,
-        resolution=16, supernet_epochs=1, steps_per_epoch=2, measure=False, progress=calls.append,
-    )
-    assert sum("supernet (weight sharing) epoch" in line for line in calls) == 1  # trained once, not per trial
+
+def test_a_resumed_shared_weights_search_reuses_the_saved_supernet_and_refuses_another(latency, tiny_data, tmp_path):
+    from edgevision.search.accuracy import _data
+    from edgevision.search.sharing import SUPERNET_FILE, SharedWeights, path_of
+
+    out = tmp_path / "o"
+    options = dict(latency_ms=1.0, table=latency, accuracy="supernet", data=tiny_data, resolution=16, supernet_epochs=1, steps_per_epoch=2, measure=False, out=out)
+
+    def kill_after_first_trial(line: str) -> None:
+        if line.startswith("trial "):
+            raise Killed(line)
+
+    with pytest.raises(Killed):
+        run(tiny_supernet(), "random", trials=3, progress=kill_after_first_trial, **options)
+    saved = out / SUPERNET_FILE
+    assert saved.is_file() and not list(out.glob(f".{SUPERNET_FILE}*.tmp"))  # written whole before the first trial
+    lines = []
+    result = run(tiny_supernet(), "random", trials=3, progress=lines.append, **options)
+    assert not any("supernet (weight sharing) epoch" in line for line in lines)  # not retrained
+    assert any("weights reused from" in line for line in lines)
+    # every trial, before and after the kill, is scored by the one saved supernet
+    reloaded = SharedWeights(tiny_supernet().with_classes(10), ev.load(saved), _data(tiny_data), 16)
     trained = [c for c in result.candidates if c.accuracy is not None]
-    assert len({c.name for c in trained}) >= 3 and all(0.0 <= c.accuracy <= 1.0 for c in trained)
+    assert len({c.name for c in trained}) == 3 and all(0.0 <= c.accuracy <= 1.0 for c in trained)
+    first, last = min(trained, key=lambda c: c.trial), max(trained, key=lambda c: c.trial)  # scored before and after the kill
+    assert reloaded(first.spec) == pytest.approx(first.accuracy) and reloaded(last.spec) == pytest.approx(last.accuracy)
     shipped = result.best.spec
     assert shipped.name != tiny_supernet().name and path_of(tiny_supernet(), shipped)  # a named plain path of the supernet
     with pytest.raises(SearchError, match="random or evolution"):
         run(tiny_supernet(), "dnas", latency_ms=1.0, table=latency, accuracy="supernet", data=tiny_data, trials=1)
+
+    with pytest.raises(SearchError, match=r"other settings \(epochs: 1 stored, 2 asked"):
+        run(tiny_supernet(), "random", trials=3, **{**options, "supernet_epochs": 2})
+    other = tiny_supernet().replace(name="other-supernet")
+    with pytest.raises(SearchError, match="belong to another space or supernet spec"):
+        run(other, "random", trials=3, **options)
+    saved.write_bytes(saved.read_bytes()[:100])  # a damaged file is named, not retrained over
+    with pytest.raises(SearchError, match="cannot be read"):
+        run(tiny_supernet(), "random", trials=3, **options)
 
 
 class DiesOnce:

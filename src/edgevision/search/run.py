@@ -224,12 +224,13 @@ def run(
             )
         if accuracy == "supernet":
             from .accuracy import _data
-            from .sharing import SharedWeights
+            from .sharing import SUPERNET_FILE, SharedWeights
             from .space import as_supernet
 
             space = as_supernet(space)  # paths of the supernet: what the shared weights can score
             estimator = SharedWeights.trained(
-                space, _data(data), resolution, supernet_epochs or max(2, 4 * epochs), steps_per_epoch=steps_per_epoch, seed=seed, progress=progress
+                space, _data(data), resolution, supernet_epochs or max(2, 4 * epochs), steps_per_epoch=steps_per_epoch, seed=seed, progress=progress,
+                path=None if out_dir is None else out_dir / SUPERNET_FILE, data_name=data,  # saved with the study: a resumed search reuses it
             )
         if workers or ray_address:
             from .executor import RayExecutor
