@@ -116,6 +116,70 @@ def test_supernet_latency_is_a_sum_of_table_entries(latency):
     assert latency.network_ms(choose(supernet, indices)) == pytest.approx(fastest_ms)
 
 
+# ---- calibration of the table sum: call overhead and a stale table, on fake timers ----------------
+CALL_OVERHEAD_MS = 0.02
+
+
+def true_ms(block) -> float:
+    """What a block costs inside a network (no call of its own)."""
+    return fake_block_ms(block, SETTING).median_ms
+
+
+def stale_table_block(factor: float):
+    """Blocks timed alone (one call's overhead each) while the machine ran ``factor`` x slower than now."""
+    return lambda block, setting: BlockLatency(median_ms=factor * (true_ms(block) + CALL_OVERHEAD_MS), runs=1)
+
+
+def measured_now(spec: NetworkSpec) -> float:
+    """The network end to end on the machine as it is now: its blocks plus one call."""
+    return sum(true_ms(b) for b in ev.resolve(spec) if not isinstance(b.spec, IdentitySpec)) + CALL_OVERHEAD_MS
+
+
+def test_calibrated_predictions_of_shipped_networks_match_their_measurement(tmp_path):
+    factor = 4.0  # the smoke run's table: measured while the machine ran ~4x slower than when the picks were measured
+    table = LatencyTable(tmp_path / "lut.sqlite")
+    latency = LatencyModel(table, SETTING, measure_block=stale_table_block(factor), measure_overhead=lambda setting: factor * CALL_OVERHEAD_MS)
+    out, lines = tmp_path / "o", []
+    result = run(TINY_SPACE, "random", latency_ms=2.0, table=latency, estimator=fake_accuracy, data=None, trials=4, measure=measured_now,
+                 calibrate=3, out=out, progress=lines.append)
+    assert latency.calibration is None  # the caller's model is not changed
+    calibration = result.details["calibration"]
+    assert calibration["scale"] == pytest.approx(1 / factor) and calibration["drift"] == pytest.approx(1.0)
+    assert calibration["call_overhead_ms"] == pytest.approx(factor * CALL_OVERHEAD_MS)
+    assert result.front and result.latency_model.startswith("calibrated table sum")
+    for candidate in result.front:
+        assert candidate.predicted_ms == pytest.approx(candidate.measured_ms, rel=1e-9)  # the overhead model is exact here
+        blocks = sum(not isinstance(b.spec, IdentitySpec) for b in ev.resolve(candidate.spec))
+        raw_error = candidate.table_sum_ms / candidate.measured_ms - 1  # what the plain sum would have shipped with
+        assert raw_error == pytest.approx((factor * (candidate.measured_ms + (blocks - 1) * CALL_OVERHEAD_MS)) / candidate.measured_ms - 1)
+        assert raw_error > 0.10
+    again = []
+    run(TINY_SPACE, "random", latency_ms=2.0, table=latency, estimator=fake_accuracy, data=None, trials=5, measure=measured_now,
+        calibrate=3, out=out, progress=again.append)
+    assert any("calibration reused from" in line for line in again)  # a resumed search prices as before
+    table.close()
+
+
+def test_calibration_with_a_noisy_overhead_and_a_drifted_machine_is_checked_not_exact(tmp_path):
+    from edgevision.search import calibrate
+
+    table = LatencyTable(tmp_path / "lut.sqlite")
+    latency = LatencyModel(table, SETTING, measure_block=stale_table_block(2.0))
+    networks = TINY_SPACE.sample_many(5, seed=3)
+    absurd = calibrate(latency, networks[:3], measured_now, overhead_ms=10.0)  # a reading no block could be faster than
+    assert absurd.call_overhead_ms == pytest.approx(min(row["smallest_entry_ms"] for row in absurd.networks)) and absurd.scale > 0
+    # the table's overhead is 2 x 0.02 ms; a reading 25% off still prices networks it was not fitted on within 10%
+    calibrated = latency.with_calibration(calibrate(latency, networks[:3], measured_now, overhead_ms=1.25 * 2 * CALL_OVERHEAD_MS))
+    for spec in networks[3:]:
+        assert calibrated.network_ms(spec) == pytest.approx(measured_now(spec), rel=0.10)
+    # supernet prices stay additive under the calibration: a path costs what the plain network costs
+    supernet = tiny_supernet()
+    priced = calibrated.supernet_latency(supernet)
+    for indices in [(0, 0), (1, 1), (0, 2), (1, 2)]:
+        assert priced.path_ms(indices) == pytest.approx(calibrated.network_ms(choose(supernet, indices)))
+    table.close()
+
+
 def test_space_supernet_conversion_covers_what_the_space_samples(latency):
     supernet = TINY_SPACE.supernet()
     layers = choice_blocks(supernet)
@@ -191,7 +255,11 @@ def test_fbnet_loss_is_ce_times_alpha_log_latency_to_beta():
 
 def test_budget_below_the_fastest_network_names_it(latency):
     with pytest.raises(SearchError, match=r"below the fastest network of space 'tiny': tiny-[0-9a-f]{12} predicts"):
-        run(TINY_SPACE, "random", latency_ms=0.01, table=latency, estimator=fake_accuracy, data=None, trials=2)
+        run(TINY_SPACE, "random", latency_ms=0.01, table=latency, estimator=fake_accuracy, data=None, trials=2, measure=False)
+    measured = []
+    with pytest.raises(SearchError, match=r"fastest network of space 'tiny': tiny-[0-9a-f]{12} predicts .* and measures 5.000 ms"):
+        run(TINY_SPACE, "random", latency_ms=1.0, table=latency, estimator=fake_accuracy, data=None, trials=2, calibrate=3, measure=lambda spec: measured.append(spec) or 5.0)
+    assert len(measured) == 1  # refused after the first measurement, before calibrating further
 
 
 def test_resume_after_an_interrupted_study_keeps_finished_trials(tmp_path, latency):
@@ -256,6 +324,8 @@ def test_outputs_pareto_json_and_best_checkpoint(tmp_path, latency):
         (["--branch-budget", "0.5"], "--branch-budget is for --strategy repnas"),
         (["--strategy", "repnas", "--branch-budget", "1.5"], "--branch-budget must be in (0, 1]"),
         (["--accuracy", "oracle"], "unknown --accuracy 'oracle'"),
+        (["--calibrate", "3", "--no-measure"], "--calibrate measures networks"),
+        (["--calibrate", "-1"], "--calibrate must be >= 0"),
     ],
 )
 def test_cli_errors_are_one_line_exit_2(argv, message, tmp_path, capsys):
