@@ -147,6 +147,7 @@ def test_calibrated_predictions_of_shipped_networks_match_their_measurement(tmp_
     assert calibration["scale"] == pytest.approx(1 / factor) and calibration["drift"] == pytest.approx(1.0)
     assert calibration["call_overhead_ms"] == pytest.approx(factor * CALL_OVERHEAD_MS)
     assert result.front and result.latency_model.startswith("calibrated table sum")
+    assert "drift 1.000" in (out / "report.md").read_text() and (out / "calibration.json").is_file()
     for candidate in result.front:
         assert candidate.predicted_ms == pytest.approx(candidate.measured_ms, rel=1e-9)  # the overhead model is exact here
         blocks = sum(not isinstance(b.spec, IdentitySpec) for b in ev.resolve(candidate.spec))

@@ -33,7 +33,7 @@ def register(commands) -> None:
     parser.add_argument("--accuracy", type=nonempty, default="train", metavar="HOW", help="train: short-train every network (default); supernet: train the space's supernet once and score paths with inherited weights (random, evolution)")
     parser.add_argument("--data", type=nonempty, default="default", metavar="D", help="dataset: default (embedded MNIST), cifar10:DIR, imagefolder:DIR, npz:FILE")
     parser.add_argument("--resolution", type=positive_int, default=32, metavar="R", help="training resolution in px (default 32); latency is at the space's input size")
-    parser.add_argument("--time-budget", type=positive_float, default=None, metavar="S", help="stop starting new trials after S seconds")
+    parser.add_argument("--time-budget", type=positive_float, default=None, metavar="S", help="stop starting new trials S seconds after the search started (calibration and supernet training count)")
     parser.add_argument("--table", type=output_file, default="lut.sqlite", metavar="FILE", help="block latency table (default lut.sqlite; created and filled on demand)")
     parser.add_argument("--predictor", type=nonempty, default=None, metavar="FILE", help="price networks with this fitted predictor (predictor.json of `edgevision lut validate`) instead of the table sum; both are reported")
     parser.add_argument("--no-build", action="store_true", help="never measure missing blocks; fail naming `edgevision lut build` instead")

@@ -334,7 +334,8 @@ def run(
             storage=storage,
             seed=seed,
             executor=executor,
-            time_budget_s=time_budget_s,
+            # one wall clock from the start of run(): calibration and a weight-sharing supernet's training count against it
+            time_budget_s=None if time_budget_s is None else max(0.0, time_budget_s - (time.perf_counter() - started)),
             epochs_supernet=supernet_epochs or max(2, 4 * epochs),
             steps_per_epoch=steps_per_epoch,
             progress=progress,
