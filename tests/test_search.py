@@ -140,7 +140,7 @@ def test_calibrated_predictions_of_shipped_networks_match_their_measurement(tmp_
     table = LatencyTable(tmp_path / "lut.sqlite")
     latency = LatencyModel(table, SETTING, measure_block=stale_table_block(factor), measure_overhead=lambda setting: factor * CALL_OVERHEAD_MS)
     out, lines = tmp_path / "o", []
-    result = run(TINY_SPACE, "random", latency_ms=2.0, table=latency, estimator=fake_accuracy, data=None, trials=4, measure=measured_now,
+    result = run(TINY_SPACE, "random", latency_ms=2.0, table=latency, estimator=fake_accuracy, data=None, trials=3, measure=measured_now,
                  calibrate=3, out=out, progress=lines.append)
     assert latency.calibration is None  # the caller's model is not changed
     calibration = result.details["calibration"]
@@ -155,7 +155,7 @@ def test_calibrated_predictions_of_shipped_networks_match_their_measurement(tmp_
         assert raw_error == pytest.approx((factor * (candidate.measured_ms + (blocks - 1) * CALL_OVERHEAD_MS)) / candidate.measured_ms - 1)
         assert raw_error > 0.10
     again = []
-    run(TINY_SPACE, "random", latency_ms=2.0, table=latency, estimator=fake_accuracy, data=None, trials=5, measure=measured_now,
+    run(TINY_SPACE, "random", latency_ms=2.0, table=latency, estimator=fake_accuracy, data=None, trials=3, measure=measured_now,
         calibrate=3, out=out, progress=again.append)
     assert any("calibration reused from" in line for line in again)  # a resumed search prices as before
     table.close()
