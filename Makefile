@@ -53,7 +53,7 @@ clean:
 test-durability: $(STAMP)  # kill -9 of bench, lut build, train, deploy and sparsify at >= 10 random moments each (~15-20 min idle, estimated); see tests/test_durability.py
 	EDGEVISION_DURABILITY=1 $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_durability.py
 
-bench-search: $(STAMP)  # every search strategy, same wall clock, vs random; zoo at the same latency; proxies -> benchmarks/results/search.md (resumable, ~2 h)
+bench-search: $(STAMP)  # 7 search strategies x 300 s wall clock each vs random; zoo at the same latency; proxies -> benchmarks/results/search.md (resumable, ~60 min on 2 idle cores)
 	$(BIN)/python benchmarks/bench_search.py
 
 test-search-ray: $(STAMP)  # the one Ray test (starting Ray takes 10-30 s, so it is outside `make test`)

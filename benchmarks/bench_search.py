@@ -9,8 +9,17 @@ found network at or below its measured latency. With ``--proxies N`` it also sam
 short-trains them and reports each zero-cost proxy's rank correlation with that accuracy
 (synflow, NASWOT, grad-norm, params, MACs).
 
-    python benchmarks/bench_search.py                # full: see benchmarks/README.md (about 2 h on 2 cores)
-    python benchmarks/bench_search.py --quick        # a small space, 60 s per strategy, end to end (~10 min)
+    python benchmarks/bench_search.py                # full (make bench-search): 7 strategies x 300 s, ~60 min on 2 idle cores
+    python benchmarks/bench_search.py --quick        # a small space, 60 s per strategy, end to end (~15 min)
+
+The full run fits an hour on two cores: the latency table is built first (every candidate of the
+space's supernet and 60 sampled networks, 0.5 s per block), so no strategy pays for blocks another
+measured; each network's short training is capped at ``--max-steps`` (30 steps of 64 images); the
+weight-sharing supernet trains 4 epochs inside its strategy's budget; the proxy correlations reuse
+the networks the ``random`` strategy short-trained (topped up to ``--proxies``). Every strategy gets
+the same ``--budget-s`` of wall clock from the start of its search (calibration and supernet
+training included); what runs outside it (the table, the zoo, re-training each best network for
+``best.safetensors``, measuring the front) is timed per phase in the results.
 
 Results: benchmarks/results/search.md (+ search/<strategy>/ outputs, zoo.json, proxies.json). Resumable:
 each strategy's study and the latency table live under the output folder.
@@ -71,8 +80,10 @@ def main() -> int:
         help="strategies; NAME:supernet scores with weights inherited from one supernet (random, evolution) instead of short training",
     )
     parser.add_argument("--latency-ms", type=float, default=4.0)
-    parser.add_argument("--budget-s", type=float, default=1200.0, help="wall-clock seconds per strategy")
-    parser.add_argument("--epochs", type=int, default=2, help="short-training epochs per network")
+    parser.add_argument("--budget-s", type=float, default=300.0, help="wall-clock seconds per strategy (default 300: the hour-long run)")
+    parser.add_argument("--epochs", type=int, default=1, help="short-training epochs per network")
+    parser.add_argument("--max-steps", type=int, default=30, help="cap on each network's short-training steps (0: whole epochs)")
+    parser.add_argument("--table-networks", type=int, default=60, help="sampled networks whose blocks are measured before the strategies run")
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--runtime", default="ort")
     parser.add_argument("--threads", type=int, default=2)
@@ -81,18 +92,24 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "results" / "search"))
     args = parser.parse_args()
     if args.quick:
-        args.budget_s, args.epochs, args.proxies = 60.0, 1, 6
+        args.budget_s, args.epochs, args.proxies, args.max_steps, args.table_networks = 60.0, 1, 6, 15, 10
         args.zoo = args.zoo[:2]
     space = QUICK_SPACE if args.quick else get_space(args.space)
     out = Path(args.out) / ("quick" if args.quick else space.name)
     out.mkdir(parents=True, exist_ok=True)
-    max_steps = 15 if args.quick else None
-    estimator = ShortTraining(epochs=args.epochs, resolution=args.resolution, max_steps=max_steps)
+    estimator = ShortTraining(epochs=args.epochs, resolution=args.resolution, max_steps=args.max_steps or None)
     table = LatencyTable(out / "lut.sqlite")
-    latency = LatencyModel(table, MeasurementSetting(runtime=args.runtime, threads=args.threads), block_budget_s=0.3 if args.quick else 1.0)
+    block_budget_s = 0.3 if args.quick else 0.5
+    latency = LatencyModel(table, MeasurementSetting(runtime=args.runtime, threads=args.threads), block_budget_s=block_budget_s)
+    phases: dict[str, float] = {}
+    started = time.perf_counter()
+    build_table(space, latency, args.table_networks, block_budget_s)
+    phases["latency table"] = time.perf_counter() - started
+    started = time.perf_counter()
     zoo = zoo_points(args.zoo, estimator, space.input_size, args.runtime, args.threads, out / "zoo.json") if args.zoo else []
+    phases["zoo (train + measure)"] = time.perf_counter() - started
 
-    rows = []
+    rows, random_trained = [], []
     for label in args.strategies:
         strategy, _, accuracy = label.partition(":")
         started = time.perf_counter()
@@ -100,12 +117,15 @@ def main() -> int:
             space, strategy, latency_ms=args.latency_ms, table=latency, estimator=None if accuracy == "supernet" else estimator,
             accuracy=accuracy or "train", resolution=args.resolution,
             trials={"dnas": 6, "proxyless": 6, "repnas": 3}.get(strategy, 10_000), time_budget_s=args.budget_s, out=out / label.replace(":", "-"),
-            zoo_file=out / "zoo.json", supernet_epochs=2 if args.quick else 8, steps_per_epoch=5 if args.quick else None,
+            zoo_file=out / "zoo.json", supernet_epochs=2 if args.quick else 4, steps_per_epoch=5 if args.quick else None,
             # NSGA-II needs generations within the wall clock: a population of a fraction of the networks it can train
             options={"population_size": 4 if args.quick else 10} if strategy == "evolution" else None,
         )
         best = result.best
+        if label == "random":  # its short-trained networks are the proxies' ground truth
+            random_trained = [c for c in result.candidates if c.accuracy is not None]
         errors = [abs(c.predicted_ms - c.measured_ms) / c.measured_ms for c in result.front if c.measured_ms]
+        sum_errors = [(c.table_sum_ms if c.table_sum_ms is not None else c.predicted_ms) / c.measured_ms - 1 for c in result.front if c.measured_ms]
         dominated = []
         for point in zoo:
             found = [c for c in result.front if c.measured_ms is not None and c.measured_ms <= point["measured_ms"]]
@@ -122,6 +142,10 @@ def main() -> int:
                 "best_predicted_ms": None if best is None else best.predicted_ms,
                 "best_measured_ms": None if best is None else best.measured_ms,
                 "within_10pct": sum(e <= 0.10 for e in errors),
+                "median_error": None if not errors else sorted(errors)[len(errors) // 2],
+                "table_sum_error": None if not sum_errors else sorted(sum_errors)[len(sum_errors) // 2],
+                "drift": (result.details.get("calibration") or {}).get("drift"),
+                "calibration_scale": (result.details.get("calibration") or {}).get("scale"),
                 "front": len(result.front),
                 "vs_zoo": dominated,
                 "block_kinds": result.details.get("block_kinds"),
@@ -130,18 +154,40 @@ def main() -> int:
         print(f"{label}: hypervolume {result.hypervolume:.4f}, {rows[-1]['trained']} trained", flush=True)
 
     correlations = None
+    started = time.perf_counter()
     if args.proxies:
-        specs = space.replace(num_classes=10).sample_many(args.proxies, seed=1)
+        # the random strategy's networks were short-trained with this very estimator: reuse them, top up to --proxies
+        pairs = {c.name: (c.spec, c.accuracy) for c in random_trained}
+        for spec in space.replace(num_classes=10).sample_many(4 * args.proxies, seed=1):
+            if len(pairs) >= args.proxies:
+                break
+            if spec.name not in pairs:
+                pairs[spec.name] = (spec, estimator(spec))
+        specs = [spec for spec, _ in pairs.values()]
         scores = [proxy_scores(spec, resolution=args.resolution) for spec in specs]
-        accuracies = [estimator(spec) for spec in specs]
-        correlations = proxy_correlations(scores, accuracies)
+        correlations = proxy_correlations(scores, [accuracy for _, accuracy in pairs.values()])
         atomic_write_text(out / "proxies.json", json.dumps({"networks": len(specs), "correlations": correlations}, indent=1) + "\n")
+        args.proxies = len(specs)
+    phases["proxies (top-up training + scoring)"] = time.perf_counter() - started
     table.close()
-    write_markdown(args, space, rows, zoo, correlations)
+    write_markdown(args, space, rows, zoo, correlations, phases)
     return 0
 
 
-def write_markdown(args, space, rows, zoo, correlations) -> None:
+def build_table(space, latency: LatencyModel, networks: int, block_budget_s: float) -> None:
+    """Measure before any strategy runs: every candidate of the space's supernet (narrowest and widest widths) and
+    the blocks of ``networks`` sampled networks, so no strategy's wall clock pays for blocks another one measured."""
+    from edgevision.lut import build
+
+    for widths, stem in (((min(s.widths) for s in space.stages), min(space.stem_widths)), ((max(s.widths) for s in space.stages), max(space.stem_widths))):
+        latency.supernet_latency(space.supernet(widths=tuple(widths), stem_width=stem))
+    if networks:
+        setting = latency.setting
+        build(space, setting.runtime, setting.threads, latency.table, count=networks, seed=0, time_budget_s=block_budget_s)
+    print(f"latency table: {len(latency.table)} blocks", flush=True)
+
+
+def write_markdown(args, space, rows, zoo, correlations, phases) -> None:
     machine = machine_info()
     random_hv = next((r["hypervolume"] for r in rows if r["strategy"] == "random"), None)
     lines = [
@@ -149,19 +195,27 @@ def write_markdown(args, space, rows, zoo, correlations) -> None:
         "",
         f"Machine: {machine.cpu_model}, {machine.physical_cores} physical cores; runtime {args.runtime}, {args.threads} threads.",
         f"Space `{space.name}` at {space.input_size} px (latency), accuracy: {args.epochs} epoch(s) of the Bag of Tricks recipe on the "
-        f"embedded MNIST at {args.resolution} px. Budget {args.latency_ms:g} ms; {args.budget_s:g} s wall clock per strategy."
+        f"embedded MNIST at {args.resolution} px (at most {args.max_steps or 'all'} steps per network). Budget {args.latency_ms:g} ms; "
+        f"{args.budget_s:g} s wall clock per strategy, from the start of its search (calibration and supernet training included)."
         + (" **--quick run: a smoke test, not a result.**" if args.quick else ""),
         "",
-        "| strategy | hypervolume | vs random | trained | front | best accuracy | best predicted ms | best measured ms | front within ±10% |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "Predicted latency: the calibrated table sum (per-call overhead subtracted, scaled on 3 networks measured end to end at the "
+        "start of each search); 'table sum error' is the median error the plain sum would have had on the same front; 'drift' is the "
+        "calibration networks re-measured after the search over their first measurement (how far the machine moved).",
+        "",
+        "| strategy | hypervolume | vs random | trained | front | best accuracy | best predicted ms | best measured ms | front within ±10% "
+        "| median error | table sum error | scale | drift | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
     for r in rows:
         ratio = "" if not random_hv else f"{r['hypervolume'] / random_hv:.2f}x"
-        fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
         lines.append(
             f"| {r['strategy']} | {r['hypervolume']:.4f} | {ratio} | {r['trained']} | {r['front']} | {fmt(r['best_accuracy'], '.4f')} | "
-            f"{fmt(r['best_predicted_ms'], '.3f')} | {fmt(r['best_measured_ms'], '.3f')} | {r['within_10pct']}/{r['front']} |"
+            f"{fmt(r['best_predicted_ms'], '.3f')} | {fmt(r['best_measured_ms'], '.3f')} | {r['within_10pct']}/{r['front']} | "
+            f"{fmt(r['median_error'], '.1%')} | {fmt(r['table_sum_error'], '+.1%')} | {fmt(r['calibration_scale'], '.3f')} | {fmt(r['drift'], '.3f')} | {r['wall_s']:.0f} |"
         )
+    lines += ["", "Outside the strategies' budgets: " + "; ".join(f"{name} {seconds:.0f} s" for name, seconds in phases.items()) + "."]
     if zoo:
         lines += ["", "## Found networks vs zoo networks at the same measured latency", "",
                   "Accuracy of the most accurate found network measuring at most the zoo network's latency, minus the zoo network's (same recipe, same resolution).", "",

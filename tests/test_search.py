@@ -116,6 +116,71 @@ def test_supernet_latency_is_a_sum_of_table_entries(latency):
     assert latency.network_ms(choose(supernet, indices)) == pytest.approx(fastest_ms)
 
 
+# ---- calibration of the table sum: call overhead and a stale table, on fake timers ----------------
+CALL_OVERHEAD_MS = 0.02
+
+
+def true_ms(block) -> float:
+    """What a block costs inside a network (no call of its own)."""
+    return fake_block_ms(block, SETTING).median_ms
+
+
+def stale_table_block(factor: float):
+    """Blocks timed alone (one call's overhead each) while the machine ran ``factor`` x slower than now."""
+    return lambda block, setting: BlockLatency(median_ms=factor * (true_ms(block) + CALL_OVERHEAD_MS), runs=1)
+
+
+def measured_now(spec: NetworkSpec) -> float:
+    """The network end to end on the machine as it is now: its blocks plus one call."""
+    return sum(true_ms(b) for b in ev.resolve(spec) if not isinstance(b.spec, IdentitySpec)) + CALL_OVERHEAD_MS
+
+
+def test_calibrated_predictions_of_shipped_networks_match_their_measurement(tmp_path):
+    factor = 4.0  # the smoke run's table: measured while the machine ran ~4x slower than when the picks were measured
+    table = LatencyTable(tmp_path / "lut.sqlite")
+    latency = LatencyModel(table, SETTING, measure_block=stale_table_block(factor), measure_overhead=lambda setting: factor * CALL_OVERHEAD_MS)
+    out, lines = tmp_path / "o", []
+    result = run(TINY_SPACE, "random", latency_ms=2.0, table=latency, estimator=fake_accuracy, data=None, trials=3, measure=measured_now,
+                 calibrate=3, out=out, progress=lines.append)
+    assert latency.calibration is None  # the caller's model is not changed
+    calibration = result.details["calibration"]
+    assert calibration["scale"] == pytest.approx(1 / factor) and calibration["drift"] == pytest.approx(1.0)
+    assert calibration["call_overhead_ms"] == pytest.approx(factor * CALL_OVERHEAD_MS)
+    assert result.front and result.latency_model.startswith("calibrated table sum")
+    assert "drift 1.000" in (out / "report.md").read_text() and (out / "calibration.json").is_file()
+    for candidate in result.front:
+        assert candidate.predicted_ms == pytest.approx(candidate.measured_ms, rel=1e-9)  # the overhead model is exact here
+        blocks = sum(not isinstance(b.spec, IdentitySpec) for b in ev.resolve(candidate.spec))
+        raw_error = candidate.table_sum_ms / candidate.measured_ms - 1  # what the plain sum would have shipped with
+        assert raw_error == pytest.approx((factor * (candidate.measured_ms + (blocks - 1) * CALL_OVERHEAD_MS)) / candidate.measured_ms - 1)
+        assert raw_error > 0.10
+    again = []
+    run(TINY_SPACE, "random", latency_ms=2.0, table=latency, estimator=fake_accuracy, data=None, trials=3, measure=measured_now,
+        calibrate=3, out=out, progress=again.append)
+    assert any("calibration reused from" in line for line in again)  # a resumed search prices as before
+    table.close()
+
+
+def test_calibration_with_a_noisy_overhead_and_a_drifted_machine_is_checked_not_exact(tmp_path):
+    from edgevision.search import calibrate
+
+    table = LatencyTable(tmp_path / "lut.sqlite")
+    latency = LatencyModel(table, SETTING, measure_block=stale_table_block(2.0))
+    networks = TINY_SPACE.sample_many(5, seed=3)
+    absurd = calibrate(latency, networks[:3], measured_now, overhead_ms=10.0)  # a reading no block could be faster than
+    assert absurd.call_overhead_ms == pytest.approx(min(row["smallest_entry_ms"] for row in absurd.networks)) and absurd.scale > 0
+    # the table's overhead is 2 x 0.02 ms; a reading 25% off still prices networks it was not fitted on within 10%
+    calibrated = latency.with_calibration(calibrate(latency, networks[:3], measured_now, overhead_ms=1.25 * 2 * CALL_OVERHEAD_MS))
+    for spec in networks[3:]:
+        assert calibrated.network_ms(spec) == pytest.approx(measured_now(spec), rel=0.10)
+    # supernet prices stay additive under the calibration: a path costs what the plain network costs
+    supernet = tiny_supernet()
+    priced = calibrated.supernet_latency(supernet)
+    for indices in [(0, 0), (1, 1), (0, 2), (1, 2)]:
+        assert priced.path_ms(indices) == pytest.approx(calibrated.network_ms(choose(supernet, indices)))
+    table.close()
+
+
 def test_space_supernet_conversion_covers_what_the_space_samples(latency):
     supernet = TINY_SPACE.supernet()
     layers = choice_blocks(supernet)
@@ -191,7 +256,11 @@ def test_fbnet_loss_is_ce_times_alpha_log_latency_to_beta():
 
 def test_budget_below_the_fastest_network_names_it(latency):
     with pytest.raises(SearchError, match=r"below the fastest network of space 'tiny': tiny-[0-9a-f]{12} predicts"):
-        run(TINY_SPACE, "random", latency_ms=0.01, table=latency, estimator=fake_accuracy, data=None, trials=2)
+        run(TINY_SPACE, "random", latency_ms=0.01, table=latency, estimator=fake_accuracy, data=None, trials=2, measure=False)
+    measured = []
+    with pytest.raises(SearchError, match=r"fastest network of space 'tiny': tiny-[0-9a-f]{12} predicts .* and measures 5.000 ms"):
+        run(TINY_SPACE, "random", latency_ms=1.0, table=latency, estimator=fake_accuracy, data=None, trials=2, calibrate=3, measure=lambda spec: measured.append(spec) or 5.0)
+    assert len(measured) == 1  # refused after the first measurement, before calibrating further
 
 
 def test_resume_after_an_interrupted_study_keeps_finished_trials(tmp_path, latency):
@@ -256,6 +325,8 @@ def test_outputs_pareto_json_and_best_checkpoint(tmp_path, latency):
         (["--branch-budget", "0.5"], "--branch-budget is for --strategy repnas"),
         (["--strategy", "repnas", "--branch-budget", "1.5"], "--branch-budget must be in (0, 1]"),
         (["--accuracy", "oracle"], "unknown --accuracy 'oracle'"),
+        (["--calibrate", "3", "--no-measure"], "--calibrate measures networks"),
+        (["--calibrate", "-1"], "--calibrate must be >= 0"),
     ],
 )
 def test_cli_errors_are_one_line_exit_2(argv, message, tmp_path, capsys):
@@ -337,21 +408,48 @@ def test_inherited_subnetwork_computes_exactly_the_supernets_path():
         path_of(supernet, choose(supernet, [0, 0]).replace(stages=(StageSpec(blocks=(InvertedResidualSpec(out_channels=16, stride=2, kernel_size=7),)),)))
 
 
-def test_random_search_with_shared_weights_trains_one_supernet(latency, tiny_data):
-    from edgevision.search.sharing import path_of
+class Killed(BaseException):
+    """Raised from the progress callback: the search stops there as a kill would (nothing after it runs)."""
 
-    calls = []
-    result = run(
-        tiny_supernet(), "random", latency_ms=1.0, table=latency, accuracy="supernet", data=tiny_data, trials=3,
-        resolution=16, supernet_epochs=1, steps_per_epoch=2, measure=False, progress=calls.append,
-    )
-    assert sum("supernet (weight sharing) epoch" in line for line in calls) == 1  # trained once, not per trial
+
+def test_a_resumed_shared_weights_search_reuses_the_saved_supernet_and_refuses_another(latency, tiny_data, tmp_path):
+    from edgevision.search.accuracy import _data
+    from edgevision.search.sharing import SUPERNET_FILE, SharedWeights, path_of
+
+    out = tmp_path / "o"
+    options = dict(latency_ms=1.0, table=latency, accuracy="supernet", data=tiny_data, resolution=16, supernet_epochs=1, steps_per_epoch=2, measure=False, out=out)
+
+    def kill_after_first_trial(line: str) -> None:
+        if line.startswith("trial "):
+            raise Killed(line)
+
+    with pytest.raises(Killed):
+        run(tiny_supernet(), "random", trials=3, progress=kill_after_first_trial, **options)
+    saved = out / SUPERNET_FILE
+    assert saved.is_file() and not list(out.glob(f".{SUPERNET_FILE}*.tmp"))  # written whole before the first trial
+    lines = []
+    result = run(tiny_supernet(), "random", trials=3, progress=lines.append, **options)
+    assert not any("supernet (weight sharing) epoch" in line for line in lines)  # not retrained
+    assert any("weights reused from" in line for line in lines)
+    # every trial, before and after the kill, is scored by the one saved supernet
+    reloaded = SharedWeights(tiny_supernet().with_classes(10), ev.load(saved), _data(tiny_data), 16)
     trained = [c for c in result.candidates if c.accuracy is not None]
-    assert len({c.name for c in trained}) >= 3 and all(0.0 <= c.accuracy <= 1.0 for c in trained)
+    assert len({c.name for c in trained}) == 3 and all(0.0 <= c.accuracy <= 1.0 for c in trained)
+    first, last = min(trained, key=lambda c: c.trial), max(trained, key=lambda c: c.trial)  # scored before and after the kill
+    assert reloaded(first.spec) == pytest.approx(first.accuracy) and reloaded(last.spec) == pytest.approx(last.accuracy)
     shipped = result.best.spec
     assert shipped.name != tiny_supernet().name and path_of(tiny_supernet(), shipped)  # a named plain path of the supernet
     with pytest.raises(SearchError, match="random or evolution"):
         run(tiny_supernet(), "dnas", latency_ms=1.0, table=latency, accuracy="supernet", data=tiny_data, trials=1)
+
+    with pytest.raises(SearchError, match=r"other settings \(epochs: 1 stored, 2 asked"):
+        run(tiny_supernet(), "random", trials=3, **{**options, "supernet_epochs": 2})
+    other = tiny_supernet().replace(name="other-supernet")
+    with pytest.raises(SearchError, match="belong to another space or supernet spec"):
+        run(other, "random", trials=3, **options)
+    saved.write_bytes(saved.read_bytes()[:100])  # a damaged file is named, not retrained over
+    with pytest.raises(SearchError, match="cannot be read"):
+        run(tiny_supernet(), "random", trials=3, **options)
 
 
 class DiesOnce:

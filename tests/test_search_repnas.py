@@ -59,6 +59,29 @@ def test_branches_field_is_validated_and_left_out_of_default_json():
             DiverseBranchConvSpec(out_channels=8, branches=bad)
 
 
+def test_branch_subsets_share_the_full_dbbs_deploy_table_key_but_not_its_train_key():
+    from edgevision.lut import block_key
+
+    def dbb_block(branches, groups=1):
+        spec = NetworkSpec(
+            name="one-dbb", stem=(ev.blocks.ConvNormActSpec(out_channels=8),),
+            stages=(ev.network.StageSpec(blocks=(DiverseBranchConvSpec(out_channels=8, stride=2, groups=groups, branches=branches),)),),
+            head=ev.blocks.ClassifierHeadSpec(num_classes=10), input_size=16,
+        )
+        (block,) = [b for b in ev.resolve(spec) if isinstance(b.spec, DiverseBranchConvSpec)]
+        return block
+
+    deploy, train = MeasurementSetting(runtime="ort", threads=2), MeasurementSetting(runtime="ort", threads=2, model_form="train")
+    for groups in (1, 8):  # dense and depthwise
+        valid = [s for s in SUBSETS if not (groups == 8 and s == ("1x1",))]
+        full = block_key(dbb_block(DBB_BRANCHES, groups), deploy)
+        assert '"branches"' not in full  # the key the full DBB always had: committed tables stay valid
+        assert {block_key(dbb_block(s, groups), deploy) for s in valid} == {full}
+        assert len({block_key(dbb_block(s, groups), train) for s in valid}) == len(valid)  # train form: the branches run
+    dense, depthwise = block_key(dbb_block(("kxk",)), deploy), block_key(dbb_block(("kxk",), 8), deploy)
+    assert dense != depthwise  # fields that survive fusion still count
+
+
 @pytest.fixture
 def latency(tmp_path):
     table = LatencyTable(tmp_path / "lut.sqlite")
@@ -80,6 +103,10 @@ def test_repnas_ships_a_network_within_both_budgets_that_reparameterizes_equival
     assert set(roles) == {"searched", "dbb", "kxk_only"}
     searched = roles["searched"].spec
     assert searched.name.startswith("tiny-odbb-") and roles["searched"].predicted_ms <= 0.3
+    # a branch subset deploys to the full DBB's conv: priced by its entries, none measured for a subset alone
+    assert roles["searched"].predicted_ms == pytest.approx(roles["dbb"].predicted_ms)
+    keys = lambda spec: {ev.lut.block_key(b, latency.setting) for b in ev.resolve(spec)}  # noqa: E731
+    assert keys(searched) == keys(roles["dbb"].spec) and keys(searched) <= latency.table.keys()
     again = NetworkSpec.from_json(searched.to_json())
     assert again == searched
     kept = [b.spec.branches for b in ev.resolve(again) if isinstance(b.spec, DiverseBranchConvSpec)]

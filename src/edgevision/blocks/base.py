@@ -134,6 +134,12 @@ class BlockSpec(Spec):
         """The train-form module for this resolved block."""
         raise NotImplementedError(f"{type(self).__name__} does not implement build()")
 
+    def deploy_equivalent(self) -> "BlockSpec":
+        """A canonical spec whose deploy form is the same module as this one's (latency tables key deploy
+        measurements by it, so blocks that ship identically share one entry); override where train-only
+        fields do not survive re-parameterization."""
+        return self
+
 
 @dataclass(frozen=True, kw_only=True)
 class ResolvedBlock(Spec):

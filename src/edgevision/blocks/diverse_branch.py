@@ -115,6 +115,11 @@ class DiverseBranchConvSpec(BlockSpec):
             branches=self.branches,
         )
 
+    def deploy_equivalent(self) -> "DiverseBranchConvSpec":
+        # every branch subset fuses to the same k x k conv + bias + activation (Ding et al. 2021, Sec. 3.2), so
+        # RepNAS's searched subsets are priced by the one table entry of the full DBB
+        return self.replace(branches=DBB_BRANCHES)
+
 
 @dataclass(frozen=True, kw_only=True)
 class DiverseBranchResNetBasicSpec(ResNetBasicSpec):

@@ -6,7 +6,7 @@ import argparse
 
 from pathlib import Path
 
-from ._common import UsageError, check_input_memory, output_lock, select_runtimes, nonempty, output_dir, output_file, positive_float, positive_int, seed, stderr_console, threads
+from ._common import UsageError, check_input_memory, int_in, output_lock, select_runtimes, nonempty, output_dir, output_file, positive_float, positive_int, seed, stderr_console, threads
 
 __all__ = ["register", "run"]
 
@@ -33,7 +33,7 @@ def register(commands) -> None:
     parser.add_argument("--accuracy", type=nonempty, default="train", metavar="HOW", help="train: short-train every network (default); supernet: train the space's supernet once and score paths with inherited weights (random, evolution)")
     parser.add_argument("--data", type=nonempty, default="default", metavar="D", help="dataset: default (embedded MNIST), cifar10:DIR, imagefolder:DIR, npz:FILE")
     parser.add_argument("--resolution", type=positive_int, default=32, metavar="R", help="training resolution in px (default 32); latency is at the space's input size")
-    parser.add_argument("--time-budget", type=positive_float, default=None, metavar="S", help="stop starting new trials after S seconds")
+    parser.add_argument("--time-budget", type=positive_float, default=None, metavar="S", help="stop starting new trials S seconds after the search started (calibration and supernet training count)")
     parser.add_argument("--table", type=output_file, default="lut.sqlite", metavar="FILE", help="block latency table (default lut.sqlite; created and filled on demand)")
     parser.add_argument("--predictor", type=nonempty, default=None, metavar="FILE", help="price networks with this fitted predictor (predictor.json of `edgevision lut validate`) instead of the table sum; both are reported")
     parser.add_argument("--no-build", action="store_true", help="never measure missing blocks; fail naming `edgevision lut build` instead")
@@ -42,6 +42,9 @@ def register(commands) -> None:
     parser.add_argument("--ray-address", default=None, metavar="HOST:PORT", help="join this Ray cluster instead")
     parser.add_argument("--zoo", type=nonempty, default=None, metavar="FILE", help="zoo points to overlay (JSON list of network, measured_ms, accuracy)")
     parser.add_argument("--no-measure", action="store_true", help="do not measure the shipped networks (predicted latency only)")
+    parser.add_argument("--calibrate", type=int_in(0, 50, "an integer from 0 to 50"), default=None, metavar="N",
+                        help="measure N networks of the space end to end first and price every network with the table sum calibrated on them "
+                        "(call overhead subtracted, scaled to this machine now); default 3, 0 without --no-measure or with --predictor; 0: the plain sum")
     parser.add_argument("--branch-budget", type=float, default=None, metavar="F", help="repnas: share of all DBB branches the searched network keeps (default 0.5)")
     parser.add_argument("--seed", type=seed, default=0, metavar="S", help="seed (default 0)")
     parser.add_argument("--out", type=output_dir, required=True, metavar="DIR", help="output directory (also holds the resumable study)")
@@ -94,6 +97,8 @@ def _run(args: argparse.Namespace) -> int:
         except (OSError, ValueError, TypeError, AttributeError) as error:
             raise UsageError(f"--zoo {args.zoo!r}: {type(error).__name__}: {str(error)[:120]}; give a JSON list of "
                              '{"network", "measured_ms", "accuracy"} objects') from None
+    if args.calibrate and (args.no_measure or args.predictor is not None):
+        raise UsageError("--calibrate measures networks and corrects the table sum; it cannot go with --no-measure or --predictor")
     if args.predictor is not None:  # read now, before the table is opened and the space priced
         from ..lut.predictor import read_predictor_file
 
@@ -128,6 +133,7 @@ def _run(args: argparse.Namespace) -> int:
             zoo_file=args.zoo,
             progress=lambda line: console.print(line, highlight=False),
             options=_strategy_options(args),
+            calibrate=args.calibrate,
         )
     except (search.SearchError, LutError, DataError, MeasurementError) as error:
         raise UsageError(str(error).splitlines()[0]) from None

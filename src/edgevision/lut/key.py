@@ -9,6 +9,7 @@ versions) and carries :data:`KEY_VERSION`, bumped whenever its content changes m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 
@@ -100,6 +101,14 @@ def block_from_key(key: str) -> tuple[ResolvedBlock, MeasurementSetting]:
 
 
 def block_key(block: ResolvedBlock, setting: MeasurementSetting) -> str:
-    """Canonical JSON key of ``block`` measured under ``setting`` (same block anywhere -> same key)."""
+    """Canonical JSON key of ``block`` measured under ``setting`` (same block anywhere -> same key).
+
+    Deploy-form keys describe the block by its spec's ``deploy_equivalent()``: specs that differ only in
+    what re-parameterization removes (a DBB's branch subset) deploy to one module and share one entry.
+    """
+    if setting.model_form == "deploy":
+        canonical = getattr(block.spec, "deploy_equivalent", None)
+        if canonical is not None and (spec := canonical()) != block.spec:
+            block = dataclasses.replace(block, spec=spec)
     payload = {"version": KEY_VERSION, "block": block_description(block), **setting.to_dict()}
     return json.dumps(payload, sort_keys=True, separators=(",", ":"))

@@ -11,7 +11,7 @@ one trained supernet (SPOS, Guo et al. 2020) or zero-cost proxies. See docs/sear
 """
 
 from .accuracy import PROXIES, ProxyScore, ShortTraining, grad_norm, naswot, proxy_correlations, proxy_scores, synflow
-from .latency import LatencyModel, SupernetLatency
+from .latency import Calibration, LatencyModel, SupernetLatency, calibrate, measure_call_overhead
 from .result import Candidate, SearchError, SearchResult, hypervolume, pareto_front
 from .run import ACCURACY_ESTIMATES, STRATEGIES, SearchContext, measure_network, run
 from .sharing import SharedWeights
@@ -21,6 +21,7 @@ __all__ = [
     "ACCURACY_ESTIMATES",
     "PROXIES",
     "STRATEGIES",
+    "Calibration",
     "Candidate",
     "LatencyModel",
     "ProxyScore",
@@ -31,10 +32,12 @@ __all__ = [
     "ShortTraining",
     "SupernetLatency",
     "as_supernet",
+    "calibrate",
     "decide",
     "fastest_network",
     "grad_norm",
     "hypervolume",
+    "measure_call_overhead",
     "measure_network",
     "naswot",
     "pareto_front",

@@ -68,6 +68,13 @@ def _rows(result: SearchResult) -> list[list[str]]:
 HEADER = ["network", "predicted ms", "table sum ms", "measured ms", "pred. error", "accuracy", "params (M)", "MACs (M)"]
 
 
+def _calibration_line(calibration: dict | None) -> str:
+    if not calibration:
+        return ""
+    rows = ", ".join(f"{row['network']} {row['measured_ms']:.3f} -> {row['remeasured_ms']:.3f} ms" for row in calibration["networks"])
+    return f"- calibration networks measured before -> after the search: {rows}; drift {calibration['drift']:.3f} (1 = the machine did not move)"
+
+
 def write_outputs(result: SearchResult, out: Path, estimator: Callable | None = None, zoo_file: str | os.PathLike | None = None) -> None:
     from ..builder import build
     from ..checkpoint import save
@@ -91,6 +98,7 @@ def write_outputs(result: SearchResult, out: Path, estimator: Callable | None = 
         "",
         f"- trained networks: {data['trained']} of {data['evaluated']} evaluated; wall time {result.wall_seconds:.0f} s",
         f"- latency model: {result.latency_model}",
+        _calibration_line(result.details.get("calibration")),
         f"- fastest network of the space: {data['fastest_network']['network']} ({data['fastest_network']['predicted_ms']:.3f} ms predicted)" if result.fastest else "",
         f"- hypervolume (accuracy x latency below the budget, normalised): {result.hypervolume:.4f}",
         f"- best: {result.best.name if result.best else 'none within budget'}",

@@ -114,6 +114,62 @@ def _load_predictor(path, table: LatencyTable, setting: MeasurementSetting):
     return loaded
 
 
+#: the calibration a search fitted, kept with its study so a resumed search prices networks as before
+CALIBRATION_FILE = "calibration.json"
+
+#: networks measured end to end to calibrate the table sum when ``run(calibrate=None)`` measures for real
+DEFAULT_CALIBRATION_NETWORKS = 3
+
+
+def _calibrated(latency: LatencyModel, space: Space, fastest: NetworkSpec, count: int, measurer, out: Path | None, seed: int, progress) -> LatencyModel:
+    """``latency`` with a :class:`Calibration`: read from ``OUT/calibration.json`` on resume, else fitted on the
+    space's fastest network and ``count - 1`` uniform draws, each measured end to end, and saved there."""
+    import random
+
+    from ..atomic import atomic_write_text
+    from .latency import Calibration, calibrate
+    from .space import decide
+
+    path = None if out is None else out / CALIBRATION_FILE
+    if path is not None and path.exists():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            calibration = Calibration.from_dict(data)
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise SearchError(f"{path} cannot be read ({type(error).__name__}: {str(error)[:120]}); delete it to calibrate again") from None
+        asked = {"space": space.name, "setting": latency.setting.to_dict()}
+        stored = {"space": data.get("space"), "setting": calibration.setting}
+        if stored != asked:
+            raise SearchError(f"{path} calibrates space {stored['space']!r} on {stored['setting']}, not {space.name!r} on {asked['setting']}; use another --out")
+        if progress is not None:
+            progress(f"latency calibration reused from {path}: scale {calibration.scale:.3f}, call overhead {calibration.call_overhead_ms * 1000:.1f} us")
+        return latency.with_calibration(calibration)
+    rng = random.Random(seed)
+    networks = {fastest.name: fastest}
+    for _ in range(10 * count):  # the space may hold fewer distinct networks than asked
+        if len(networks) >= count:
+            break
+        network = decide(space, lambda name, options: rng.choice(list(options)))
+        networks.setdefault(network.name, network)
+    calibration = calibrate(latency, list(networks.values()), measurer)
+    if path is not None:
+        atomic_write_text(path, json.dumps({"format": "edgevision-search-calibration", "space": space.name, **calibration.to_dict()}, indent=1) + "\n")
+    if progress is not None:
+        progress(f"latency calibration on {len(networks)} networks measured end to end: scale {calibration.scale:.3f}, call overhead {calibration.call_overhead_ms * 1000:.1f} us")
+    return latency.with_calibration(calibration)
+
+
+def _drift(latency: LatencyModel, measurer) -> dict:
+    """The calibration networks measured again after the search: how far the machine moved meanwhile."""
+    from ..spec import Spec
+
+    rows = [dict(row) for row in latency.calibration.networks]
+    for row in rows:
+        row["remeasured_ms"] = float(measurer(Spec.from_json(row.pop("spec"))))
+    drift = sorted(row["remeasured_ms"] / row["measured_ms"] for row in rows)[len(rows) // 2]
+    return {**latency.calibration.to_dict(), "networks": rows, "drift": drift}
+
+
 def _default_storage(out: Path | None) -> str | None:
     return None if out is None else f"sqlite:///{(out / 'study.sqlite').resolve()}"
 
@@ -147,6 +203,7 @@ def run(
     steps_per_epoch: int | None = None,
     progress: Callable[[str], None] | None = None,
     options: dict[str, Any] | None = None,
+    calibrate: int | None = None,
 ) -> SearchResult:
     """Search ``space`` with ``strategy`` for networks within ``latency_ms`` on ``runtime``; see docs/search.md.
 
@@ -161,6 +218,11 @@ def run(
     table sum then prices every network (budget, objectives, front) and ``table_sum_ms`` keeps the plain sum.
     ``supernet_epochs`` (default 4 x ``epochs``) and ``steps_per_epoch`` size the supernet training of
     ``dnas``/``proxyless``/``repnas``; ``options`` go to the strategy (e.g. ``population_size``).
+    ``calibrate``: measure that many networks of the space end to end first and price every network
+    with the :class:`~edgevision.search.latency.Calibration` of the table sum fitted on them (call
+    overhead subtracted, then scaled); default 3 when ``measure`` is True and no predictor is given,
+    else 0 (the plain sum). Kept in ``OUT/calibration.json``; the calibration networks are measured
+    again after the search (``details["calibration"]["drift"]``: how far the machine moved).
     """
     if strategy not in STRATEGIES:
         raise SearchError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
@@ -217,6 +279,27 @@ def run(
     executor = None
     try:
         fastest, fastest_ms = fastest_network(space, latency)
+        measurer = measure if callable(measure) else (lambda spec: measure_network(spec, latency.setting.runtime, latency.setting.threads))
+        if calibrate is None:
+            calibrate = DEFAULT_CALIBRATION_NETWORKS if measure is True and not latency.corrected else 0
+        if calibrate:
+            if not measure:
+                raise SearchError("calibrating the latency table measures networks end to end; it cannot run with measure=False (--no-measure)")
+            if latency.corrected:
+                raise SearchError("a fitted predictor already corrects the table sum; calibrate or give --predictor, not both")
+            raw_fastest_ms = fastest_ms
+
+            def measure_first(spec: NetworkSpec) -> float:  # the fastest network is measured first: a budget below it fails at once
+                ms = float(measurer(spec))
+                if spec.name == fastest.name and ms > latency_ms:
+                    raise SearchError(
+                        f"latency budget {latency_ms:g} ms is below the fastest network of space {space.name!r}: {fastest.name} predicts "
+                        f"{raw_fastest_ms:.3f} ms (table sum) and measures {ms:.3f} ms on {latency.setting.runtime}; raise --latency-ms to at least {ms:.3f}"
+                    )
+                return ms
+
+            latency = _calibrated(latency, space, fastest, calibrate, measure_first, out_dir, seed, progress)
+            fastest_ms = latency.network_ms(fastest)
         if latency_ms < fastest_ms:
             raise SearchError(
                 f"latency budget {latency_ms:g} ms is below the fastest network of space {space.name!r}: {fastest.name} "
@@ -224,12 +307,13 @@ def run(
             )
         if accuracy == "supernet":
             from .accuracy import _data
-            from .sharing import SharedWeights
+            from .sharing import SUPERNET_FILE, SharedWeights
             from .space import as_supernet
 
             space = as_supernet(space)  # paths of the supernet: what the shared weights can score
             estimator = SharedWeights.trained(
-                space, _data(data), resolution, supernet_epochs or max(2, 4 * epochs), steps_per_epoch=steps_per_epoch, seed=seed, progress=progress
+                space, _data(data), resolution, supernet_epochs or max(2, 4 * epochs), steps_per_epoch=steps_per_epoch, seed=seed, progress=progress,
+                path=None if out_dir is None else out_dir / SUPERNET_FILE, data_name=data,  # saved with the study: a resumed search reuses it
             )
         if workers or ray_address:
             from .executor import RayExecutor
@@ -250,7 +334,8 @@ def run(
             storage=storage,
             seed=seed,
             executor=executor,
-            time_budget_s=time_budget_s,
+            # one wall clock from the start of run(): calibration and a weight-sharing supernet's training count against it
+            time_budget_s=None if time_budget_s is None else max(0.0, time_budget_s - (time.perf_counter() - started)),
             epochs_supernet=supernet_epochs or max(2, 4 * epochs),
             steps_per_epoch=steps_per_epoch,
             progress=progress,
@@ -260,10 +345,11 @@ def run(
             for candidate in candidates:
                 candidate.table_sum_ms = latency.table_sum_ms(candidate.spec)
         front = pareto_front(candidates, latency_ms)
-        measurer = measure if callable(measure) else (lambda spec: measure_network(spec, latency.setting.runtime, latency.setting.threads))
         if measure:
             for candidate in front:
                 candidate.measured_ms = float(measurer(candidate.spec))
+            if latency.calibration is not None:
+                context.details["calibration"] = _drift(latency, measurer)
         context.details["measured_on_demand_blocks"] = latency.measured_on_demand
         result = SearchResult(
             strategy=strategy,
@@ -275,7 +361,7 @@ def run(
             best=front[-1] if front else None,
             wall_seconds=time.perf_counter() - started,
             fastest=(fastest.name, fastest_ms),
-            latency_model=f"predictor {predictor or '(fitted correction)'}" if latency.corrected else "table sum",
+            latency_model=_latency_model_name(latency, predictor),
             details=context.details,
         )
         if out_dir is not None:
@@ -288,6 +374,16 @@ def run(
             executor.close()
         if owned_table is not None:
             owned_table.close()
+
+
+def _latency_model_name(latency: LatencyModel, predictor) -> str:
+    if latency.calibration is not None:
+        calibration = latency.calibration
+        return (f"calibrated table sum: {calibration.scale:.3f} x (sum - (blocks - 1) x {calibration.call_overhead_ms * 1000:.1f} us call overhead), "
+                f"fitted on {len(calibration.networks)} networks measured end to end")
+    if latency.predictor.correction is not None:
+        return f"predictor {predictor or '(fitted correction)'}"
+    return "table sum"
 
 
 def load_result(path: str | os.PathLike) -> dict:

@@ -17,8 +17,10 @@ the candidate index of every choice layer from it, so the estimator keeps the or
 from __future__ import annotations
 
 import math
+import os
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -29,7 +31,7 @@ from ..blocks.choice import ChoiceBlock, ChoiceBlockSpec, IdentitySpec, choose
 from ..builder import build
 from ..network import NetworkSpec
 
-__all__ = ["SharedWeights", "inherit", "path_of", "train_supernet"]
+__all__ = ["SUPERNET_FILE", "SharedWeights", "inherit", "path_of", "train_supernet"]
 
 
 def _sections(spec: NetworkSpec) -> list[tuple]:
@@ -126,6 +128,40 @@ def train_supernet(
     return model.eval()
 
 
+#: checkpoint metadata key of the supernet's training settings (what a resumed search must match)
+SUPERNET_TRAINING = "supernet_training"
+
+#: where a search with ``accuracy="supernet"`` keeps the trained supernet, inside its output directory
+SUPERNET_FILE = "supernet.safetensors"
+
+
+def _load_supernet(path: Path, supernet: NetworkSpec, config: dict) -> nn.Module:
+    """The supernet weights at ``path``, if they belong to ``supernet`` trained with ``config``; else SearchError."""
+    from ..checkpoint import CheckpointError, load, read_metadata
+    from .result import SearchError
+
+    remedy = "delete it to retrain, or give another --out"
+    try:
+        metadata = read_metadata(path)
+    except CheckpointError as error:
+        raise SearchError(f"supernet weights {path} cannot be read ({str(error).splitlines()[0][:160]}); {remedy}") from None
+    stored_name = metadata["spec"].get("name") if isinstance(metadata["spec"], dict) else None
+    if metadata["spec"] != supernet.to_dict():
+        raise SearchError(
+            f"supernet weights {path} belong to another space or supernet spec ({stored_name!r}, not this search's {supernet.name!r} "
+            f"with its candidates and classes); {remedy}"
+        )
+    stored = metadata.get(SUPERNET_TRAINING)
+    if stored != config:
+        stored = stored if isinstance(stored, dict) else {}
+        listed = ", ".join(f"{k}: {stored.get(k)!r} stored, {v!r} asked" for k, v in config.items() if stored.get(k) != v) or "no training settings stored"
+        raise SearchError(f"supernet weights {path} were trained with other settings ({listed}); {remedy}")
+    try:
+        return load(path).eval()
+    except CheckpointError as error:
+        raise SearchError(f"supernet weights {path} cannot be loaded ({str(error).splitlines()[0][:160]}); {remedy}") from None
+
+
 @dataclass
 class _Trained:
     """What ``write_outputs`` saves as best: the model and its score (``ShortTraining.train``'s shape)."""
@@ -142,8 +178,36 @@ class SharedWeights:
         self.resolution, self.calibration_batches, self.batch_size, self.seed = resolution, calibration_batches, batch_size, seed
 
     @classmethod
-    def trained(cls, supernet: NetworkSpec, data, resolution: int, epochs: int, *, steps_per_epoch: int | None = None, seed: int = 0, progress=None) -> "SharedWeights":
+    def trained(
+        cls,
+        supernet: NetworkSpec,
+        data,
+        resolution: int,
+        epochs: int,
+        *,
+        steps_per_epoch: int | None = None,
+        seed: int = 0,
+        progress=None,
+        path: str | os.PathLike | None = None,
+        data_name: str | None = None,
+    ) -> "SharedWeights":
+        """Train the supernet, or, when ``path`` holds the weights of this very supernet and training, load them.
+
+        ``path`` (``OUT/supernet.safetensors`` in a search) is written atomically once training ends, so a
+        search killed afterwards resumes without retraining; a file for another supernet or other training
+        settings is refused (:class:`SearchError`) rather than silently reused or overwritten.
+        """
+        config = {"data": data_name, "resolution": resolution, "epochs": epochs, "steps_per_epoch": steps_per_epoch, "seed": seed}
+        if path is not None and Path(path).exists():
+            model = _load_supernet(Path(path), supernet, config)
+            if progress is not None:
+                progress(f"supernet (weight sharing) weights reused from {path}")
+            return cls(supernet, model, data, resolution, seed=seed)
         model = train_supernet(supernet, data, resolution, epochs, steps_per_epoch=steps_per_epoch, seed=seed, progress=progress)
+        if path is not None:
+            from ..checkpoint import save
+
+            save(model, path, metadata={SUPERNET_TRAINING: config})  # atomic: a kill leaves no file or the whole file
         return cls(supernet, model, data, resolution, seed=seed)
 
     def _preprocess(self):
