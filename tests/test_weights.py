@@ -199,6 +199,27 @@ def test_library_layout_of_a_release_model_points_to_its_compatible_variant():
     assert "timm" in ev.weights.keymaps_for("senet", "seresnet50_timm")
 
 
+def test_timm_fbnet_c_keeps_an_expand_conv_at_ratio_one_and_the_release_refuses_its_file():
+    """timm's FBNet-C builds every ``ir`` block with a 1x1 expand conv, also at expansion 1 (block 16 and the
+    two 24-channel e1 blocks: 288 + 2 x 624 weights); the option is out of the JSON at its default, so the
+    release spec's JSON (and the latency-table keys made from it) do not change."""
+    from dataclasses import replace
+
+    from edgevision.blocks import InvertedResidualSpec
+
+    plain = InvertedResidualSpec(out_channels=24, expansion_ratio=1)
+    assert "expand_at_ratio_one" not in plain.to_json() and "expand_at_ratio_one" not in ev.get_spec("fbnetc_100").to_json()
+    kept = replace(plain, expand_at_ratio_one=True)
+    assert ev.Spec.from_json(kept.to_json()) == kept and kept.expands and not plain.expands
+    timm_layout = ev.create_model("fbnetc_100_timm")
+    e1_expands = [m.expand for m in timm_layout.modules() if hasattr(m, "expand") and m.depthwise.conv.in_channels in (16, 24)
+                  and m.project.conv.out_channels == m.depthwise.conv.in_channels]
+    assert [ev.count_params(m) for m in e1_expands] == [288, 624, 624]
+    assert not any(m.bias is not None for m in timm_layout.modules() if isinstance(m, torch.nn.Conv2d))
+    with pytest.raises(WeightImportError, match=r"fbnetc_100_timm"):
+        map_state_dict(ev.create_model("fbnetc_100"), {}, source="timm")
+
+
 def test_timm_mobilenetv3_import_carries_its_batchnorm_eps_into_the_spec(tmp_path):
     """timm's PyTorch-trained MobileNetV3 computes with BatchNorm eps 1e-5, our spec (the TF release,
     torchvision) with 1e-3: the same tensors give feature maps ~1e-3 apart, so the import sets timm's eps
