@@ -147,8 +147,8 @@ float64 comparison as the table; that code is not part of this repository, so th
 | release | module names read from | train file | re-parameterized file |
 |---|---|---|---|
 | huawei-noah GhostNet (`ghostnet_050/100/130`) | `ghostnet_pytorch/ghostnet.py` (timm kept the names) | the timm rows above | - (none released) |
-| apple MobileOne (`mobileone_s0`..`s4`) | apple/ml-mobileone `mobileone.py`: `stage0`..`stage4`, `rbr_conv.{i}`, `rbr_scale`, `rbr_skip`, `se.reduce/expand`, `linear`; deploy `reparam_conv` | OFFICIAL_TRAIN | OFFICIAL_DEPLOY |
-| ChengpengChen RepGhost (`repghostnet_050/100/150/200` = `repghostnet_0_5x` ...) | `model/repghost.py` (timm kept the names) | OFFICIAL_REPGHOST | - (convert.py output not mapped) |
+| apple MobileOne (`mobileone_s0`..`s4`) | apple/ml-mobileone `mobileone.py`: `stage0`..`stage4`, `rbr_conv.{i}`, `rbr_scale`, `rbr_skip`, `se.reduce/expand`, `linear`; deploy `reparam_conv` | equal counts; train / deploy: s0 6.7e-16 / 1.1e-15, s1 4.1e-16 / 8.7e-16, s2 4.1e-16 / 7.0e-16, s3 6.4e-16 / 1.1e-15, s4 2.3e-16 / 3.9e-16 | the authors' `reparameterize_model` output into our deploy form, vs their fused model: s0-s3 0.0, s4 3.1e-16 |
+| ChengpengChen RepGhost (`repghostnet_050/100/150/200` = `repghostnet_0_5x` ...) | `model/repghost.py` (timm kept the names) | equal counts; train / deploy: 0_5x 2.9e-16 / 3.2e-16, 1_0x 2.8e-16 / 3.1e-16, 1_5x 3.9e-16 / 4.4e-16, 2_0x 3.8e-16 / 5.1e-16 | - (convert.py output not mapped) |
 
 MobileOne's release has both files per model: `mobileone_s*_unfused.pth.tar` (train form, imported as the train form)
 and `mobileone_s*.pth.tar` (re-parameterized: imported into our deploy form). RepGhost's files are timm-trainer
