@@ -108,7 +108,7 @@ deploy = ev.reparameterize(model)                                               
 edgevision weights import resnet50-tv.pth --model resnet50 --from torchvision --out resnet50.safetensors --json summary.json
 ```
 
-* Files: `.safetensors`, or `.pth`/`.pt`/`.bin` read with `torch.load(weights_only=True)`; a pickle that would import or
+* Files: `.safetensors`, or `.pth`/`.pt`/`.bin`/`.pth.tar` read with `torch.load(weights_only=True)`; a pickle that would import or
   call code is refused with one line. `{"state_dict": ...}`, `{"model": ...}`, `{"model_ema": ...}` and `module.` /
   `_orig_mod.` prefixes are unwrapped.
 * Every tensor of ours is named by the family's key map (`src/edgevision/weights/maps/`: ordered regex rules, plain
@@ -117,10 +117,14 @@ edgevision weights import resnet50-tv.pth --model resnet50 --from torchvision --
   `AuxLogits`) are ignored, and said so in the report's notes.
 * `num_classes` != the file's: the classifier keeps its fresh initialisation (noted). `in_chans` != 3: the stem kernel is
   adapted as timm's `adapt_input_conv` (summed for 1 channel; RGB repeated and scaled by 3/C otherwise).
-* Our deploy (re-parameterized) form is computed by `ev.reparameterize` after importing the train form; a model already
-  in deploy form is refused.
+* Our deploy (re-parameterized) form is computed by `ev.reparameterize` after importing the train form. A source that
+  also releases re-parameterized files (apple's MobileOne `mobileone_s*.pth.tar`; `KeyMap.deploy_rules`) loads them into
+  our deploy form: `ev.create_model(name, pretrained=FILE)` and `edgevision weights import` re-parameterize first when the
+  file is one (the report's `form` is then `"deploy"`; merged branches cannot be split back into a train form);
+  `ev.load_pretrained` loads it into a model already passed through `ev.reparameterize` and refuses it for a train-form
+  model with a message saying so. Other deploy-form models are refused.
 * `--json`: model, family, source, file, tensors_mapped, source_tensors, source_ignored, classifier_reinitialised,
-  stem_adapted, norm_eps, notes, num_classes, in_chans, out.
+  stem_adapted, norm_eps, form, notes, num_classes, in_chans, out.
 
 ## BatchNorm eps travels with the import
 
@@ -132,18 +136,40 @@ source's eps (`KeyMap.norm_eps`): importing timm's MobileNetV3 sets eps 1e-5 on 
 (`norm_eps` in `--json`, and a note). `tests/reference/test_feature_maps_reference.py` compares every pyramid level,
 not only the logits, with torchvision's `features.N` maps and timm's `forward_intermediates` in float64.
 
+## The authors' release layouts (`--from official`)
+
+No official checkpoint file was available offline (no weights are downloaded here), so these maps are tested on files
+written in the official names and shapes: a state dict of our model renamed through the map's inverse
+(`to_source_layout`), imported back with identical logits (tests/test_weights.py). Beyond that, the maps were checked
+once by hand against the authors' own model code, built with random weights and BatchNorm statistics (the same
+float64 comparison as the table; that code is not part of this repository, so the check is not a committed test):
+
+| release | module names read from | train file | re-parameterized file |
+|---|---|---|---|
+| huawei-noah GhostNet (`ghostnet_050/100/130`) | `ghostnet_pytorch/ghostnet.py` (timm kept the names) | the timm rows above | - (none released) |
+| apple MobileOne (`mobileone_s0`..`s4`) | apple/ml-mobileone `mobileone.py`: `stage0`..`stage4`, `rbr_conv.{i}`, `rbr_scale`, `rbr_skip`, `se.reduce/expand`, `linear`; deploy `reparam_conv` | equal counts; train / deploy: s0 6.7e-16 / 1.1e-15, s1 4.1e-16 / 8.7e-16, s2 4.1e-16 / 7.0e-16, s3 6.4e-16 / 1.1e-15, s4 2.3e-16 / 3.9e-16 | the authors' `reparameterize_model` output into our deploy form, vs their fused model: s0-s3 0.0, s4 3.1e-16 |
+| ChengpengChen RepGhost (`repghostnet_050/100/150/200` = `repghostnet_0_5x` ...) | `model/repghost.py` (timm kept the names) | equal counts; train / deploy: 0_5x 2.9e-16 / 3.2e-16, 1_0x 2.8e-16 / 3.1e-16, 1_5x 3.9e-16 / 4.4e-16, 2_0x 3.8e-16 / 5.1e-16 | - (convert.py output not mapped) |
+
+MobileOne's release has both files per model: `mobileone_s*_unfused.pth.tar` (train form, imported as the train form)
+and `mobileone_s*.pth.tar` (re-parameterized: imported into our deploy form). RepGhost's files are timm-trainer
+checkpoints holding `state_dict` and `state_dict_ema`; the import reads `state_dict` (the README's accuracies are the
+EMA weights': re-save `torch.load(f)["state_dict_ema"]` to import those). RepGhost's `convert.py` output (only the
+`cheap_operation` + `fusion_bn` fused into a biased conv, every other BatchNorm kept) is neither our train nor our deploy
+form: import the train file, then `ev.reparameterize`.
+
 ## Not covered yet
 
-Key maps still to write (the models are in the table above with "none yet"): FBNet-C (`_timm` variant: timm's
-convs have no bias before BatchNorm). HorNet
-has no timm 1.0.31 / torchvision 0.28 counterpart. timm's deploy layouts (RepGhostNet's fused `cheap_operation`,
+HorNet has no timm 1.0.31 / torchvision 0.28 counterpart. timm's deploy layouts (RepGhostNet's fused `cheap_operation`,
 Next-ViT's folded pre-norms) are not mapped: import the train layout, then `ev.reparameterize`.
 Compatible variants registered so far (`src/edgevision/models/compat.py`): `seresnet50_timm` (stride on the 3x3),
 `skresnext50_32x4d_timm` (padded stem pool), `xception_timm` (BatchNorm eps 1e-5), `inception_v4_timm` and
 `inception_resnet_v2_timm` (BatchNorm with a scale), `shufflenet_v2_x{0_5,1_0,1_5,2_0}_tv` (torchvision's units: `chunk`
-split and shuffle at the end, first-unit branches out/2, FC bias); the release-layout models refuse those libraries' files with a
-message naming the variant. The authors' own release layouts are mapped for GhostNet only (huawei-noah's module
-names are timm's).
+split and shuffle at the end, first-unit branches out/2, FC bias), `fbnetc_100_timm` (no conv bias; a 1x1 expand conv
+kept in the three expansion-1 blocks, `InvertedResidualSpec.expand_at_ratio_one`); the release-layout models refuse
+those libraries' files with a message naming the variant. The authors' own release layouts are mapped for GhostNet,
+MobileOne and RepGhost (above); megvii ShuffleNet, RepVGG, snap EfficientFormer, facebook LeViT, bytedance Next-ViT and
+EdgeNeXt are not yet.
+ProxylessNAS (no timm / torchvision counterpart) computes with its release's BatchNorm eps 1e-3 (`NetworkSpec.norm_eps`).
 """
 
 if __name__ == "__main__":

@@ -180,3 +180,11 @@ def test_proxylessnas_expands_by_the_released_ratios():
     mids = [(b.in_channels, b.mid_channels) for b in _searched_blocks("proxylessnas_gpu")]
     assert mids[:4] == [(40, 40), (24, 72), (32, 96), (56, 168)]
     assert mids[-1] == (256, 1536)
+
+
+@pytest.mark.parametrize("name", ["proxylessnas_gpu", "proxylessnas_mobile"])
+def test_proxylessnas_batchnorm_eps_is_the_released_configs(name):
+    """The net configs' ``"bn": {"eps": 0.001}``: in the spec (JSON round trip) and in every built BatchNorm."""
+    spec = ev.get_spec(name)
+    assert spec.norm_eps == 1e-3 and Spec.from_json(spec.to_json()).norm_eps == 1e-3
+    assert {m.eps for m in meta_model(name).modules() if isinstance(m, nn.BatchNorm2d)} == {1e-3}

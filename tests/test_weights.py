@@ -199,6 +199,27 @@ def test_library_layout_of_a_release_model_points_to_its_compatible_variant():
     assert "timm" in ev.weights.keymaps_for("senet", "seresnet50_timm")
 
 
+def test_timm_fbnet_c_keeps_an_expand_conv_at_ratio_one_and_the_release_refuses_its_file():
+    """timm's FBNet-C builds every ``ir`` block with a 1x1 expand conv, also at expansion 1 (block 16 and the
+    two 24-channel e1 blocks: 288 + 2 x 624 weights); the option is out of the JSON at its default, so the
+    release spec's JSON (and the latency-table keys made from it) do not change."""
+    from dataclasses import replace
+
+    from edgevision.blocks import InvertedResidualSpec
+
+    plain = InvertedResidualSpec(out_channels=24, expansion_ratio=1)
+    assert "expand_at_ratio_one" not in plain.to_json() and "expand_at_ratio_one" not in ev.get_spec("fbnetc_100").to_json()
+    kept = replace(plain, expand_at_ratio_one=True)
+    assert ev.Spec.from_json(kept.to_json()) == kept and kept.expands and not plain.expands
+    timm_layout = ev.create_model("fbnetc_100_timm")
+    e1_expands = [m.expand for m in timm_layout.modules() if hasattr(m, "expand") and m.depthwise.conv.in_channels in (16, 24)
+                  and m.project.conv.out_channels == m.depthwise.conv.in_channels]
+    assert [ev.count_params(m) for m in e1_expands] == [288, 624, 624]
+    assert not any(m.bias is not None for m in timm_layout.modules() if isinstance(m, torch.nn.Conv2d))
+    with pytest.raises(WeightImportError, match=r"fbnetc_100_timm"):
+        map_state_dict(ev.create_model("fbnetc_100"), {}, source="timm")
+
+
 def test_timm_mobilenetv3_import_carries_its_batchnorm_eps_into_the_spec(tmp_path):
     """timm's PyTorch-trained MobileNetV3 computes with BatchNorm eps 1e-5, our spec (the TF release,
     torchvision) with 1e-3: the same tensors give feature maps ~1e-3 apart, so the import sets timm's eps
@@ -232,3 +253,66 @@ def test_timm_mobilenetv3_import_carries_its_batchnorm_eps_into_the_spec(tmp_pat
     with torch.no_grad():
         assert not torch.allclose(plain.double().eval().forward_features(x), timm_model.forward_features(x), rtol=0, atol=1e-6)
     assert keymaps_for("mobilenetv3")["torchvision"].norm_eps is None  # torchvision computes with our 1e-3
+
+
+@pytest.fixture(scope="module")
+def mobileone_official(tmp_path_factory):
+    """apple/ml-mobileone's two release files of one model, written from ours through the inverse map:
+    the train form (``*_unfused.pth.tar``) and the re-parameterized one (``*.pth.tar``)."""
+    folder = tmp_path_factory.mktemp("mobileone")
+    train = _random(ev.create_model("mobileone_s0"))
+    deploy = ev.reparameterize(train)
+    torch.save(to_source_layout(train, "official"), folder / "mobileone_s0_unfused.pth.tar")
+    torch.save(to_source_layout(deploy, "official"), folder / "mobileone_s0.pth.tar")
+    return train, deploy, folder
+
+
+def test_mobileone_official_train_file_uses_the_release_names(mobileone_official):
+    train, _, folder = mobileone_official
+    state = torch.load(folder / "mobileone_s0_unfused.pth.tar", weights_only=True)
+    # the release's module names and shapes: stage0 = our stem, stage1..4 = our stages, 4 rbr_conv branches in S0
+    assert state["stage0.rbr_conv.0.conv.weight"].shape == (48, 3, 3, 3) and "stage0.rbr_conv.1.conv.weight" not in state
+    assert state["stage1.0.rbr_conv.3.bn.running_var"].shape == (48,) and "stage1.1.rbr_scale.conv.weight" not in state  # 1x1: no scale
+    assert state["stage1.2.rbr_skip.weight"].shape == (48,) and state["linear.weight"].shape == (1000, 1024)
+    model = ev.create_model("mobileone_s0", pretrained=folder / "mobileone_s0_unfused.pth.tar")  # layout inferred
+    x = torch.randn(1, 3, 32, 32)
+    assert not ev.is_deploy_form(model) and torch.equal(model.eval()(x), train(x))
+
+
+def test_mobileone_reparameterized_release_file_loads_into_the_deploy_form(mobileone_official, tmp_path, capsys):
+    """A file whose branches are merged (``reparam_conv``) cannot become a train form: create_model, features_only
+    and the CLI build the deploy form for it; load_pretrained into a train-form model refuses it naming the way."""
+    train, deploy, folder = mobileone_official
+    file = folder / "mobileone_s0.pth.tar"
+    state = torch.load(file, weights_only=True)
+    assert state["stage0.reparam_conv.bias"].shape == (48,) and not any("rbr_" in key for key in state)
+    x = torch.randn(1, 3, 32, 32)
+    model = ev.create_model("mobileone_s0", pretrained=file)
+    assert ev.is_deploy_form(model) and torch.equal(model.eval()(x), deploy(x))
+    with pytest.raises(ev.weights.DeployFormCheckpoint, match=r"re-parameterized .*ev\.reparameterize\(model\)"):
+        ev.load_pretrained(ev.create_model("mobileone_s0"), file)
+    into_deploy = ev.reparameterize(ev.create_model("mobileone_s0"))
+    with pytest.raises(WeightImportError, match="load only from: official"):
+        ev.load_pretrained(into_deploy, file, source="timm")
+    report = ev.load_pretrained(into_deploy, file, source="official")
+    assert report.form == "deploy" and report.tensors_mapped == len(state) and torch.equal(into_deploy.eval()(x), deploy(x))
+    backbone = ev.create_model("mobileone_s0", features_only=True, pretrained=file)
+    assert ev.is_deploy_form(backbone)
+    for ours, expected in zip(backbone.eval()(x), deploy.forward_intermediates(x, intermediates_only=True), strict=True):
+        assert torch.equal(ours, expected)
+    out = tmp_path / "s0.safetensors"
+    assert main(["weights", "import", str(file), "--model", "mobileone_s0", "--out", str(out)]) == 0
+    assert "deploy" in capsys.readouterr().out
+    loaded = ev.load(out)
+    assert ev.is_deploy_form(loaded) and torch.equal(loaded.eval()(x), deploy(x))
+
+
+def test_repghostnet_official_release_is_a_training_checkpoint_in_timms_names():
+    """ChengpengChen/RepGhost's files are timm-trainer checkpoints ({"state_dict", "state_dict_ema", ...}) with
+    the names timm's port kept; the import reads ``state_dict``."""
+    model = _random(ev.create_model("repghostnet_050"))
+    state = to_source_layout(model, "official")
+    assert set(state) == set(to_source_layout(model, "timm"))
+    assert "blocks.0.0.ghost1.fusion_bn.0.running_var" in state and "conv_head.bias" in state
+    mapped, report = map_state_dict(ev.create_model("repghostnet_050"), state, source="official")
+    assert report.source == "official" and all(torch.equal(mapped[k], v) for k, v in model.state_dict().items() if k in mapped)

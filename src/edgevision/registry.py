@@ -155,8 +155,14 @@ def create_model(
         # the file holds the whole classifier network: import into it, then keep the backbone's tensors
         # (its module paths are a prefix of the full network's: stem.*, stages.*) and any BatchNorm eps
         # the import carried into its spec
-        full = _pretrained(build(spec), pretrained, pretrained_source)
+        from .weights import load_pretrained_any_form
+
+        full, report = load_pretrained_any_form(build(spec), pretrained, source=pretrained_source)
         model = build(backbone.with_norm_eps(full.spec.norm_eps))
+        if report.form == "deploy":  # a re-parameterized file: the backbone's deploy form
+            from .reparam import reparameterize
+
+            model = reparameterize(model)
         loaded = model.load_state_dict(full.state_dict(), strict=False)
         if loaded.missing_keys:  # only the classifier may be left out, never a backbone tensor
             raise AssertionError(f"backbone tensors missing from the imported network: {loaded.missing_keys[:5]}")
@@ -179,7 +185,6 @@ def _create_task_model(spec, num_classes, in_chans, pretrained, pretrained_sourc
 
 
 def _pretrained(model, path, source):
-    from .weights import load_pretrained
+    from .weights import load_pretrained_any_form
 
-    load_pretrained(model, path, source=source)
-    return model
+    return load_pretrained_any_form(model, path, source=source)[0]  # a re-parameterized file: the deploy form

@@ -85,3 +85,5 @@ CASES += [Case(name, TIMM, name, size=224) for name in ("levit_128", "levit_192"
 CASES += [Case(name, TIMM, name, size=224) for name in ("efficientformer_l3", "efficientformer_l7")]  # 7x7-grid biases
 CASES += [Case(name, TIMM, name) for name in ("repghostnet_050", "repghostnet_150", "repghostnet_200")]
 CASES += [Case(f"shufflenet_v2_x{size}_tv", TV, f"shufflenet_v2_x{size}") for size in ("0_5", "1_0", "1_5", "2_0")]  # torchvision's units
+# weights4: timm's FBNet-C (no conv bias, expand conv kept in its e1 blocks; models/compat.py)
+CASES += [Case("fbnetc_100_timm", TIMM, "fbnetc_100")]

@@ -14,13 +14,17 @@ Options the searched networks need (all off by default, so earlier specs build u
   (mobile-vision), which shuffles even where e = 1 leaves no expand conv.
 * ``conv_bias``: every conv carries a bias before its BatchNorm, as in the released FBNet
   checkpoints (mobile-vision arch defs pass ``{"bias": True}``); it only changes the train-form count.
+* ``expand_at_ratio_one``: keep the 1x1 expand conv (+ BN + activation) where ``expansion_ratio == 1``
+  (a C -> C conv), as timm's EfficientNet builder does for every ``ir`` block (its ``fbnetc_100``
+  has three); the release networks drop it. Left out of the spec JSON at its default, so the
+  existing specs' JSON, hashes and latency-table keys do not change.
 * ``se_reduce_from="input"`` with ``se_round_to_divisor=False``: the squeeze-excite width is
   ``max(1, int(C_in * se_ratio))`` (MnasNet's TF code) instead of make_divisible(expanded * ratio).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
 import torch
@@ -28,7 +32,7 @@ from torch import nn
 
 from ..initialization import init_last_norm
 from ..layers import ChannelShuffle, ConvNormAct, SqueezeExcite, get_activation
-from ..spec import check, check_choice, check_positive
+from ..spec import OMIT_DEFAULT, check, check_choice, check_positive
 from .base import BlockSpec, BlockWidths, ChannelScale, ResolvedBlock, check_activation, keeps_shape
 
 __all__ = ["InvertedResidualSpec", "InvertedResidual", "SE_REDUCE_FROM"]
@@ -54,6 +58,7 @@ class InvertedResidualSpec(BlockSpec):
     se_round_to_divisor: bool = True  # False: int(width * se_ratio), at least 1 (MnasNet's TF code)
     pointwise_groups: int = 1  # FBNet "g2" blocks: grouped 1x1 convs + channel shuffle
     conv_bias: bool = False  # conv bias before BatchNorm (FBNet's released checkpoints)
+    expand_at_ratio_one: bool = field(default=False, metadata={OMIT_DEFAULT: True})  # timm's e1 "ir" blocks
 
     def validate(self) -> None:
         super().validate()
@@ -68,7 +73,7 @@ class InvertedResidualSpec(BlockSpec):
 
     @property
     def expands(self) -> bool:
-        return self.expansion_ratio != 1.0
+        return self.expansion_ratio != 1.0 or self.expand_at_ratio_one
 
     def widths(self, in_channels: int, scale: ChannelScale) -> BlockWidths:
         mid = scale.round(in_channels * self.expansion_ratio) if self.expands else in_channels

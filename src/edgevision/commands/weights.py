@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ..atomic import atomic_write_text, check_writable
     from ..checkpoint import CheckpointError, save
     from ..registry import create_model
-    from ..weights import WeightImportError, load_pretrained
+    from ..weights import WeightImportError, load_pretrained_any_form
 
     if not args.out.endswith(".safetensors"):
         raise UsageError(f"--out {args.out!r} should end in .safetensors, e.g. {args.model}.safetensors")
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             check_writable(args.json)
         model = create_model(args.model, num_classes=args.num_classes, in_chans=args.in_chans)
-        report = load_pretrained(model, args.file, source=args.source)
+        model, report = load_pretrained_any_form(model, args.file, source=args.source)  # deploy form for a re-parameterized file
         summary = {**report.to_dict(), "num_classes": args.num_classes, "in_chans": args.in_chans, "out": args.out}
         save(model, args.out, metadata={"pretrained": summary})
         if args.json:

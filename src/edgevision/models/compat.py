@@ -9,7 +9,7 @@ is documented in docs/zoo.md; the differences are listed per model below.
 
 from __future__ import annotations
 
-from ..network import NetworkSpec
+from ..network import NetworkSpec, StageSpec
 from ..registry import register_model
 from .resnet import RESNET50_DEPTHS, resnet
 from .senet import SE_REDUCTION
@@ -88,3 +88,24 @@ def _shufflenet_v2_tv(size: str):
 
 for _size in ("0_5", "1_0", "1_5", "2_0"):
     _variant(f"shufflenet_v2_x{_size}", f"shufflenet_v2_x{_size}_tv", family="shufflenet_v2")(_shufflenet_v2_tv(_size))
+
+
+@_variant("fbnetc_100", "fbnetc_100_timm", family="fbnet")
+def fbnetc_100_timm() -> NetworkSpec:
+    """timm ``fbnetc_100`` (its EfficientNet builder): no conv bias anywhere (the BatchNorms carry the
+    shifts; the release puts a bias before every BatchNorm), and the three expansion-1 blocks (the
+    16-channel first block, the two 24-channel ones) keep a 1x1 C -> C "expand" conv + BN + ReLU where
+    the release has none: 288 + 2 x 624 = 1,536 more weights than the bias-free release (5,570,664).
+    Stages as timm's arch def (seven; the release's 64/112 and 184/352 stages are split), so the
+    key map is timm's ``blocks.{stage}.{block}`` directly."""
+    import dataclasses
+
+    from .fbnet import FBNET_C, fbnet
+
+    def timm_block(block):
+        return dataclasses.replace(block, conv_bias=False, expand_at_ratio_one=True)
+
+    blocks = [tuple(timm_block(block) for block in stage.blocks) for stage in FBNET_C]
+    split = blocks[:3] + [blocks[3][:4], blocks[3][4:], blocks[4][:4], blocks[4][4:]]  # timm: c64 | c112, c184 | c352
+    stages = tuple(StageSpec(blocks=stage) for stage in split)
+    return fbnet("fbnetc_100_timm", stages, 1984, conv_bias=False)

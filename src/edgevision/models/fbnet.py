@@ -67,7 +67,7 @@ _FBNET_B = _stages(
 )
 
 # Fig. 4 / arch def "fbnet_c"
-_FBNET_C = _stages(
+FBNET_C = _stages(
     (_ir(16, 3, 1),),
     (_ir(24, 3, 6, s=2), SKIP, _ir(24, 3, 1), _ir(24, 3, 1)),
     (_ir(32, 5, 6, s=2), _ir(32, 5, 3), _ir(32, 5, 6), _ir(32, 3, 6)),
@@ -79,11 +79,12 @@ _FBNET_C = _stages(
 )
 
 
-def fbnet(name: str, stages: tuple[StageSpec, ...], last_channels: int) -> NetworkSpec:
-    last_conv = ConvNormActSpec(out_channels=last_channels, kernel_size=1, activation="relu", conv_bias=True)
+def fbnet(name: str, stages: tuple[StageSpec, ...], last_channels: int, conv_bias: bool = True) -> NetworkSpec:
+    """``conv_bias``: the stem and last 1x1 conv carry a bias (the release; timm's port has none)."""
+    last_conv = ConvNormActSpec(out_channels=last_channels, kernel_size=1, activation="relu", conv_bias=conv_bias)
     return NetworkSpec(
         name=name,
-        stem=(ConvNormActSpec(out_channels=16, kernel_size=3, stride=2, activation="relu", conv_bias=True),),
+        stem=(ConvNormActSpec(out_channels=16, kernel_size=3, stride=2, activation="relu", conv_bias=conv_bias),),
         stages=stages + (StageSpec(blocks=(last_conv,)),),
         head=ClassifierHeadSpec(),  # the release's ClsConvHead: pool -> 1x1 conv with bias (= Linear)
         pre_logits_stages=1,  # the last 1x1 conv feeds the classifier: not a feature level (as timm)
@@ -103,4 +104,4 @@ def fbnet_b() -> NetworkSpec:
 
 @register_model("fbnetc_100", family="fbnet")
 def fbnetc_100() -> NetworkSpec:
-    return fbnet("fbnetc_100", _FBNET_C, 1984)
+    return fbnet("fbnetc_100", FBNET_C, 1984)

@@ -10,8 +10,11 @@ identity, so it has no block here (``SKIP`` keeps its place in the tables).
 Released details followed here: 3x3 stem with BN and ReLU6; a fixed first block (MBConv, e = 1,
 k = 3, stride 1); ReLU6 in every block; expanded width = round(C_in * e) (every width is a multiple
 of 8, so make_divisible changes nothing); shortcut where stride 1 and widths agree; 1x1 "feature mix"
-conv with BN and ReLU6; linear classifier with bias. The configs use BN eps 1e-3, which affects
-values only, not counts (we keep PyTorch's 1e-5).
+conv with BN and ReLU6; linear classifier with bias. BatchNorm eps 1e-3: the released net configs
+say ``"bn": {"momentum": 0.1, "eps": 0.001}`` (applied by ``model_zoo.proxyless_base`` through
+``set_bn_param``; the search code's default ``bn_param=(0.1, 1e-3)``), so the spec carries it
+(``NetworkSpec.norm_eps``): values only, counts unchanged. timm 1.0.31 and torchvision 0.28 have no
+ProxylessNAS, so no library eps is carried by an import.
 Published: top-1 75.1 (GPU, Table 3 / README), 75.3 (CPU, Fig. 4 / README), 74.6 (mobile, Table 2).
 """
 
@@ -20,6 +23,8 @@ from __future__ import annotations
 from ..blocks import ClassifierHeadSpec, ConvNormActSpec, InvertedResidualSpec
 from ..network import NetworkSpec, StageSpec
 from ..registry import register_model
+
+RELEASE_BATCHNORM_EPS = 1e-3  # the released net configs' "bn" eps (module docstring)
 
 SKIP = None  # the zero op with identity shortcut: no module
 
@@ -70,6 +75,7 @@ def proxylessnas(name: str, stem_channels: int, stages: tuple[StageSpec, ...], l
         head=ClassifierHeadSpec(dropout=0.1),
         pre_logits_stages=1,  # the last 1x1 conv feeds the classifier: not a feature level (as timm)
         channel_divisor=8,
+        norm_eps=RELEASE_BATCHNORM_EPS,
     )
 
 

@@ -12,7 +12,10 @@ four variants below follow the guidelines with our own widths and depths (ResNet
 256/512/1024/2048; shallow-to-deep depths; head dim 64; mix ratio 0.5; sr 2 at 1/16, 1 at 1/32;
 Next-ViT's TensorRT-friendly 3x3 stem by the same group). Their parameter and MAC counts are
 therefore NOT checked against the paper's printed figures (published.csv has none for them); replace
-the table below with the paper's when it is at hand.
+the table below with the paper's when it is at hand. Searched again for it (2026-12-01): the stored
+copy of the paper (ar5iv 2205.09579) yields its abstract and introduction only, the authors released
+no code, and the third-party code found (CrazyAra's ``trt_vit.py``) is an adaptation to chess boards
+with its own sizes, so it cannot stand in for the table.
 """
 
 from __future__ import annotations

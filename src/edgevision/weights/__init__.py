@@ -7,11 +7,14 @@ Files are read without unpickling code (:mod:`edgevision.weights.io`). Which mod
 which source, and how close their logits are to the reference implementations: docs/pretrained.md.
 """
 
-from .importer import SOURCES, ImportReport, adapt_input_conv, keymaps_for, load_pretrained, map_state_dict, to_source_layout
+from .importer import (
+    SOURCES, DeployFormCheckpoint, ImportReport, adapt_input_conv, keymaps_for, load_pretrained, load_pretrained_any_form, map_state_dict,
+    to_source_layout,
+)
 from .io import WeightImportError, read_state_dict
 from .keymap import KeyMap
 
 __all__ = [
-    "SOURCES", "ImportReport", "KeyMap", "WeightImportError", "adapt_input_conv", "keymaps_for", "load_pretrained",
-    "map_state_dict", "read_state_dict", "to_source_layout",
+    "SOURCES", "DeployFormCheckpoint", "ImportReport", "KeyMap", "WeightImportError", "adapt_input_conv", "keymaps_for", "load_pretrained",
+    "load_pretrained_any_form", "map_state_dict", "read_state_dict", "to_source_layout",
 ]

@@ -13,12 +13,18 @@ affect inference). Then
   model takes the source's eps and its spec says so (``NetworkSpec.norm_eps``), so the feature maps,
   not only the logits, equal the source's and ``ev.save`` / ``ev.load`` keep it.
 
+A source that also releases re-parameterized files (``KeyMap.deploy_rules``: apple's MobileOne)
+loads them into our deploy form: :func:`load_pretrained` into a model already re-parameterized,
+``ev.create_model(name, pretrained=FILE)`` and ``edgevision weights import`` by re-parameterizing
+first when the file is one (merged branches cannot be split back into a train form).
+
 Nothing is loaded unless everything matches: missing, unexpected and mis-shaped tensors are listed
 (the first few of each) in one :class:`WeightImportError`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -31,7 +37,10 @@ from ..task_spec import TaskModelSpec
 from .io import WeightImportError, read_state_dict
 from .keymap import BlockIndex, KeyMap
 
-__all__ = ["ImportReport", "load_pretrained", "keymaps_for", "SOURCES", "adapt_input_conv", "map_state_dict", "to_source_layout"]
+__all__ = [
+    "ImportReport", "load_pretrained", "load_pretrained_any_form", "keymaps_for", "SOURCES", "adapt_input_conv", "map_state_dict",
+    "to_source_layout", "DeployFormCheckpoint",
+]
 
 SOURCES = ("timm", "torchvision", "official")
 _SHOWN = 4  # how many offending keys an error names
@@ -51,6 +60,7 @@ class ImportReport:
     classifier_reinitialised: bool = False
     stem_adapted: bool = False
     norm_eps: float | None = None  # the source's BatchNorm eps, set on the model where it was not its spec's
+    form: str = "train"  # "deploy": a re-parameterized file, loaded into our deploy form
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -80,13 +90,26 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return kernel.to(dtype)
 
 
-def _shape_sensitive_keys(spec, shapes: dict[str, torch.Size], **change) -> set[str]:
-    """Our keys whose shape changes with the class count (``num_classes=``) or input channels (``in_chans=``)."""
+class DeployFormCheckpoint(WeightImportError):
+    """The file is a re-parameterized (deploy-form) checkpoint and the model is in train form."""
+
+
+def _shape_sensitive_keys(spec, shapes: dict[str, torch.Size], deployed: bool = False, **change) -> set[str]:
+    """Our keys whose shape changes with the class count (``num_classes=``) or input channels (``in_chans=``).
+
+    ``deployed``: ``shapes`` are of the deploy form, whose merged branches have other names: the keys
+    are those of the same blocks (first two path parts, e.g. ``stem.0``, ``head.classifier``) whose
+    class (dim 0) or input-channel (dim 1) size is the spec's."""
     if "num_classes" in change:
-        other = spec.with_classes(_num_classes(spec) + 1)
+        other, size, dim = spec.with_classes(_num_classes(spec) + 1), _num_classes(spec), 0
     else:
-        other = spec.with_input_channels(spec.in_channels + 1)
-    return {key for key, shape in _state_shapes(other).items() if key in shapes and shapes[key] != shape}
+        other, size, dim = spec.with_input_channels(spec.in_channels + 1), spec.in_channels, 1
+    train = _state_shapes(spec) if deployed else shapes
+    sensitive = {key for key, shape in _state_shapes(other).items() if key in train and train[key] != shape}
+    if not deployed:
+        return sensitive
+    blocks = {".".join(key.split(".")[:2]) + "." for key in sensitive}
+    return {key for key, shape in shapes.items() if key.startswith(tuple(blocks)) and len(shape) > dim and shape[dim] == size}
 
 
 def _num_classes(spec) -> int:
@@ -94,7 +117,9 @@ def _num_classes(spec) -> int:
     return spec.num_classes if isinstance(spec, TaskModelSpec) else spec.head.num_classes
 
 
+@functools.lru_cache(maxsize=16)  # specs are frozen (hashable); the dict is read only
 def _state_shapes(spec) -> dict[str, torch.Size]:
+    """Our train-form state-dict shapes for ``spec``."""
     from ..builder import build  # a task model's spec builds itself there too
 
     try:  # meta tensors: the layout without allocating (or initialising) the weights
@@ -105,18 +130,16 @@ def _state_shapes(spec) -> dict[str, torch.Size]:
     return {key: tensor.shape for key, tensor in model.state_dict().items()}
 
 
-def _family(model: nn.Module) -> tuple[str, object]:
+def _family(model: nn.Module) -> tuple[str, object, bool]:
+    """``(family, spec, deployed)``; ``deployed``: the model is re-parameterized (BN folded, branches merged)."""
     from ..registry import UnknownModelError, model_family
 
     spec = getattr(model, "spec", None)
     if spec is None:
         raise WeightImportError(f"a {type(model).__name__} has no edgevision spec; build the model with ev.create_model(name)")
-    if set(model.state_dict()) != set(_state_shapes(spec)):  # re-parameterized: BN folded, branches merged
-        raise WeightImportError(
-            f"{spec.name} is in deploy form; checkpoints hold the train form: import into ev.create_model({spec.name!r}), then call ev.reparameterize"
-        )
+    deployed = set(model.state_dict()) != set(_state_shapes(spec))
     try:
-        return model_family(spec.name), spec
+        return model_family(spec.name), spec, deployed
     except UnknownModelError:
         raise WeightImportError(f"model {spec.name!r} is not a registered zoo model, so no key map knows its layout") from None
 
@@ -133,9 +156,7 @@ def _choose(family: str, name: str, keymaps: dict[str, KeyMap], source: str | No
         return source
     if not keymaps:
         raise WeightImportError(f"{name} ({family} family) has no key map for any source yet; see docs/pretrained.md for the covered models")
-    scores = {}
-    for candidate, keymap in keymaps.items():
-        scores[candidate] = sum(1 for key in ours if _found(keymap, key, index, theirs)) / max(len(ours), 1)
+    scores = _scores(keymaps, ours, theirs, index)
     best = max(scores, key=scores.get)
     if scores[best] < 0.5:
         raise WeightImportError(
@@ -143,6 +164,17 @@ def _choose(family: str, name: str, keymaps: dict[str, KeyMap], source: str | No
             "give the source explicitly, or check that the file is a checkpoint of this architecture"
         )
     return best
+
+
+def _scores(keymaps: dict[str, KeyMap], ours: list[str], theirs: dict, index: BlockIndex) -> dict[str, float]:
+    """Per source: the fraction of our tensors whose source name the file holds."""
+    return {candidate: sum(1 for key in ours if _found(keymap, key, index, theirs)) / max(len(ours), 1) for candidate, keymap in keymaps.items()}
+
+
+def _coverage(keymaps: dict[str, KeyMap], source: str | None, ours: list[str], theirs: dict, index: BlockIndex) -> float:
+    """The best fraction of our tensors a (the given) source's map finds in the file."""
+    candidates = {name: keymap for name, keymap in keymaps.items() if source is None or name == source}
+    return max(_scores(candidates, ours, theirs, index).values(), default=0.0)
 
 
 def _variant_hint(name: str, source: str) -> str:
@@ -163,18 +195,46 @@ def _found(keymap: KeyMap, key: str, index: BlockIndex, theirs: dict) -> bool:
     return their_key is None or their_key in theirs
 
 
+def _deploy_keymaps(family: str, spec, source: str | None) -> dict[str, KeyMap]:
+    """The key maps of re-parameterized files for a deploy-form model; an error naming the way where none fits."""
+    keymaps = {name: keymap.for_deploy_form() for name, keymap in keymaps_for(family, spec.name).items() if keymap.deploy_rules}
+    if source is not None and source in SOURCES and source not in keymaps or not keymaps:
+        where = f" (re-parameterized files load only from: {', '.join(sorted(keymaps))})" if keymaps else ""
+        raise WeightImportError(
+            f"{spec.name} is in deploy form; {source or 'its'} checkpoints hold the train form{where}: "
+            f"import into ev.create_model({spec.name!r}), then call ev.reparameterize"
+        )
+    return keymaps
+
+
 def map_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str | None = None, file: str = "<state dict>"):
-    """Rename and check a foreign state dict for ``model``: ``(our tensors, report)``; nothing is loaded."""
-    family, spec = _family(model)
+    """Rename and check a foreign state dict for ``model``: ``(our tensors, report)``; nothing is loaded.
+
+    Raises :class:`DeployFormCheckpoint` where ``model`` is in train form and ``state`` is a
+    re-parameterized file (load it with :func:`load_pretrained_any_form` or into ``ev.reparameterize(model)``)."""
+    family, spec, deployed = _family(model)
     ours = {key: tensor for key, tensor in model.state_dict().items()}
     index = BlockIndex(ours)
-    keymaps = keymaps_for(family, spec.name)
+    if deployed:
+        keymaps = _deploy_keymaps(family, spec, source)
+    else:
+        keymaps = keymaps_for(family, spec.name)
+        # a source that releases re-parameterized files too: a file no train-form map fits may be one (checking
+        # needs the deploy form's names, i.e. a re-parameterized model: load_pretrained_any_form builds it)
+        with_deploy = [name for name, keymap in keymaps.items() if keymap.deploy_rules and source in (None, name)]
+        coverage = _coverage(keymaps, source, list(ours), state, index)
+        if with_deploy and coverage < 0.5:
+            raise DeployFormCheckpoint(
+                f"{file} fits no train-form map of {spec.name} (best {100 * coverage:.0f}% of its tensors); {' and '.join(with_deploy)} also "
+                f"release(s) re-parameterized files: if it is one, load it into ev.reparameterize(model), or with "
+                f"ev.create_model({spec.name!r}, pretrained=FILE) / `edgevision weights import`, which build the deploy form"
+            )
     source = _choose(family, spec.name, keymaps, source, list(ours), state, index)
     keymap = keymaps[source]
 
     shapes = {key: tensor.shape for key, tensor in ours.items()}
-    classifier = _shape_sensitive_keys(spec, shapes, num_classes=True)
-    stem = _shape_sensitive_keys(spec, shapes, in_chans=True)
+    classifier = _shape_sensitive_keys(spec, shapes, deployed, num_classes=True)
+    stem = _shape_sensitive_keys(spec, shapes, deployed, in_chans=True)
 
     mapped: dict[str, torch.Tensor] = {}
     used: set[str] = set()
@@ -236,6 +296,7 @@ def map_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str
     report = ImportReport(
         model=spec.name, family=family, source=source, file=file, tensors_mapped=len(mapped), source_tensors=len(state),
         source_ignored=ignored, classifier_reinitialised=bool(reinitialised), stem_adapted=bool(adapted), norm_eps=norm_eps, notes=notes,
+        form="deploy" if deployed else "train",
     )
     return mapped, report
 
@@ -271,8 +332,10 @@ def to_source_layout(model: nn.Module, source: str) -> dict[str, torch.Tensor]:
     Tensors the source does not store (a key map's ``None``) are left out; shapes are ours (a Linear
     the source keeps as a 1x1 conv stays 2-D).
     """
-    family, spec = _family(model)
+    family, spec, deployed = _family(model)
     keymaps = keymaps_for(family, spec.name)
+    if deployed:  # the source's re-parameterized layout, where it has one
+        keymaps = {name: keymap.for_deploy_form() for name, keymap in keymaps.items() if keymap.deploy_rules}
     if source not in keymaps:
         raise WeightImportError(f"{spec.name} ({family} family) has no {source} key map; it has: {', '.join(sorted(keymaps)) or 'none'}")
     ours = model.state_dict()
@@ -299,6 +362,23 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, source: str | Non
     if report.norm_eps is not None:
         carry_norm_eps(model, report.norm_eps)
     return report
+
+
+def load_pretrained_any_form(model: nn.Module, path: str | os.PathLike, source: str | None = None) -> tuple[nn.Module, ImportReport]:
+    """:func:`load_pretrained`, re-parameterizing ``model`` first when the file is a re-parameterized
+    (deploy-form) checkpoint; returns ``(the model, report)`` (the model is a new module in that case)."""
+    from ..reparam import reparameterize
+
+    try:
+        return model, load_pretrained(model, path, source)
+    except DeployFormCheckpoint as train_form_error:
+        deployed = reparameterize(model)
+        try:
+            report = load_pretrained(deployed, path, source)
+        except WeightImportError as error:  # neither form: say both
+            raise WeightImportError(f"{train_form_error.args[0].split(';')[0]}; as a re-parameterized file: {error}") from None
+        report.notes.append("a re-parameterized (deploy-form) file: the model is in deploy form (its train-time branches are not in the file)")
+        return deployed, report
 
 
 def _trailing_ones_only(a: torch.Size, b: torch.Size) -> bool:

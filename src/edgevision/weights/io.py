@@ -1,6 +1,7 @@
 """Reading a foreign weights file safely: tensors only, never code.
 
-``.safetensors`` is raw arrays by construction. ``.pth``/``.pt``/``.bin`` go through
+``.safetensors`` is raw arrays by construction. ``.pth``/``.pt``/``.bin`` (and ``.pth.tar``, the
+name apple's MobileOne release gives its ``torch.save`` files) go through
 ``torch.load(weights_only=True)``, whose unpickler accepts tensors and plain containers only and
 raises on anything that would import or call code; such a file is refused with one line. The
 common training-script containers are unwrapped (``{"state_dict": ...}``, ``{"model": ...}``,
@@ -17,7 +18,7 @@ import torch
 
 __all__ = ["WeightImportError", "SUFFIXES", "read_state_dict"]
 
-SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".tar")  # ".tar": "x.pth.tar", a torch.save file
 #: keys under which training scripts store the weights, most specific first
 _CONTAINER_KEYS = ("state_dict", "model", "model_state_dict", "net", "params", "model_ema", "state_dict_ema")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")

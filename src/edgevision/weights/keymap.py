@@ -26,6 +26,11 @@ the zoo spec's (timm's PyTorch-trained MobileNetV3: 1e-5, the TF release and tor
 same tensors give other feature maps under another eps, so the import carries it into the model's
 spec (``NetworkSpec.norm_eps``) instead of a structure-identical variant per width.
 
+``deploy_rules`` name the source's tensors for our *deploy* form (after ``ev.reparameterize``), where
+the source also releases re-parameterized files whose branches are already merged (apple's
+MobileOne ``mobileone_s*.pth.tar``: one ``reparam_conv`` per block): such a file cannot be split back
+into branches, so it loads into the deploy-form model (``for_deploy_form``).
+
 ``ignore`` lists regexes of source keys that carry no information of ours (derived buffers such as
 LeViT's ``attention_bias_idxs``). Every other source tensor must be used exactly once; the
 importer (:mod:`edgevision.weights.importer`) checks that and every shape.
@@ -34,6 +39,7 @@ importer (:mod:`edgevision.weights.importer`) checks that and every shape.
 from __future__ import annotations
 
 import re
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -77,6 +83,16 @@ class KeyMap:
     upstream: dict[str, str] = field(default_factory=dict)
     #: the source's BatchNorm eps when it is not our spec's; None: the spec's own
     norm_eps: float | None = None
+    #: rules for our deploy form, where the source releases re-parameterized files too; () none
+    deploy_rules: tuple[tuple, ...] = ()
+
+    def for_deploy_form(self) -> "KeyMap | None":
+        """The map of the source's re-parameterized files (our deploy form's keys); None where it has none.
+
+        No ``norm_eps``: a deploy-form file has its BatchNorms folded already, with the source's eps."""
+        if not self.deploy_rules:
+            return None
+        return dataclasses.replace(self, rules=self.deploy_rules, deploy_rules=(), norm_eps=None, reshape=())
 
     @cached_property
     def _compiled(self):

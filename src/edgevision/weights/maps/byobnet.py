@@ -41,4 +41,34 @@ def _rules(kxk: str, scale: str) -> tuple:
 
 REPVGG = KeyMap("timm", _rules("{1}.{2}.conv_kxk", "{1}.{2}.conv_1x1"), upstream={n: n for n in ("repvgg_a0", "repvgg_a1", "repvgg_b0")})
 MOBILEONE = KeyMap("timm", _rules("{1}.{2}.conv_kxk.{i}", "{1}.{2}.conv_scale"), upstream={f"mobileone_s{i}": f"mobileone_s{i}" for i in range(5)})
-KEYMAPS = {"repvgg": {"timm": REPVGG}, "mobileone": {"timm": MOBILEONE}}
+
+# apple/ml-mobileone ``mobileone.py`` (the authors' release): ``stage0`` is our stem block, ``stage1``..``stage4``
+# our stages 0..3 (depthwise and pointwise halves as consecutive blocks, as ours), each ``MobileOneBlock`` a
+# ``rbr_conv`` ModuleList of conv/bn branches, ``rbr_scale`` (1x1 conv/bn), ``rbr_skip`` (the BatchNorm
+# identity) and ``se.reduce/expand``; classifier ``linear``. Released twice: ``mobileone_s*_unfused.pth.tar``
+# (that train form) and ``mobileone_s*.pth.tar``, re-parameterized: one biased ``reparam_conv`` per block,
+# which is our deploy form's ``fused`` conv.
+_OFFICIAL_BLOCK = r"stages\.(\d+)\.(\d+)"
+_O = "stage{1+1}.{2}"
+MOBILEONE_OFFICIAL = KeyMap(
+    "official",
+    (
+        *_conv_bn(r"stem\.0\.branches\.(\d+)", "stage0.rbr_conv.{1}"),
+        *_conv_bn(r"stem\.0\.scale", "stage0.rbr_scale"),
+        *_conv_bn(rf"{_OFFICIAL_BLOCK}\.branches\.(\d+)", f"{_O}.rbr_conv.{{3}}"),
+        *_conv_bn(rf"{_OFFICIAL_BLOCK}\.scale", f"{_O}.rbr_scale"),
+        *bn(rf"{_OFFICIAL_BLOCK}\.identity", f"{_O}.rbr_skip"),
+        *linear(rf"{_OFFICIAL_BLOCK}\.se\.reduce", f"{_O}.se.reduce"),
+        *linear(rf"{_OFFICIAL_BLOCK}\.se\.expand", f"{_O}.se.expand"),
+        *linear(r"head\.classifier", "linear"),
+    ),
+    deploy_rules=(
+        *linear(r"stem\.0\.fused", "stage0.reparam_conv"),
+        *linear(rf"{_OFFICIAL_BLOCK}\.fused", f"{_O}.reparam_conv"),
+        *linear(rf"{_OFFICIAL_BLOCK}\.se\.reduce", f"{_O}.se.reduce"),
+        *linear(rf"{_OFFICIAL_BLOCK}\.se\.expand", f"{_O}.se.expand"),
+        *linear(r"head\.classifier", "linear"),
+    ),
+    upstream={f"mobileone_s{i}": f"mobileone(variant='s{i}')" for i in range(5)},
+)
+KEYMAPS = {"repvgg": {"timm": REPVGG}, "mobileone": {"timm": MOBILEONE, "official": MOBILEONE_OFFICIAL}}

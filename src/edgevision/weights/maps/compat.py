@@ -7,6 +7,7 @@ family-wide map would load timm's weights into it silently with different logits
 
 from ..keymap import KeyMap
 from ._rules import conv_bn, linear
+from .efficientnet_timm import LAST_STAGE_IS_HEAD, timm_efficientnet_rules
 from .resnet import RULES as RESNET_RULES
 from .sknet import RULES as SKNET_RULES
 
@@ -33,4 +34,7 @@ KEYMAPS = {
        for size in ("0_5", "1_0", "1_5", "2_0")},
     "skresnext50_32x4d_timm": {"timm": KeyMap("timm", SKNET_RULES, upstream={"skresnext50_32x4d_timm": "skresnext50_32x4d"})},
     "seresnet50_timm": {"timm": KeyMap("timm", SERESNET_RULES, upstream={"seresnet50_timm": "seresnet50"})},
+    # every block has an expand conv (expand_at_ratio_one), so timm's conv_pw/bn1, conv_dw/bn2, conv_pwl/bn3 throughout
+    "fbnetc_100_timm": {"timm": KeyMap("timm", timm_efficientnet_rules(head_conv=LAST_STAGE_IS_HEAD),
+                                       upstream={"fbnetc_100_timm": "fbnetc_100"})},
 }

@@ -18,4 +18,13 @@ RULES = (
     *bn(rf"{_B}\.project\.reuse", "blocks.{1}.{2}.ghost2.fusion_bn.0"),
     *GHOSTNET_RULES,
 )
-KEYMAPS = {"repghostnet": {"timm": KeyMap("timm", RULES, upstream={f"repghostnet_{w}": f"repghostnet_{w}" for w in ("050", "100", "150", "200")})}}
+_WIDTHS = {"050": "0_5x", "100": "1_0x", "150": "1_5x", "200": "2_0x"}
+KEYMAPS = {"repghostnet": {
+    "timm": KeyMap("timm", RULES, upstream={f"repghostnet_{w}": f"repghostnet_{w}" for w in _WIDTHS}),
+    # ChengpengChen/RepGhost model/repghost.py (the authors' release, ``repghostnet_0_5x`` ...): the
+    # module names timm's port kept, train form (the released files are timm-trainer checkpoints; the
+    # import reads their ``state_dict``). Its convert.py output (cheap_operation fused with fusion_bn
+    # into a biased conv while every other BatchNorm stays) is neither our train nor our deploy form:
+    # import the train file, then ``ev.reparameterize``.
+    "official": KeyMap("official", RULES, upstream={f"repghostnet_{w}": f"repghostnet_{x}" for w, x in _WIDTHS.items()}),
+}}
