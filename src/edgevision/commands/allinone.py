@@ -114,27 +114,20 @@ def _run(args: argparse.Namespace) -> int:
     from ..atomic import atomic_write_text
     from ..checkpoint import save
     from ..counting import count_macs, count_params
-    from ..datasets import BatchPreprocessor, DataError, load_data, make_loader
+    from ..datasets import make_loader
     from ..evaluation import predict, topk_accuracy
     from ..latency import measure
     from ..prune.allinone import AllInOne, AllInOneError, calibration_batches, train_allinone
     from ..prune.dvfs import choose, cpu_quota, speeds
-    from ..training import get_recipe, seed_everything, train
+    from ..training import get_recipe, train
     from ._common import stderr_console
-    from .prune import _load_model, _Resume, _taylor_batches
+    from .prune import _Resume, _taylor_batches, load_inputs
 
     _checked(args)
     console = stderr_console()
     out = Path(args.out)
     resume = _Resume(out, args, folder=RESUME_DIR, command="allinone")
-    try:
-        data = load_data(args.data, image_size=args.resolution)
-    except DataError as error:
-        raise UsageError(str(error)) from None
-    seed_everything(args.seed)
-    model, trained = _load_model(args, data.num_classes, data.in_channels)
-    shape = (data.in_channels, args.resolution, args.resolution)
-    preprocess = BatchPreprocessor(args.resolution, data.in_channels, data.mean, data.std)
+    data, model, trained, shape, preprocess = load_inputs(args)
     speed_list = speeds(args.threads or _default_threads(), args.quota)
 
     # ---- 1. the dense model (trained here without --checkpoint) ---------------------------------

@@ -128,6 +128,23 @@ def check_resolution(resolution: int, batch: int = 64) -> None:
     check_input_memory((batch, 3, resolution, resolution), "a training batch of 64 x 3 x --resolution^2")
 
 
+def load_inputs(args: argparse.Namespace):
+    """The data, the seeded model (with ``trained``: whether --checkpoint gave it weights), the input shape (C, H, W)
+    and the batch preprocessor every command that reshapes a trained network (prune, allinone) starts from."""
+    from ..datasets import BatchPreprocessor, DataError, load_data
+    from ..training import seed_everything
+
+    try:
+        data = load_data(args.data, image_size=args.resolution)
+    except DataError as error:
+        raise UsageError(str(error)) from None
+    seed_everything(args.seed)
+    model, trained = _load_model(args, data.num_classes, data.in_channels)
+    shape = (data.in_channels, args.resolution, args.resolution)
+    preprocess = BatchPreprocessor(args.resolution, data.in_channels, data.mean, data.std)
+    return data, model, trained, shape, preprocess
+
+
 def _load_model(args: argparse.Namespace, num_classes: int, in_channels: int):
     from ..checkpoint import CheckpointError, load
     from ..registry import create_model
@@ -238,13 +255,13 @@ def _run(args: argparse.Namespace, cleanup) -> int:
     from ..atomic import atomic_write_text
     from ..checkpoint import save
     from ..counting import count_macs, count_params
-    from ..datasets import BatchPreprocessor, DataError, load_data, make_loader
+    from ..datasets import make_loader
     from ..evaluation import predict, topk_accuracy
     from ..latency import measure
     from ..lut import LutError
     from ..prune import PruneError
     from ..prune.netadapt import NetAdaptProgress, netadapt, settled_latency
-    from ..training import get_recipe, seed_everything, train
+    from ..training import get_recipe, train
     from ..training.distill import DistillationLoss
     from ._common import stderr_console
 
@@ -256,14 +273,7 @@ def _run(args: argparse.Namespace, cleanup) -> int:
         from ..lut.build import table_lock
 
         cleanup.enter_context(table_lock(args.table))
-    try:
-        data = load_data(args.data, image_size=args.resolution)
-    except DataError as error:
-        raise UsageError(str(error)) from None
-    seed_everything(args.seed)
-    model, trained = _load_model(args, data.num_classes, data.in_channels)
-    shape = (data.in_channels, args.resolution, args.resolution)
-    preprocess = BatchPreprocessor(args.resolution, data.in_channels, data.mean, data.std)
+    data, model, trained, shape, preprocess = load_inputs(args)
     scoring = Subset(data.val, range(min(args.eval_images, len(data.val))))
     recipe = get_recipe("basic")
 
