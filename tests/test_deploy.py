@@ -121,6 +121,13 @@ def test_calibration_from_any_loader_is_preprocessed_and_disjoint_from_verificat
         deploy_splits(data, (3, 16, 16), calibration=0)
 
 
+def test_qat_without_trained_weights_is_refused_before_any_work(tmp_path, capsys):
+    # it used to be ignored silently: a deploy by name has random weights, so QAT had nothing to keep
+    assert main(["deploy", "mobilenetv2_050", "--qat", "5", "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "--qat 5 needs trained weights" in error and "--checkpoint" in error and not (tmp_path / "out").exists()
+
+
 def test_a_file_that_is_not_an_onnx_model_is_refused(tmp_path):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a protobuf at all \x00\xff")

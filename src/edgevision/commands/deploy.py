@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ._common import UsageError, check_input_memory, output_lock, finite_float, nonempty, nonnegative_int, output_dir, positive_float, positive_int, stderr_console, threads
 
@@ -67,6 +68,9 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(f"--{option.replace('_', '-')} must be >= 1, got {value}" + ("; the calibration set cannot be empty" if option == "calibration" else ""))
     if args.budget <= 0:
         raise UsageError(f"--budget must be positive seconds, got {args.budget}")
+    if args.qat and args.checkpoint is None and not Path(args.model).is_file():
+        # a model deployed by name has random weights: there is no float accuracy for fake-quant training to keep
+        raise UsageError(f"--qat {args.qat} needs trained weights: give --checkpoint FILE (or a checkpoint as MODEL), or drop --qat")
     if args.input_size is not None:
         check_input_memory((max(args.calibration, 1), 3, args.input_size, args.input_size), "--calibration x 3 x --input-size^2")
     runtimes, precisions = _list(args.runtimes, "--runtimes"), _list(args.precisions, "--precisions")
