@@ -156,5 +156,9 @@ def test_layer_times_map_to_module_paths(runtime):
     assert any(path.startswith("stages.") and path.endswith("conv") for path in paths)  # conv layers, by name
     whole = layers[0].total_ms
     assert whole > 0 and sum(layer.self_ms for layer in layers) == pytest.approx(whole, rel=0.05)
-    unmapped = next((layer.self_ms for layer in layers if layer.path == UNMAPPED), 0.0)
-    assert unmapped < 0.5 * whole  # most of the time is charged to a module
+    # every convolution is charged to a module: only layout reorders and ORT's split activations may stay unmapped
+    # (checked by op type, not by time: the unmapped share of the time swung above half on a loaded machine)
+    unmapped_ops = {op for layer in layers if layer.path == UNMAPPED for op in layer.ops}
+    assert not unmapped_ops & {"Conv", "FusedConv", "NhwcFusedConv", "Gemm", "MatMul", "FusedMatMul"}
+    if runtime == "ort":
+        assert any("Conv" in op for layer in layers if layer.path != UNMAPPED for op in layer.ops)
