@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 import os
 import time
 from dataclasses import dataclass, field
@@ -166,7 +167,7 @@ def _drift(latency: LatencyModel, measurer) -> dict:
     rows = [dict(row) for row in latency.calibration.networks]
     for row in rows:
         row["remeasured_ms"] = float(measurer(Spec.from_json(row.pop("spec"))))
-    drift = sorted(row["remeasured_ms"] / row["measured_ms"] for row in rows)[len(rows) // 2]
+    drift = statistics.median(row["remeasured_ms"] / row["measured_ms"] for row in rows)  # as calibrate() takes its scale
     return {**latency.calibration.to_dict(), "networks": rows, "drift": drift}
 
 
