@@ -110,3 +110,85 @@ def test_search_survives_kill_9(tmp_path):
     # trainings cut off by a kill were repeated, finished ones never: at most one repeat per kill
     finished = log.read_text().split()
     assert len(finished) - len(set(finished)) <= kills
+
+
+SUPERNET_DRIVER = """
+import os, sys
+sys.path.insert(0, {tests!r})
+from test_search import fake_block_ms, tiny_supernet
+from edgevision.lut import LatencyTable, MeasurementSetting
+from edgevision.search import LatencyModel, run
+from edgevision.search.sharing import SUPERNET_FILE
+
+log = open({log!r}, "a")
+log.write(f"start {{os.path.exists(os.path.join({out!r}, SUPERNET_FILE))}}\\n"); log.flush()
+
+def progress(line):
+    log.write(line.replace("\\n", " ") + "\\n"); log.flush()
+
+table = LatencyTable({table!r})
+latency = LatencyModel(table, MeasurementSetting(runtime="ort", threads=2), measure_block=fake_block_ms)
+run(tiny_supernet(), "random", latency_ms=1.0, table=latency, accuracy="supernet", data={data!r}, resolution=16, supernet_epochs=3,
+    steps_per_epoch=6, trials={trials}, measure=False, out={out!r}, storage={storage!r}, progress=progress)
+"""
+
+
+def test_weight_sharing_search_survives_kill_9_and_never_retrains_a_saved_supernet(tmp_path):
+    """``--accuracy supernet``: kills land during the supernet's training (it is trained again: nothing was saved),
+    around its atomic save, and between the trials it scores; once ``supernet.safetensors`` exists no run trains
+    it again, and the finished study holds every trial once."""
+    import numpy as np
+
+    import edgevision
+    from edgevision.search.sharing import SUPERNET_FILE
+
+    trials = 4 * KILLS
+    data = tmp_path / "tiny.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, images=rng.integers(0, 255, (200, 16, 16), dtype=np.uint8), labels=np.arange(200) % 10)
+    storage_file, log, out = tmp_path / "study.sqlite", tmp_path / "progress.log", tmp_path / "out"
+    driver = tmp_path / "driver.py"
+    driver.write_text(SUPERNET_DRIVER.format(tests=str(Path(__file__).parent), log=str(log), table=str(tmp_path / "lut.sqlite"), trials=trials,
+                                             out=str(out), storage=f"sqlite:///{storage_file}", data=f"npz:{data}"))
+    env = {**os.environ, "PYTHONPATH": f"{Path(edgevision.__file__).parents[1]}{os.pathsep}{Path(__file__).parent}", "OMP_NUM_THREADS": "1"}
+
+    def units() -> int:
+        return (out / SUPERNET_FILE).is_file() + len(_trained(storage_file))
+
+    draw, kills, kept = random.Random(161), 0, []
+    for _ in range(KILLS):
+        before = units()
+        process = subprocess.Popen([sys.executable, str(driver)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 300
+        progressed = log.read_text().count("\n") if log.exists() else 0
+        while process.poll() is None and time.monotonic() < deadline:
+            lines = log.read_text().splitlines() if log.exists() else []
+            # the first run is killed mid-supernet-training (after its first epoch), the others after one more unit of work
+            if units() > before or (before == 0 and any("epoch 1" in line for line in lines[progressed:])):
+                break
+            time.sleep(0.02)
+        if process.poll() is None:
+            time.sleep(draw.uniform(0.0, 0.3))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        _, stderr = process.communicate()
+        assert process.returncode in (0, -signal.SIGKILL), stderr.decode()[-2000:]
+        if storage_file.exists():
+            with sqlite3.connect(storage_file) as db:
+                assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        now = _trained(storage_file)
+        assert set(kept) <= set(now)  # nothing finished is lost
+        kept = now
+        if process.returncode == 0:
+            break
+    final = subprocess.run([sys.executable, str(driver)], env=env, capture_output=True, timeout=600)
+    assert final.returncode == 0, final.stderr.decode()[-2000:]
+    trained = _trained(storage_file)
+    assert len(trained) == trials and len(set(trained)) == trials
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))  # the final run swept what kills left
+    runs = log.read_text().split("start ")[1:]
+    print(f"supernet search: {kills} kill -9 over {len(runs)} starts; supernet trained in {sum('epoch' in r for r in runs)} of them")
+    assert kills >= min(KILLS, 10)
+    assert all("supernet (weight sharing) epoch" not in run for run in runs if run.startswith("True"))  # a saved supernet is reused
+    assert any("weights reused from" in run for run in runs if run.startswith("True"))
