@@ -23,7 +23,7 @@ import torch
 pytestmark = pytest.mark.skipif(not os.environ.get("EDGEVISION_DURABILITY"), reason="slow kill -9 test: EDGEVISION_DURABILITY=1")
 
 KILLS = int(os.environ.get("EDGEVISION_SEG_KILLS", "10"))
-EPOCHS = KILLS + 3  # more epochs than kills, so every kill lands while work remains
+EPOCHS = 3 * KILLS  # an epoch is a fraction of a second: many more epochs than kills, so every kill lands while work remains
 
 
 def _environment() -> dict:
@@ -57,7 +57,7 @@ def test_segmentation_training_survives_kill_9(tmp_path):
     from edgevision.checkpoint import load
 
     def argv(out: Path) -> list[str]:
-        return [sys.executable, "-m", "edgevision.cli", "train", "lraspp_mobilenet_v3_small", "--task", "segmentation", "--seg-scenes", "4",
+        return [sys.executable, "-m", "edgevision.cli", "train", "lraspp_mobilenet_v3_small", "--task", "segmentation", "--seg-scenes", "16",
                 "--epochs", str(EPOCHS), "--resolution", "32", "--batch-size", "2", "--out", str(out), "--no-progress"]
 
     subprocess.run(argv(tmp_path / "whole"), env=_environment(), check=True, stdout=subprocess.DEVNULL)
@@ -70,7 +70,7 @@ def test_segmentation_training_survives_kill_9(tmp_path):
         while process.poll() is None and _epoch(out) <= before and time.monotonic() < deadline:
             time.sleep(0.05)
         if process.poll() is None:
-            time.sleep(rng.uniform(0.0, 1.0))  # mid-epoch, mid-save or mid-evaluation
+            time.sleep(rng.uniform(0.0, 0.3))  # mid-epoch, mid-save or mid-evaluation
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             kills += 1
