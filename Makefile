@@ -140,6 +140,14 @@ bench-roofline-bounds: $(STAMP)  # every bound from roofline.jsonl's stored meas
 prune-sweep: $(STAMP)  # meta-device structural prune of all zoo models at 30% (no timing, ~15 min) -> benchmarks/results/prune_sweep.md
 	PYTHONPATH=src $(BIN)/python benchmarks/prune_sweep.py
 
+.PHONY: test-allinone-durability
+test-allinone-durability: $(STAMP)  # kill -9 of `edgevision allinone` at 10 random moments after each new epoch/measurement: the result equals an uninterrupted run (~3-5 min idle, estimated); ALLINONE_KILLS=N to change
+	EDGEVISION_DURABILITY=1 EDGEVISION_ALLINONE_KILLS=$(or $(ALLINONE_KILLS),10) $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_allinone_durability.py
+
+.PHONY: test-seg-durability
+test-seg-durability: $(STAMP)  # kill -9 of `train --task segmentation` at 10 random moments: each rerun resumes at its epoch, the result equals an uninterrupted run (~3-5 min idle, estimated); SEG_KILLS=N to change
+	EDGEVISION_DURABILITY=1 EDGEVISION_SEG_KILLS=$(or $(SEG_KILLS),10) $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_segmentation_durability.py
+
 .PHONY: test-det-durability
 test-det-durability: $(STAMP)  # kill -9 of `train --task detection` at 10 random moments: each rerun resumes at its step, the result equals an uninterrupted run (~3-5 min idle); DET_KILLS=N to change
 	EDGEVISION_DURABILITY=1 EDGEVISION_DET_KILLS=$(or $(DET_KILLS),10) $(BIN)/python -m pytest -p no:cacheprovider -s tests/test_detection_durability.py

@@ -189,7 +189,7 @@ def _table(rows: list[dict], args, threads: int) -> str:
              "Detector latency is the raw head graph (what `edgevision deploy` quantizes; decode + NMS run after it), "
              "\"+NMS\" the fp32 graph with NonMaxSuppression inside.", "",
              "| model | task | input | params | published params | GMACs | published GMACs | ORT fp32 ms | ORT INT8 ms | INT8 speed-up | "
-             "fp32 +NMS ms | metric | fp32 | INT8 | change (points) | training budget |",
+             "fp32 +NMS ms | metric | fp32 | INT8 | INT8 drop (points; > 0 worse) | training budget |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         published = PUBLISHED.get(r["model"])

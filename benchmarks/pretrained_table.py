@@ -64,8 +64,11 @@ def main(results_dir: str = "build/reference", out: str = "docs/pretrained.md") 
         cells = "; ".join(f"{r['library']} `{r['upstream']}`: {r['train']:.1e} / {r['deploy']:.1e}" for r in measured) or "not run"
         params = measured[0]["our_params"] if measured else ev.count_params(ev.create_model(name))
         listed = ", ".join(f"{s} (`{u}`)" for s, u in sources.items()) or "**none yet**"
+        variant = COMPAT_VARIANTS.get(name)
         if "(see variant)" in sources:
             listed = f"timm/torchvision layout: `{sources['(see variant)']}`"
+        elif variant and _sources(variant):  # the release layout loads here, the library's into the variant
+            listed += f"; timm/torchvision layout: `{variant}`"
         rows.append(f"| {name} | {listed} | {cells} | {params:,} |")
     total = len(COUNTERPARTS)
     header = [
@@ -110,7 +113,9 @@ edgevision weights import resnet50-tv.pth --model resnet50 --from torchvision --
 
 * Files: `.safetensors`, or `.pth`/`.pt`/`.bin`/`.pth.tar` read with `torch.load(weights_only=True)`; a pickle that would import or
   call code is refused with one line. `{"state_dict": ...}`, `{"model": ...}`, `{"model_ema": ...}` and `module.` /
-  `_orig_mod.` prefixes are unwrapped.
+  `_orig_mod.` prefixes are unwrapped. A training checkpoint with both trained and moving-average weights (timm's
+  trainer: `state_dict` + `state_dict_ema`, as RepGhost's release) gives the trained ones and a note that the EMA ones
+  exist; `--ema` (`ev.load_pretrained(..., ema=True)`) imports the average instead (a file without one is refused).
 * Every tensor of ours is named by the family's key map (`src/edgevision/weights/maps/`: ordered regex rules, plain
   data), shape-checked, and every tensor of the file must be used exactly once; BatchNorm `num_batches_tracked` is
   taken when present and never required. Tensors a map declares training-only (GoogLeNet's `aux1/aux2`, Inception v3's
@@ -149,26 +154,35 @@ float64 comparison as the table; that code is not part of this repository, so th
 | huawei-noah GhostNet (`ghostnet_050/100/130`) | `ghostnet_pytorch/ghostnet.py` (timm kept the names) | the timm rows above | - (none released) |
 | apple MobileOne (`mobileone_s0`..`s4`) | apple/ml-mobileone `mobileone.py`: `stage0`..`stage4`, `rbr_conv.{i}`, `rbr_scale`, `rbr_skip`, `se.reduce/expand`, `linear`; deploy `reparam_conv` | equal counts; train / deploy: s0 6.7e-16 / 1.1e-15, s1 4.1e-16 / 8.7e-16, s2 4.1e-16 / 7.0e-16, s3 6.4e-16 / 1.1e-15, s4 2.3e-16 / 3.9e-16 | the authors' `reparameterize_model` output into our deploy form, vs their fused model: s0-s3 0.0, s4 3.1e-16 |
 | ChengpengChen RepGhost (`repghostnet_050/100/150/200` = `repghostnet_0_5x` ...) | `model/repghost.py` (timm kept the names) | equal counts; train / deploy: 0_5x 2.9e-16 / 3.2e-16, 1_0x 2.8e-16 / 3.1e-16, 1_5x 3.9e-16 / 4.4e-16, 2_0x 3.8e-16 / 5.1e-16 | - (convert.py output not mapped) |
+| megvii-model ShuffleNet V2 (`shufflenet_v2_x0_5` .. `x2_0`; our zoo structure is this release's) | `ShuffleNetV2/network.py`, `blocks.py`: `first_conv`, `features.N` over all units with `branch_main` / `branch_proj`, `conv_last`, `classifier.0`; DataParallel `module.` checkpoints | equal counts; 0.5x 3.1e-16, 1.0x 2.5e-16, 1.5x 3.1e-16, 2.0x 6.7e-16 | - (no fused form) |
+| DingXiaoH RepVGG (`repvgg_a0`, `a1`, `b0`) | `repvgg.py`: `stage0`..`stage4`, `rbr_dense` / `rbr_1x1` / `rbr_identity`, `linear`; deploy `rbr_reparam` | equal counts; A0 / A1 / B0: 0.0 | `repvgg_model_convert` output into our deploy form: A0 / A1 / B0 0.0 |
+| snap-research EfficientFormer (`efficientformer_l1/l3/l7`) | `models/efficientformer.py`: `patch_embed.{0,1,3,4}`, one `network` list alternating stages and `Embedding` downsamples (`proj`, `norm`), `layer_scale_1/2` (1-D), `norm`, `head`, `dist_head` | equal counts; L1 / L3 / L7: 0.0 | - |
+| facebookresearch LeViT (`levit_128s/128/192/256`) | `levit.py`: `patch_embed.{0,2,4,6}` (`c` + `bn`), one flat `blocks` list, two slots per block (Residual attention `m.*`, Residual MLP `m.0`/`m.2`; `AttentionSubsample` unwrapped: `kv`, `q.1`, `proj.1`), `head`/`head_dist` (`bn` + `l`) | equal counts; 128S / 128 / 192 / 256: 0.0 | - (the release's `fuse=True` form not mapped) |
+| bytedance Next-ViT (`nextvit_small/base`) | `classification/nextvit.py`: `stem` as ours, `features.N` over all stages, `PatchEmbed` `conv`/`norm`, `mhca.group_conv3x3`, `e_mhsa.norm`, `mlp.conv1/conv2`, `norm`, `proj_head.0` | equal counts; S / B: 0.0 | - (`merge_bn()` form not mapped) |
+| mmaaz60 EdgeNeXt (`edgenext_xx_small/x_small/small`) | `models/edgenext.py`, `conv_encoder.py`, `sdta_encoder.py`: `downsample_layers.{0..3}`, `stages.{s}.{b}` with `dwconv`, `pwconv1/2`, `gamma`, SDTA `xca`, `norm_xca`, `gamma_xca`, `pos_embd`; `norm`, `head` | equal counts; XXS 1.3e-10, XS 3.4e-10, S 3.4e-10 (the release's Fourier position encoding, computed in float32 by its code, was run in float64 for the check) | - |
+| raoyongming HorNet (`hornet_tiny_7x7`, `hornet_small_7x7`; no timm / torchvision counterpart) | `hornet.py`: `downsample_layers.{0..3}`, `stages.{s}.{b}` with `norm1`, `gnconv.proj_in/dwconv/proj_out/pws.{k}`, `norm2`, `pwconv1/2`, `gamma1/2`; `norm`, `head` | equal counts; T / S: 4.4e-16 | - |
 
 MobileOne's release has both files per model: `mobileone_s*_unfused.pth.tar` (train form, imported as the train form)
 and `mobileone_s*.pth.tar` (re-parameterized: imported into our deploy form). RepGhost's files are timm-trainer
 checkpoints holding `state_dict` and `state_dict_ema`; the import reads `state_dict` (the README's accuracies are the
-EMA weights': re-save `torch.load(f)["state_dict_ema"]` to import those). RepGhost's `convert.py` output (only the
+EMA weights': `--ema` imports those). RepGhost's `convert.py` output (only the
 `cheap_operation` + `fusion_bn` fused into a biased conv, every other BatchNorm kept) is neither our train nor our deploy
 form: import the train file, then `ev.reparameterize`.
 
 ## Not covered yet
 
-HorNet has no timm 1.0.31 / torchvision 0.28 counterpart. timm's deploy layouts (RepGhostNet's fused `cheap_operation`,
-Next-ViT's folded pre-norms) are not mapped: import the train layout, then `ev.reparameterize`.
+HorNet has no timm 1.0.31 / torchvision 0.28 counterpart: it loads from its release only. timm's deploy layouts
+(RepGhostNet's fused `cheap_operation`, Next-ViT's folded pre-norms) and the releases' own fused forms other than
+MobileOne's and RepVGG's (LeViT `fuse=True`, Next-ViT `merge_bn()`, RepGhost `convert.py`) are not mapped: import the
+train layout, then `ev.reparameterize`.
 Compatible variants registered so far (`src/edgevision/models/compat.py`): `seresnet50_timm` (stride on the 3x3),
 `skresnext50_32x4d_timm` (padded stem pool), `xception_timm` (BatchNorm eps 1e-5), `inception_v4_timm` and
 `inception_resnet_v2_timm` (BatchNorm with a scale), `shufflenet_v2_x{0_5,1_0,1_5,2_0}_tv` (torchvision's units: `chunk`
 split and shuffle at the end, first-unit branches out/2, FC bias), `fbnetc_100_timm` (no conv bias; a 1x1 expand conv
 kept in the three expansion-1 blocks, `InvertedResidualSpec.expand_at_ratio_one`); the release-layout models refuse
-those libraries' files with a message naming the variant. The authors' own release layouts are mapped for GhostNet,
-MobileOne and RepGhost (above); megvii ShuffleNet, RepVGG, snap EfficientFormer, facebook LeViT, bytedance Next-ViT and
-EdgeNeXt are not yet.
+those libraries' files with a message naming the variant. The authors' own release layouts are mapped for every family
+the issue names (above): GhostNet, MobileOne, RepGhost, megvii ShuffleNet V2, RepVGG, EfficientFormer, LeViT, Next-ViT,
+EdgeNeXt and HorNet.
 ProxylessNAS (no timm / torchvision counterpart) computes with its release's BatchNorm eps 1e-3 (`NetworkSpec.norm_eps`).
 """
 

@@ -367,6 +367,8 @@ def dense_cases(root: Path, sr_checkpoint: Path, lr_image: Path):
         ([*search, "--strategy", "dnas"], "--accuracy", st.just("supernet")), ([*search, "--strategy", "repnas"], "--accuracy", st.just("supernet")),
         (search, "--predictor", st.sampled_from(["", " ", str(root / "missing.json"), str(root / "adir"), str(root / "afile"),
                                                  str(root / "existing.json"), str(root / "ck.safetensors")])),
+        (search, "--calibrate", ints_outside(0, 50)),
+        ([*search, "--no-measure"], "--calibrate", st.integers(1, 50).map(str)),  # calibrating measures networks end to end
     ]
 
 

@@ -343,6 +343,23 @@ def test_cli_refuses_a_corrupt_study_database_and_leaves_it(tmp_path, capsys):
     assert bad.read_bytes() == b"not a database"
 
 
+def test_cli_refuses_a_table_another_writer_holds_and_no_build_does_not_need_it(tmp_path, capsys):
+    from edgevision.lut.build import table_lock
+
+    table = tmp_path / "t.sqlite"
+    argv = ["search", "--latency-ms", "5", "--out", str(tmp_path / "o"), "--table", str(table)]
+    with table_lock(table):  # e.g. a `lut build` or another search measuring into the same table
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2 and f"latency table {str(table)!r} is in use by pid {os.getpid()}" in err and "--no-build" in err
+        assert len(err.strip().splitlines()) == 1
+        code = main([*argv, "--no-build"])  # pricing only: no lock needed, it fails on the empty table instead
+        err = capsys.readouterr().err
+        assert code == 2 and "edgevision lut build" in err and "in use by" not in err
+    with table_lock(table):  # the refused and the failed run both let it go
+        pass
+
+
 # ---- Ray (slow to start: run with EDGEVISION_RAY_TESTS=1, `make test-search-ray`) --------------
 @pytest.mark.skipif(os.environ.get("EDGEVISION_RAY_TESTS") != "1", reason="starts Ray (~10-30 s); make test-search-ray")
 def test_random_search_on_local_ray(latency):

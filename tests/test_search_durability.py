@@ -110,3 +110,98 @@ def test_search_survives_kill_9(tmp_path):
     # trainings cut off by a kill were repeated, finished ones never: at most one repeat per kill
     finished = log.read_text().split()
     assert len(finished) - len(set(finished)) <= kills
+
+
+SUPERNET_DRIVER = """
+import os, sys
+sys.path.insert(0, {tests!r})
+from test_search import fake_block_ms
+from edgevision.blocks import ChoiceBlockSpec, ClassifierHeadSpec, ConvNormActSpec, IdentitySpec, InvertedResidualSpec
+from edgevision.lut import LatencyTable, MeasurementSetting
+from edgevision.network import NetworkSpec, StageSpec
+from edgevision.search import LatencyModel, run
+from edgevision.search.sharing import SUPERNET_FILE
+
+def layer(name, stride, skip):  # 4 inverted residuals (kernel 3/5 x expansion 2/4), and skip where the shape allows
+    options = tuple(InvertedResidualSpec(out_channels=16, stride=stride, kernel_size=k, expansion_ratio=e) for k in (3, 5) for e in (2.0, 4.0))
+    return ChoiceBlockSpec(name=name, candidates=options + ((IdentitySpec(),) if skip else ()))
+
+# 4 x 5 x 5 = 100 paths: more than the trials, so every trial is a new network
+supernet = NetworkSpec(name="kill-supernet", stem=(ConvNormActSpec(out_channels=8, stride=2),),
+                       stages=(StageSpec(blocks=(layer("s0.b0", 2, False), layer("s0.b1", 1, True), layer("s0.b2", 1, True))),),
+                       head=ClassifierHeadSpec(num_classes=10), input_size=32)
+
+log = open({log!r}, "a")
+log.write(f"start {{os.path.exists(os.path.join({out!r}, SUPERNET_FILE))}}\\n"); log.flush()
+
+def progress(line):
+    log.write(line.replace("\\n", " ") + "\\n"); log.flush()
+
+table = LatencyTable({table!r})
+latency = LatencyModel(table, MeasurementSetting(runtime="ort", threads=2), measure_block=fake_block_ms)
+run(supernet, "random", latency_ms=10.0, table=latency, accuracy="supernet", data={data!r}, resolution=16, supernet_epochs=3,
+    steps_per_epoch=30, trials={trials}, measure=False, out={out!r}, storage={storage!r}, progress=progress)
+"""
+
+
+def test_weight_sharing_search_survives_kill_9_and_never_retrains_a_saved_supernet(tmp_path):
+    """``--accuracy supernet``: kills land during the supernet's training (it is trained again: nothing was saved),
+    around its atomic save, and between the trials it scores; once ``supernet.safetensors`` exists no run trains
+    it again, and the finished study holds every trial once."""
+    import numpy as np
+
+    import edgevision
+    from edgevision.search.sharing import SUPERNET_FILE
+
+    trials = 4 * KILLS
+    data = tmp_path / "tiny.npz"
+    rng = np.random.default_rng(0)
+    # 2,000 images: 30 steps an epoch, so the supernet trains for seconds and the first kill lands inside its training
+    np.savez(data, images=rng.integers(0, 255, (2000, 16, 16), dtype=np.uint8), labels=np.arange(2000) % 10)
+    storage_file, log, out = tmp_path / "study.sqlite", tmp_path / "progress.log", tmp_path / "out"
+    driver = tmp_path / "driver.py"
+    driver.write_text(SUPERNET_DRIVER.format(tests=str(Path(__file__).parent), log=str(log), table=str(tmp_path / "lut.sqlite"), trials=trials,
+                                             out=str(out), storage=f"sqlite:///{storage_file}", data=f"npz:{data}"))
+    env = {**os.environ, "PYTHONPATH": f"{Path(edgevision.__file__).parents[1]}{os.pathsep}{Path(__file__).parent}", "OMP_NUM_THREADS": "1"}
+
+    def units() -> int:
+        return (out / SUPERNET_FILE).is_file() + len(_trained(storage_file))
+
+    draw, kills, kept = random.Random(161), 0, []
+    for kill in range(KILLS):
+        before = units()
+        process = subprocess.Popen([sys.executable, str(driver)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 300
+        progressed = log.read_text().count("\n") if log.exists() else 0
+        while process.poll() is None and time.monotonic() < deadline:
+            lines = log.read_text().splitlines() if log.exists() else []
+            # the first run is killed mid-supernet-training (after its first epoch), the others after one more unit of work
+            if units() > before or (kill == 0 and any("epoch 1/" in line for line in lines[progressed:])):
+                break
+            time.sleep(0.02)
+        if process.poll() is None:
+            time.sleep(draw.uniform(0.0, 0.3))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        _, stderr = process.communicate()
+        assert process.returncode in (0, -signal.SIGKILL), stderr.decode()[-2000:]
+        if storage_file.exists():
+            with sqlite3.connect(storage_file) as db:
+                assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        now = _trained(storage_file)
+        assert set(kept) <= set(now)  # nothing finished is lost
+        kept = now
+        if process.returncode == 0:
+            break
+    final = subprocess.run([sys.executable, str(driver)], env=env, capture_output=True, timeout=600)
+    assert final.returncode == 0, final.stderr.decode()[-2000:]
+    trained = _trained(storage_file)
+    assert len(trained) == trials and len(set(trained)) == trials
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))  # the final run swept what kills left
+    runs = log.read_text().split("start ")[1:]
+    print(f"supernet search: {kills} kill -9 over {len(runs)} starts; supernet trained in {sum('epoch' in r for r in runs)} of them")
+    assert kills >= min(KILLS, 10)
+    assert sum("supernet (weight sharing) epoch" in run for run in runs) >= 2  # killed mid-training (nothing saved): trained again
+    assert all("supernet (weight sharing) epoch" not in run for run in runs if run.startswith("True"))  # a saved supernet is reused
+    assert any("weights reused from" in run for run in runs if run.startswith("True"))

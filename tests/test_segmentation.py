@@ -281,3 +281,41 @@ def test_a_dataset_class_ignored_on_top_of_void_keeps_void_out_of_loss_and_metri
     matrix = ConfusionMatrix(4, ignore_index=0)
     matrix.update(logits, masks)
     assert matrix.compute()["pixels"] == int(keep.sum())
+
+
+def test_training_interrupted_after_an_epoch_resumes_to_the_uninterrupted_weights(tmp_path):
+    """train_state.pt after every epoch: a run stopped in epoch 2 and rerun on the same folder ends with the weights and
+    history of one that was never stopped (the kill -9 version: tests/test_segmentation_durability.py)."""
+    from edgevision.segmentation import LRASPPSpec
+    from edgevision.segmentation.training import SegmentationRecipe, train_segmentation
+
+    _mask_folder(tmp_path / "data", "train", 4)
+    _mask_folder(tmp_path / "data", "val", 2)
+    recipe = SegmentationRecipe(epochs=3, batch_size=2, crop_size=32)
+    spec = LRASPPSpec(name="tiny_lraspp", backbone=ev.get_spec("mobilenetv3_small_100"), low_tap="stages.0.0", high_tap="stages.1.1",
+                      num_classes=3, input_size=32)
+
+    def trained(out, log=None):
+        torch.manual_seed(0)
+        model = spec.build()
+        data = load_mask_folder(tmp_path / "data", "train"), load_mask_folder(tmp_path / "data", "val")
+        return train_segmentation(model, *data, recipe, seed=0, out_dir=out, log=log)
+
+    whole = trained(tmp_path / "whole")
+
+    class Stop(Exception):
+        pass
+
+    def stop_in_epoch_two(line: str) -> None:
+        if line.startswith("epoch 2/"):  # logged after epoch 2's steps, before its state is saved
+            raise Stop
+
+    with pytest.raises(Stop):
+        trained(tmp_path / "stopped", log=stop_in_epoch_two)
+    assert torch.load(tmp_path / "stopped" / "train_state.pt", weights_only=True)["epoch"] == 1
+    lines = []
+    resumed = trained(tmp_path / "stopped", log=lines.append)
+    assert lines[0].startswith("resuming from epoch 1") and [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    assert [row["train_loss"] for row in resumed.history] == pytest.approx([row["train_loss"] for row in whole.history], rel=1e-5)
+    for name, value in whole.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=1e-5, atol=1e-6, msg=name)

@@ -316,3 +316,167 @@ def test_repghostnet_official_release_is_a_training_checkpoint_in_timms_names():
     assert "blocks.0.0.ghost1.fusion_bn.0.running_var" in state and "conv_head.bias" in state
     mapped, report = map_state_dict(ev.create_model("repghostnet_050"), state, source="official")
     assert report.source == "official" and all(torch.equal(mapped[k], v) for k, v in model.state_dict().items() if k in mapped)
+
+
+def test_megvii_shufflenet_v2_release_file_loads_with_its_names(tmp_path):
+    """megvii-model/ShuffleNet-Series: a DataParallel checkpoint ({"state_dict": {"module.…"}}) in network.py /
+    blocks.py's names (first_conv, features.N.branch_main / branch_proj, conv_last, classifier.0); the zoo model is
+    that release's structure, so the logits are ours exactly. The torchvision-layout variant has no such map."""
+    model = _random(ev.create_model("shufflenet_v2_x0_5"))
+    state = to_source_layout(model, "official")
+    assert state["first_conv.0.weight"].shape == (24, 3, 3, 3) and state["classifier.0.weight"].shape == (1000, 1024)
+    assert state["features.0.branch_proj.2.weight"].shape == (24, 24, 1, 1)  # the first unit's left branch keeps its input width
+    assert state["features.5.branch_main.5.weight"].shape == (48, 48, 1, 1) and "features.5.branch_proj.0.weight" not in state
+    assert state["features.15.branch_main.6.running_var"].shape == (96,) and "features.16.branch_main.0.weight" not in state  # 4 + 8 + 4 units
+    assert state["conv_last.1.running_mean"].shape == (1024,) and "classifier.0.bias" not in state
+    file = tmp_path / "ShuffleNetV2.0.5x.pth.tar"
+    torch.save({"state_dict": {f"module.{key}": value for key, value in state.items()}, "epoch": 240}, file)
+    loaded = ev.create_model("shufflenet_v2_x0_5", pretrained=file)  # the layout is inferred from the names
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.equal(loaded.eval()(x), model(x))
+    assert "official" not in keymaps_for("shufflenet_v2", "shufflenet_v2_x0_5_tv")
+    with pytest.raises(WeightImportError, match="no official key map"):
+        ev.load_pretrained(ev.create_model("shufflenet_v2_x0_5_tv"), file, source="official")
+
+
+def test_repvgg_release_train_and_converted_files_load_into_the_train_and_deploy_forms(tmp_path):
+    """DingXiaoH/RepVGG: ``RepVGG-A0-train.pth`` (stage0..stage4, rbr_dense / rbr_1x1 / rbr_identity, linear) into the
+    train form, and convert.py's output (one biased rbr_reparam per block) into the deploy form."""
+    train = _random(ev.create_model("repvgg_a0"))
+    deploy = ev.reparameterize(train)
+    state = to_source_layout(train, "official")
+    assert state["stage0.rbr_dense.conv.weight"].shape == (48, 3, 3, 3) and "stage0.rbr_identity.weight" not in state
+    assert state["stage1.0.rbr_1x1.bn.running_var"].shape == (48,) and "stage1.0.rbr_identity.weight" not in state  # stride 2
+    assert state["stage1.1.rbr_identity.running_mean"].shape == (48,) and state["stage3.13.rbr_dense.bn.bias"].shape == (192,)
+    assert state["stage4.0.rbr_dense.conv.weight"].shape == (1280, 192, 3, 3) and state["linear.bias"].shape == (1000,)
+    torch.save(state, tmp_path / "RepVGG-A0-train.pth")
+    converted = to_source_layout(deploy, "official")
+    assert set(converted) == {f"{name}.rbr_reparam.{t}" for name in ["stage0", *(f"stage{s + 1}.{b}" for s, n in enumerate((2, 4, 14, 1)) for b in range(n))]
+                              for t in ("weight", "bias")} | {"linear.weight", "linear.bias"}
+    torch.save(converted, tmp_path / "RepVGG-A0-deploy.pth")
+    x = torch.randn(2, 3, 64, 64)
+    loaded = ev.create_model("repvgg_a0", pretrained=tmp_path / "RepVGG-A0-train.pth")
+    assert not ev.is_deploy_form(loaded) and torch.equal(loaded.eval()(x), train(x))
+    fused = ev.create_model("repvgg_a0", pretrained=tmp_path / "RepVGG-A0-deploy.pth")
+    assert ev.is_deploy_form(fused) and torch.equal(fused.eval()(x), deploy.eval()(x))
+
+
+def test_edgenext_release_names_differ_from_timms_and_load(tmp_path):
+    """mmaaz60/EdgeNeXt: downsample_layers.{0..3} (the stem and the three downsamples), blocks directly in
+    stages.{s}.{b} with dwconv / norm / pwconv1 / pwconv2 / gamma, SDTA's xca / norm_xca / gamma_xca; norm + head."""
+    model = _random(ev.create_model("edgenext_xx_small"))
+    state = to_source_layout(model, "official")
+    assert state["downsample_layers.0.0.weight"].shape == (24, 3, 4, 4) and state["downsample_layers.0.1.bias"].shape == (24,)
+    assert state["downsample_layers.1.1.weight"].shape == (48, 24, 2, 2) and state["downsample_layers.3.0.weight"].shape == (88,)
+    assert state["stages.0.1.dwconv.weight"].shape == (24, 1, 3, 3) and state["stages.0.1.pwconv1.weight"].shape == (96, 24)
+    assert state["stages.1.0.dwconv.weight"].shape == (48, 1, 5, 5)  # our stages.1.1: their blocks start after the downsample
+    assert state["stages.1.1.pos_embd.token_projection.weight"].shape[0] == 48  # depths 2, 2, 6, 2; one SDTA block per stage 1-3
+    assert state["stages.3.1.xca.qkv.weight"].shape == (3 * 168, 168) and state["stages.3.1.gamma_xca"].shape == (168,)
+    assert state["norm.weight"].shape == (168,) and state["head.weight"].shape == (1000, 168)
+    assert not set(state) & set(to_source_layout(model, "timm"))  # no name in common except by accident
+    torch.save({"model": state}, tmp_path / "edgenext_xx_small.pth")
+    loaded = ev.create_model("edgenext_xx_small", pretrained=tmp_path / "edgenext_xx_small.pth")
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(loaded.eval()(x), model(x))
+
+
+def test_efficientformer_release_numbers_stages_and_downsamples_in_one_network_list(tmp_path):
+    """snap-research/EfficientFormer: patch_embed.{0,1,3,4}, ``network`` = [stage 0, Embedding, stage 1, ...], the last
+    stage's Flat among its blocks, layer_scale_1/2 as plain parameters; norm, head, dist_head."""
+    model = _random(ev.create_model("efficientformer_l1"))
+    state = {key: value.flatten() if key.endswith(("layer_scale_1", "layer_scale_2")) else value  # the release's 1-D layer scales
+             for key, value in to_source_layout(model, "official").items()}
+    assert state["patch_embed.0.weight"].shape == (24, 3, 3, 3) and state["patch_embed.4.running_var"].shape == (48,)
+    assert state["network.0.2.mlp.norm1.running_mean"].shape == (192,) and "network.0.3.mlp.fc1.weight" not in state  # depths 3, 2, 6, 4
+    assert state["network.1.proj.weight"].shape == (96, 48, 3, 3) and state["network.5.norm.weight"].shape == (448,)
+    assert state["network.6.2.layer_scale_2"].shape == (448,) and "network.6.3.layer_scale_1" not in state  # slot 3 is the Flat
+    assert state["network.6.4.token_mixer.qkv.weight"].shape[1] == 448 and state["network.6.4.norm1.weight"].shape == (448,)
+    assert state["dist_head.weight"].shape == (1000, 448) and state["norm.bias"].shape == (448,)
+    torch.save({"model": state}, tmp_path / "efficientformer_l1_300d.pth")
+    loaded = ev.create_model("efficientformer_l1", pretrained=tmp_path / "efficientformer_l1_300d.pth")
+    x = torch.randn(1, 3, 224, 224)
+    assert torch.equal(loaded.eval()(x), model(x))
+
+
+def test_levit_release_puts_attention_and_mlp_in_consecutive_flat_blocks(tmp_path):
+    """facebookresearch/LeViT: patch_embed.{0,2,4,6}.c/bn; ``blocks`` one flat Sequential, two slots per block of
+    ours (Residual attention ``m.*``, then Residual MLP ``m.0`` / ``m.2``), the AttentionSubsample unwrapped."""
+    model = _random(ev.create_model("levit_128s"))
+    state = to_source_layout(model, "official")
+    assert state["patch_embed.0.c.weight"].shape == (16, 3, 3, 3) and state["patch_embed.6.bn.running_var"].shape == (128,)
+    assert state["blocks.0.m.qkv.c.weight"].shape[1] == 128 and state["blocks.1.m.0.c.weight"].shape == (256, 128)
+    assert state["blocks.3.m.2.bn.weight"].shape == (128,) and "blocks.4.m.qkv.c.weight" not in state  # depths 2, 3, 4
+    assert state["blocks.4.kv.c.weight"].shape[1] == 128 and state["blocks.4.q.1.bn.running_mean"].shape[0] == 128
+    assert state["blocks.4.proj.1.c.weight"].shape[0] == 256 and state["blocks.5.m.0.c.weight"].shape == (512, 256)
+    # our blocks run 0-1 | 2-5 | 6-10 over the stages (each later stage opens with the subsample): slots 0..21
+    assert state["blocks.12.kv.c.weight"].shape[1] == 256 and "blocks.21.m.0.c.weight" in state and "blocks.22.m.qkv.c.weight" not in state
+    assert state["head.l.weight"].shape == (1000, 384) and state["head_dist.bn.running_var"].shape == (384,)
+    assert state["blocks.0.m.attention_biases"].shape == (4, 196)  # 4 heads, the 14x14 grid's offsets
+    torch.save({"model": state}, tmp_path / "LeViT-128S.pth")
+    loaded = ev.create_model("levit_128s", pretrained=tmp_path / "LeViT-128S.pth")
+    x = torch.randn(1, 3, 224, 224)
+    assert torch.equal(loaded.eval()(x), model(x))
+
+
+def test_nextvit_release_numbers_every_block_in_one_features_list(tmp_path):
+    """bytedance/Next-ViT: stem as ours, ``features.N`` over all stages, PatchEmbed ``conv``/``norm`` without an index,
+    ``mhca.group_conv3x3``, ``e_mhsa.norm``, ``mlp.conv1/conv2``; ``norm`` and ``proj_head.0``."""
+    model = _random(ev.create_model("nextvit_small"))
+    state = to_source_layout(model, "official")
+    assert state["stem.3.conv.weight"].shape == (64, 64, 3, 3) and state["features.0.patch_embed.conv.weight"].shape == (96, 64, 1, 1)
+    assert "features.1.patch_embed.conv.weight" not in state  # 96 -> 96 at stride 1: an identity embed
+    assert state["features.3.patch_embed.conv.weight"].shape == (192, 96, 1, 1)  # depths 3, 4, 10, 3: stage 1 opens with a pooled embed
+    assert state["features.0.mhca.group_conv3x3.weight"].shape[0] == 96 and state["features.0.mlp.conv1.weight"].shape[:2] == (288, 96)
+    assert state["features.6.e_mhsa.norm.running_var"].shape == (192,) and state["features.6.projection.conv.weight"].shape == (64, 192, 1, 1)
+    assert "features.19.mlp.conv2.bias" in state and "features.20.norm.weight" not in state
+    assert state["norm.running_mean"].shape == (1024,) and state["proj_head.0.weight"].shape == (1000, 1024)
+    torch.save({"model": state}, tmp_path / "nextvit_small_in1k_224.pth")
+    loaded = ev.create_model("nextvit_small", pretrained=tmp_path / "nextvit_small_in1k_224.pth")
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(loaded.eval()(x), model(x))
+
+
+def test_hornet_release_layout_is_its_only_source(tmp_path):
+    """raoyongming/HorNet (no timm / torchvision counterpart): downsample_layers.{0..3}, stages.{s}.{b} with
+    norm1, gnconv.proj_in / dwconv / proj_out / pws.{k}, norm2, pwconv1/2, gamma1/2; norm + head."""
+    model = _random(ev.create_model("hornet_tiny_7x7"))
+    assert set(keymaps_for("hornet")) == {"official"}
+    state = to_source_layout(model, "official")
+    assert state["downsample_layers.0.0.weight"].shape == (64, 3, 4, 4) and state["downsample_layers.0.1.weight"].shape == (64,)
+    assert state["downsample_layers.2.0.bias"].shape == (128,) and state["downsample_layers.2.1.weight"].shape == (256, 128, 2, 2)
+    assert state["stages.0.1.gnconv.pws.0.weight"].shape == (64, 32, 1, 1) and "stages.0.1.gnconv.pws.1.weight" not in state  # order 2
+    assert state["stages.2.17.gnconv.pws.2.bias"].shape == (256,) and "stages.2.18.norm1.weight" not in state  # depths 2, 3, 18, 2; order 4
+    assert state["stages.3.0.gnconv.dwconv.weight"].shape == (512 + 256 + 128 + 64 + 32, 1, 7, 7) and state["stages.3.1.gamma2"].shape == (512,)
+    assert state["stages.1.0.pwconv1.weight"].shape == (512, 128) and state["head.weight"].shape == (1000, 512)
+    torch.save({"model": state}, tmp_path / "hornet_tiny_7x7.pth")
+    loaded = ev.create_model("hornet_tiny_7x7", pretrained=tmp_path / "hornet_tiny_7x7.pth")
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(loaded.eval()(x), model(x))
+
+
+def test_a_training_checkpoint_with_moving_average_weights_reads_either_set(tmp_path, capsys):
+    """timm-trainer checkpoints (RepGhost's release) hold ``state_dict`` and ``state_dict_ema``: the trained weights by
+    default, with a note that the EMA ones exist; ``ema=True`` / ``--ema`` the average; a file without one says so."""
+    trained = _random(ev.create_model("repghostnet_050"))
+    average = _random(ev.create_model("repghostnet_050"))
+    with torch.no_grad():
+        for tensor in average.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.mul_(0.5)
+    file = tmp_path / "repghostv2_0_5x.pth.tar"
+    torch.save({"epoch": 300, "state_dict": to_source_layout(trained, "official"), "state_dict_ema": to_source_layout(average, "official")}, file)
+    x = torch.randn(1, 3, 64, 64)
+    model = ev.create_model("repghostnet_050")
+    report = ev.load_pretrained(model, file)
+    assert torch.equal(model.eval()(x), trained(x)) and any("state_dict_ema" in note and "--ema" in note for note in report.notes)
+    report = ev.load_pretrained(model, file, ema=True)
+    assert torch.equal(model.eval()(x), average(x)) and any("moving-average" in note for note in report.notes)
+    out = tmp_path / "ema.safetensors"
+    assert main(["weights", "import", str(file), "--model", "repghostnet_050", "--ema", "--out", str(out)]) == 0
+    assert torch.equal(ev.load(out).eval()(x), average(x))
+    torch.save({"state_dict": to_source_layout(trained, "official")}, tmp_path / "plain.pth")
+    capsys.readouterr()
+    assert main(["weights", "import", str(tmp_path / "plain.pth"), "--model", "repghostnet_050", "--ema", "--out", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "holds no moving-average weights" in err and "state_dict" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.safetensors").exists()

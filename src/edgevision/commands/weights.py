@@ -29,6 +29,8 @@ def register(commands) -> None:
     imp.add_argument("--model", required=True, metavar="NAME", help="zoo model name (see `edgevision models`, docs/pretrained.md)")
     imp.add_argument("--from", dest="source", choices=("timm", "torchvision", "official"), default=None,
                      help="the file's layout (default: inferred from its tensor names)")
+    imp.add_argument("--ema", action="store_true",
+                     help="import a training checkpoint's moving-average weights (state_dict_ema, model_ema, ...) instead of its trained ones")
     imp.add_argument("--num-classes", type=int_in(1, 1_000_000, "a class count"), default=1000, metavar="N", help="classes of the new model; != the file's re-initialises the classifier")
     imp.add_argument("--in-chans", type=int_in(1, 4096, "a channel count"), default=3, metavar="C", help="input channels; != 3 adapts the stem as timm does")
     imp.add_argument("--out", type=output_file, required=True, metavar="FILE.safetensors", help="where to write the edgevision checkpoint")
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             check_writable(args.json)
         model = create_model(args.model, num_classes=args.num_classes, in_chans=args.in_chans)
-        model, report = load_pretrained_any_form(model, args.file, source=args.source)  # deploy form for a re-parameterized file
+        model, report = load_pretrained_any_form(model, args.file, source=args.source, ema=args.ema)  # deploy form for a re-parameterized file
         summary = {**report.to_dict(), "num_classes": args.num_classes, "in_chans": args.in_chans, "out": args.out}
         save(model, args.out, metadata={"pretrained": summary})
         if args.json:

@@ -9,6 +9,7 @@ writes ``pareto.json``, ``best.safetensors``, ``report.md``, ``report.html`` and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import statistics
@@ -278,7 +279,18 @@ def run(
             lut, setting, predictor=_load_predictor(predictor, lut, setting), build_missing=build_missing, block_budget_s=block_budget_s, progress=block_progress
         )
     executor = None
+    held = contextlib.ExitStack()
     try:
+        if build_missing and not isinstance(table, LatencyModel):
+            # it may measure missing blocks into the table: one such writer at a time (as `lut build` and `prune --table`),
+            # else two searches time blocks under each other's load and store the slowed medians
+            from ..locking import LockHeldError
+            from ..lut.build import table_lock
+
+            try:
+                held.enter_context(table_lock(latency.table.path))
+            except LockHeldError as error:
+                raise SearchError(f"{error}; or give another --table, or --no-build to price from the table as it is") from None
         fastest, fastest_ms = fastest_network(space, latency)
         measurer = measure if callable(measure) else (lambda spec: measure_network(spec, latency.setting.runtime, latency.setting.threads))
         if calibrate is None:
@@ -375,6 +387,7 @@ def run(
             executor.close()
         if owned_table is not None:
             owned_table.close()
+        held.close()
 
 
 def _latency_model_name(latency: LatencyModel, predictor) -> str:

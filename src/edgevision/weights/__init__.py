@@ -11,10 +11,10 @@ from .importer import (
     SOURCES, DeployFormCheckpoint, ImportReport, adapt_input_conv, keymaps_for, load_pretrained, load_pretrained_any_form, map_state_dict,
     to_source_layout,
 )
-from .io import WeightImportError, read_state_dict
+from .io import WeightImportError, read_checkpoint, read_state_dict
 from .keymap import KeyMap
 
 __all__ = [
     "SOURCES", "DeployFormCheckpoint", "ImportReport", "KeyMap", "WeightImportError", "adapt_input_conv", "keymaps_for", "load_pretrained",
-    "load_pretrained_any_form", "map_state_dict", "read_state_dict", "to_source_layout",
+    "load_pretrained_any_form", "map_state_dict", "read_checkpoint", "read_state_dict", "to_source_layout",
 ]

@@ -34,7 +34,7 @@ from torch import nn
 
 from ..tensor_listing import mismatch_listing
 from ..task_spec import TaskModelSpec
-from .io import WeightImportError, read_state_dict
+from .io import EMA_KEYS, WeightImportError, read_checkpoint
 from .keymap import BlockIndex, KeyMap
 
 __all__ = [
@@ -348,14 +348,19 @@ def to_source_layout(model: nn.Module, source: str) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_pretrained(model: nn.Module, path: str | os.PathLike, source: str | None = None) -> ImportReport:
+def load_pretrained(model: nn.Module, path: str | os.PathLike, source: str | None = None, *, ema: bool = False) -> ImportReport:
     """Load a timm / torchvision / official checkpoint file into ``model`` (train form) in place.
 
     ``source`` is ``"timm"``, ``"torchvision"`` or ``"official"``; ``None`` picks the family's key map
-    whose names the file holds. Raises :class:`WeightImportError` (nothing loaded) on any mismatch.
+    whose names the file holds. ``ema``: a training checkpoint's moving-average weights (``state_dict_ema``,
+    ``model_ema``...) instead of its trained ones. Raises :class:`WeightImportError` (nothing loaded) on any mismatch.
     """
-    state = read_state_dict(path)
+    state, container, other_ema = read_checkpoint(path, ema=ema)
     mapped, report = map_state_dict(model, state, source, file=str(path))
+    if ema or container in EMA_KEYS:
+        report.notes.append(f"the moving-average (EMA) weights, stored under {container!r}" + ("" if ema else " (the file holds no other weights)"))
+    elif other_ema:
+        report.notes.append(f"the file also holds moving-average (EMA) weights under {other_ema!r}, not imported; --ema (ema=True) imports those")
     # strict=False: the keys left out keep our initialisation on purpose (a re-initialised classifier,
     # BatchNorm counters the file lacks, buffers a key map marks as ours)
     model.load_state_dict(mapped, strict=False)
@@ -364,17 +369,18 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, source: str | Non
     return report
 
 
-def load_pretrained_any_form(model: nn.Module, path: str | os.PathLike, source: str | None = None) -> tuple[nn.Module, ImportReport]:
+def load_pretrained_any_form(model: nn.Module, path: str | os.PathLike, source: str | None = None, *,
+                             ema: bool = False) -> tuple[nn.Module, ImportReport]:
     """:func:`load_pretrained`, re-parameterizing ``model`` first when the file is a re-parameterized
     (deploy-form) checkpoint; returns ``(the model, report)`` (the model is a new module in that case)."""
     from ..reparam import reparameterize
 
     try:
-        return model, load_pretrained(model, path, source)
+        return model, load_pretrained(model, path, source, ema=ema)
     except DeployFormCheckpoint as train_form_error:
         deployed = reparameterize(model)
         try:
-            report = load_pretrained(deployed, path, source)
+            report = load_pretrained(deployed, path, source, ema=ema)
         except WeightImportError as error:  # neither form: say both
             raise WeightImportError(f"{train_form_error.args[0].split(';')[0]}; as a re-parameterized file: {error}") from None
         report.notes.append("a re-parameterized (deploy-form) file: the model is in deploy form (its train-time branches are not in the file)")

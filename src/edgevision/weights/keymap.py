@@ -8,6 +8,8 @@ language (no ``eval``):
   ``layer1`` is our ``stages.0``);
 * ``{flat(1,2)+1}``: the running index of block ``(stage=group 1, block=group 2)`` over all our
   stages, plus an offset (torchvision's MobileNets number blocks ``features.N`` across stages);
+  ``{2*flat(1,2)+1}`` multiplies it first (LeViT's release puts each block's attention and MLP in two
+  consecutive ``blocks.N``);
 * ``{abc:2-1}``: the same number as a letter, 0 -> ``a`` (GoogLeNet's ``inception4a``);
 * a template of ``None`` keeps our own initialisation (a buffer the source does not store).
 
@@ -45,7 +47,7 @@ from functools import cached_property
 
 __all__ = ["KeyMap", "BlockIndex"]
 
-_FIELD = re.compile(r"\{(abc:)?(?:flat\((\d+),(\d+)\)|(\d+))([+-]\d+)?\}")
+_FIELD = re.compile(r"\{(abc:)?(?:(\d+)\*)?(?:flat\((\d+),(\d+)\)|(\d+))([+-]\d+)?\}")
 _BLOCK = re.compile(r"^stages\.(\d+)\.(\d+)\.")
 
 
@@ -121,14 +123,15 @@ class KeyMap:
 
 
 def _substitute(field_: re.Match, match: re.Match, index: BlockIndex) -> str:
-    offset = int(field_[5] or 0)
-    if field_[4] is not None:
-        value = match[int(field_[4])]
-        if not field_[1] and not field_[5]:
+    # groups: 1 letter form, 2 multiplier, 3/4 flat(stage, block) groups, 5 a plain group, 6 offset
+    offset, times = int(field_[6] or 0), int(field_[2] or 1)
+    if field_[5] is not None:
+        value = match[int(field_[5])]
+        if not field_[1] and not field_[6] and not field_[2]:
             return value
-        number = int(value) + offset
+        number = times * int(value) + offset
     else:
-        number = index.flat(int(match[int(field_[2])]), int(match[int(field_[3])])) + offset
+        number = times * index.flat(int(match[int(field_[3])]), int(match[int(field_[4])])) + offset
     return "abcdefghijklmnopqrstuvwxyz"[number] if field_[1] else str(number)
 
 

@@ -30,3 +30,8 @@ for _family, _by_source in inception_timm.KEYMAPS.items():
     KEYMAPS.setdefault(_family, {}).update(_by_source)
 for _family, _by_source in segmentation.KEYMAPS.items():
     KEYMAPS.setdefault(_family, {}).update(_by_source)
+from . import hornet, repvgg_official, shufflenet_v2  # noqa: E402  (the authors' release layouts: megvii ShuffleNet V2, RepVGG, HorNet)
+
+for _module in (shufflenet_v2, repvgg_official, hornet):
+    for _family, _by_source in _module.KEYMAPS.items():
+        KEYMAPS.setdefault(_family, {}).update(_by_source)

@@ -25,14 +25,14 @@ _INNER = (
 )
 
 
-def _block_rules() -> tuple:
+def _block_rules(inner=_INNER, block: str = "stages.{{1}}.blocks.{}") -> tuple:
     rules = []
-    for ours, theirs in _INNER:
+    for ours, theirs in inner:
         groups = ours.count("(")
         # stage 0: our block b is their block b; later stages: our block b is their b - 1 (0 is the downsample)
-        for pattern, block, first in ((r"stages\.(0)\.(\d+)", "{2}", 3), (r"stages\.(\d+)\.(\d+)", "{2-1}", 3)):
+        for pattern, index, first in ((r"stages\.(0)\.(\d+)", "{2}", 3), (r"stages\.(\d+)\.(\d+)", "{2-1}", 3)):
             template = theirs.format(*(f"{{{first + i}}}" for i in range(groups)))
-            rules.append((rf"{pattern}\.{ours}", f"stages.{{1}}.blocks.{block}.{template}"))
+            rules.append((rf"{pattern}\.{ours}", f"{block.format(index)}.{template}"))
     return tuple(rules)
 
 
@@ -46,4 +46,23 @@ RULES = (
     *linear(r"head\.classifier", "head.fc"),
 )
 _UPSTREAM = {n: n for n in ("edgenext_xx_small", "edgenext_x_small", "edgenext_small")}
-KEYMAPS = {"edgenext": {"timm": KeyMap("timm", RULES, upstream=_UPSTREAM)}}
+
+# mmaaz60/EdgeNeXt ``models/edgenext.py`` (the authors' release, whose names timm changed): the stem and the three
+# downsamples are ``downsample_layers.{0..3}`` (stem: conv 0, LayerNorm 1; downsample: LayerNorm 0, conv 1), blocks
+# sit directly in ``stages.{s}.{b}``; ConvEncoder / SDTAEncoder name the depthwise conv ``dwconv`` and the inverted
+# bottleneck ``norm`` + ``pwconv1`` / ``pwconv2`` (Linear layers, as timm's ``mlp.fc1/fc2``) + ``gamma``; the SDTA
+# part keeps ``convs.{i}``, ``pos_embd.token_projection``, ``norm_xca``, ``gamma_xca``, ``xca.qkv/proj/temperature``.
+# The classifier is ``norm`` + ``head``.
+_OFFICIAL_INNER = tuple((ours, theirs.replace("conv_dw", "dwconv").replace("mlp.fc1", "pwconv1").replace("mlp.fc2", "pwconv2"))
+                        for ours, theirs in _INNER)
+OFFICIAL_RULES = (
+    *linear(r"stem\.0\.conv", "downsample_layers.0.0"),
+    *linear(r"stem\.0\.norm", "downsample_layers.0.1"),
+    *linear(r"stages\.(\d+)\.0\.norm", "downsample_layers.{1}.0"),
+    *linear(r"stages\.(\d+)\.0\.conv", "downsample_layers.{1}.1"),
+    *_block_rules(_OFFICIAL_INNER, "stages.{{1}}.{}"),
+    *linear(r"head\.norm", "norm"),
+    *linear(r"head\.classifier", "head"),
+)
+KEYMAPS = {"edgenext": {"timm": KeyMap("timm", RULES, upstream=_UPSTREAM),
+                        "official": KeyMap("official", OFFICIAL_RULES, upstream={n: f"models/model.py {n}()" for n in _UPSTREAM})}}

@@ -46,5 +46,47 @@ RULES = (
     *linear(r"head\.classifier", "head"),
     *linear(r"head\.distillation_classifier", "head_dist"),
 )
-KEYMAPS = {"efficientformer": {"timm": KeyMap("timm", RULES, ignore=(r".*attention_bias_idxs",),
-                                              upstream={f"efficientformer_l{i}": f"efficientformer_l{i}" for i in (1, 3, 7)})}}
+
+
+def _official_blocks() -> tuple:
+    """snap-research/EfficientFormer ``models/efficientformer.py``: one ``network`` ModuleList alternating stages and
+    ``Embedding`` downsamples, so our stage ``s`` is ``network.{2s}`` and its downsample (our block 0) ``network.{2s-1}``
+    (``proj`` conv + ``norm`` BN); inside a stage the numbering is timm's (the last stage's ``Flat`` takes one slot)."""
+    rules = []
+    for stage in range(4):
+        net = f"network.{2 * stage}"
+        if stage:
+            rules += [*linear(rf"stages\.{stage}\.0\.conv", f"network.{2 * stage - 1}.proj"),
+                      *bn(rf"stages\.{stage}\.0\.norm", f"network.{2 * stage - 1}.norm")]
+        block = rf"stages\.({stage})\.(\d+)"
+        rules += [
+            (rf"{block}\.layer_scale_attention", f"{net}.{{2}}.layer_scale_1"),
+            (rf"{block}\.mlp\.layer_scale", f"{net}.{{2}}.layer_scale_2"),
+            (rf"{block}\.attention\.bias\.attention_biases", f"{net}.{{2}}.token_mixer.attention_biases"),
+            *(rule for inner, theirs in _META3D for rule in linear(rf"{block}\.{inner}", f"{net}.{{2}}.{theirs}")),
+        ]
+        meta4d = f"{net}.{{2}}" if stage == 0 else f"{net}.{{2-1}}"
+        rules += [
+            (rf"{block}\.layer_scale_mixer", f"{meta4d}.layer_scale_1"),
+            (rf"{block}\.layer_scale_mlp", f"{meta4d}.layer_scale_2"),
+            *(rule for inner, theirs in _META4D for rule in linear(rf"{block}\.{inner}", f"{meta4d}.{theirs}")),
+            *(rule for inner, theirs in _META4D_NORMS for rule in bn(rf"{block}\.{inner}", f"{meta4d}.{theirs}")),
+        ]
+    return tuple(rules)
+
+
+# the stem: conv 0, BN 1, ReLU, conv 3, BN 4, ReLU; the classifier norm + head + dist_head (timm's names)
+OFFICIAL_RULES = (
+    *linear(r"stem\.0\.conv", "patch_embed.0"), *bn(r"stem\.0\.norm", "patch_embed.1"),
+    *linear(r"stem\.1\.conv", "patch_embed.3"), *bn(r"stem\.1\.norm", "patch_embed.4"),
+    *_official_blocks(),
+    *linear(r"head\.norm", "norm"),
+    *linear(r"head\.classifier", "head"),
+    *linear(r"head\.distillation_classifier", "dist_head"),
+)
+KEYMAPS = {"efficientformer": {
+    "timm": KeyMap("timm", RULES, ignore=(r".*attention_bias_idxs",), upstream={f"efficientformer_l{i}": f"efficientformer_l{i}" for i in (1, 3, 7)}),
+    # the release keeps the Meta4D layer scales 1-D (dim,) and unsqueezes them in forward; ours are (dim, 1, 1)
+    "official": KeyMap("official", OFFICIAL_RULES, ignore=(r".*attention_bias_idxs",), reshape=(r"stages\.\d+\.\d+\.layer_scale_(mixer|mlp)",),
+                       upstream={f"efficientformer_l{i}": f"models/efficientformer.py efficientformer_l{i}()" for i in (1, 3, 7)}),
+}}

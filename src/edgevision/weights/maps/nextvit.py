@@ -27,4 +27,28 @@ RULES = (
     *bn(r"head\.norm", "norm"),
     *linear(r"head\.classifier", "head.fc"),
 )
-KEYMAPS = {"nextvit": {"timm": KeyMap("timm", RULES, upstream={"nextvit_small": "nextvit_small", "nextvit_base": "nextvit_base"})}}
+
+# bytedance/Next-ViT ``classification/nextvit.py`` (the authors' release): the stem as ours, every block of every
+# stage in one flat ``features`` Sequential; ``PatchEmbed`` holds ``conv``/``norm`` directly (no Sequential index),
+# the NCB's grouped conv is ``mhca.group_conv3x3`` + ``mhca.norm``, the E-MHSA's pooled-key BatchNorm1d
+# ``e_mhsa.norm``, the NTB's projection a ``PatchEmbed`` (``projection.conv/norm``) and the MLP's 1x1 convs
+# ``mlp.conv1``/``mlp.conv2``; the final BatchNorm ``norm``, the classifier ``proj_head.0``. The release's
+# ``merge_bn()`` (pre-norms folded into the next layer) is its deploy layout, not mapped (as timm's).
+_F = "features.{flat(1,2)}"
+OFFICIAL_RULES = (
+    (r"(stem\..*)", "{1}"),
+    (rf"{_B}\.patch_embed\.\d\.(conv|norm)\.(.*)", f"{_F}.patch_embed.{{3}}.{{4}}"),
+    *linear(rf"{_B}\.mhca\.group_conv\.conv", f"{_F}.mhca.group_conv3x3"),
+    *bn(rf"{_B}\.mhca\.group_conv\.norm", f"{_F}.mhca.norm"),
+    *bn(rf"{_B}\.e_mhsa\.pool_norm", f"{_F}.e_mhsa.norm"),
+    (rf"{_B}\.projection\.0\.(conv|norm)\.(.*)", f"{_F}.projection.{{3}}.{{4}}"),
+    *linear(rf"{_B}\.mlp\.fc1", f"{_F}.mlp.conv1"),
+    *linear(rf"{_B}\.mlp\.fc2", f"{_F}.mlp.conv2"),
+    (rf"{_B}\.(.*)", f"{_F}.{{3}}"),
+    *bn(r"head\.norm", "norm"),
+    *linear(r"head\.classifier", "proj_head.0"),
+)
+KEYMAPS = {"nextvit": {
+    "timm": KeyMap("timm", RULES, upstream={"nextvit_small": "nextvit_small", "nextvit_base": "nextvit_base"}),
+    "official": KeyMap("official", OFFICIAL_RULES, upstream={"nextvit_small": "nextvit_small()", "nextvit_base": "nextvit_base()"}),
+}}
