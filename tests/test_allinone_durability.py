@@ -20,12 +20,12 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from kill_helpers import start_and_kill
 
 pytestmark = pytest.mark.skipif(not os.environ.get("EDGEVISION_DURABILITY"), reason="slow kill -9 test: make test-allinone-durability")
 
@@ -85,19 +85,8 @@ def test_allinone_resumes_after_repeated_kill_9_to_the_uninterrupted_result(tmp_
     for kill in range(KILLS):
         before = _units(_state(out))
         resumed_at.append(before)
-        process = subprocess.Popen(argv(out), env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 600
-        while process.poll() is None and _units(_state(out)) <= before and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if process.poll() is None:
-            time.sleep(draw.uniform(0.0, 0.4))
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-        process.wait(timeout=600)
-        assert process.returncode == -signal.SIGKILL, (
-            f"kill {kill + 1}: the run ended (exit {process.returncode}) before its kill; more --epochs or fewer kills. "
-            f"stderr: {process.stderr.read().decode(errors='replace')[-400:]}"
-        )
+        code, stderr = start_and_kill(argv(out), _environment(), lambda: _units(_state(out)) > before, draw, 0.4)
+        assert code == -signal.SIGKILL, f"kill {kill + 1}: the run ended (exit {code}) before its kill; more --epochs or fewer kills. stderr: {stderr[-400:]}"
         kills += 1
         _check_state(out)
         assert not (out / "allinone.json").exists()

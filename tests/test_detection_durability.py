@@ -14,16 +14,16 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from kill_helpers import start_and_kill
 
 pytestmark = pytest.mark.skipif(not os.environ.get("EDGEVISION_DURABILITY"), reason="slow kill -9 test: EDGEVISION_DURABILITY=1")
 
 KILLS = int(os.environ.get("EDGEVISION_DET_KILLS", "10"))
-EPOCHS = KILLS + 3  # 2 steps each: more epochs than kills, so every kill lands while work remains
+EPOCHS = 3 * KILLS  # 2 steps each, a fraction of a second on an idle machine: many more epochs than kills, so every kill lands while work remains
 
 
 def _environment() -> dict:
@@ -72,16 +72,8 @@ def test_detection_training_survives_kill_9(tmp_path):
     for _ in range(KILLS):
         before = _step(out)
         resumed_at.append(before)
-        process = subprocess.Popen(argv(out), env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 600
-        while process.poll() is None and _step(out) <= before and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if process.poll() is None:
-            time.sleep(rng.uniform(0.0, 1.5))  # mid-step, mid-save or mid-clean-up
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            kills += 1
-        process.wait()
+        code, _ = start_and_kill(argv(out), _environment(), lambda: _step(out) > before, rng, 0.3)  # mid-step, mid-save or mid-clean-up
+        kills += code == -signal.SIGKILL
         _check_folder(out)
     subprocess.run(argv(out), env=_environment(), check=True, stdout=subprocess.DEVNULL)
     _check_folder(out)

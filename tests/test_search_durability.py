@@ -18,10 +18,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from kill_helpers import start_and_kill
 
 pytestmark = pytest.mark.skipif(not os.environ.get("EDGEVISION_DURABILITY"), reason="slow kill -9 test: make test-search-durability")
 
@@ -82,23 +82,16 @@ def test_search_survives_kill_9(tmp_path):
     kills = 0
     for _ in range(KILLS):
         before = len(_trained(storage_file))
-        process = subprocess.Popen([sys.executable, str(driver)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 300
-        while process.poll() is None and len(_trained(storage_file)) <= before and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if process.poll() is None:
-            time.sleep(rng.uniform(0.0, 0.6))  # mid-training, mid-tell or mid-report
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            kills += 1
-        _, stderr = process.communicate()
-        assert process.returncode in (0, -signal.SIGKILL), stderr.decode()[-2000:]
+        # killed mid-training, mid-tell or mid-report
+        code, stderr = start_and_kill([sys.executable, str(driver)], env, lambda: len(_trained(storage_file)) > before, rng, 0.6, timeout_s=300)
+        kills += code == -signal.SIGKILL
+        assert code in (0, -signal.SIGKILL), stderr[-2000:]
         with sqlite3.connect(storage_file) as db:
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         now = _trained(storage_file)
         assert set(kept) <= set(now)  # nothing finished is lost
         kept = now
-        if process.returncode == 0:
+        if code == 0:
             break
     assert kills >= min(KILLS, 10) or len(kept) == TRIALS
     final = subprocess.run([sys.executable, str(driver)], env=env, capture_output=True, timeout=600)
@@ -170,29 +163,21 @@ def test_weight_sharing_search_survives_kill_9_and_never_retrains_a_saved_supern
     draw, kills, kept = random.Random(161), 0, []
     for kill in range(KILLS):
         before = units()
-        process = subprocess.Popen([sys.executable, str(driver)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 300
-        progressed = log.read_text().count("\n") if log.exists() else 0
-        while process.poll() is None and time.monotonic() < deadline:
-            lines = log.read_text().splitlines() if log.exists() else []
-            # the first run is killed mid-supernet-training (after its first epoch), the others after one more unit of work
-            if units() > before or (kill == 0 and any("epoch 1/" in line for line in lines[progressed:])):
-                break
-            time.sleep(0.02)
-        if process.poll() is None:
-            time.sleep(draw.uniform(0.0, 0.3))
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            kills += 1
-        _, stderr = process.communicate()
-        assert process.returncode in (0, -signal.SIGKILL), stderr.decode()[-2000:]
+        logged = log.read_text().count("\n") if log.exists() else 0
+
+        def progressed() -> bool:  # the first start: inside the supernet's training (after its first epoch); then one more unit
+            return units() > before or (kill == 0 and log.exists() and any("epoch 1/" in line for line in log.read_text().splitlines()[logged:]))
+
+        code, stderr = start_and_kill([sys.executable, str(driver)], env, progressed, draw, 0.3, timeout_s=300)
+        kills += code == -signal.SIGKILL
+        assert code in (0, -signal.SIGKILL), stderr[-2000:]
         if storage_file.exists():
             with sqlite3.connect(storage_file) as db:
                 assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         now = _trained(storage_file)
         assert set(kept) <= set(now)  # nothing finished is lost
         kept = now
-        if process.returncode == 0:
+        if code == 0:
             break
     final = subprocess.run([sys.executable, str(driver)], env=env, capture_output=True, timeout=600)
     assert final.returncode == 0, final.stderr.decode()[-2000:]

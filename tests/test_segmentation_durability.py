@@ -14,11 +14,11 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from kill_helpers import start_and_kill
 
 pytestmark = pytest.mark.skipif(not os.environ.get("EDGEVISION_DURABILITY"), reason="slow kill -9 test: EDGEVISION_DURABILITY=1")
 
@@ -65,16 +65,8 @@ def test_segmentation_training_survives_kill_9(tmp_path):
     for _ in range(KILLS):
         before = _epoch(out)
         resumed_at.append(before)
-        process = subprocess.Popen(argv(out), env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 600
-        while process.poll() is None and _epoch(out) <= before and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if process.poll() is None:
-            time.sleep(rng.uniform(0.0, 0.3))  # mid-epoch, mid-save or mid-evaluation
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            kills += 1
-        process.wait()
+        code, _ = start_and_kill(argv(out), _environment(), lambda: _epoch(out) > before, rng, 0.3)  # mid-epoch, -save or -evaluation
+        kills += code == -signal.SIGKILL
         _check_folder(out)
     subprocess.run(argv(out), env=_environment(), check=True, stdout=subprocess.DEVNULL)
     _check_folder(out)
