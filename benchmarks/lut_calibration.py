@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Latency predictor intervals: nominal vs empirical coverage (issue 13)",
         "",
-        "From the stored `make bench-lut` results (benchmarks/results/lut/<runtime>/, measured 2026-11-22), no timing. "
+        "From the stored `make bench-lut` results (benchmarks/results/lut/<runtime>/, as the last run left them), no timing. "
         "Network rows: the corrected sum ± its uncertainty on the 100 unseen test networks, against both measurement "
         "passes, as stored and as `lut validate` now computes the interval (same networks, same correction). Block rows: "
         "5-fold cross-validation over every table entry (folds by key hash, as `lut validate`); each entry's 80% "
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         for calibration in args.calibrations:
             check = done.get(f"{runtime}/blocks/{calibration}")
             if check:
-                lines.append(_row(LABELS[calibration], check["interval_coverage"], f"MAPE of the median {check['mape_pct']:.1f}%, {check['seconds'] / 60:.1f} min on the loaded machine"))
+                lines.append(_row(LABELS[calibration], check["interval_coverage"], f"MAPE of the median {check['mape_pct']:.1f}%, {check['seconds'] / 60:.1f} min to fit and check"))
             else:
                 lines.append(f"| {LABELS[calibration]} | 80% | not computed | | | `python benchmarks/lut_calibration.py` |")
         lines.append("")
