@@ -85,3 +85,9 @@ def fake_block_latency(block, setting):
     mid = block.mid_channels or block.out_channels
     macs = height * width * (block.in_channels * mid + 9 * mid + mid * block.out_channels)
     return BlockLatency(median_ms=0.01 + macs * 1e-6, runs=1)
+
+
+def assert_same_weights(expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor]) -> None:
+    """A resumed run's state dict equals the uninterrupted run's, tensor by tensor (same float arithmetic)."""
+    for name, value in expected.items():
+        torch.testing.assert_close(actual[name], value, rtol=1e-5, atol=1e-6, msg=name)

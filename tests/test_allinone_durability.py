@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import assert_same_weights
 from kill_helpers import start_and_kill
 
 pytestmark = pytest.mark.skipif(not os.environ.get("EDGEVISION_DURABILITY"), reason="slow kill -9 test: make test-allinone-durability")
@@ -95,8 +96,7 @@ def test_allinone_resumes_after_repeated_kill_9_to_the_uninterrupted_result(tmp_
     print(f"allinone: {kills} kill -9, resumed at units {resumed_at}")
     assert resumed_at == sorted(resumed_at) and len(set(resumed_at[1:])) == KILLS - 1  # progress every time
     whole, finished = AllInOne.load(tmp_path / "whole").full.state_dict(), AllInOne.load(out).full.state_dict()
-    for name, value in whole.items():
-        torch.testing.assert_close(finished[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    assert_same_weights(whole, finished)
     report, reference = (json.loads((folder / "allinone.json").read_text()) for folder in (out, tmp_path / "whole"))
     assert [(r["ratio"], r["params"], r["macs"]) for r in report["ratios"]] == [(r["ratio"], r["params"], r["macs"]) for r in reference["ratios"]]
     assert [r["accuracy"] for r in report["ratios"]] == pytest.approx([r["accuracy"] for r in reference["ratios"]], abs=1e-9)

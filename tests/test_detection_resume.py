@@ -15,6 +15,7 @@ from edgevision.cli import main
 from edgevision.datasets.scenes import generate_scenes
 from edgevision.detection.data import SSD_AUGMENTATION, load_coco_detection
 from edgevision.detection.training import train_detector
+from helpers import assert_same_weights
 
 SIZE = 64
 
@@ -44,14 +45,8 @@ def test_a_run_resumed_from_an_epoch_state_ends_with_the_uninterrupted_weights(s
     result = train_detector(resumed, data, **options, start_epoch=1, optimizer_state=after_one["optimizer"], losses=after_one["losses"])
     assert after_one["epoch"] == 1 and after_one["step"] == 1  # one batch of 2 scenes per epoch
     assert result["losses"][0] == after_one["losses"][0] and len(result["losses"]) == 2
-    _assert_same_weights(resumed, whole)
+    assert_same_weights(whole.state_dict(), resumed.state_dict())
     assert result["losses"][1] == pytest.approx(states[1]["losses"][1], rel=1e-5)
-
-
-def _assert_same_weights(model, reference):
-    weights = model.state_dict()
-    for name, value in reference.state_dict().items():
-        torch.testing.assert_close(weights[name], value, rtol=1e-5, atol=1e-6, msg=name)
 
 
 class SimulatedKill(BaseException):
@@ -81,7 +76,7 @@ def test_cli_training_killed_after_an_epoch_resumes_at_its_step(scenes, tmp_path
     assert main([*argv, "--out", str(out)]) == 0
     assert "at epoch 1/2 (step 1)" in capsys.readouterr().out
     whole, resumed = load(tmp_path / "whole" / "model.safetensors"), load(out / "model.safetensors")
-    _assert_same_weights(resumed, whole)
+    assert_same_weights(whole.state_dict(), resumed.state_dict())
     assert sorted(p.name for p in out.glob("optimizer.step*.pt")) == ["optimizer.step2.pt"]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     final = read_metadata(out / "model.safetensors")["metrics"]

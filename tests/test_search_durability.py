@@ -64,6 +64,16 @@ def _trained(storage_file: Path) -> list[str]:
     return [r["network"] for r in records if r.get("trained")]
 
 
+def _checked_study(storage_file: Path, kept: list[str]) -> list[str]:
+    """After a kill: the study database passes SQLite's integrity check and still holds every trial trained before."""
+    if storage_file.exists():  # a start killed before Optuna created it leaves none
+        with sqlite3.connect(storage_file) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    now = _trained(storage_file)
+    assert set(kept) <= set(now)  # nothing finished is lost
+    return now
+
+
 def test_search_survives_kill_9(tmp_path):
     import edgevision
 
@@ -86,11 +96,7 @@ def test_search_survives_kill_9(tmp_path):
         code, stderr = start_and_kill([sys.executable, str(driver)], env, lambda: len(_trained(storage_file)) > before, rng, 0.6, timeout_s=300)
         kills += code == -signal.SIGKILL
         assert code in (0, -signal.SIGKILL), stderr[-2000:]
-        with sqlite3.connect(storage_file) as db:
-            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        now = _trained(storage_file)
-        assert set(kept) <= set(now)  # nothing finished is lost
-        kept = now
+        kept = _checked_study(storage_file, kept)
         if code == 0:
             break
     assert kills >= min(KILLS, 10) or len(kept) == TRIALS
@@ -171,12 +177,7 @@ def test_weight_sharing_search_survives_kill_9_and_never_retrains_a_saved_supern
         code, stderr = start_and_kill([sys.executable, str(driver)], env, progressed, draw, 0.3, timeout_s=300)
         kills += code == -signal.SIGKILL
         assert code in (0, -signal.SIGKILL), stderr[-2000:]
-        if storage_file.exists():
-            with sqlite3.connect(storage_file) as db:
-                assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        now = _trained(storage_file)
-        assert set(kept) <= set(now)  # nothing finished is lost
-        kept = now
+        kept = _checked_study(storage_file, kept)
         if code == 0:
             break
     final = subprocess.run([sys.executable, str(driver)], env=env, capture_output=True, timeout=600)

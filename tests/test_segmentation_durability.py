@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import assert_same_weights
 from kill_helpers import start_and_kill
 
 pytestmark = pytest.mark.skipif(not os.environ.get("EDGEVISION_DURABILITY"), reason="slow kill -9 test: EDGEVISION_DURABILITY=1")
@@ -73,8 +74,7 @@ def test_segmentation_training_survives_kill_9(tmp_path):
     print(f"segmentation train: {kills} kill -9, resumed at epochs {resumed_at}")
     assert kills == KILLS and resumed_at == sorted(resumed_at) and len(set(resumed_at[1:])) == KILLS - 1  # progress every time
     whole, finished = load(tmp_path / "whole" / "model.safetensors").state_dict(), load(out / "model.safetensors").state_dict()
-    for name, value in whole.items():
-        torch.testing.assert_close(finished[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    assert_same_weights(whole, finished)
     history = json.loads((out / "metrics.json").read_text())["history"]
     reference = json.loads((tmp_path / "whole" / "metrics.json").read_text())["history"]
     assert [row["epoch"] for row in history] == list(range(1, EPOCHS + 1))  # every epoch exactly once

@@ -66,33 +66,28 @@ def float_islands(model) -> Counter:
         for name in node.input:
             consumers[name].append(node)
 
-    def from_dequantized(node, seen) -> bool:
-        for name in node.input:
-            source = producer.get(name)
-            if source is None or id(source) in seen:
-                continue
-            if source.op_type == "DequantizeLinear":
-                return True
-            if source.op_type not in INTEGER_OPS and source.op_type not in _CONVERSIONS and from_dequantized(source, seen | {id(source)}):
-                return True
-        return False
+    def upstream(node):
+        return [producer[name] for name in node.input if name in producer]
 
-    def to_quantized(node, seen) -> bool:
-        for name in node.output:
-            for target in consumers.get(name, ()):
-                if id(target) in seen:
-                    continue
-                if target.op_type == "QuantizeLinear":
-                    return True
-                if target.op_type not in INTEGER_OPS and target.op_type not in _CONVERSIONS and to_quantized(target, seen | {id(target)}):
-                    return True
+    def downstream(node):
+        return [target for name in node.output for target in consumers.get(name, ())]
+
+    def reaches(node, step, goal: str, seen) -> bool:
+        """``goal`` (a DequantizeLinear upstream, a QuantizeLinear downstream) is reached through float nodes only."""
+        for other in step(node):
+            if id(other) in seen:
+                continue
+            if other.op_type == goal:
+                return True
+            if other.op_type not in INTEGER_OPS and other.op_type not in _CONVERSIONS and reaches(other, step, goal, seen | {id(other)}):
+                return True
         return False
 
     islands: Counter = Counter()
     for node in model.graph.node:
         if node.op_type in INTEGER_OPS or node.op_type in _CONVERSIONS or node.op_type in ("Constant", "Shape", "Gather", "Unsqueeze", "Concat", "Slice", "Reshape"):
             continue  # shape arithmetic and data movement are no island of compute
-        if from_dequantized(node, frozenset({id(node)})) and to_quantized(node, frozenset({id(node)})):
+        if reaches(node, upstream, "DequantizeLinear", frozenset({id(node)})) and reaches(node, downstream, "QuantizeLinear", frozenset({id(node)})):
             islands[node.op_type] += 1
     return islands
 

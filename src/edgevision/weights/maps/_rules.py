@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["conv_bn", "bn", "linear", "same"]
+__all__ = ["conv_bn", "bn", "linear", "same", "downsample_layers"]
 
 _BN_TENSORS = "(weight|bias|running_mean|running_var|num_batches_tracked)"
 
@@ -31,3 +31,15 @@ def linear(ours: str, theirs: str) -> tuple[tuple[str, str], ...]:
 def same() -> tuple[tuple[str, str], ...]:
     """Every key unchanged (a layout identical to ours)."""
     return ((r"(.*)", "{1}"),)
+
+
+def downsample_layers() -> tuple[tuple[str, str], ...]:
+    """ConvNeXt-style releases (EdgeNeXt's, HorNet's): ``downsample_layers.0`` is the stem (conv ``0``, LayerNorm
+    ``1``; our ``stem.0``) and ``downsample_layers.{s}`` the downsample opening stage ``s`` >= 1 (LayerNorm ``0``,
+    conv ``1``), which we count as that stage's block 0."""
+    return (
+        *linear(r"stem\.0\.conv", "downsample_layers.0.0"),
+        *linear(r"stem\.0\.norm", "downsample_layers.0.1"),
+        *linear(r"stages\.([1-9])\.0\.norm", "downsample_layers.{1}.0"),
+        *linear(r"stages\.([1-9])\.0\.conv", "downsample_layers.{1}.1"),
+    )

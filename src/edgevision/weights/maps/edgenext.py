@@ -8,7 +8,7 @@ both ``norm`` + ``mlp.fc1/fc2``. The stem is a 4x4 conv ``stem.0`` then LayerNor
 """
 
 from ..keymap import KeyMap
-from ._rules import linear
+from ._rules import downsample_layers, linear
 
 _INNER = (
     (r"depthwise\.(weight|bias)", "conv_dw.{}"),
@@ -56,10 +56,7 @@ _UPSTREAM = {n: n for n in ("edgenext_xx_small", "edgenext_x_small", "edgenext_s
 _OFFICIAL_INNER = tuple((ours, theirs.replace("conv_dw", "dwconv").replace("mlp.fc1", "pwconv1").replace("mlp.fc2", "pwconv2"))
                         for ours, theirs in _INNER)
 OFFICIAL_RULES = (
-    *linear(r"stem\.0\.conv", "downsample_layers.0.0"),
-    *linear(r"stem\.0\.norm", "downsample_layers.0.1"),
-    *linear(r"stages\.(\d+)\.0\.norm", "downsample_layers.{1}.0"),
-    *linear(r"stages\.(\d+)\.0\.conv", "downsample_layers.{1}.1"),
+    *downsample_layers(),
     *_block_rules(_OFFICIAL_INNER, "stages.{{1}}.{}"),
     *linear(r"head\.norm", "norm"),
     *linear(r"head\.classifier", "head"),

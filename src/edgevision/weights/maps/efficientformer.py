@@ -20,70 +20,47 @@ _META3D = (("norm_attention", "norm1"), ("attention.qkv", "token_mixer.qkv"), ("
            ("mlp.norm", "norm2"), ("mlp.expand", "mlp.fc1"), ("mlp.project", "mlp.fc2"))
 
 
-def _meta4d(ours: str, theirs: str) -> tuple:
+def _rules(stem: tuple[str, str], downsample: tuple[str, str], stage: str, scales: tuple[str, str], distillation_head: str) -> tuple:
+    """One layout's rules from its names: ``stem`` / ``downsample`` = the conv and BN templates of our stem block ``{1}``
+    and of our block 0 of stages ``{1}`` 1-3, ``stage`` the template of our stage ``{1}``,
+    ``scales`` the names of the two layer scales inside a block, ``distillation_head`` the distillation classifier."""
+    block, meta4d = f"{stage}.{{2}}", f"{stage}.{{2-1}}"  # Meta4D blocks after the downsample sit one slot earlier
+
+    def meta4d_rules(ours: str, theirs: str) -> tuple:
+        return (
+            (rf"{ours}\.layer_scale_mixer", f"{theirs}.{scales[0]}"),
+            (rf"{ours}\.layer_scale_mlp", f"{theirs}.{scales[1]}"),
+            *(rule for inner, their_inner in _META4D for rule in linear(rf"{ours}\.{inner}", f"{theirs}.{their_inner}")),
+            *(rule for inner, their_inner in _META4D_NORMS for rule in bn(rf"{ours}\.{inner}", f"{theirs}.{their_inner}")),
+        )
+
     return (
-        (rf"{ours}\.layer_scale_mixer", f"{theirs}.ls1.gamma"),
-        (rf"{ours}\.layer_scale_mlp", f"{theirs}.ls2.gamma"),
-        *(rule for inner, their_inner in _META4D for rule in linear(rf"{ours}\.{inner}", f"{theirs}.{their_inner}")),
-        *(rule for inner, their_inner in _META4D_NORMS for rule in bn(rf"{ours}\.{inner}", f"{theirs}.{their_inner}")),
+        *linear(r"stem\.(\d+)\.conv", stem[0]),
+        *bn(r"stem\.(\d+)\.norm", stem[1]),
+        *linear(r"stages\.([1-9])\.0\.conv", downsample[0]),
+        *bn(r"stages\.([1-9])\.0\.norm", downsample[1]),
+        # Meta3D blocks sit after the last stage's Flat: same index as ours
+        (rf"{_B}\.layer_scale_attention", f"{block}.{scales[0]}"),
+        (rf"{_B}\.mlp\.layer_scale", f"{block}.{scales[1]}"),
+        (rf"{_B}\.attention\.bias\.attention_biases", f"{block}.token_mixer.attention_biases"),
+        *(rule for inner, theirs in _META3D for rule in linear(rf"{_B}\.{inner}", f"{block}.{theirs}")),
+        *meta4d_rules(r"stages\.(0)\.(\d+)", block),
+        *meta4d_rules(r"stages\.([1-9])\.(\d+)", meta4d),
+        *linear(r"head\.norm", "norm"),
+        *linear(r"head\.classifier", "head"),
+        *linear(r"head\.distillation_classifier", distillation_head),
     )
 
 
 _B = r"stages\.(\d+)\.(\d+)"
-RULES = (
-    *linear(r"stem\.(\d+)\.conv", "stem.conv{1+1}"),
-    *bn(r"stem\.(\d+)\.norm", "stem.norm{1+1}"),
-    *linear(r"stages\.([1-9])\.0\.conv", "stages.{1}.downsample.conv"),
-    *bn(r"stages\.([1-9])\.0\.norm", "stages.{1}.downsample.norm"),
-    # Meta3D blocks sit after timm's Flat: same index as ours
-    (rf"{_B}\.layer_scale_attention", "stages.{1}.blocks.{2}.ls1.gamma"),
-    (rf"{_B}\.mlp\.layer_scale", "stages.{1}.blocks.{2}.ls2.gamma"),
-    (rf"{_B}\.attention\.bias\.attention_biases", "stages.{1}.blocks.{2}.token_mixer.attention_biases"),
-    *(rule for inner, theirs in _META3D for rule in linear(rf"{_B}\.{inner}", f"stages.{{1}}.blocks.{{2}}.{theirs}")),
-    *_meta4d(r"stages\.(0)\.(\d+)", "stages.{1}.blocks.{2}"),
-    *_meta4d(r"stages\.([1-9])\.(\d+)", "stages.{1}.blocks.{2-1}"),
-    *linear(r"head\.norm", "norm"),
-    *linear(r"head\.classifier", "head"),
-    *linear(r"head\.distillation_classifier", "head_dist"),
-)
-
-
-def _official_blocks() -> tuple:
-    """snap-research/EfficientFormer ``models/efficientformer.py``: one ``network`` ModuleList alternating stages and
-    ``Embedding`` downsamples, so our stage ``s`` is ``network.{2s}`` and its downsample (our block 0) ``network.{2s-1}``
-    (``proj`` conv + ``norm`` BN); inside a stage the numbering is timm's (the last stage's ``Flat`` takes one slot)."""
-    rules = []
-    for stage in range(4):
-        net = f"network.{2 * stage}"
-        if stage:
-            rules += [*linear(rf"stages\.{stage}\.0\.conv", f"network.{2 * stage - 1}.proj"),
-                      *bn(rf"stages\.{stage}\.0\.norm", f"network.{2 * stage - 1}.norm")]
-        block = rf"stages\.({stage})\.(\d+)"
-        rules += [
-            (rf"{block}\.layer_scale_attention", f"{net}.{{2}}.layer_scale_1"),
-            (rf"{block}\.mlp\.layer_scale", f"{net}.{{2}}.layer_scale_2"),
-            (rf"{block}\.attention\.bias\.attention_biases", f"{net}.{{2}}.token_mixer.attention_biases"),
-            *(rule for inner, theirs in _META3D for rule in linear(rf"{block}\.{inner}", f"{net}.{{2}}.{theirs}")),
-        ]
-        meta4d = f"{net}.{{2}}" if stage == 0 else f"{net}.{{2-1}}"
-        rules += [
-            (rf"{block}\.layer_scale_mixer", f"{meta4d}.layer_scale_1"),
-            (rf"{block}\.layer_scale_mlp", f"{meta4d}.layer_scale_2"),
-            *(rule for inner, theirs in _META4D for rule in linear(rf"{block}\.{inner}", f"{meta4d}.{theirs}")),
-            *(rule for inner, theirs in _META4D_NORMS for rule in bn(rf"{block}\.{inner}", f"{meta4d}.{theirs}")),
-        ]
-    return tuple(rules)
-
-
-# the stem: conv 0, BN 1, ReLU, conv 3, BN 4, ReLU; the classifier norm + head + dist_head (timm's names)
-OFFICIAL_RULES = (
-    *linear(r"stem\.0\.conv", "patch_embed.0"), *bn(r"stem\.0\.norm", "patch_embed.1"),
-    *linear(r"stem\.1\.conv", "patch_embed.3"), *bn(r"stem\.1\.norm", "patch_embed.4"),
-    *_official_blocks(),
-    *linear(r"head\.norm", "norm"),
-    *linear(r"head\.classifier", "head"),
-    *linear(r"head\.distillation_classifier", "dist_head"),
-)
+# timm: ``stem.conv{i+1}/norm{i+1}``, ``stages.{s}.downsample``, blocks in ``stages.{s}.blocks``, ``ls1/ls2.gamma``
+RULES = _rules(("stem.conv{1+1}", "stem.norm{1+1}"), ("stages.{1}.downsample.conv", "stages.{1}.downsample.norm"), "stages.{1}.blocks", ("ls1.gamma", "ls2.gamma"), "head_dist")
+# snap-research/EfficientFormer ``models/efficientformer.py``: the stem is one Sequential (conv 0, BN 1, ReLU, conv 3,
+# BN 4, ReLU); one ``network`` ModuleList alternates stages and ``Embedding`` downsamples, so our stage ``s`` is
+# ``network.{2s}`` and its downsample (our block 0) ``network.{2s-1}`` (``proj`` conv + ``norm`` BN); inside a stage the
+# numbering is timm's; the layer scales are plain parameters ``layer_scale_1/2``; the distillation head ``dist_head``.
+OFFICIAL_RULES = _rules(("patch_embed.{3*1}", "patch_embed.{3*1+1}"), ("network.{2*1-1}.proj", "network.{2*1-1}.norm"), "network.{2*1}",
+                        ("layer_scale_1", "layer_scale_2"), "dist_head")
 KEYMAPS = {"efficientformer": {
     "timm": KeyMap("timm", RULES, ignore=(r".*attention_bias_idxs",), upstream={f"efficientformer_l{i}": f"efficientformer_l{i}" for i in (1, 3, 7)}),
     # the release keeps the Meta4D layer scales 1-D (dim,) and unsqueezes them in forward; ours are (dim, 1, 1)

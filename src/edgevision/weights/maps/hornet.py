@@ -9,7 +9,7 @@ downsamples (LayerNorm ``0``, 2x2 conv ``1``), which we count as block 0 of stag
 """
 
 from ..keymap import KeyMap
-from ._rules import linear
+from ._rules import downsample_layers, linear
 
 _INNER = (("norm1", "norm1"), ("gnconv.proj_in", "gnconv.proj_in"), ("gnconv.depthwise", "gnconv.dwconv"),
           ("gnconv.proj_out", "gnconv.proj_out"), ("norm2", "norm2"), ("fc1", "pwconv1"), ("fc2", "pwconv2"))
@@ -24,10 +24,7 @@ def _blocks(pattern: str, block: str) -> tuple:
 
 
 RULES = (
-    *linear(r"stem\.0\.conv", "downsample_layers.0.0"),
-    *linear(r"stem\.0\.norm", "downsample_layers.0.1"),
-    *linear(r"stages\.([1-9])\.0\.norm", "downsample_layers.{1}.0"),
-    *linear(r"stages\.([1-9])\.0\.conv", "downsample_layers.{1}.1"),
+    *downsample_layers(),
     *_blocks(r"stages\.(0)\.(\d+)", "{2}"),
     *_blocks(r"stages\.(\d+)\.(\d+)", "{2-1}"),  # stages 1-3: their blocks start after the downsample
     *linear(r"head\.norm", "norm"),
