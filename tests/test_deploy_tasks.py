@@ -254,3 +254,73 @@ def test_op_report_finds_the_float_islands_of_an_int8_graph(tmp_path):
     assert int8["ops"]["QLinearConv"]["nodes"] == 3  # every conv runs in integer kernels (the ReLU folds into its conv)
     assert set(int8["float_islands"]) & {"HardSwish", "HardSigmoid"} and "Relu" not in int8["float_islands"]
     assert int8["ops"]["QuantizeLinear"]["nodes"] >= 2 and int8["total_ms"] > 0
+
+
+# ---- deploy --dynamic-size (super-resolution, depth) ----------------------------------------------------------------
+def test_dynamic_size_sr_deploy_ships_a_free_size_graph_verified_at_other_sizes(tmp_path):
+    import onnx
+
+    from edgevision.super_resolution import CARNSpec
+    from edgevision.super_resolution.data import bundled_pairs, make_pair
+    from edgevision.super_resolution.int8 import SREvaluator, mean_psnr
+
+    torch.manual_seed(0)
+    model = CARNSpec(name="tiny_carn", channels=8, blocks=1, units=1, scale=2, scales=(2,)).build().eval()
+    generator = torch.Generator().manual_seed(0)
+    calibration = [make_pair(f"c{i}", torch.rand(3, 40, 40, generator=generator), 2) for i in range(4)]
+    evaluation = bundled_pairs(2, limit=3, max_side=48)  # LR 24x24
+    evaluator = SREvaluator(calibration, evaluation, size=16, scale=2)
+    result = deploy(model, tmp_path / "out", evaluator=evaluator, trained=True, runtimes=("ort",), max_drop_db=50.0, mixed=False,
+                    budget_s=0.1, rounds=1, dynamic_size=True)
+    data = json.loads((tmp_path / "out" / "deploy.json").read_text())
+    assert data["dynamic_size"] and not data["input_size_fixed"] and data["input_shape"] == [1, 3, 16, 16]
+    assert [(row["size"], row["shapes"]) for row in data["size_checks"]] == [("12x20 crops", ["12x20"]), ("whole images", ["24x24"])]
+    dims = onnx.load(str(tmp_path / "out" / "model.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert [d.HasField("dim_value") for d in dims] == [False, True, False, False]  # N x 3 x H x W: H and W free
+    by_label = {row["label"]: row for row in data["candidates"]}
+    fp32, int8 = by_label["ort/fp32"], by_label["ort/int8"]
+    assert all(row["within"] and row["parity"] <= 1e-4 for row in fp32["size_checks"])
+    for row in int8["size_checks"]:  # the task metric at each size, float vs INT8, in the budget's unit
+        assert row["change"] == pytest.approx(row["float_metric"] - row["metric"], abs=1e-5) and row["within"] == (row["change"] <= 50.0)
+    assert int8["size_checks"][1]["float_metric"] == pytest.approx(mean_psnr(lambda x: model(x), evaluation, 2), abs=1e-3)  # whole images, independently
+    # the shipped graph at a size it was never calibrated, timed or checked at: the PyTorch model's output (fp32) or close (INT8)
+    lr = torch.rand(1, 3, 13, 29, generator=generator)
+    shipped = onnx_forward(tmp_path / "out" / "model.onnx")(lr)
+    assert shipped.shape == (1, 3, 26, 58)
+    with torch.no_grad():
+        error = (shipped - model(lr)).abs().max().item()
+    assert error < (1e-4 if data["precision"] == "fp32" else 0.2)
+    assert "any H x W" in (tmp_path / "out" / "report.md").read_text() and result.data["size_checks"] == data["size_checks"]
+    from edgevision.super_resolution.tiling import onnx_sr_runnable, tiled_super_resolve
+
+    runnable = onnx_sr_runnable(tmp_path / "out" / "model.onnx", model.spec)  # what `upscale --onnx` opens: accepted
+    assert tiled_super_resolve(runnable, lr, 2, tile=8, overlap=4).shape == (1, 3, 26, 58)
+
+
+def test_a_candidate_failing_at_another_size_is_not_verified_and_the_check_names_the_size():
+    from edgevision.deploy.pipeline import Candidate
+    from edgevision.deploy.task_pipeline import _judge_sizes
+    from edgevision.deploy.tasks import SizeCheck
+    from edgevision.super_resolution.int8 import PSNR
+
+    checks = [SizeCheck("12x20 crops", [torch.zeros(2, 3, 12, 20)], lambda forward: {}), SizeCheck("whole images", [torch.zeros(1, 3, 24, 24)], lambda forward: {})]
+    references, outputs = [np.ones(8), np.ones(8)], [np.ones(8), np.full(8, 1.01)]
+    candidate = Candidate("ort", "int8", "ptq", "model.onnx", verified=True, check="PSNR within")
+    _judge_sizes(candidate, checks, references, outputs, [{"psnr": 30.0}, {"psnr": 31.0}], [{"psnr": 29.9}, {"psnr": 30.2}], metric=PSNR,
+                 budget=0.3, trained=True, min_sqnr_db=20.0)
+    assert candidate.verified is False and [row["within"] for row in candidate.size_checks] == [True, False]
+    assert candidate.check.startswith("PSNR within; but at whole images (24x24): PSNR (Y) drop 0.8 dB > 0.3")
+    untrained = Candidate("ort", "int8", "ptq", "model.onnx", verified=True, check="SQNR ok")
+    _judge_sizes(untrained, checks, references, outputs, [], [], metric=PSNR, budget=0.3, trained=False, min_sqnr_db=30.0)
+    assert untrained.verified is True and untrained.check == "SQNR ok; also within at 12x20 crops, whole images"  # 40 dB >= 30
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["resnet18", "--dynamic-size"], "--dynamic-size is for fully convolutional task models (super-resolution, depth); a classification model"),
+    (["lraspp_mobilenet_v3_large", "--dynamic-size"], "a segmentation model's graph keeps its input size here"),
+])
+def test_dynamic_size_is_refused_for_fixed_size_tasks_before_anything_is_built(capsys, tmp_path, argv, message):
+    assert main(["deploy", *argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "o" / "deploy.json").exists()

@@ -252,6 +252,39 @@ def test_cli_deploy_of_a_trained_depth_checkpoint_judges_int8_by_abs_rel(tmp_pat
     assert "its budget is --max-abs-rel-increase" in capsys.readouterr().err
 
 
+def test_cli_deploy_dynamic_size_depth_graph_is_verified_on_other_crops_and_whole_frames(tmp_path):
+    from edgevision.deploy.tasks import onnx_forward
+
+    scenes = [render_scene(i, 48, 64, TINY_BANK)[:2] for i in range(4)]
+    write_nyu_layout(tmp_path / "nyu", scenes[:2], split="train")
+    write_nyu_layout(tmp_path / "nyu", scenes[2:], split="test")
+    torch.manual_seed(0)
+    tiny = fcrn("fcrn_tiny", "mobilenetv3_small_075", (16, 8, 8, 8, 8))
+    result = train_depth(tiny.build(), scenes[:2], scenes[2:], epochs=1, batch_size=2, lr=1e-3, crop=(32, 32), min_depth=1e-3, max_depth=10.0,
+                         log=lambda _: None)
+    checkpoint = save(result.model, tmp_path / "m.safetensors", {"task": "depth", "dataset": f"nyu:{tmp_path / 'nyu'}", "min_depth": 1e-3,
+                                                                 "max_depth": 10.0, "preprocess": {"crop": [32, 32], "mean": [0.5] * 3, "std": [0.25] * 3}})
+    assert main(["deploy", str(checkpoint), "--dynamic-size", "--max-abs-rel-increase", "1", "--runtimes", "ort", "--no-mixed", "--budget", "0.1",
+                 "--out", str(tmp_path / "d")]) == 0
+    data = json.loads((tmp_path / "d" / "deploy.json").read_text())
+    assert data["dynamic_size"] and data["input_shape"] == [1, 3, 32, 32]
+    # 3/4 x 5/4 of the 32x32 crop, and the 48x64 test frames whole
+    assert [(row["size"], row["shapes"]) for row in data["size_checks"]] == [("24x40 crops", ["24x40"]), ("whole frames", ["48x64"])]
+    fp32 = next(row for row in data["candidates"] if row["label"] == "ort/fp32")
+    assert all(row["parity"] <= 1e-4 for row in fp32["size_checks"])
+    from edgevision.depth.data import DepthSamples
+    from edgevision.depth.training import evaluate_depth
+
+    whole = evaluate_depth(result.model, scenes[2:], mean=[0.5] * 3, std=[0.25] * 3, min_depth=1e-3, max_depth=10.0)["abs_rel"]
+    int8 = next(row for row in data["candidates"] if row["label"] == "ort/int8")
+    assert int8["size_checks"][1]["float_metric"] == pytest.approx(whole, rel=1e-3)  # whole frames, independently
+    image = torch.stack([DepthSamples(scenes[2:3], [0.5] * 3, [0.25] * 3)[0][0]])  # one whole 48x64 frame, normalised
+    shipped = onnx_forward(tmp_path / "d" / "model.onnx")(image[..., :40, :56])  # a size nothing was checked at
+    with torch.no_grad():
+        expected = result.model.eval()(image[..., :40, :56])
+    assert shipped.shape == expected.shape and (shipped - expected).abs().max().item() < (1e-3 if data["precision"] == "fp32" else 1.0)
+
+
 def test_nyu_downsample_by_two_averages_blocks_and_only_valid_depth(tmp_path, capsys):
     from edgevision.depth.data import depth_pairs, downsample_pair
 

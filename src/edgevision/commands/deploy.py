@@ -28,6 +28,9 @@ def register(commands) -> None:
     parser.add_argument("--runtimes", default="ort,openvino", metavar="LIST", help="comma-separated: ort, openvino, compile (default ort,openvino)")
     parser.add_argument("--precisions", default="fp32,int8", metavar="LIST", help="comma-separated: fp32, int8 (default both)")
     parser.add_argument("--input-size", type=positive_int, default=None, metavar="R", help="input resolution (default: the checkpoint's, else the model's)")
+    parser.add_argument("--dynamic-size", action="store_true",
+                        help="super-resolution / depth: ship a graph that takes any height and width (calibrated and timed at --input-size, "
+                             "verified also at other sizes)")
     parser.add_argument("--calibration", type=nonnegative_int, default=64, metavar="N", help="calibration images (default 64)")
     parser.add_argument("--search", type=nonnegative_int, default=None, metavar="N", help="classifiers: images for the mixed-precision search (default 256)")
     parser.add_argument("--verification", type=positive_int, default=None, metavar="N", help="held-out images to verify on (default 1000; task models 32)")
@@ -97,6 +100,7 @@ def _run(args: argparse.Namespace) -> int:
             min_sqnr_db=args.min_sqnr,
             threads=args.threads,
             budget_s=args.budget,
+            dynamic_size=args.dynamic_size,
             progress=lambda message: console.print(f"[dim]{message}[/dim]"),
         )
     except (DeployError, QuantizeError, CalibrationError, CheckpointError, DataError, OSError) as error:  # DataError: classifier and task loaders

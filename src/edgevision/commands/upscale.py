@@ -27,7 +27,8 @@ def register(commands) -> None:
     parser.add_argument("--tile-overlap", type=int_in(0, 1024, "LR pixels of context"), default=16, metavar="PX", help="LR context around each tile (default 16)")
     parser.add_argument("--onnx", type=nonempty, default=None, metavar="GRAPH",
                         help="run this dynamic-size ONNX graph of the checkpoint in ONNX Runtime instead of PyTorch, e.g. the INT8 one "
-                        "from `edgevision eval CKPT --max-drop-db 0.3 --int8-dynamic` (CKPT.int8-dynamic.onnx)")
+                        "from `edgevision eval CKPT --max-drop-db 0.3 --int8-dynamic` (CKPT.int8-dynamic.onnx) or the model.onnx of "
+                        "`edgevision deploy CKPT --dynamic-size`")
     parser.set_defaults(handler=run)
 
 

@@ -70,6 +70,7 @@ class Candidate:
     note: str = ""
     change: float | None = None  # task models: loss of the task metric vs float, in the budget's unit (> 0 is worse)
     metrics: dict | None = None  # task models: every metric of the task's evaluator
+    size_checks: list | None = None  # dynamic-size task graphs: one row per other size checked (task_pipeline._judge_sizes)
 
     @property
     def label(self) -> str:
@@ -212,15 +213,16 @@ def _interleaved(candidates: list[Candidate], shape, threads: int, budget_s: flo
         candidate.noisy = not summary.relative_half_width <= 0.02
 
 
-def _export_float(work: _Work, module: nn.Module, shape) -> Path:
-    """The re-parameterized fp32 ONNX graph at ``shape`` (C, H, W), checked against PyTorch, as a reusable work artifact."""
+def _export_float(work: _Work, module: nn.Module, shape, dynamic_hw: bool = False) -> Path:
+    """The re-parameterized fp32 ONNX graph at ``shape`` (C, H, W), checked against PyTorch, as a reusable work artifact
+    (``dynamic_hw``: height and width left free, checked at a second size too)."""
     from ..atomic import atomic_path
     from ..export import ExportError, export_onnx
 
     def export(path: Path) -> None:
         with atomic_path(path) as temporary:
             try:
-                export_onnx(module, temporary, shape, deploy=True)
+                export_onnx(module, temporary, shape, deploy=True, dynamic_hw=dynamic_hw)
             except ExportError as error:
                 raise DeployError(f"export failed: {error}") from None
 
@@ -273,6 +275,7 @@ def deploy(
     max_abs_rel_increase: float | None = None,
     evaluator=None,
     trained: bool | None = None,
+    dynamic_size: bool = False,
 ) -> DeployResult:
     """Build, verify, measure and ship the fastest verified form of ``model`` into ``out``; see the module docstring.
 
@@ -282,12 +285,15 @@ def deploy(
     classifiers, default 0.5), ``max_drop_db`` in dB of PSNR (super-resolution), ``max_abs_rel_increase`` (depth);
     see :mod:`.task_pipeline`. ``trained`` (task models; default: a checkpoint was given) says the weights are trained,
     so the task metric is verified rather than the output SQNR. ``verification`` defaults to 1000 held-out images for classifiers, 32 for tasks.
+    ``dynamic_size`` (super-resolution, depth): the shipped graph takes any height and width; every candidate is also
+    verified at the evaluator's other sizes (``size_checks()``), and is calibrated and timed at the task's size.
     """
     from .. import __version__
     from ..atomic import atomic_path, atomic_write_text
     from ..export import ExportError, export_onnx
     from ..latency.runtimes import _version
     from ..machine import machine_info
+    from .tasks import task_dynamic_size
 
     say = progress or (lambda message: None)
     budgets = {"--max-drop": max_drop, "--max-drop-db": max_drop_db, "--max-abs-rel-increase": max_abs_rel_increase}
@@ -310,6 +316,8 @@ def deploy(
     machine = machine_info()
     threads = threads or machine.physical_cores
     task, metric = _task_options(model, checkpoint, evaluator, budgets, qat_steps=qat_steps, search=search)  # fails before any build
+    if dynamic_size and (metric is None or (evaluator is None and not task_dynamic_size(task))):
+        raise DeployError(f"--dynamic-size is for fully convolutional task models (super-resolution, depth); a {task} model's graph keeps its input size here")
     module, onnx_path, name, metadata = _load(model, checkpoint, input_size, None)
     checkpoint = metadata.pop("checkpoint", checkpoint)  # MODEL may itself be the checkpoint file
     if metric is not None:
@@ -317,7 +325,8 @@ def deploy(
                              data=data, calibration=calibration, verification=verification, input_size=input_size,
                              runtimes=runtimes, precisions=precisions, method=method, scheme=scheme, min_sqnr_db=min_sqnr_db,
                              threads=threads, budget_s=budget_s, rounds=rounds, machine=machine, progress=say,
-                             trained=checkpoint is not None if trained is None else trained, mixed=mixed, qat_steps=qat_steps)
+                             trained=checkpoint is not None if trained is None else trained, mixed=mixed, qat_steps=qat_steps,
+                             dynamic_size=dynamic_size)
     max_drop = 0.5 if max_drop is None else max_drop
     verification = 1000 if verification is None else verification
     search = 256 if search is None else search

@@ -65,6 +65,7 @@ def deploy_task(
     progress: Callable[[str], None],
     mixed: bool = True,
     qat_steps: int = 0,
+    dynamic_size: bool = False,
 ):
     from .. import __version__
     from ..atomic import atomic_write_text
@@ -78,8 +79,15 @@ def deploy_task(
     metric = evaluator.metric
     shape = tuple(int(d) for d in evaluator.input_shape)
     chosen_scheme = machine_scheme() if scheme in (None, "machine") else scheme
+    size_checks = []
+    if dynamic_size:
+        if not callable(getattr(evaluator, "size_checks", None)):
+            raise DeployError(f"--dynamic-size: a {evaluator.task} graph keeps its input size here (its evaluator has no checks at other sizes); "
+                              "dynamic-size graphs are built for super-resolution and depth models")
+        size_checks = evaluator.size_checks()
     key = _key(model=name, task=evaluator.task, checkpoint=checkpoint and os.path.getmtime(checkpoint), weights=weights_digest(module), data=evaluator.data, shape=shape,
-               method=method, scheme=str(chosen_scheme), version=__version__, mixed=mixed, qat=qat_steps, trained=trained)  # the budget is not in the key: artifacts do not depend on it
+               method=method, scheme=str(chosen_scheme), version=__version__, mixed=mixed, qat=qat_steps, trained=trained,
+               dynamic=dynamic_size)  # the budget is not in the key: artifacts do not depend on it
     work = _Work(out / ".work", key)
     calibration = evaluator.calibration_images()
     if calibration.ndim != 4 or calibration.shape[0] == 0 or tuple(calibration.shape[1:]) != shape:
@@ -87,13 +95,15 @@ def deploy_task(
                           "give more images (--calibration) or another --data")
     held_out = evaluator.verification_images()
 
-    say(f"exporting the deploy form at {'x'.join(map(str, shape))}")
-    float_onnx = _export_float(work, module, shape)
+    say(f"exporting the deploy form at {'x'.join(map(str, shape))}" + (" (any height and width)" if dynamic_size else ""))
+    float_onnx = _export_float(work, module, shape, dynamic_hw=dynamic_size)
     reference = flat_outputs(torch_forward(module)(held_out))
-    float_metrics = None
+    size_references = [_flat_over(torch_forward(module), check.inputs) for check in size_checks]
+    float_metrics, float_size_metrics = None, []
     if trained:
         say(f"evaluating the float model ({metric.label})")
         float_metrics = evaluator.evaluate(torch_forward(module))
+        float_size_metrics = [check.evaluate(torch_forward(module)) for check in size_checks]
 
     candidates: list[Candidate] = []
     if "fp32" in precisions:
@@ -115,7 +125,7 @@ def deploy_task(
         if qat_steps > 0 and trained:
             say(f"quantization-aware fine-tuning ({qat_steps} steps, distilled from the float model's outputs)")
             candidates.append(Candidate("ort", "int8", "qat", str(work.artifact("model.qat.int8.onnx", lambda path: _build_qat(
-                path, work, module, calibration, shape, qat_steps, method=method, scheme=chosen_scheme)))))
+                path, work, module, calibration, shape, qat_steps, method=method, scheme=chosen_scheme, dynamic_hw=dynamic_size)))))
     if "int8" in precisions and "openvino" in runtimes:
         from .openvino import nncf_quantize, openvino_available
 
@@ -137,7 +147,7 @@ def deploy_task(
         try:
             if candidate.runtime == "compile":
                 candidate.model = module  # type: ignore[attr-defined]
-                compiled = torch.compile(module, backend="inductor", dynamic=False)
+                compiled = torch.compile(module, backend="inductor", dynamic=dynamic_size)  # dynamic: one graph for every checked size
                 forward = torch_forward(compiled)
             elif candidate.runtime == "openvino":
                 forward = openvino_forward(candidate.path, threads)
@@ -145,6 +155,8 @@ def deploy_task(
                 forward = onnx_forward(candidate.path, threads)
             output = flat_outputs(forward(held_out))
             metrics = evaluator.evaluate(forward) if trained else None
+            size_outputs = [_flat_over(forward, check.inputs) for check in size_checks]
+            size_metrics = [check.evaluate(forward) for check in size_checks] if trained else []
         except Exception as error:  # a runtime that cannot run its candidate: that candidate fails, the others go on
             candidate.verified, candidate.check = False, f"cannot run on {candidate.runtime}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
             continue
@@ -168,6 +180,9 @@ def deploy_task(
         else:
             candidate.verified = candidate.sqnr_db >= min_sqnr_db
             candidate.check = f"output SQNR {candidate.sqnr_db:.1f} dB {'>=' if candidate.verified else '<'} {min_sqnr_db} dB ({metric.label} not verified: random weights)"
+        if size_checks:
+            _judge_sizes(candidate, size_checks, size_references, size_outputs, float_size_metrics, size_metrics, metric=metric, budget=budget,
+                         trained=trained, min_sqnr_db=min_sqnr_db)
     baseline = next(c for c in candidates if c.runtime == "ort" and c.precision == "fp32")
     if baseline.verified is not True:
         raise DeployError(f"the fp32 ONNX Runtime baseline failed verification ({baseline.check}); nothing was shipped")
@@ -186,7 +201,9 @@ def deploy_task(
         "variant": best.variant,
         "files": shipped_files,
         "input_shape": [1, *shape],
-        "input_size_fixed": True,
+        "input_size_fixed": not dynamic_size,
+        "dynamic_size": dynamic_size,
+        "size_checks": best.size_checks,
         "median_ms": best.median_ms,
         "ci_low_ms": best.ci_low_ms,
         "ci_high_ms": best.ci_high_ms,
@@ -267,7 +284,45 @@ def _mixed_candidates(work, float_onnx, evaluator, calibration, held_out, float_
     return found
 
 
-def _build_qat(path: Path, work, module, calibration, shape, steps: int, *, method: str, scheme) -> None:
+def _flat_over(forward, batches) -> "np.ndarray":
+    """Every output of ``forward`` on each batch, flattened and concatenated (the batches may differ in size)."""
+    import numpy as np
+
+    return np.concatenate([flat_outputs(forward(batch)) for batch in batches])
+
+
+def _judge_sizes(candidate, checks, references, outputs, float_metrics, metrics, *, metric, budget: float, trained: bool, min_sqnr_db: float) -> None:
+    """A dynamic-size candidate must also pass at each check's size: fp32 parity with PyTorch, INT8 within the task budget
+    of the float model's metric at that size (trained) or the output SQNR (random weights). Records ``size_checks``."""
+    from .pipeline import FP32_PARITY
+
+    rows, failures = [], []
+    for index, check in enumerate(checks):
+        row = {"size": check.label, "shapes": check.shapes(), "sqnr_db": round(sqnr_db(references[index], outputs[index]), 2)}
+        if candidate.precision == "fp32":
+            row["parity"] = relative_error(references[index], outputs[index])
+            row["within"] = row["parity"] <= FP32_PARITY
+            reason = f"fp32 parity {row['parity']:.1e} > {FP32_PARITY:.0e}"
+        elif trained:
+            row.update(metric=float(metrics[index][metric.name]), float_metric=float(float_metrics[index][metric.name]))
+            row["change"] = round(metric.change(row["float_metric"], row["metric"]), 6)
+            row["within"] = row["change"] <= budget
+            reason = f"{metric.label} {'drop' if metric.higher_is_better else 'increase'} {row['change']:.3g} {metric.unit} > {budget}"
+        else:
+            row["within"] = row["sqnr_db"] >= min_sqnr_db
+            reason = f"output SQNR {row['sqnr_db']:.1f} dB < {min_sqnr_db} dB"
+        rows.append(row)
+        if not row["within"]:
+            failures.append(f"at {check.label} ({', '.join(row['shapes'][:3])}{', ...' if len(row['shapes']) > 3 else ''}): {reason}")
+    candidate.size_checks = rows
+    if candidate.verified and failures:
+        candidate.verified = False
+        candidate.check = f"{candidate.check}; but {'; '.join(failures)}"
+    elif candidate.verified:
+        candidate.check = f"{candidate.check}; also within at {', '.join(c.label for c in checks)}"
+
+
+def _build_qat(path: Path, work, module, calibration, shape, steps: int, *, method: str, scheme, dynamic_hw: bool = False) -> None:
     """QAT by output distillation on the calibration images, then static QDQ with the learned input ranges."""
     from ..export import ExportError, export_onnx
     from .pipeline import DeployError
@@ -277,7 +332,7 @@ def _build_qat(path: Path, work, module, calibration, shape, steps: int, *, meth
     tuned = qat_distill(module, calibration, steps=steps, scheme=scheme)
     tuned_onnx = work.root / "model.qat.fp32.onnx"
     try:
-        export_onnx(tuned.model, tuned_onnx, shape, deploy=False)
+        export_onnx(tuned.model, tuned_onnx, shape, deploy=False, dynamic_hw=dynamic_hw)
     except ExportError as error:
         raise DeployError(f"export of the QAT model failed: {error}") from None
     quantize(tuned_onnx, calibration, path, method=method, scheme=scheme, calibration_count=len(calibration),
@@ -341,12 +396,18 @@ def _task_row(candidate, row) -> dict:
     return data
 
 
+def _size_summary(row: dict) -> str:
+    detail = (f"parity {row['parity']:.1e}" if "parity" in row else
+              f"change {row['change']:.3g}" if "change" in row else f"SQNR {row['sqnr_db']:.1f} dB")
+    return f"{row['size']} ({detail})"
+
+
 def _report(result: dict) -> str:
     def ms(value):
         return "-" if value is None else f"{value:.3f}"
 
     def number(value):
-        return "-" if value is None else f"{value:.4g}"
+        return "-" if value is None else f"{value + 0.0:.4g}"  # + 0.0: a change of -0.0 prints as 0, not "-0"
 
     lines = [
         f"# Deploy: {result['model']} ({result['task']})",
@@ -358,8 +419,10 @@ def _report(result: dict) -> str:
         (f"{result['metric_label']}: float {number(result['metric_float'])}, deployed {number(result['metric_deployed'])} "
          f"(budget {result['budget']} {result['budget_unit']}, {result['budget_option']})") if result["accuracy_verified"] else f"{result['accuracy_note']}.",
         "",
-        f"Data: {result['data']}; input {'x'.join(map(str, result['input_shape']))} (fixed H x W); "
-        f"INT8 scheme {(result['quantization']['scheme'] or {}).get('name') if isinstance(result['quantization']['scheme'], dict) else result['quantization']['scheme']}, calibration {result['quantization']['method']} on {result['calibration_images']} images.  ",
+        f"Data: {result['data']}; input {'x'.join(map(str, result['input_shape']))} "
+        + ("(fixed H x W); " if result["input_size_fixed"] else
+           f"(any H x W: calibrated and timed at this size, verified also at {', '.join(_size_summary(r) for r in result['size_checks'] or [])}); ")
+        + f"INT8 scheme {(result['quantization']['scheme'] or {}).get('name') if isinstance(result['quantization']['scheme'], dict) else result['quantization']['scheme']}, calibration {result['quantization']['method']} on {result['calibration_images']} images.  ",
     ]
     if result.get("postprocess"):
         post = result["postprocess"]

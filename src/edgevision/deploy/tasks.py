@@ -15,6 +15,9 @@ Task packages register their evaluator factory by module: ``edgevision.<package>
 exposes ``METRIC`` (its :class:`TaskMetric`) and ``deploy_evaluator(model, metadata, data, *, calibration,
 verification, input_size, work_dir)``; :func:`task_metric` / :func:`task_evaluator` import the one named by the
 checkpoint's task.
+
+A fully convolutional task (super-resolution, depth) also offers ``size_checks()`` (:class:`SizeCheck`): held-out
+inputs at other sizes, with which ``deploy --dynamic-size`` verifies a graph whose height and width are free.
 """
 
 from __future__ import annotations
@@ -40,9 +43,11 @@ __all__ = [
     "flat_outputs",
     "task_evaluator",
     "task_metric",
+    "task_dynamic_size",
     "quantize_within_budget",
     "TASK_EVALUATOR_MODULES",
     "BudgetJudgement",
+    "SizeCheck",
 ]
 
 #: images (N, C, H, W) float -> one tensor or a tuple of tensors, in the model's output order
@@ -95,6 +100,23 @@ class TaskEvaluator(Protocol):
 
     def evaluate(self, forward: Forward) -> dict:
         """The task's metrics of ``forward`` on the held-out split; includes ``metric.name``."""
+
+
+@dataclass
+class SizeCheck:
+    """Held-out inputs at one size other than the evaluator's ``input_shape``, for a graph with a free height and width
+    (``deploy --dynamic-size``): ``inputs`` are batches ``[N, C, h, w]`` (several when the images differ in size) that
+    fp32 parity / output SQNR are computed on, ``evaluate(forward)`` the task's metrics at that size.
+
+    A fully convolutional task's evaluator offers them as ``size_checks() -> list[SizeCheck]`` (optional: only tasks with
+    it can ship a dynamic-size graph)."""
+
+    label: str                                # e.g. "48x80 crops", "whole images"
+    inputs: list[torch.Tensor]
+    evaluate: Callable[["Forward"], dict]
+
+    def shapes(self) -> list[str]:
+        return sorted({"x".join(map(str, batch.shape[-2:])) for batch in self.inputs})
 
 
 @dataclass
@@ -195,6 +217,11 @@ def _task_module(task: str):
 def task_metric(task: str) -> TaskMetric:
     """The primary metric (and budget flag) of ``task``, without loading any data."""
     return _task_module(task).METRIC
+
+
+def task_dynamic_size(task: str) -> bool:
+    """Whether ``task``'s package builds dynamic-size graphs (its module's ``DYNAMIC_SIZE``; its evaluator has ``size_checks()``)."""
+    return bool(getattr(_task_module(task), "DYNAMIC_SIZE", False))
 
 
 def task_evaluator(model: nn.Module, metadata: dict, data: str | None, *, calibration: int = 32, verification: int = 64,

@@ -19,6 +19,7 @@ __all__ = ["METRIC", "ABS_REL", "DepthEvaluator", "deploy_evaluator"]
 ABS_REL = TaskMetric(name="abs_rel", label="abs rel", higher_is_better=False, budget_option="--max-abs-rel-increase", unit="abs-rel",
                      scale=1.0, default_budget=0.01)
 METRIC = ABS_REL  # read by edgevision.deploy.tasks.task_metric before any data is loaded
+DYNAMIC_SIZE = True  # size_checks(): deploy --dynamic-size ships a graph with a free height and width
 
 
 def _centre_crop(pairs, crop: tuple[int, int]):
@@ -39,6 +40,7 @@ class DepthEvaluator:
     def __init__(self, train_pairs, test_pairs, *, crop: tuple[int, int], mean, std, min_depth: float, max_depth: float,
                  in_channels: int = 3, data: str = "") -> None:
         self.train, self.test = _centre_crop(train_pairs, crop), _centre_crop(test_pairs, crop)
+        self.test_frames = list(test_pairs)  # whole, for size_checks()
         if not self.train or not self.test:
             raise ValueError(f"no image is large enough for the {crop[0]}x{crop[1]} deploy crop; lower --input-size")
         self.mean, self.std, self.min_depth, self.max_depth = list(mean), list(std), min_depth, max_depth
@@ -57,11 +59,30 @@ class DepthEvaluator:
     def verification_images(self) -> torch.Tensor:
         return self._images(self.test[:8])
 
-    def evaluate(self, forward) -> dict:
+    def evaluate(self, forward, pairs=None) -> dict:
+        """The metrics on the test crops, or on ``pairs`` one at a time (whole frames may differ in size; the metrics are
+        means over images either way)."""
         from .training import evaluate_depth
 
-        return evaluate_depth(ForwardModule(forward), self.test, mean=self.mean, std=self.std, min_depth=self.min_depth,
-                              max_depth=self.max_depth)
+        return evaluate_depth(ForwardModule(forward), self.test if pairs is None else pairs, mean=self.mean, std=self.std,
+                              min_depth=self.min_depth, max_depth=self.max_depth, batch_size=8 if pairs is None else 1)
+
+    def size_checks(self, whole_frames: int = 8) -> list:
+        """``deploy --dynamic-size``'s checks (:class:`~edgevision.deploy.tasks.SizeCheck`): centre crops of another size
+        (3/4 of the height, 5/4 of the width, within the smallest test frame; like FCRN's own 304x228, not a multiple of
+        the encoder's stride) and the first ``whole_frames`` test frames whole (the prediction is resized to each depth map)."""
+        from ..deploy.tasks import SizeCheck
+
+        height, width = self.input_shape[1:]
+        smallest = (min(image.shape[0] for image, _ in self.test_frames), min(image.shape[1] for image, _ in self.test_frames))
+        other = (max(8, min(height * 3 // 4, smallest[0])), max(8, min(width * 5 // 4, smallest[1])))
+        checks = []
+        crops = _centre_crop(self.test_frames, other)[:8]
+        if crops and other != (height, width):
+            checks.append(SizeCheck(f"{other[0]}x{other[1]} crops", [self._images(crops)], lambda forward, pairs=crops: self.evaluate(forward, pairs)))
+        whole = self.test_frames[:whole_frames]
+        checks.append(SizeCheck("whole frames", [self._images([pair]) for pair in whole], lambda forward, pairs=whole: self.evaluate(forward, pairs)))
+        return checks
 
 
 def deploy_evaluator(model, metadata: dict, data: str | None, *, calibration: int = 32, verification: int = 32, input_size=None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..registry import register_model
 from ..super_resolution.carn import CARNSpec
+from ..super_resolution.drn import DRN_TEMPLATES, DRNSpec
 from ..super_resolution.efdn import EFDNSpec
 from ..super_resolution.srgan import SRGANSpec
 
@@ -53,3 +54,32 @@ def realtime_srgan() -> SRGANSpec:
 def realtime_srgan_large() -> SRGANSpec:
     # the teacher width: SRGAN's 16 residual blocks of 64 channels (Ledig et al. 2017 Fig. 4), no BN: 1,517,571 params at x4
     return SRGANSpec(name="realtime_srgan_large", scale=4, scales=(4,), channels=64, blocks=16)
+
+
+def _drn(name: str, size: str, scale: int) -> DRNSpec:
+    blocks, features = DRN_TEMPLATES[size][scale]
+    return DRNSpec(name=name, scale=scale, scales=(scale,), blocks=blocks, features=features, input_size=(64, 64) if scale == 4 else (32, 32))
+
+
+@register_model("drn_s", family="drn", task="super-resolution")
+def drn_s() -> DRNSpec:
+    # Guo et al. 2020, the release's DRN-S x4 template (30 RCABs a step, 16 features): 4.8M params (its README)
+    return _drn("drn_s", "s", 4)
+
+
+@register_model("drn_l", family="drn", task="super-resolution")
+def drn_l() -> DRNSpec:
+    # DRN-L x4 (40, 20): 9.8M params
+    return _drn("drn_l", "l", 4)
+
+
+@register_model("drn_s_x8", family="drn", task="super-resolution")
+def drn_s_x8() -> DRNSpec:
+    # DRN-S x8 (30, 8): 5.4M params
+    return _drn("drn_s_x8", "s", 8)
+
+
+@register_model("drn_l_x8", family="drn", task="super-resolution")
+def drn_l_x8() -> DRNSpec:
+    # DRN-L x8 (36, 10): 10.0M params
+    return _drn("drn_l_x8", "l", 8)

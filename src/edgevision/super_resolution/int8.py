@@ -33,6 +33,7 @@ __all__ = ["METRIC", "PSNR", "SREvaluator", "crop_pairs", "mean_psnr", "deploy_e
 
 PSNR = TaskMetric(name="psnr", label="PSNR (Y)", higher_is_better=True, budget_option="--max-drop-db", unit="dB", scale=1.0, default_budget=0.3)
 METRIC = PSNR  # read by edgevision.deploy.tasks.task_metric before any data is loaded
+DYNAMIC_SIZE = True  # size_checks(): deploy --dynamic-size ships a graph with a free height and width
 
 
 def crop_pairs(pairs: list[SRPair], size: int | tuple[int, int], scale: int) -> list[SRPair]:
@@ -70,6 +71,7 @@ class SREvaluator:
         self.calibration, self.held_out = crop_pairs(calibration, size, scale), crop_pairs(evaluation, size, scale)
         if not self.calibration or not self.held_out:
             raise ValueError(f"no image has a {size}x{size} LR crop for calibration/evaluation; lower the size")
+        self.evaluation_pairs = list(evaluation)
         self.scale, self.input_shape = scale, (in_channels, size, size)
         self.data = data or f"{len(self.calibration)} calibration / {len(self.held_out)} held-out {size}-px LR crops"
 
@@ -81,6 +83,23 @@ class SREvaluator:
 
     def evaluate(self, forward) -> dict:
         return {"psnr": mean_psnr(forward, self.held_out, self.scale), "images": len(self.held_out)}
+
+    def size_checks(self, whole_images: int = 8) -> list:
+        """``deploy --dynamic-size``'s checks (:class:`~edgevision.deploy.tasks.SizeCheck`), as ``quantize_sr``'s: centre crops
+        of a non-square size (3/4 x 5/4 of the side: 48x80 at 64) and the first ``whole_images`` held-out LR images whole."""
+        from ..deploy.tasks import SizeCheck
+
+        side = self.input_shape[1]
+        other = (max(1, side * 3 // 4), max(1, side * 5 // 4))
+        checks = []
+        crops = crop_pairs(self.evaluation_pairs, other, self.scale)[:8]
+        if crops:
+            checks.append(SizeCheck(f"{other[0]}x{other[1]} crops", [torch.stack([p.lr for p in crops])],
+                                    lambda forward, pairs=crops: {"psnr": mean_psnr(forward, pairs, self.scale), "images": len(pairs)}))
+        whole = self.evaluation_pairs[:whole_images]
+        checks.append(SizeCheck("whole images", [p.lr[None] for p in whole],
+                                lambda forward, pairs=whole: {"psnr": mean_psnr(forward, pairs, self.scale), "images": len(pairs)}))
+        return checks
 
 
 def deploy_evaluator(model, metadata: dict, data: str | None, *, calibration: int = 32, verification: int = 32, input_size=None,

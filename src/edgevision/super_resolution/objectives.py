@@ -17,7 +17,14 @@ Generator loss, per step (``L1`` means mean absolute error):
 
 L_G^Ra (ESRGAN Eq. 2, Wang et al. 2018, BasicSR's form): with C the discriminator's logits and E the
 batch mean, ``(BCE(C(HR) - E[C(SR)], 0) + BCE(C(SR) - E[C(HR)], 1)) / 2``; the discriminator's loss is
-the mirror image on detached SR. ESRGAN weights it 5e-3 beside L1 1e-2 and a VGG perceptual loss; we have
+the mirror image on detached SR.
+
+Multi-output networks (DRN, :mod:`.drn`: a model with ``forward_pyramid`` and ``pyramid_steps``) are
+trained as the DRN release trains them: the pixel term is the sum of the L1 of every x2 step's image
+against its target (:func:`pyramid_targets`: the LR input at the LR size, the HR patch MATLAB-bicubic
+resized to each intermediate size, the HR patch), and the dual term has one x2 dual module per step,
+``sum_k L1(D_k(image_{k+1}), target_k)`` (the release's ``dual_models``, with the primal's
+``dual_features``). The training engine uses the same pyramid pixel term without objectives. ESRGAN weights it 5e-3 beside L1 1e-2 and a VGG perceptual loss; we have
 no pretrained VGG (nothing is downloaded, and a randomly initialised VGG's features are not perceptual),
 so the generator trains on L1 (+ teacher features) + GAN, with ESRGAN's PSNR-oriented warm-up as
 ``gan_start`` (the first fraction of the steps without the adversarial term).
@@ -38,9 +45,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dual import DRN_DUAL_WEIGHT, DualDownsampler
+from .resize import imresize
 from .srgan import PatchDiscriminator
 
-__all__ = ["SRObjectiveConfig", "SRObjectives", "matched_taps", "relativistic_generator_loss", "relativistic_discriminator_loss", "DRN_DUAL_WEIGHT"]
+__all__ = ["SRObjectiveConfig", "SRObjectives", "matched_taps", "primal_images", "pyramid_targets", "pixel_loss", "relativistic_generator_loss", "relativistic_discriminator_loss", "DRN_DUAL_WEIGHT"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,35 @@ class SRObjectiveConfig:
         if self.dual_weight:
             parts.update(dual_weight=self.dual_weight, dual_features=self.dual_features)
         return parts
+
+
+def primal_images(model: nn.Module, lr: torch.Tensor) -> list[torch.Tensor]:
+    """The model's SR images, LR size up: ``forward_pyramid``'s list for a multi-output network, else ``[model(lr)]``."""
+    pyramid = getattr(model, "forward_pyramid", None)
+    return list(pyramid(lr)) if callable(pyramid) else [model(lr)]
+
+
+def pyramid_targets(lr: torch.Tensor, hr: torch.Tensor, images: int) -> list[torch.Tensor]:
+    """Targets of ``images`` outputs from the LR size to the HR size in x2 steps: ``lr``, ``hr`` resized (MATLAB bicubic,
+    the way the LR inputs are made) to each intermediate size, ``hr``. One image: ``[hr]``."""
+    if images == 1:
+        return [hr]
+    scale = 2 ** (images - 1)
+    if hr.shape[-2] != lr.shape[-2] * scale or hr.shape[-1] != lr.shape[-1] * scale:
+        raise ValueError(f"a {images}-image pyramid needs HR = LR x {scale}; got LR {tuple(lr.shape[-2:])} and HR {tuple(hr.shape[-2:])}")
+    middle = [imresize(hr, 2 ** k / scale) for k in range(1, images - 1)]
+    return [lr, *middle, hr]
+
+
+def pixel_loss(images: list[torch.Tensor], lr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(L1 of the final image + the sum of the intermediate images' L1 (DRN's primal loss), {"pixel", ["pyramid"]})."""
+    targets = pyramid_targets(lr, hr, len(images))
+    terms = {"pixel": F.l1_loss(images[-1], hr)}
+    total = terms["pixel"]
+    if len(images) > 1:
+        terms["pyramid"] = torch.stack([F.l1_loss(image, target) for image, target in zip(images[:-1], targets[:-1])]).sum()
+        total = total + terms["pyramid"]
+    return total, terms
 
 
 def relativistic_generator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -123,7 +160,12 @@ class SRObjectives(nn.Module):
         self.config = config
         self.scale = scale
         self.discriminator = PatchDiscriminator(in_channels, config.discriminator_channels) if config.gan_weight > 0 else None
-        self.dual = DualDownsampler(scale, in_channels, config.dual_features) if config.dual_weight > 0 else None
+        steps = int(getattr(student, "pyramid_steps", 0))
+        self.dual: nn.Module | None = None
+        if config.dual_weight > 0 and steps:  # DRN: one x2 dual module per step, at the primal's features (the release)
+            self.dual = nn.ModuleList(DualDownsampler(2, in_channels, int(getattr(student, "dual_features", config.dual_features))) for _ in range(steps))
+        elif config.dual_weight > 0:
+            self.dual = DualDownsampler(scale, in_channels, config.dual_features)
         self._teacher = [teacher.eval().requires_grad_(False)] if teacher is not None else []  # a list: not a submodule, not in state_dict
         self.pairs: list[tuple[int, int]] = []
         adapters: list[nn.Module] = []
@@ -150,9 +192,10 @@ class SRObjectives(nn.Module):
         config = self.config
         student_taps = _taps(student) if self.pairs else []
         with _capture(student_taps) as student_features:
-            sr = student(lr)
-        terms: dict[str, torch.Tensor] = {"pixel": F.l1_loss(sr, hr)}
-        total = config.pixel_weight * terms["pixel"]
+            images = primal_images(student, lr)
+        sr = images[-1]
+        pixel, terms = pixel_loss(images, lr, hr)
+        total = config.pixel_weight * pixel
         teacher = self.teacher
         if teacher is not None:
             teacher_taps = _taps(teacher) if self.pairs else []
@@ -164,7 +207,11 @@ class SRObjectives(nn.Module):
                 terms["feature"] = torch.stack([F.l1_loss(adapter(student_features[s]), teacher_features[t])
                                                 for adapter, (s, t) in zip(self.adapters, self.pairs)]).mean()
                 total = total + config.feature_weight * terms["feature"]
-        if self.dual is not None:
+        if isinstance(self.dual, nn.ModuleList):  # DRN: step k+1's image back to step k's target
+            targets = pyramid_targets(lr, hr, len(images))
+            terms["dual"] = torch.stack([F.l1_loss(dual(image), target) for dual, image, target in zip(self.dual, images[1:], targets)]).sum()
+            total = total + config.dual_weight * terms["dual"]
+        elif self.dual is not None:
             terms["dual"] = F.l1_loss(self.dual(sr), lr)  # DRN Eq. 1: the closed loop back to the LR input
             total = total + config.dual_weight * terms["dual"]
         if self.gan_active(progress):

@@ -98,7 +98,7 @@ def onnx_sr_runnable(path: str | os.PathLike, spec, threads: int | None = None) 
                          f"N x {spec.in_channels} x H x W images of {spec.name}")
     if dims[2] is not None or dims[3] is not None:
         raise ValueError(f"{os.fspath(path)!r} has a fixed {dims[2]}x{dims[3]} input; tiles and images come in many sizes: make a "
-                         f"dynamic-size graph with `edgevision eval CKPT --max-drop-db DB --int8-dynamic`")
+                         f"dynamic-size graph with `edgevision eval CKPT --max-drop-db DB --int8-dynamic` or `edgevision deploy CKPT --dynamic-size`")
     run = onnx_forward(path, threads or max(1, (os.cpu_count() or 2) // 2))
     side = spec.min_input_size
     probe = run(torch.zeros(1, spec.in_channels, side, side + 1))

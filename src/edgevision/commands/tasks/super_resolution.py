@@ -214,10 +214,12 @@ def train(args: argparse.Namespace) -> int:
     console = stderr_console()
     start_step, optimizer_state, discriminator_state = 0, None, None
     model = start_model if start_model is not None else spec.build()
+    base_loss = "l1-pyramid" if getattr(model, "pyramid_steps", 0) else "l1"  # DRN: L1 summed over every x2 step's image
+    metadata["recipe"]["loss"] = base_loss
     teacher = _load_teacher(args, spec)
     objectives, objective_recipe = _objectives(args, spec, model, teacher)
     if objectives is not None:
-        metadata["recipe"].update(loss="+".join(["l1"] + [t for t, on in (("distill", objectives.teacher is not None), ("dual", objectives.dual is not None),
+        metadata["recipe"].update(loss="+".join([base_loss] + [t for t, on in (("distill", objectives.teacher is not None), ("dual", objectives.dual is not None),
                                                                         ("gan", objectives.discriminator is not None)) if on]),
                                   objectives=objective_recipe)
     training_state = out / "objectives.safetensors"  # discriminator, dual downsampler, adapters: training-only, never in the model
