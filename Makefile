@@ -107,7 +107,7 @@ bench-dense-det: $(STAMP)  # SSDLite detectors: params vs published, ORT fp32 la
 bench-sr-depth: $(STAMP)  # issue 18's summary: SR (bench_sr, 2000 steps a model) + depth (depth.json reused when current) -> benchmarks/results/sr_depth.md (~1.5-2.5 h idle, estimate, +20 min when depth.json is stale; resumable)
 	$(BIN)/python benchmarks/bench_sr_depth.py
 
-bench-sr-depth-fast: $(STAMP)  # the same at full size on 500 SR training steps a model -> benchmarks/results/sr_depth.md (~35-50 min idle, estimate, +20 min when depth.json is stale)
+bench-sr-depth-fast: $(STAMP)  # the same at full size on 500 SR training steps a model -> benchmarks/results/sr_depth.md (~50-60 min idle: 44.5 min measured before the 256x256-input timings were added; +20 min when depth.json is stale; trained models in runs/bench_sr are reused)
 	$(BIN)/python benchmarks/bench_sr_depth.py --fast
 
 bench-sr: $(STAMP)  # SR: params/mult-adds vs papers, PSNR/SSIM vs bicubic after 2000 steps, fp32 + INT8 fps at x4 -> benchmarks/results/sr.md (~1.5-2.5 h idle, estimate)

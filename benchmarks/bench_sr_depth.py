@@ -2,12 +2,12 @@
 
     make bench-sr-depth                              # full: bench_sr.py (2000 steps a model) + depth; ~1.5-2.5 h idle (estimate)
                                                      # (+~20 min when depth.json is stale and bench_depth.py reruns)
-    make bench-sr-depth-fast                         # full-size, 500 SR steps a model: ~35-50 min idle (estimate)
+    make bench-sr-depth-fast                         # full-size, 500 SR steps a model: ~50-60 min idle (44.5 measured with two inputs)
     python benchmarks/bench_sr_depth.py --quick      # end-to-end smoke run (~10 min on a busy machine)
 
 The issue's one file: SR params and mult-adds vs the papers (CARN, CARN-M, EFDN), PSNR/SSIM on the bundled
-test photos beside bicubic after a fixed training budget, fp32 and INT8 latency at x4 for a 256x256 and a
-1280x720 output as fps (one dynamic-size INT8 graph per model, its PSNR drop at three sizes); FCRN params
+test photos beside bicubic after a fixed training budget, fp32 and INT8 latency at x4 for a 256x256 output, a
+256x256 input (1024x1024 output) and a 1280x720 output as fps (one dynamic-size INT8 graph per model, its PSNR drop at three sizes); FCRN params
 vs Laina et al., ORT latency, and the depth metrics on the procedural scenes and the real motorcycle.
 
 SR is run by ``bench_sr.py`` (which also writes sr.md / sr.json, with ``--quick``: sr_quick.*). Depth is
