@@ -117,7 +117,7 @@ bench-depth: $(STAMP)  # FCRN params vs paper, ORT fp32 latency at 228x304, dept
 	$(BIN)/python benchmarks/bench_depth.py
 
 .PHONY: bench-srgan
-bench-srgan: $(STAMP)  # real-time SRGAN: L1 vs distillation vs DRN dual vs GAN at one budget, INT8 drop, fp32 fps -> benchmarks/results/srgan.md (~75 min idle, estimate)
+bench-srgan: $(STAMP)  # real-time SRGAN: L1 vs distillation vs DRN dual vs GAN at one budget, INT8 drop, fp32 fps -> benchmarks/results/srgan.md (58 min measured idle)
 	$(BIN)/python benchmarks/bench_srgan.py
 
 .PHONY: overfit-picodet

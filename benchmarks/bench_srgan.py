@@ -1,6 +1,6 @@
 """Real-time SRGAN, distillation and DRN dual regression benchmark (issue 18) -> benchmarks/results/srgan.md (+ .json).
 
-    make bench-srgan                                # full: 1000 steps a row, ~75 min on an idle 2-core machine (estimate)
+    make bench-srgan                                # full: 1000 steps a row, 58 min measured on the idle 2-core guest
     python benchmarks/bench_srgan.py --quick        # smoke run: 3 steps of batch 4, 64-px crops, 1 s timings
 
 Same budget for every row (``--steps`` of batch 16, 24-px LR patches at x4, Adam 1e-3 halved at 50/75%) on the
