@@ -2,6 +2,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/helpers.py
@@ -18,3 +19,13 @@ torch.set_num_threads(max(1, (os.cpu_count() or 1) // _workers))
 # measure() re-measures a contended measurement after waiting for a quiet machine; never in tests
 # (the suite itself keeps the machine busy), where the flag is still recorded
 os.environ.setdefault("EDGEVISION_QUIET_WAIT_S", "0")
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one intra-op thread for the test (tiny tensors: a second thread only adds synchronisation, 10x slower on a
+    busy machine); use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

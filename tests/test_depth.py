@@ -223,17 +223,23 @@ def test_depth_model_exports_with_dynamic_height_and_width(tmp_path):
     assert list(report.max_relative_error) == ["depth"]
 
 
-def test_cli_deploy_of_a_trained_depth_checkpoint_judges_int8_by_abs_rel(tmp_path, capsys):
-    scenes = [render_scene(i, 32, 32, TINY_BANK)[:2] for i in range(4)]
+def _trained_nyu_checkpoint(tmp_path, height: int, width: int):
+    """(scenes, train result, checkpoint): a tiny FCRN trained one epoch on 2 NYU-layout frames of height x width at a 32x32 crop,
+    saved with the metadata `train --task depth` writes (dataset, training crop, normalisation, depth range); 2 test frames."""
+    scenes = [render_scene(i, height, width, TINY_BANK)[:2] for i in range(4)]
     write_nyu_layout(tmp_path / "nyu", scenes[:2], split="train")
     write_nyu_layout(tmp_path / "nyu", scenes[2:], split="test")
     torch.manual_seed(0)
     tiny = fcrn("fcrn_tiny", "mobilenetv3_small_075", (16, 8, 8, 8, 8))
     result = train_depth(tiny.build(), scenes[:2], scenes[2:], epochs=1, batch_size=2, lr=1e-3, crop=(32, 32), min_depth=1e-3, max_depth=10.0,
                          log=lambda _: None)
-    # the metadata `train --task depth` writes: dataset, training crop, normalisation, depth range
     checkpoint = save(result.model, tmp_path / "m.safetensors", {"task": "depth", "dataset": f"nyu:{tmp_path / 'nyu'}", "min_depth": 1e-3,
                                                                  "max_depth": 10.0, "preprocess": {"crop": [32, 32], "mean": [0.5] * 3, "std": [0.25] * 3}})
+    return scenes, result, checkpoint
+
+
+def test_cli_deploy_of_a_trained_depth_checkpoint_judges_int8_by_abs_rel(tmp_path, capsys):
+    scenes, result, checkpoint = _trained_nyu_checkpoint(tmp_path, 32, 32)
     assert main(["deploy", str(checkpoint), "--max-abs-rel-increase", "0", "--runtimes", "ort", "--no-mixed", "--budget", "0.1", "--out", str(tmp_path / "d")]) == 0
     data = json.loads((tmp_path / "d" / "deploy.json").read_text())
     assert (data["task"], data["metric"], data["budget_option"], data["higher_is_better"]) == ("depth", "abs_rel", "--max-abs-rel-increase", False)
@@ -255,15 +261,7 @@ def test_cli_deploy_of_a_trained_depth_checkpoint_judges_int8_by_abs_rel(tmp_pat
 def test_cli_deploy_dynamic_size_depth_graph_is_verified_on_other_crops_and_whole_frames(tmp_path):
     from edgevision.deploy.tasks import onnx_forward
 
-    scenes = [render_scene(i, 48, 64, TINY_BANK)[:2] for i in range(4)]
-    write_nyu_layout(tmp_path / "nyu", scenes[:2], split="train")
-    write_nyu_layout(tmp_path / "nyu", scenes[2:], split="test")
-    torch.manual_seed(0)
-    tiny = fcrn("fcrn_tiny", "mobilenetv3_small_075", (16, 8, 8, 8, 8))
-    result = train_depth(tiny.build(), scenes[:2], scenes[2:], epochs=1, batch_size=2, lr=1e-3, crop=(32, 32), min_depth=1e-3, max_depth=10.0,
-                         log=lambda _: None)
-    checkpoint = save(result.model, tmp_path / "m.safetensors", {"task": "depth", "dataset": f"nyu:{tmp_path / 'nyu'}", "min_depth": 1e-3,
-                                                                 "max_depth": 10.0, "preprocess": {"crop": [32, 32], "mean": [0.5] * 3, "std": [0.25] * 3}})
+    scenes, result, checkpoint = _trained_nyu_checkpoint(tmp_path, 48, 64)
     assert main(["deploy", str(checkpoint), "--dynamic-size", "--max-abs-rel-increase", "1", "--runtimes", "ort", "--no-mixed", "--budget", "0.1",
                  "--out", str(tmp_path / "d")]) == 0
     data = json.loads((tmp_path / "d" / "deploy.json").read_text())

@@ -19,12 +19,7 @@ from edgevision.super_resolution.resize import imresize
 TINY = DRNSpec(name="tiny_drn", scale=4, scales=(4,), features=4, blocks=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 def _drn_params(f: int, blocks: int, phases: int, reduction: int = 16) -> int:

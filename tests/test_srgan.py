@@ -23,13 +23,7 @@ from edgevision.super_resolution.objectives import matched_taps, relativistic_di
 TINY = SRGANSpec(name="tiny_srgan", scale=2, scales=(2,), channels=8, blocks=2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the tensors here are tiny: a second intra-op thread only adds synchronisation (10x slower on a busy machine)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
 
 
 def _srgan_params(c: int, blocks: int, scale_steps: int) -> int:
