@@ -86,7 +86,7 @@ def test_primal_loss_is_the_sum_over_the_pyramid_and_trains_every_tail():
     hr = torch.rand(2, 3, 32, 32)
     lr = imresize(hr, 1 / 4)
     images = model.forward_pyramid(lr)
-    loss, terms = pixel_loss(images, lr, hr)
+    loss, terms = pixel_loss(images, pyramid_targets(lr, hr, len(images)))
     expected = F.l1_loss(images[0], lr) + F.l1_loss(images[1], imresize(hr, 1 / 2)) + F.l1_loss(images[2], hr)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     assert terms["pixel"].item() == pytest.approx(F.l1_loss(images[2], hr).item(), rel=1e-6)

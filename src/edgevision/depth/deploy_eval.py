@@ -8,6 +8,7 @@ lower-is-better, so the budget is an *increase* (``edgevision deploy --max-abs-r
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -79,9 +80,9 @@ class DepthEvaluator:
         checks = []
         crops = _centre_crop(self.test_frames, other)[:8]
         if crops and other != (height, width):
-            checks.append(SizeCheck(f"{other[0]}x{other[1]} crops", [self._images(crops)], lambda forward, pairs=crops: self.evaluate(forward, pairs)))
+            checks.append(SizeCheck(f"{other[0]}x{other[1]} crops", [self._images(crops)], partial(self.evaluate, pairs=crops)))
         whole = self.test_frames[:whole_frames]
-        checks.append(SizeCheck("whole frames", [self._images([pair]) for pair in whole], lambda forward, pairs=whole: self.evaluate(forward, pairs)))
+        checks.append(SizeCheck("whole frames", [self._images([pair]) for pair in whole], partial(self.evaluate, pairs=whole)))
         return checks
 
 

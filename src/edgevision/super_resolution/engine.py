@@ -13,7 +13,7 @@ from torch import nn
 
 from .data import SRPair, random_patches
 from .metrics import psnr_y, ssim_y
-from .objectives import pixel_loss, primal_images
+from .objectives import pixel_loss, primal_images, pyramid_targets
 from .resize import imresize
 from .tiling import super_resolve
 
@@ -73,7 +73,8 @@ def train_sr(model: nn.Module, train_pairs: list[SRPair], scale: int, config: SR
             group["lr"] = config.lr * decay
         lr, hr = random_patches(train_pairs, config.patch_size, scale, config.batch_size, generator)
         if objectives is None:
-            loss, parts = pixel_loss(primal_images(model, lr), lr, hr)  # L1; a multi-output network (DRN): + its pyramid's
+            images = primal_images(model, lr)
+            loss, parts = pixel_loss(images, pyramid_targets(lr, hr, len(images)))  # L1; a multi-output network (DRN): + its pyramid's
             terms = {name: value.item() for name, value in parts.items()}
         else:
             loss, terms, sr = objectives.generator_loss(model, lr, hr, progress=step / config.steps)

@@ -19,6 +19,7 @@ held-out images whole) before it is accepted. That graph is what tiled inference
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -81,8 +82,10 @@ class SREvaluator:
     def verification_images(self) -> torch.Tensor:
         return torch.stack([p.lr for p in self.held_out[:8]])
 
-    def evaluate(self, forward) -> dict:
-        return {"psnr": mean_psnr(forward, self.held_out, self.scale), "images": len(self.held_out)}
+    def evaluate(self, forward, pairs: list[SRPair] | None = None) -> dict:
+        """Mean Y PSNR on the held-out crops, or on ``pairs`` (any sizes)."""
+        pairs = self.held_out if pairs is None else pairs
+        return {"psnr": mean_psnr(forward, pairs, self.scale), "images": len(pairs)}
 
     def size_checks(self, whole_images: int = 8) -> list:
         """``deploy --dynamic-size``'s checks (:class:`~edgevision.deploy.tasks.SizeCheck`), as ``quantize_sr``'s: centre crops
@@ -94,11 +97,9 @@ class SREvaluator:
         checks = []
         crops = crop_pairs(self.evaluation_pairs, other, self.scale)[:8]
         if crops:
-            checks.append(SizeCheck(f"{other[0]}x{other[1]} crops", [torch.stack([p.lr for p in crops])],
-                                    lambda forward, pairs=crops: {"psnr": mean_psnr(forward, pairs, self.scale), "images": len(pairs)}))
+            checks.append(SizeCheck(f"{other[0]}x{other[1]} crops", [torch.stack([p.lr for p in crops])], partial(self.evaluate, pairs=crops)))
         whole = self.evaluation_pairs[:whole_images]
-        checks.append(SizeCheck("whole images", [p.lr[None] for p in whole],
-                                lambda forward, pairs=whole: {"psnr": mean_psnr(forward, pairs, self.scale), "images": len(pairs)}))
+        checks.append(SizeCheck("whole images", [p.lr[None] for p in whole], partial(self.evaluate, pairs=whole)))
         return checks
 
 

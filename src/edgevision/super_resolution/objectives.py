@@ -17,17 +17,17 @@ Generator loss, per step (``L1`` means mean absolute error):
 
 L_G^Ra (ESRGAN Eq. 2, Wang et al. 2018, BasicSR's form): with C the discriminator's logits and E the
 batch mean, ``(BCE(C(HR) - E[C(SR)], 0) + BCE(C(SR) - E[C(HR)], 1)) / 2``; the discriminator's loss is
-the mirror image on detached SR.
+the mirror image on detached SR. ESRGAN weights it 5e-3 beside L1 1e-2 and a VGG perceptual loss; we have
+no pretrained VGG (nothing is downloaded, and a randomly initialised VGG's features are not perceptual),
+so the generator trains on L1 (+ teacher features) + GAN, with ESRGAN's PSNR-oriented warm-up as
+``gan_start`` (the first fraction of the steps without the adversarial term).
 
 Multi-output networks (DRN, :mod:`.drn`: a model with ``forward_pyramid`` and ``pyramid_steps``) are
 trained as the DRN release trains them: the pixel term is the sum of the L1 of every x2 step's image
 against its target (:func:`pyramid_targets`: the LR input at the LR size, the HR patch MATLAB-bicubic
 resized to each intermediate size, the HR patch), and the dual term has one x2 dual module per step,
 ``sum_k L1(D_k(image_{k+1}), target_k)`` (the release's ``dual_models``, with the primal's
-``dual_features``). The training engine uses the same pyramid pixel term without objectives. ESRGAN weights it 5e-3 beside L1 1e-2 and a VGG perceptual loss; we have
-no pretrained VGG (nothing is downloaded, and a randomly initialised VGG's features are not perceptual),
-so the generator trains on L1 (+ teacher features) + GAN, with ESRGAN's PSNR-oriented warm-up as
-``gan_start`` (the first fraction of the steps without the adversarial term).
+``dual_features``). The training engine uses the same pyramid pixel term without objectives.
 
 Feature distillation: a model offers ``feature_taps()`` (LR-space feature modules, shallow to deep:
 SRGAN's residual blocks, CARN's cascading blocks, EFDN's cells). Student tap i is matched to the teacher
@@ -94,10 +94,10 @@ def pyramid_targets(lr: torch.Tensor, hr: torch.Tensor, images: int) -> list[tor
     return [lr, *middle, hr]
 
 
-def pixel_loss(images: list[torch.Tensor], lr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """(L1 of the final image + the sum of the intermediate images' L1 (DRN's primal loss), {"pixel", ["pyramid"]})."""
-    targets = pyramid_targets(lr, hr, len(images))
-    terms = {"pixel": F.l1_loss(images[-1], hr)}
+def pixel_loss(images: list[torch.Tensor], targets: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(L1 of the final image + the sum of the intermediate images' L1 (DRN's primal loss), {"pixel", ["pyramid"]});
+    ``targets`` from :func:`pyramid_targets`, one per image."""
+    terms = {"pixel": F.l1_loss(images[-1], targets[-1])}
     total = terms["pixel"]
     if len(images) > 1:
         terms["pyramid"] = torch.stack([F.l1_loss(image, target) for image, target in zip(images[:-1], targets[:-1])]).sum()
@@ -194,7 +194,8 @@ class SRObjectives(nn.Module):
         with _capture(student_taps) as student_features:
             images = primal_images(student, lr)
         sr = images[-1]
-        pixel, terms = pixel_loss(images, lr, hr)
+        targets = pyramid_targets(lr, hr, len(images))  # once a step: the pixel and the dual terms read them
+        pixel, terms = pixel_loss(images, targets)
         total = config.pixel_weight * pixel
         teacher = self.teacher
         if teacher is not None:
@@ -208,7 +209,6 @@ class SRObjectives(nn.Module):
                                                 for adapter, (s, t) in zip(self.adapters, self.pairs)]).mean()
                 total = total + config.feature_weight * terms["feature"]
         if isinstance(self.dual, nn.ModuleList):  # DRN: step k+1's image back to step k's target
-            targets = pyramid_targets(lr, hr, len(images))
             terms["dual"] = torch.stack([F.l1_loss(dual(image), target) for dual, image, target in zip(self.dual, images[1:], targets)]).sum()
             total = total + config.dual_weight * terms["dual"]
         elif self.dual is not None:
